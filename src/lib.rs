@@ -1,0 +1,2 @@
+//! deployer: a declarative provisioning engine that runs Ansible-layout projects.
+pub mod vault;

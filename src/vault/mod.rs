@@ -1,0 +1,1 @@
+//! ansible-vault compatible encryption (owned by the vault work).
