@@ -1,0 +1,3 @@
+//! Modules: each one turns desired arguments and observed state into a plan,
+//! then applies it.
+pub mod args;
