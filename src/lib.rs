@@ -1,3 +1,8 @@
 //! deployer: a declarative provisioning engine that runs Ansible-layout projects.
 pub mod modules;
+pub mod project;
+pub mod secrets;
+pub mod template;
+pub mod vars;
 pub mod vault;
+pub mod yaml;

@@ -1,0 +1,609 @@
+//! Loading a project: inventory, playbooks, plays, roles, tasks and handlers.
+//! Everything is checked here, before any host is contacted.
+
+pub mod inventory;
+pub mod task;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use crate::yaml::{self, Loc, LocatedError, Node, Yaml};
+pub use inventory::{Inventory, Vars};
+pub use task::{Scope, Task, TaskKind};
+
+#[derive(Debug)]
+pub struct Role {
+    pub name: String,
+    pub path: PathBuf,
+    pub defaults: Vars,
+    pub vars: Vars,
+    /// Parameters given where the role is used (`roles: [{role: x, foo: 1}]`).
+    pub params: Vars,
+    pub parent: Option<Arc<Role>>,
+}
+
+impl Role {
+    /// The role and the roles it was pulled in by, innermost first.
+    pub fn chain(self: &Arc<Role>) -> Vec<Arc<Role>> {
+        let mut out = vec![self.clone()];
+        let mut cur = self.parent.clone();
+        while let Some(r) = cur {
+            cur = r.parent.clone();
+            out.push(r);
+        }
+        out
+    }
+}
+
+#[derive(Debug)]
+pub struct Play {
+    pub name: String,
+    pub loc: Loc,
+    pub hosts: String,
+    pub vars: Vars,
+    pub vars_files: Vec<(String, Loc)>,
+    pub use_become: bool,
+    pub become_user: Option<String>,
+    pub gather_facts: bool,
+    pub tags: Vec<String>,
+    pub tasks: Vec<Task>,
+    pub handlers: Vec<Task>,
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct Playbook {
+    pub path: PathBuf,
+    pub plays: Vec<Play>,
+}
+
+const PLAY_KEYS: &[&str] = &[
+    "name",
+    "hosts",
+    "roles",
+    "pre_tasks",
+    "tasks",
+    "post_tasks",
+    "handlers",
+    "vars",
+    "vars_files",
+    "become",
+    "become_user",
+    "become_method",
+    "gather_facts",
+    "tags",
+    "any_errors_fatal",
+    "serial",
+    "strategy",
+];
+
+pub fn load_playbook(path: &Path) -> Result<Playbook, LocatedError> {
+    let mut plays = Vec::new();
+    load_playbook_into(path, &mut plays, &mut Vec::new())?;
+    Ok(Playbook {
+        path: path.to_path_buf(),
+        plays,
+    })
+}
+
+fn load_playbook_into(
+    path: &Path,
+    plays: &mut Vec<Play>,
+    stack: &mut Vec<PathBuf>,
+) -> Result<(), LocatedError> {
+    if stack.iter().any(|p| p == path) {
+        return Err(LocatedError::new(
+            &Loc::file_only(path),
+            "import_playbook cycle",
+        ));
+    }
+    stack.push(path.to_path_buf());
+    let root = yaml::load_file(path)?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    for play in root.expect_seq("a playbook (a list of plays)")? {
+        if let Some(imp) = play
+            .get("import_playbook")
+            .or_else(|| play.get("ansible.builtin.import_playbook"))
+        {
+            let file = imp.expect_str("a playbook path")?;
+            load_playbook_into(&base_dir.join(file), plays, stack)?;
+            continue;
+        }
+        plays.push(load_play(play, &base_dir)?);
+    }
+    stack.pop();
+    Ok(())
+}
+
+fn load_play(node: &Node, base_dir: &Path) -> Result<Play, LocatedError> {
+    let entries = node.expect_map("a play")?;
+    for (k, v) in &entries {
+        if !PLAY_KEYS.contains(k) {
+            return Err(LocatedError::new(
+                &v.loc,
+                format!(
+                    "unknown play keyword '{k}' (expected one of: {})",
+                    PLAY_KEYS.join(", ")
+                ),
+            ));
+        }
+    }
+    let get = |k: &str| node.get(k);
+    let hosts = get("hosts")
+        .ok_or_else(|| LocatedError::new(&node.loc, "a play needs `hosts`"))?
+        .expect_str_list("a host pattern")?
+        .join(":");
+    let name = match get("name") {
+        Some(n) => n.expect_str("a play name")?,
+        None => hosts.clone(),
+    };
+    let vars = match get("vars") {
+        Some(v) => inventory::vars_from_map(v, "play vars")?,
+        None => Vars::new(),
+    };
+    let mut vars_files = Vec::new();
+    if let Some(vf) = get("vars_files") {
+        for f in vf.expect_seq("vars_files")? {
+            vars_files.push((f.expect_str("a vars file path")?, f.loc.clone()));
+        }
+    }
+    let use_become = get("become")
+        .map(|b| task::expect_bool(b, "become"))
+        .transpose()?
+        .unwrap_or(false);
+    let become_user = get("become_user")
+        .map(|b| b.expect_str("become_user"))
+        .transpose()?;
+    let gather_facts = get("gather_facts")
+        .map(|b| task::expect_bool(b, "gather_facts"))
+        .transpose()?
+        .unwrap_or(true);
+    let tags = get("tags")
+        .map(|t| t.expect_str_list("a tag"))
+        .transpose()?
+        .unwrap_or_default();
+    for unsupported in ["serial", "strategy", "any_errors_fatal"] {
+        if let Some(v) = get(unsupported) {
+            return Err(LocatedError::new(
+                &v.loc,
+                format!("the play keyword '{unsupported}' is not supported by deployer yet"),
+            ));
+        }
+    }
+    if let Some(m) = get("become_method") {
+        if m.expect_str("become_method")? != "sudo" {
+            return Err(LocatedError::new(
+                &m.loc,
+                "only become_method: sudo is supported",
+            ));
+        }
+    }
+
+    let play_scope = Arc::new(Scope {
+        role: None,
+        vars: Vec::new(),
+        base_dir: base_dir.to_path_buf(),
+    });
+    let roles_dirs = vec![base_dir.join("roles"), base_dir.join("..").join("roles")];
+    let mut ctx = LoadCtx {
+        roles_dirs,
+        role_stack: Vec::new(),
+    };
+
+    let mut tasks = Vec::new();
+    let mut handlers = Vec::new();
+    if let Some(pre) = get("pre_tasks") {
+        tasks.extend(ctx.parse_tasks(pre, &play_scope, false)?);
+    }
+    if let Some(roles) = get("roles") {
+        for r in roles.expect_seq("a list of roles")? {
+            let (name, params, role_tags, when) = role_ref(r)?;
+            let (mut rt, rh) = ctx.load_role(&name, &r.loc, params, None, "main")?;
+            for t in &mut rt {
+                for tag in &role_tags {
+                    if !t.tags.contains(tag) {
+                        t.tags.push(tag.clone());
+                    }
+                }
+                let mut w = when.clone();
+                w.append(&mut t.when);
+                t.when = w;
+            }
+            tasks.extend(rt);
+            handlers.extend(rh);
+        }
+    }
+    if let Some(t) = get("tasks") {
+        tasks.extend(ctx.parse_tasks(t, &play_scope, false)?);
+    }
+    if let Some(t) = get("post_tasks") {
+        tasks.extend(ctx.parse_tasks(t, &play_scope, false)?);
+    }
+    if let Some(h) = get("handlers") {
+        handlers.extend(ctx.parse_tasks(h, &play_scope, true)?);
+    }
+    // Play tags apply to every task in the play.
+    for t in tasks.iter_mut() {
+        for tag in &tags {
+            if !t.tags.contains(tag) {
+                t.tags.push(tag.clone());
+            }
+        }
+    }
+    check_notifications(&tasks, &handlers)?;
+    Ok(Play {
+        name,
+        loc: node.loc.clone(),
+        hosts,
+        vars,
+        vars_files,
+        use_become,
+        become_user,
+        gather_facts,
+        tags,
+        tasks,
+        handlers,
+        base_dir: base_dir.to_path_buf(),
+    })
+}
+
+/// A notify that no handler answers to is an error at load time (Ansible fails at
+/// run time, when the task changes; we fail before touching any host).
+fn check_notifications(tasks: &[Task], handlers: &[Task]) -> Result<(), LocatedError> {
+    fn walk<'a>(ts: &'a [Task], out: &mut Vec<&'a Task>) {
+        for t in ts {
+            out.push(t);
+            match &t.kind {
+                TaskKind::Block {
+                    block,
+                    rescue,
+                    always,
+                } => {
+                    walk(block, out);
+                    walk(rescue, out);
+                    walk(always, out);
+                }
+                TaskKind::IncludeTasks {
+                    tasks: Some(inner), ..
+                } => walk(inner, out),
+                _ => {}
+            }
+        }
+    }
+    let mut all = Vec::new();
+    walk(tasks, &mut all);
+    walk(handlers, &mut all);
+    let mut hs = Vec::new();
+    walk(handlers, &mut hs);
+    for t in all {
+        for n in &t.notify {
+            let found = hs
+                .iter()
+                .any(|h| h.name.as_deref() == Some(n.as_str()) || h.listen.iter().any(|l| l == n));
+            if !found && !n.contains("{{") {
+                return Err(LocatedError::new(
+                    &t.loc,
+                    format!(
+                        "task '{}' notifies '{n}', but no handler has that name or listens to it",
+                        t.display_name()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+type RoleRef = (String, Vars, Vec<String>, Vec<String>);
+
+fn role_ref(r: &Node) -> Result<RoleRef, LocatedError> {
+    match &r.value {
+        Yaml::Str(s) => Ok((s.clone(), Vars::new(), Vec::new(), Vec::new())),
+        Yaml::Map(_) => {
+            let mut name = None;
+            let mut params = Vars::new();
+            let mut tags = Vec::new();
+            let mut when = Vec::new();
+            for (k, v) in r.expect_map("a role reference")? {
+                match k {
+                    "role" | "name" => name = Some(v.expect_str("a role name")?),
+                    "tags" => tags = v.expect_str_list("a tag")?,
+                    "when" => when = task::conditions(v)?,
+                    "vars" => {
+                        for (vk, vv) in inventory::vars_from_map(v, "role vars")? {
+                            params.insert(vk, vv);
+                        }
+                    }
+                    "become" | "become_user" | "delegate_to" | "ignore_errors" => {
+                        return Err(LocatedError::new(
+                            &v.loc,
+                            format!(
+                                "'{k}' on a role reference is not supported yet; set it in the play"
+                            ),
+                        ));
+                    }
+                    other => {
+                        params.insert(other.to_string(), v.clone());
+                    }
+                }
+            }
+            let name =
+                name.ok_or_else(|| LocatedError::new(&r.loc, "a role reference needs `role:`"))?;
+            Ok((name, params, tags, when))
+        }
+        _ => Err(LocatedError::new(
+            &r.loc,
+            format!("expected a role name or mapping, got {}", r.kind()),
+        )),
+    }
+}
+
+struct LoadCtx {
+    roles_dirs: Vec<PathBuf>,
+    role_stack: Vec<String>,
+}
+
+impl LoadCtx {
+    fn parse_tasks(
+        &mut self,
+        node: &Node,
+        scope: &Arc<Scope>,
+        is_handler: bool,
+    ) -> Result<Vec<Task>, LocatedError> {
+        let (dirs, st) = (self.roles_dirs.clone(), self.role_stack.clone());
+        let mut load_file =
+            move |n: &Node, file: &str, scope: &Arc<Scope>| -> Result<Vec<Task>, LocatedError> {
+                load_task_file(n, file, scope, &dirs, &st)
+            };
+        let roles_dirs = self.roles_dirs.clone();
+        let stack = self.role_stack.clone();
+        let mut load_role = |n: &Node,
+                             name: &str,
+                             scope: &Arc<Scope>|
+         -> Result<Vec<Task>, LocatedError> {
+            let mut sub = LoadCtx {
+                roles_dirs: roles_dirs.clone(),
+                role_stack: stack.clone(),
+            };
+            let tasks_from = n
+                .get("tasks_from")
+                .map(|t| t.expect_str("tasks_from"))
+                .transpose()?;
+            let (t, h) = sub.load_role(
+                name,
+                &n.loc,
+                Vars::new(),
+                scope.role.clone(),
+                tasks_from.as_deref().unwrap_or("main"),
+            )?;
+            if !h.is_empty() {
+                return Err(LocatedError::new(
+                    &n.loc,
+                    format!(
+                        "role '{name}' has handlers; use it under `roles:` so its handlers are part of the play"
+                    ),
+                ));
+            }
+            Ok(t)
+        };
+        let mut loader = task::TaskLoader {
+            load_file: &mut load_file,
+            load_role: &mut load_role,
+        };
+        task::parse_tasks(node, scope, &mut loader, is_handler)
+    }
+
+    fn find_role(&self, name: &str, loc: &Loc) -> Result<PathBuf, LocatedError> {
+        for d in &self.roles_dirs {
+            let p = d.join(name);
+            if p.is_dir() {
+                return Ok(p.canonicalize().unwrap_or(p));
+            }
+        }
+        Err(LocatedError::new(
+            loc,
+            format!(
+                "role '{name}' not found (looked in {})",
+                self.roles_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ))
+    }
+
+    /// Loads a role and its `meta/main.yml` dependencies (dependencies first).
+    fn load_role(
+        &mut self,
+        name: &str,
+        loc: &Loc,
+        params: Vars,
+        parent: Option<Arc<Role>>,
+        tasks_from: &str,
+    ) -> Result<(Vec<Task>, Vec<Task>), LocatedError> {
+        if self.role_stack.iter().any(|r| r == name) {
+            return Err(LocatedError::new(
+                loc,
+                format!(
+                    "role dependency cycle: {} -> {name}",
+                    self.role_stack.join(" -> ")
+                ),
+            ));
+        }
+        let path = self.find_role(name, loc)?;
+        let defaults = inventory::load_vars_entry(&path.join("defaults"), "main")?;
+        let vars = inventory::load_vars_entry(&path.join("vars"), "main")?;
+        let role = Arc::new(Role {
+            name: name.to_string(),
+            path: path.clone(),
+            defaults,
+            vars,
+            params,
+            parent,
+        });
+        self.role_stack.push(name.to_string());
+        let mut tasks = Vec::new();
+        let mut handlers = Vec::new();
+        let meta = find_yaml(&path.join("meta"), "main");
+        if let Some(meta) = meta {
+            let m = yaml::load_file(&meta)?;
+            if let Some(deps) = m.get("dependencies") {
+                if !deps.is_null() {
+                    for d in deps.expect_seq("role dependencies")? {
+                        let (dname, dparams, dtags, dwhen) = role_ref(d)?;
+                        let (mut dt, dh) = self.load_role(&dname, &d.loc, dparams, None, "main")?;
+                        for t in &mut dt {
+                            t.tags.extend(dtags.iter().cloned());
+                            let mut w = dwhen.clone();
+                            w.append(&mut t.when);
+                            t.when = w;
+                        }
+                        tasks.extend(dt);
+                        handlers.extend(dh);
+                    }
+                }
+            }
+        }
+        let scope = Arc::new(Scope {
+            role: Some(role.clone()),
+            vars: Vec::new(),
+            base_dir: path.join("tasks"),
+        });
+        match find_yaml(&path.join("tasks"), tasks_from) {
+            Some(f) => {
+                let node = yaml::load_file(&f)?;
+                tasks.extend(self.parse_tasks(&node, &scope, false)?);
+            }
+            None if tasks_from != "main" => {
+                return Err(LocatedError::new(
+                    loc,
+                    format!("role '{name}' has no tasks/{tasks_from}.yml"),
+                ));
+            }
+            None => {}
+        }
+        if let Some(f) = find_yaml(&path.join("handlers"), "main") {
+            let node = yaml::load_file(&f)?;
+            let hscope = Arc::new(Scope {
+                role: Some(role.clone()),
+                vars: Vec::new(),
+                base_dir: path.join("handlers"),
+            });
+            handlers.extend(self.parse_tasks(&node, &hscope, true)?);
+        }
+        self.role_stack.pop();
+        Ok((tasks, handlers))
+    }
+}
+
+fn find_yaml(dir: &Path, stem: &str) -> Option<PathBuf> {
+    for cand in [
+        format!("{stem}.yml"),
+        format!("{stem}.yaml"),
+        stem.to_string(),
+    ] {
+        let p = dir.join(&cand);
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    None
+}
+
+fn load_task_file(
+    at: &Node,
+    file: &str,
+    scope: &Arc<Scope>,
+    roles_dirs: &[PathBuf],
+    role_stack: &[String],
+) -> Result<Vec<Task>, LocatedError> {
+    let mut cands = vec![scope.base_dir.join(file)];
+    if let Some(role) = &scope.role {
+        cands.push(role.path.join("tasks").join(file));
+    }
+    let path = cands.iter().find(|p| p.is_file()).ok_or_else(|| {
+        LocatedError::new(
+            &at.loc,
+            format!(
+                "task file '{file}' not found (looked at {})",
+                cands
+                    .iter()
+                    .map(|c| c.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })?;
+    let node = yaml::load_file(path)?;
+    let inner = Arc::new(Scope {
+        role: scope.role.clone(),
+        vars: scope.vars.clone(),
+        base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+    });
+    let mut ctx = LoadCtx {
+        roles_dirs: roles_dirs.to_vec(),
+        role_stack: role_stack.to_vec(),
+    };
+    ctx.parse_tasks(&node, &inner, false)
+}
+
+/// Extra vars from `-e key=value`, `-e '{"json": 1}'` and `-e @file.yml`.
+pub fn parse_extra_vars(items: &[String]) -> Result<Vars, LocatedError> {
+    let mut out = Vars::new();
+    for item in items {
+        let cli = Path::new("<command line -e>");
+        if let Some(file) = item.strip_prefix('@') {
+            for (k, v) in inventory::load_vars_file(Path::new(file))? {
+                out.insert(k, v);
+            }
+        } else if item.trim_start().starts_with('{') {
+            let node = yaml::parse_str(item, cli)?;
+            for (k, v) in inventory::vars_from_map(&node, "extra vars")? {
+                out.insert(k, v);
+            }
+        } else {
+            let words = inventory::shlex_split(item).ok_or_else(|| {
+                LocatedError::new(&Loc::file_only(cli), "unbalanced quotes in -e")
+            })?;
+            for w in words {
+                let (k, v) = w.split_once('=').ok_or_else(|| {
+                    LocatedError::new(
+                        &Loc::file_only(cli),
+                        format!("expected -e key=value, -e @file or -e '{{...}}', got '{w}'"),
+                    )
+                })?;
+                out.insert(
+                    k.to_string(),
+                    Node {
+                        value: Yaml::Str(v.to_string()),
+                        loc: Loc::file_only(cli),
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Counts what the loader produced, for `deployer inventory`-style summaries.
+pub fn count_tasks(tasks: &[Task]) -> usize {
+    tasks
+        .iter()
+        .map(|t| match &t.kind {
+            TaskKind::Block {
+                block,
+                rescue,
+                always,
+            } => count_tasks(block) + count_tasks(rescue) + count_tasks(always),
+            TaskKind::IncludeTasks {
+                tasks: Some(inner), ..
+            } => 1 + count_tasks(inner),
+            _ => 1,
+        })
+        .sum()
+}
+
+pub type GroupMap = IndexMap<String, Vec<String>>;

@@ -1,0 +1,692 @@
+//! Tasks, blocks and handlers as loaded: keywords checked, the module and its
+//! arguments found, and block-level keywords pushed down into their tasks.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::yaml::{Loc, LocatedError, Node, Yaml};
+
+use super::inventory::Vars;
+
+/// Where a task came from: the role chain (for `templates/` and `files/` lookups
+/// and role variables) and the vars of enclosing blocks.
+#[derive(Debug, Default)]
+pub struct Scope {
+    pub role: Option<Arc<super::Role>>,
+    /// Vars of enclosing blocks and includes, outermost first.
+    pub vars: Vec<Vars>,
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub enum TaskKind {
+    Module {
+        name: String,
+        args: Node,
+    },
+    Block {
+        block: Vec<Task>,
+        rescue: Vec<Task>,
+        always: Vec<Task>,
+    },
+    /// `include_tasks`: loaded when the play is loaded if its file name is fixed,
+    /// run as one unit whose `when` is evaluated once.
+    IncludeTasks {
+        file: String,
+        tasks: Option<Vec<Task>>,
+    },
+    FlushHandlers,
+    /// `meta: noop` and friends that change nothing.
+    MetaNoop,
+    EndPlay,
+    EndHost,
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub name: Option<String>,
+    pub loc: Loc,
+    pub kind: TaskKind,
+    pub when: Vec<String>,
+    pub loop_items: Option<Node>,
+    pub loop_var: String,
+    pub index_var: Option<String>,
+    pub loop_label: Option<String>,
+    pub register: Option<String>,
+    pub notify: Vec<String>,
+    pub listen: Vec<String>,
+    pub changed_when: Option<Vec<String>>,
+    pub failed_when: Option<Vec<String>>,
+    pub ignore_errors: bool,
+    pub tags: Vec<String>,
+    pub no_log: bool,
+    pub use_become: Option<bool>,
+    pub become_user: Option<String>,
+    pub check_mode: Option<bool>,
+    pub diff: Option<bool>,
+    pub run_once: bool,
+    pub delegate_to: Option<String>,
+    pub vars: Vars,
+    pub scope: Arc<Scope>,
+}
+
+impl Task {
+    pub fn display_name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        match &self.kind {
+            TaskKind::Module { name, .. } => name.clone(),
+            TaskKind::Block { .. } => "block".into(),
+            TaskKind::IncludeTasks { file, .. } => format!("include_tasks {file}"),
+            TaskKind::FlushHandlers => "meta: flush_handlers".into(),
+            TaskKind::MetaNoop => "meta".into(),
+            TaskKind::EndPlay => "meta: end_play".into(),
+            TaskKind::EndHost => "meta: end_host".into(),
+        }
+    }
+}
+
+/// Modules deployer implements, by short name.
+pub const MODULES: &[&str] = &[
+    "template",
+    "copy",
+    "file",
+    "lineinfile",
+    "blockinfile",
+    "command",
+    "shell",
+    "stat",
+    "debug",
+    "assert",
+    "fail",
+    "set_fact",
+    "wait_for",
+    "uri",
+    "pause",
+    "ping",
+];
+
+/// Modules an Ansible project may name that deployer knows but does not run yet:
+/// loading fails with this message instead of silently skipping them.
+pub const NOT_YET: &[(&str, &str)] = &[
+    (
+        "community.docker.docker_compose_v2",
+        "native compose convergence is not implemented yet (issue 4)",
+    ),
+    (
+        "docker_compose_v2",
+        "native compose convergence is not implemented yet (issue 4)",
+    ),
+];
+
+const TASK_KEYWORDS: &[&str] = &[
+    "name",
+    "when",
+    "loop",
+    "with_items",
+    "with_list",
+    "loop_control",
+    "register",
+    "notify",
+    "listen",
+    "changed_when",
+    "failed_when",
+    "ignore_errors",
+    "tags",
+    "no_log",
+    "become",
+    "become_user",
+    "become_method",
+    "check_mode",
+    "diff",
+    "run_once",
+    "delegate_to",
+    "vars",
+    "args",
+    "block",
+    "rescue",
+    "always",
+    "environment",
+    "remote_user",
+    "any_errors_fatal",
+];
+
+/// Maps `ansible.builtin.copy` / `ansible.legacy.copy` / `copy` to `copy`.
+pub fn module_short_name(key: &str) -> Option<&'static str> {
+    let short = key
+        .strip_prefix("ansible.builtin.")
+        .or_else(|| key.strip_prefix("ansible.legacy."))
+        .unwrap_or(key);
+    MODULES.iter().copied().find(|m| *m == short)
+}
+
+pub struct TaskLoader<'a> {
+    pub load_file: &'a mut dyn FnMut(&Node, &str, &Arc<Scope>) -> Result<Vec<Task>, LocatedError>,
+    pub load_role: &'a mut dyn FnMut(&Node, &str, &Arc<Scope>) -> Result<Vec<Task>, LocatedError>,
+}
+
+pub fn parse_tasks(
+    list: &Node,
+    scope: &Arc<Scope>,
+    loader: &mut TaskLoader<'_>,
+    is_handler: bool,
+) -> Result<Vec<Task>, LocatedError> {
+    if list.is_null() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for item in list.expect_seq("a list of tasks")? {
+        out.extend(parse_task(item, scope, loader, is_handler)?);
+    }
+    Ok(out)
+}
+
+fn parse_task(
+    node: &Node,
+    scope: &Arc<Scope>,
+    loader: &mut TaskLoader<'_>,
+    is_handler: bool,
+) -> Result<Vec<Task>, LocatedError> {
+    let entries = node.expect_map("a task")?;
+    let mut task = Task {
+        name: None,
+        loc: node.loc.clone(),
+        kind: TaskKind::MetaNoop,
+        when: Vec::new(),
+        loop_items: None,
+        loop_var: "item".into(),
+        index_var: None,
+        loop_label: None,
+        register: None,
+        notify: Vec::new(),
+        listen: Vec::new(),
+        changed_when: None,
+        failed_when: None,
+        ignore_errors: false,
+        tags: Vec::new(),
+        no_log: false,
+        use_become: None,
+        become_user: None,
+        check_mode: None,
+        diff: None,
+        run_once: false,
+        delegate_to: None,
+        vars: Vars::new(),
+        scope: scope.clone(),
+    };
+    let mut module: Option<(String, Node)> = None;
+    let mut args_kw: Option<Node> = None;
+    let (mut block, mut rescue, mut always) = (None, None, None);
+    let mut static_import: Option<(String, Node)> = None;
+    for (key, value) in &entries {
+        let key = *key;
+        match key {
+            "name" => task.name = Some(value.expect_str("a task name")?),
+            "when" => task.when = conditions(value)?,
+            "loop" | "with_items" | "with_list" => {
+                if task.loop_items.is_some() {
+                    return Err(LocatedError::new(
+                        &value.loc,
+                        "a task can have only one of loop / with_items",
+                    ));
+                }
+                task.loop_items = Some(if key == "with_items" {
+                    flatten_once(value)
+                } else {
+                    (*value).clone()
+                });
+            }
+            "loop_control" => {
+                for (k, v) in value.expect_map("loop_control")? {
+                    match k {
+                        "loop_var" => task.loop_var = v.expect_str("loop_var")?,
+                        "index_var" => task.index_var = Some(v.expect_str("index_var")?),
+                        "label" => task.loop_label = Some(v.expect_str("label")?),
+                        "pause" | "extended" => {}
+                        other => {
+                            return Err(LocatedError::new(
+                                &v.loc,
+                                format!(
+                                    "unknown loop_control key '{other}': expected loop_var, index_var, label"
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+            "register" => task.register = Some(value.expect_str("a variable name")?),
+            "notify" => task.notify = value.expect_str_list("a handler name")?,
+            "listen" if is_handler => task.listen = value.expect_str_list("a topic")?,
+            "changed_when" => task.changed_when = Some(conditions(value)?),
+            "failed_when" => task.failed_when = Some(conditions(value)?),
+            "ignore_errors" => task.ignore_errors = expect_bool(value, "ignore_errors")?,
+            "tags" => task.tags = value.expect_str_list("a tag")?,
+            "no_log" => task.no_log = expect_bool(value, "no_log")?,
+            "become" => task.use_become = Some(expect_bool(value, "become")?),
+            "become_user" => task.become_user = Some(value.expect_str("become_user")?),
+            "become_method" => {
+                let m = value.expect_str("become_method")?;
+                if m != "sudo" {
+                    return Err(LocatedError::new(
+                        &value.loc,
+                        format!("become_method '{m}' is not supported: only sudo"),
+                    ));
+                }
+            }
+            "check_mode" => task.check_mode = Some(expect_bool(value, "check_mode")?),
+            "diff" => task.diff = Some(expect_bool(value, "diff")?),
+            "run_once" => task.run_once = expect_bool(value, "run_once")?,
+            "delegate_to" => {
+                let d = value.expect_str("delegate_to")?;
+                if d != "localhost" && d != "127.0.0.1" {
+                    return Err(LocatedError::new(
+                        &value.loc,
+                        format!("delegate_to '{d}' is not supported: only localhost"),
+                    ));
+                }
+                task.delegate_to = Some(d);
+            }
+            "vars" => task.vars = super::inventory::vars_from_map(value, "task vars")?,
+            "args" => args_kw = Some((*value).clone()),
+            "block" => block = Some((*value).clone()),
+            "rescue" => rescue = Some((*value).clone()),
+            "always" => always = Some((*value).clone()),
+            "environment" | "remote_user" | "any_errors_fatal" => {
+                return Err(LocatedError::new(
+                    &value.loc,
+                    format!("the task keyword '{key}' is not supported by deployer yet"),
+                ));
+            }
+            "import_tasks"
+            | "include_tasks"
+            | "ansible.builtin.import_tasks"
+            | "ansible.builtin.include_tasks" => {
+                set_module(&mut module, key, value)?;
+            }
+            "import_role"
+            | "include_role"
+            | "ansible.builtin.import_role"
+            | "ansible.builtin.include_role" => {
+                set_module(&mut module, key, value)?;
+            }
+            "meta" | "ansible.builtin.meta" => set_module(&mut module, key, value)?,
+            "local_action" => {
+                return Err(LocatedError::new(
+                    &value.loc,
+                    "local_action is not supported: use delegate_to: localhost",
+                ));
+            }
+            _ => {
+                if module_short_name(key).is_some() {
+                    set_module(&mut module, key, value)?;
+                } else if let Some((_, why)) = NOT_YET.iter().find(|(m, _)| *m == key) {
+                    return Err(LocatedError::new(
+                        &key_loc(node, key),
+                        format!("module '{key}': {why}"),
+                    ));
+                } else {
+                    let known = TASK_KEYWORDS.contains(&key);
+                    let msg = if known {
+                        format!("'{key}' is not valid here")
+                    } else {
+                        format!(
+                            "unknown keyword or module '{key}' (modules: {}; task keywords: {})",
+                            MODULES.join(", "),
+                            TASK_KEYWORDS.join(", ")
+                        )
+                    };
+                    return Err(LocatedError::new(&key_loc(node, key), msg));
+                }
+            }
+        }
+    }
+    if let Some(b) = block {
+        if module.is_some() {
+            return Err(LocatedError::new(
+                &node.loc,
+                "a block cannot also name a module",
+            ));
+        }
+        let inner = Arc::new(Scope {
+            role: scope.role.clone(),
+            vars: {
+                let mut v = scope.vars.clone();
+                if !task.vars.is_empty() {
+                    v.push(std::mem::take(&mut task.vars));
+                }
+                v
+            },
+            base_dir: scope.base_dir.clone(),
+        });
+        let parse =
+            |n: Option<Node>, loader: &mut TaskLoader<'_>| -> Result<Vec<Task>, LocatedError> {
+                let Some(n) = n else { return Ok(Vec::new()) };
+                let mut ts = parse_tasks(&n, &inner, loader, is_handler)?;
+                for t in &mut ts {
+                    inherit(t, &task);
+                }
+                Ok(ts)
+            };
+        let block = parse(Some(b), loader)?;
+        let rescue = parse(rescue, loader)?;
+        let always = parse(always, loader)?;
+        // The block's own `when` and tags were pushed into its tasks.
+        task.when.clear();
+        task.kind = TaskKind::Block {
+            block,
+            rescue,
+            always,
+        };
+        return Ok(vec![task]);
+    }
+    if rescue.is_some() || always.is_some() {
+        return Err(LocatedError::new(&node.loc, "rescue/always need a block"));
+    }
+    let Some((mkey, mval)) = module else {
+        return Err(LocatedError::new(
+            &node.loc,
+            "this task names no module (expected one of: ".to_string() + &MODULES.join(", ") + ")",
+        ));
+    };
+    let short = mkey
+        .strip_prefix("ansible.builtin.")
+        .unwrap_or(&mkey)
+        .to_string();
+    match short.as_str() {
+        "import_tasks" | "include_tasks" => {
+            let file = match &mval.value {
+                Yaml::Map(_) => mval
+                    .get("file")
+                    .map(|f| f.expect_str("file"))
+                    .transpose()?
+                    .ok_or_else(|| {
+                        LocatedError::new(&mval.loc, format!("{short} needs a file name"))
+                    })?,
+                _ => mval.expect_str("a task file name")?,
+            };
+            if short == "import_tasks" || !file.contains("{{") {
+                let inner = Arc::new(Scope {
+                    role: scope.role.clone(),
+                    vars: {
+                        let mut v = scope.vars.clone();
+                        if !task.vars.is_empty() {
+                            v.push(task.vars.clone());
+                        }
+                        v
+                    },
+                    base_dir: scope.base_dir.clone(),
+                });
+                let mut tasks = (loader.load_file)(&mval, &file, &inner)?;
+                if short == "import_tasks" {
+                    for t in &mut tasks {
+                        inherit(t, &task);
+                    }
+                    return Ok(tasks);
+                }
+                task.kind = TaskKind::IncludeTasks {
+                    file,
+                    tasks: Some(tasks),
+                };
+            } else {
+                task.kind = TaskKind::IncludeTasks { file, tasks: None };
+            }
+        }
+        "import_role" | "include_role" => {
+            let name = mval
+                .get("name")
+                .ok_or_else(|| LocatedError::new(&mval.loc, format!("{short} needs a role name")))?
+                .expect_str("a role name")?;
+            for (k, v) in mval.expect_map(&short)? {
+                if !matches!(k, "name" | "tasks_from" | "public" | "apply") {
+                    return Err(LocatedError::new(
+                        &v.loc,
+                        format!("unknown {short} argument '{k}': expected name, tasks_from"),
+                    ));
+                }
+            }
+            static_import = Some((name, mval.clone()));
+        }
+        "meta" => {
+            let what = mval.expect_str("a meta action")?;
+            task.kind = match what.as_str() {
+                "flush_handlers" => TaskKind::FlushHandlers,
+                "noop" | "clear_facts" | "refresh_inventory" => TaskKind::MetaNoop,
+                "end_play" => TaskKind::EndPlay,
+                "end_host" => TaskKind::EndHost,
+                other => {
+                    return Err(LocatedError::new(
+                        &mval.loc,
+                        format!(
+                            "meta action '{other}' is not supported (flush_handlers, noop, end_play, end_host)"
+                        ),
+                    ));
+                }
+            };
+        }
+        _ => {
+            let name = module_short_name(&mkey).unwrap_or("").to_string();
+            let args = merge_args(&name, &mval, args_kw.as_ref())?;
+            task.kind = TaskKind::Module { name, args };
+        }
+    }
+    if let Some((role, mval)) = static_import {
+        let mut tasks = (loader.load_role)(&mval, &role, scope)?;
+        for t in &mut tasks {
+            inherit(t, &task);
+        }
+        return Ok(tasks);
+    }
+    Ok(vec![task])
+}
+
+/// Pushes a block's (or import's) `when`, tags, use_become and flags into a child task.
+fn inherit(child: &mut Task, parent: &Task) {
+    let mut when = parent.when.clone();
+    when.append(&mut child.when);
+    child.when = when;
+    for t in &parent.tags {
+        if !child.tags.contains(t) {
+            child.tags.push(t.clone());
+        }
+    }
+    if child.use_become.is_none() {
+        child.use_become = parent.use_become;
+    }
+    if child.become_user.is_none() {
+        child.become_user = parent.become_user.clone();
+    }
+    if child.check_mode.is_none() {
+        child.check_mode = parent.check_mode;
+    }
+    child.no_log |= parent.no_log;
+    child.ignore_errors |= parent.ignore_errors;
+    if child.delegate_to.is_none() {
+        child.delegate_to = parent.delegate_to.clone();
+    }
+    child.run_once |= parent.run_once;
+    // A block's notify applies to its tasks, as in Ansible.
+    for n in &parent.notify {
+        if !child.notify.contains(n) {
+            child.notify.push(n.clone());
+        }
+    }
+}
+
+fn set_module(
+    slot: &mut Option<(String, Node)>,
+    key: &str,
+    value: &Node,
+) -> Result<(), LocatedError> {
+    if let Some((prev, _)) = slot {
+        return Err(LocatedError::new(
+            &value.loc,
+            format!("a task can run only one module, but names both '{prev}' and '{key}'"),
+        ));
+    }
+    *slot = Some((key.to_string(), value.clone()));
+    Ok(())
+}
+
+fn key_loc(node: &Node, key: &str) -> Loc {
+    node.as_map()
+        .and_then(|m| {
+            m.iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(k, _)| k.loc.clone())
+        })
+        .unwrap_or_else(|| node.loc.clone())
+}
+
+fn flatten_once(node: &Node) -> Node {
+    match &node.value {
+        Yaml::Seq(items) => {
+            let mut out = Vec::new();
+            for i in items {
+                match &i.value {
+                    Yaml::Seq(inner) => out.extend(inner.iter().cloned()),
+                    _ => out.push(i.clone()),
+                }
+            }
+            Node {
+                value: Yaml::Seq(out),
+                loc: node.loc.clone(),
+            }
+        }
+        _ => node.clone(),
+    }
+}
+
+pub fn conditions(node: &Node) -> Result<Vec<String>, LocatedError> {
+    match &node.value {
+        Yaml::Bool(b) => Ok(vec![if *b { "true".into() } else { "false".into() }]),
+        Yaml::Seq(items) => items
+            .iter()
+            .flat_map(|i| match conditions(i) {
+                Ok(v) => v.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(e) => vec![Err(e)],
+            })
+            .collect(),
+        _ => Ok(vec![node.expect_str("a condition")?]),
+    }
+}
+
+pub fn expect_bool(node: &Node, what: &str) -> Result<bool, LocatedError> {
+    match &node.value {
+        Yaml::Bool(b) => Ok(*b),
+        Yaml::Str(s) => crate::modules::args::parse_bool(&serde_json::Value::String(s.clone()))
+            .ok_or_else(|| {
+                LocatedError::new(
+                    &node.loc,
+                    format!("expected a boolean for {what}, got '{s}'"),
+                )
+            }),
+        _ => Err(LocatedError::new(
+            &node.loc,
+            format!("expected a boolean for {what}, got {}", node.kind()),
+        )),
+    }
+}
+
+/// A module's arguments as one mapping: `key=value` free form, a mapping, and the
+/// `args:` keyword merged. `command`/`shell` keep their free form as `_raw_params`.
+fn merge_args(module: &str, value: &Node, args_kw: Option<&Node>) -> Result<Node, LocatedError> {
+    let mut entries: Vec<(Node, Node)> = Vec::new();
+    let loc = value.loc.clone();
+    let key = |k: &str, loc: &Loc| Node {
+        value: Yaml::Str(k.to_string()),
+        loc: loc.clone(),
+    };
+    match &value.value {
+        Yaml::Null => {}
+        Yaml::Map(m) => entries.extend(m.iter().cloned()),
+        Yaml::Str(s) => {
+            let free_form = matches!(module, "command" | "shell");
+            let words = super::inventory::shlex_split(s)
+                .ok_or_else(|| LocatedError::new(&loc, "unbalanced quotes in module arguments"))?;
+            let mut raw = Vec::new();
+            for w in &words {
+                match w.split_once('=') {
+                    Some((k, v))
+                        if !k.is_empty()
+                            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                            && (!free_form
+                                || matches!(
+                                    k,
+                                    "chdir" | "creates" | "removes" | "executable" | "stdin"
+                                )) =>
+                    {
+                        entries.push((
+                            key(k, &loc),
+                            Node {
+                                value: Yaml::Str(v.to_string()),
+                                loc: loc.clone(),
+                            },
+                        ));
+                    }
+                    _ => raw.push(w.clone()),
+                }
+            }
+            if free_form {
+                // Keep the command text as written (minus k=v options), not re-joined words.
+                let mut text = s.clone();
+                for (k, _) in &entries {
+                    if let Some(k) = k.as_str() {
+                        if let Some(pos) = text.find(&format!("{k}=")) {
+                            let end = text[pos..].find(' ').map(|e| pos + e).unwrap_or(text.len());
+                            text.replace_range(pos..end, "");
+                        }
+                    }
+                }
+                entries.push((
+                    key("_raw_params", &loc),
+                    Node {
+                        value: Yaml::Str(text.trim().to_string()),
+                        loc: loc.clone(),
+                    },
+                ));
+            } else if !raw.is_empty() {
+                if module == "debug" || module == "fail" {
+                    entries.push((
+                        key("msg", &loc),
+                        Node {
+                            value: Yaml::Str(s.clone()),
+                            loc: loc.clone(),
+                        },
+                    ));
+                } else {
+                    return Err(LocatedError::new(
+                        &loc,
+                        format!(
+                            "expected key=value arguments for '{module}', got '{}'",
+                            raw.join(" ")
+                        ),
+                    ));
+                }
+            }
+        }
+        _ => {
+            return Err(LocatedError::new(
+                &loc,
+                format!(
+                    "expected arguments for '{module}' as a mapping or key=value string, got {}",
+                    value.kind()
+                ),
+            ));
+        }
+    }
+    if let Some(a) = args_kw {
+        for (k, v) in a
+            .as_map()
+            .ok_or_else(|| LocatedError::new(&a.loc, "expected args: to be a mapping"))?
+        {
+            if !entries.iter().any(|(ek, _)| ek.value == k.value) {
+                entries.push((k.clone(), v.clone()));
+            }
+        }
+    }
+    Ok(Node {
+        value: Yaml::Map(entries),
+        loc,
+    })
+}
