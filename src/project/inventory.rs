@@ -129,7 +129,13 @@ impl Inventory {
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         if ext == "yml" || ext == "yaml" || ext == "json" {
             let root = yaml::parse_str(&text, path)?;
-            self.load_yaml_group("all", &root)
+            if root.is_null() {
+                return Ok(());
+            }
+            for (group, body) in root.expect_map("an inventory (groups at the top level)")? {
+                self.load_yaml_group(group, body)?;
+            }
+            Ok(())
         } else {
             self.load_ini(&text, path)
         }
