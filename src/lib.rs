@@ -1,4 +1,5 @@
 //! deployer: a declarative provisioning engine that runs Ansible-layout projects.
+pub mod connection;
 pub mod modules;
 pub mod project;
 pub mod secrets;

@@ -1,3 +1,143 @@
-//! Modules: each one turns desired arguments and observed state into a plan,
-//! then applies it.
+//! Modules: each one turns desired arguments and observed state into a plan
+//! (pure, so check mode can never touch a host), then applies it.
+
 pub mod args;
+pub mod blockinfile;
+pub mod command;
+pub mod files;
+pub mod lineinfile;
+pub mod misc;
+pub mod observe;
+pub mod text_edit;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Map, Value as Json};
+
+use crate::connection::{Become, Connection};
+use crate::project::Task;
+use crate::vars::VarContext;
+use observe::Observations;
+
+/// One file's change, for `--diff` output and the JSON plan.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileDiff {
+    pub path: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    /// Attribute changes such as `mode: 0644 -> 0600`.
+    pub attributes: Vec<String>,
+    /// Set when the content is binary or too large to show.
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ModuleResult {
+    pub changed: bool,
+    pub failed: bool,
+    pub skipped: bool,
+    pub msg: Option<String>,
+    pub data: Map<String, Json>,
+    pub diffs: Vec<FileDiff>,
+    /// Facts or variables the module sets on the host (`set_fact`).
+    pub facts: Map<String, Json>,
+}
+
+impl ModuleResult {
+    pub fn ok() -> ModuleResult {
+        ModuleResult::default()
+    }
+    pub fn failed(msg: impl Into<String>) -> ModuleResult {
+        ModuleResult { failed: true, msg: Some(msg.into()), ..Default::default() }
+    }
+    /// The registered value, shaped as Ansible shapes it.
+    pub fn to_json(&self) -> Json {
+        let mut m = self.data.clone();
+        m.insert("changed".into(), Json::Bool(self.changed));
+        if self.failed {
+            m.insert("failed".into(), Json::Bool(true));
+        } else {
+            m.entry("failed").or_insert(Json::Bool(false));
+        }
+        if self.skipped {
+            m.insert("skipped".into(), Json::Bool(true));
+        }
+        if let Some(msg) = &self.msg {
+            m.entry("msg").or_insert(Json::String(msg.clone()));
+        }
+        if !self.diffs.is_empty() {
+            m.insert("diff".into(), serde_json::to_value(&self.diffs).unwrap_or(Json::Null));
+        }
+        Json::Object(m)
+    }
+}
+
+/// What a module gets to do its work: the host, its observed state, the
+/// variables of the task, and the run's mode.
+pub struct ModuleCtx<'a> {
+    pub conn: &'a Connection,
+    pub become_: Option<Become>,
+    pub check: bool,
+    pub diff: bool,
+    pub observed: &'a mut Observations,
+    pub vars: &'a Arc<VarContext>,
+    pub task: &'a Task,
+    pub playbook_dir: &'a Path,
+}
+
+impl ModuleCtx<'_> {
+    /// Finds a `src` for template/copy: the role's `templates/` or `files/`,
+    /// then the task file's directory, then the playbook's, as Ansible does.
+    pub fn find_source(&self, src: &str, kind: &str) -> Result<PathBuf, String> {
+        let p = Path::new(src);
+        if p.is_absolute() {
+            return if p.exists() { Ok(p.to_path_buf()) } else { Err(format!("could not find src '{src}'")) };
+        }
+        let mut cands = Vec::new();
+        if let Some(role) = &self.task.scope.role {
+            for r in role.chain() {
+                cands.push(r.path.join(kind).join(src));
+                cands.push(r.path.join(src));
+            }
+        }
+        cands.push(self.task.scope.base_dir.join(kind).join(src));
+        cands.push(self.task.scope.base_dir.join(src));
+        cands.push(self.playbook_dir.join(kind).join(src));
+        cands.push(self.playbook_dir.join(src));
+        if let Some(parent) = self.playbook_dir.parent() {
+            cands.push(parent.join(kind).join(src));
+        }
+        cands.into_iter().find(|c| c.exists()).ok_or_else(|| {
+            format!("could not find {kind} source '{src}' (searched the role's {kind}/ directory, the task's directory and the playbook's)")
+        })
+    }
+}
+
+pub async fn run(name: &str, args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
+    match name {
+        "template" => files::template(args, ctx).await,
+        "copy" => files::copy(args, ctx).await,
+        "file" => files::file(args, ctx).await,
+        "lineinfile" => files::lineinfile(args, ctx).await,
+        "blockinfile" => files::blockinfile(args, ctx).await,
+        "stat" => files::stat(args, ctx).await,
+        "command" => command::command(args, ctx, false).await,
+        "shell" => command::command(args, ctx, true).await,
+        "wait_for" => command::wait_for(args, ctx).await,
+        "uri" => command::uri(args, ctx).await,
+        "debug" => misc::debug(args, ctx),
+        "assert" => misc::assert(args, ctx),
+        "fail" => misc::fail(args),
+        "set_fact" => misc::set_fact(args),
+        "pause" => misc::pause(args).await,
+        "ping" => Ok(ModuleResult { data: misc::obj(&[("ping", Json::String("pong".into()))]), ..Default::default() }),
+        other => Err(format!("module '{other}' is not implemented")),
+    }
+}
+
+/// Parses module arguments into the module's typed parameters, naming the
+/// module and the offending argument on error.
+pub fn parse_args<T: serde::de::DeserializeOwned>(module: &str, args: Json) -> Result<T, String> {
+    serde_json::from_value(args).map_err(|e| format!("invalid arguments for {module}: {e}"))
+}

@@ -1,0 +1,218 @@
+//! Running shell scripts on a target: over one multiplexed OpenSSH master per
+//! host (the system `ssh`, so `~/.ssh/config`, agents and ProxyJump work), or
+//! locally for `delegate_to: localhost`. Every remote execution is counted:
+//! the count is how we hold ourselves to "a few round trips per host".
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use openssh::{KnownHosts, Session, SessionBuilder};
+use tokio::io::AsyncWriteExt;
+
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    pub host: String,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub key_file: Option<PathBuf>,
+    pub known_hosts_file: Option<PathBuf>,
+    pub config_file: Option<PathBuf>,
+    pub strict_host_key_checking: KnownHosts,
+}
+
+#[derive(Debug, Clone)]
+pub struct Become {
+    pub user: String,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub rc: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("host {host} is unreachable: {reason}")]
+    Unreachable { host: String, reason: String },
+    #[error("host {host}: running a command failed: {reason}")]
+    Exec { host: String, reason: String },
+    #[error("host {host}: {reason}")]
+    Config { host: String, reason: String },
+}
+
+pub enum Transport {
+    Ssh(Box<Session>),
+    Local,
+}
+
+pub struct Connection {
+    pub name: String,
+    transport: Transport,
+    executions: AtomicUsize,
+}
+
+impl Connection {
+    pub async fn connect(name: &str, target: &SshTarget) -> Result<Connection, ConnectionError> {
+        let mut b = SessionBuilder::default();
+        b.known_hosts_check(target.strict_host_key_checking.clone());
+        b.connect_timeout(std::time::Duration::from_secs(15));
+        b.server_alive_interval(std::time::Duration::from_secs(30));
+        if let Some(u) = &target.user {
+            b.user(u.clone());
+        }
+        if let Some(p) = target.port {
+            b.port(p);
+        }
+        if let Some(k) = &target.key_file {
+            b.keyfile(k);
+        }
+        if let Some(k) = &target.known_hosts_file {
+            b.user_known_hosts_file(k);
+        }
+        if let Some(c) = &target.config_file {
+            b.config_file(c);
+        }
+        let session = b.connect(&target.host).await.map_err(|e| ConnectionError::Unreachable {
+            host: name.to_string(),
+            reason: error_chain(&e),
+        })?;
+        Ok(Connection { name: name.to_string(), transport: Transport::Ssh(Box::new(session)), executions: AtomicUsize::new(0) })
+    }
+
+    pub fn local(name: &str) -> Connection {
+        Connection { name: name.to_string(), transport: Transport::Local, executions: AtomicUsize::new(0) }
+    }
+
+    pub fn executions(&self) -> usize {
+        self.executions.load(Ordering::Relaxed)
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self.transport, Transport::Local)
+    }
+
+    /// Runs a POSIX shell script (read by `sh -s` from stdin), as the become
+    /// user when given. One call is one remote execution.
+    pub async fn run_script(&self, script: &str, become_: Option<&Become>) -> Result<Output, ConnectionError> {
+        self.executions.fetch_add(1, Ordering::Relaxed);
+        let mut input = Vec::new();
+        let program = match become_ {
+            None => "/bin/sh -s".to_string(),
+            Some(b) => {
+                let user = shell_quote(&b.user);
+                match &b.password {
+                    None => format!("sudo -n -H -u {user} -- /bin/sh -s"),
+                    Some(pw) => {
+                        input.extend_from_slice(pw.as_bytes());
+                        input.push(b'\n');
+                        format!("sudo -S -p '' -H -u {user} -- /bin/sh -s")
+                    }
+                }
+            }
+        };
+        input.extend_from_slice(script.as_bytes());
+        let exec_err = |e: String| ConnectionError::Exec { host: self.name.clone(), reason: e };
+        let out = match &self.transport {
+            Transport::Ssh(session) => {
+                let mut child = session
+                    .raw_command(&program)
+                    .stdin(openssh::Stdio::piped())
+                    .stdout(openssh::Stdio::piped())
+                    .stderr(openssh::Stdio::piped())
+                    .spawn()
+                    .await
+                    .map_err(|e| exec_err(error_chain(&e)))?;
+                if let Some(mut stdin) = child.stdin().take() {
+                    stdin.write_all(&input).await.map_err(|e| exec_err(e.to_string()))?;
+                    stdin.shutdown().await.ok();
+                }
+                let o = child.wait_with_output().await.map_err(|e| exec_err(error_chain(&e)))?;
+                // ssh exits 255 when the connection itself failed.
+                if o.status.code() == Some(255) && o.stdout.is_empty() {
+                    return Err(ConnectionError::Unreachable {
+                        host: self.name.clone(),
+                        reason: crate::secrets::mask(&String::from_utf8_lossy(&o.stderr)),
+                    });
+                }
+                Output { rc: o.status.code().unwrap_or(-1), stdout: o.stdout, stderr: o.stderr }
+            }
+            Transport::Local => {
+                let mut parts = program.split(' ');
+                let cmd = parts.next().unwrap_or("/bin/sh");
+                let mut child = tokio::process::Command::new(cmd)
+                    .args(parts)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| exec_err(e.to_string()))?;
+                if let Some(mut stdin) = child.stdin.take() {
+                    stdin.write_all(&input).await.map_err(|e| exec_err(e.to_string()))?;
+                    drop(stdin);
+                }
+                let o = child.wait_with_output().await.map_err(|e| exec_err(e.to_string()))?;
+                Output { rc: o.status.code().unwrap_or(-1), stdout: o.stdout, stderr: o.stderr }
+            }
+        };
+        Ok(out)
+    }
+
+    pub async fn close(self) {
+        if let Transport::Ssh(s) = self.transport {
+            let _ = s.close().await;
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Quotes a word for a POSIX shell (what Python's `shlex.quote` does).
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c)) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\"'\"'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_matches_shlex_quote() {
+        assert_eq!(shell_quote("abc"), "abc");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\"'\"'s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[tokio::test]
+    async fn local_scripts_run_and_are_counted() {
+        let c = Connection::local("localhost");
+        let o = c.run_script("echo hi; echo err >&2; exit 3", None).await.expect("run");
+        assert_eq!((o.rc, o.stdout_str().as_str(), o.stderr_str().as_str()), (3, "hi\n", "err\n"));
+        assert_eq!(c.executions(), 1);
+    }
+}

@@ -1,0 +1,537 @@
+//! File modules: template, copy, file, lineinfile, blockinfile, stat. They share
+//! one converge step: compare the desired content and attributes with what was
+//! observed, diff, and (outside check mode) write atomically.
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value as Json};
+use sha2::{Digest, Sha256};
+
+use super::args::{de_bool, de_opt_bool, de_opt_string, de_string, Mode};
+use super::observe::{FileKind, ObservedFile, Want};
+use super::{parse_args, FileDiff, ModuleCtx, ModuleResult};
+use crate::connection::shell_quote;
+
+/// Owner, group and mode a task asks for (any may be left to the existing file).
+#[derive(Debug, Clone, Default)]
+pub struct Attrs {
+    pub mode: Option<Mode>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+impl Attrs {
+    fn from_json(mode: Option<&Json>, owner: Option<String>, group: Option<String>) -> Result<Attrs, String> {
+        let mode = match mode {
+            None | Some(Json::Null) => None,
+            Some(m) => Some(Mode::parse(m)?),
+        };
+        if let Some(Mode::Symbolic(s)) = &mode {
+            return Err(format!("symbolic file modes ('{s}') are not supported yet: use an octal mode such as '0644'"));
+        }
+        Ok(Attrs { mode, owner, group })
+    }
+
+    /// What differs between these attributes and an existing file.
+    fn changes(&self, obs: &ObservedFile) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(Mode::Octal(m)) = &self.mode {
+            if obs.mode != *m {
+                out.push(format!("mode: {:04o} -> {:04o}", obs.mode, m));
+            }
+        }
+        if let Some(o) = &self.owner {
+            if *o != obs.owner && *o != obs.uid.to_string() {
+                out.push(format!("owner: {} -> {o}", obs.owner));
+            }
+        }
+        if let Some(g) = &self.group {
+            if *g != obs.group && *g != obs.gid.to_string() {
+                out.push(format!("group: {} -> {g}", obs.group));
+            }
+        }
+        out
+    }
+
+    fn script(&self, target: &str) -> String {
+        let mut s = String::new();
+        if let Some(o) = &self.owner {
+            s.push_str(&format!("chown {} {target}\n", shell_quote(o)));
+        }
+        if let Some(g) = &self.group {
+            s.push_str(&format!("chgrp {} {target}\n", shell_quote(g)));
+        }
+        if let Some(Mode::Octal(m)) = &self.mode {
+            s.push_str(&format!("chmod {:04o} {target}\n", m));
+        }
+        s
+    }
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn text_for_diff(data: &[u8]) -> Option<String> {
+    if data.len() > 1024 * 1024 || data.contains(&0) {
+        return None;
+    }
+    String::from_utf8(data.to_vec()).ok()
+}
+
+/// The shell script that writes `content` to `dest` atomically: a temp file in
+/// the same directory, validated, given owner and mode, fsynced, renamed.
+pub fn write_script(dest: &str, content: &[u8], attrs: &Attrs, backup: bool, validate: Option<&str>) -> String {
+    let q = shell_quote(dest);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(content);
+    let mut wrapped = String::with_capacity(b64.len() + b64.len() / 76 + 1);
+    for chunk in b64.as_bytes().chunks(76) {
+        wrapped.push_str(std::str::from_utf8(chunk).unwrap_or(""));
+        wrapped.push('\n');
+    }
+    let mut s = format!(
+        "set -e\nd=$(dirname -- {q})\n[ -d \"$d\" ] || {{ echo \"Destination directory $d does not exist\" >&2; exit 1; }}\n\
+         t=$(mktemp \"$d/.deployer-tmp.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\nbase64 -d > \"$t\" <<'__DEPLOYER_EOF__'\n{wrapped}__DEPLOYER_EOF__\n"
+    );
+    if let Some(v) = validate {
+        let cmd = v.replace("%s", "\"$t\"");
+        s.push_str(&format!("if ! {cmd} >/tmp/.deployer-validate.$$ 2>&1; then cat /tmp/.deployer-validate.$$ >&2; rm -f /tmp/.deployer-validate.$$; echo 'failed to validate' >&2; exit 3; fi\nrm -f /tmp/.deployer-validate.$$\n"));
+    }
+    s.push_str(&format!(
+        "if [ -e {q} ]; then chmod --reference={q} \"$t\"; chown --reference={q} \"$t\" 2>/dev/null || true; else chmod $(printf '%o' $(( 0666 & ~$(umask) ))) \"$t\"; fi\n"
+    ));
+    s.push_str(&attrs.script("\"$t\""));
+    if backup {
+        s.push_str(&format!(
+            "if [ -e {q} ]; then b={q}.$$.$(date +%Y-%m-%d@%H:%M:%S)~; cp -p {q} \"$b\"; printf 'B\\t%s\\n' \"$b\"; fi\n"
+        ));
+    }
+    s.push_str(&format!("sync \"$t\" 2>/dev/null || true\nmv -f \"$t\" {q}\ntrap - EXIT\nsync \"$d\" 2>/dev/null || true\n"));
+    s
+}
+
+/// Converges one regular file to `content` (None: keep the content, attributes only).
+async fn converge_file(
+    ctx: &mut ModuleCtx<'_>,
+    dest: &str,
+    content: Option<&[u8]>,
+    attrs: &Attrs,
+    backup: bool,
+    validate: Option<&str>,
+    force: bool,
+) -> Result<ModuleResult, String> {
+    let obs = ctx.observed.one(ctx.conn, ctx.become_.as_ref(), dest, Want::default()).await.map_err(|e| e.to_string())?;
+    if obs.exists && obs.kind == FileKind::Directory {
+        return Err(format!("Destination {dest} is a directory"));
+    }
+    let new_sha = content.map(sha256_hex);
+    let content_changed = match (&new_sha, obs.exists) {
+        (None, _) => false,
+        (Some(_), false) => true,
+        (Some(_), true) if !force => false,
+        (Some(h), true) => obs.sha256.as_deref() != Some(h.as_str()),
+    };
+    let attr_changes = if obs.exists || content_changed {
+        let base = if obs.exists { obs.clone() } else { ObservedFile { mode: 0o644, ..obs.clone() } };
+        if obs.exists { attrs.changes(&base) } else { Vec::new() }
+    } else {
+        return Err(format!("file {dest} does not exist"));
+    };
+    let mut result = ModuleResult::ok();
+    result.data.insert("dest".into(), json!(dest));
+    if let Some(h) = &new_sha {
+        result.data.insert("checksum".into(), json!(h));
+    }
+    if !content_changed && attr_changes.is_empty() {
+        return Ok(result);
+    }
+    result.changed = true;
+    if ctx.diff {
+        let mut d = FileDiff { path: dest.to_string(), before: None, after: None, attributes: attr_changes.clone(), note: None };
+        if content_changed {
+            let before = if obs.exists {
+                let full = ctx
+                    .observed
+                    .one(ctx.conn, ctx.become_.as_ref(), dest, Want { content: true, sha1: false })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                full.content.unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let after = content.unwrap_or_default();
+            match (text_for_diff(&before), text_for_diff(after)) {
+                (Some(b), Some(a)) => {
+                    d.before = Some(b);
+                    d.after = Some(a);
+                }
+                _ => d.note = Some("binary or large file: content differs".into()),
+            }
+            if !obs.exists {
+                d.attributes.push("state: absent -> file".into());
+            }
+        }
+        result.diffs.push(d);
+    }
+    if ctx.check {
+        return Ok(result);
+    }
+    let script = if content_changed {
+        write_script(dest, content.unwrap_or_default(), attrs, backup, validate)
+    } else {
+        format!("set -e\n{}", attrs.script(&shell_quote(dest)))
+    };
+    let out = ctx.conn.run_script(&script, ctx.become_.as_ref()).await.map_err(|e| e.to_string())?;
+    ctx.observed.forget(dest);
+    if out.rc != 0 {
+        return Err(format!("writing {dest} failed (rc={}): {}", out.rc, out.stderr_str().trim()));
+    }
+    if let Some(b) = out.stdout_str().lines().find_map(|l| l.strip_prefix("B\t")) {
+        result.data.insert("backup_file".into(), json!(b));
+    }
+    Ok(result)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateArgs {
+    #[serde(deserialize_with = "de_string")]
+    src: String,
+    #[serde(deserialize_with = "de_string")]
+    dest: String,
+    #[serde(default)]
+    mode: Option<Json>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    owner: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    group: Option<String>,
+    #[serde(default, deserialize_with = "de_bool")]
+    backup: bool,
+    #[serde(default, deserialize_with = "de_opt_bool")]
+    force: Option<bool>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    validate: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    newline_sequence: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_bool")]
+    trim_blocks: Option<bool>,
+    #[serde(default, deserialize_with = "de_opt_bool")]
+    lstrip_blocks: Option<bool>,
+}
+
+pub async fn template(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
+    let a: TemplateArgs = parse_args("template", args)?;
+    if a.newline_sequence.as_deref().is_some_and(|n| n != "\\n" && n != "\n") {
+        return Err("template: only newline_sequence '\\n' is supported".into());
+    }
+    if a.trim_blocks == Some(false) || a.lstrip_blocks == Some(true) {
+        return Err("template: trim_blocks: false and lstrip_blocks: true are not supported yet".into());
+    }
+    let path = ctx.find_source(&a.src, "templates")?;
+    let source = std::fs::read_to_string(&path).map_err(|e| format!("cannot read template {}: {e}", path.display()))?;
+    let name = path.display().to_string();
+    let rendered = ctx
+        .vars
+        .env()
+        .render_named_str(&name, &source, ctx.vars.value())
+        .map_err(|e| ctx.vars.explain(&e))?;
+    let attrs = Attrs::from_json(a.mode.as_ref(), a.owner, a.group)?;
+    converge_file(ctx, &a.dest, Some(rendered.as_bytes()), &attrs, a.backup, a.validate.as_deref(), a.force.unwrap_or(true)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CopyArgs {
+    #[serde(default, deserialize_with = "de_opt_string")]
+    src: Option<String>,
+    #[serde(default)]
+    content: Option<Json>,
+    #[serde(deserialize_with = "de_string")]
+    dest: String,
+    #[serde(default)]
+    mode: Option<Json>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    owner: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    group: Option<String>,
+    #[serde(default, deserialize_with = "de_bool")]
+    backup: bool,
+    #[serde(default, deserialize_with = "de_opt_bool")]
+    force: Option<bool>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    validate: Option<String>,
+    #[serde(default, deserialize_with = "de_bool")]
+    remote_src: bool,
+    #[serde(default, deserialize_with = "de_opt_bool")]
+    decrypt: Option<bool>,
+}
+
+pub async fn copy(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
+    let a: CopyArgs = parse_args("copy", args)?;
+    if a.remote_src {
+        return Err("copy: remote_src is not supported yet".into());
+    }
+    let mut dest = a.dest.clone();
+    let data: Vec<u8> = match (&a.src, &a.content) {
+        (Some(_), Some(_)) => return Err("copy: src and content are mutually exclusive".into()),
+        (None, None) => return Err("copy: one of src or content is required".into()),
+        (None, Some(c)) => match c {
+            Json::String(s) => s.clone().into_bytes(),
+            // Ansible writes non-string content as JSON.
+            other => serde_json::to_string(other).map_err(|e| e.to_string())?.into_bytes(),
+        },
+        (Some(src), None) => {
+            let path = ctx.find_source(src, "files")?;
+            if path.is_dir() {
+                return Err(format!("copy: copying a directory ({}) is not supported yet", path.display()));
+            }
+            if dest.ends_with('/') {
+                dest = format!("{dest}{}", path.file_name().and_then(|n| n.to_str()).unwrap_or(""));
+            }
+            let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            if crate::vault::is_encrypted(&bytes) && a.decrypt != Some(false) {
+                ctx.vars.vault().decrypt_text(&String::from_utf8_lossy(&bytes), &path.display().to_string())?.into_bytes()
+            } else {
+                bytes
+            }
+        }
+    };
+    let attrs = Attrs::from_json(a.mode.as_ref(), a.owner, a.group)?;
+    converge_file(ctx, &dest, Some(&data), &attrs, a.backup, a.validate.as_deref(), a.force.unwrap_or(true)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileArgs {
+    #[serde(alias = "dest", alias = "name", deserialize_with = "de_string")]
+    path: String,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    state: Option<String>,
+    #[serde(default)]
+    mode: Option<Json>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    owner: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    group: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    src: Option<String>,
+    #[serde(default, deserialize_with = "de_bool")]
+    recurse: bool,
+    #[serde(default, deserialize_with = "de_bool")]
+    force: bool,
+    #[serde(default, deserialize_with = "de_opt_bool")]
+    #[allow(dead_code)]
+    follow: Option<bool>,
+}
+
+pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
+    let a: FileArgs = parse_args("file", args)?;
+    if a.recurse {
+        return Err("file: recurse is not supported yet".into());
+    }
+    let attrs = Attrs::from_json(a.mode.as_ref(), a.owner.clone(), a.group.clone())?;
+    let path = a.path.trim_end_matches('/').to_string();
+    let path = if path.is_empty() { "/".to_string() } else { path };
+    let obs = ctx.observed.one(ctx.conn, ctx.become_.as_ref(), &path, Want::default()).await.map_err(|e| e.to_string())?;
+    let state = a.state.clone().unwrap_or_else(|| {
+        if !obs.exists {
+            "file".into()
+        } else {
+            match obs.kind {
+                FileKind::Directory => "directory".into(),
+                FileKind::Link => "link".into(),
+                _ => "file".into(),
+            }
+        }
+    });
+    let q = shell_quote(&path);
+    let kind_name = |k: FileKind| match k {
+        FileKind::File => "file",
+        FileKind::Directory => "directory",
+        FileKind::Link => "link",
+        FileKind::Other => "other",
+    };
+    let mut changes: Vec<String> = Vec::new();
+    let script: String = match state.as_str() {
+        "absent" => {
+            if !obs.exists {
+                String::new()
+            } else {
+                changes.push(format!("state: {} -> absent", kind_name(obs.kind)));
+                format!("rm -rf -- {q}\n")
+            }
+        }
+        "directory" => {
+            if obs.exists && obs.kind != FileKind::Directory {
+                return Err(format!("{path} already exists as a {}", kind_name(obs.kind)));
+            }
+            if !obs.exists {
+                changes.push("state: absent -> directory".into());
+                format!("mkdir -p -- {q}\n{}", attrs.script(&q))
+            } else {
+                changes.extend(attrs.changes(&obs));
+                attrs.script(&q)
+            }
+        }
+        "file" => {
+            if !obs.exists {
+                return Err(format!("file ({path}) is absent, cannot continue"));
+            }
+            changes.extend(attrs.changes(&obs));
+            attrs.script(&q)
+        }
+        "touch" => {
+            changes.push(if obs.exists { "times: updated".into() } else { "state: absent -> file".into() });
+            format!("touch -- {q}\n{}", attrs.script(&q))
+        }
+        "link" => {
+            let src = a.src.clone().ok_or("file: src is required for state=link")?;
+            if obs.exists && obs.kind != FileKind::Link && !a.force {
+                return Err(format!("refusing to convert from {} to symlink for {path}", kind_name(obs.kind)));
+            }
+            if obs.link_target.as_deref() != Some(src.as_str()) {
+                changes.push(format!("src: {} -> {src}", obs.link_target.clone().unwrap_or_else(|| "(none)".into())));
+                format!("ln -sfn -- {} {q}\n", shell_quote(&src))
+            } else {
+                let mut own = attrs.clone();
+                own.mode = None;
+                changes.extend(own.changes(&obs));
+                own.script(&format!("-h {q}"))
+            }
+        }
+        "hard" => return Err("file: state=hard is not supported yet".into()),
+        other => return Err(format!("file: unknown state '{other}': expected file, directory, link, absent or touch")),
+    };
+    let mut result = ModuleResult::ok();
+    result.data.insert("path".into(), json!(path));
+    result.data.insert("state".into(), json!(state));
+    if changes.is_empty() {
+        return Ok(result);
+    }
+    result.changed = true;
+    if ctx.diff {
+        result.diffs.push(FileDiff { path: path.clone(), before: None, after: None, attributes: changes, note: None });
+    }
+    if ctx.check {
+        return Ok(result);
+    }
+    let out = ctx.conn.run_script(&format!("set -e\n{script}"), ctx.become_.as_ref()).await.map_err(|e| e.to_string())?;
+    ctx.observed.forget_tree(&path);
+    if out.rc != 0 {
+        return Err(format!("file {path}: {}", out.stderr_str().trim()));
+    }
+    Ok(result)
+}
+
+async fn text_module(
+    ctx: &mut ModuleCtx<'_>,
+    path: &str,
+    attrs: Attrs,
+    backup: bool,
+    validate: Option<&str>,
+    plan: impl FnOnce(Option<&str>) -> Result<super::text_edit::TextEdit, String>,
+) -> Result<ModuleResult, String> {
+    let obs = ctx
+        .observed
+        .one(ctx.conn, ctx.become_.as_ref(), path, Want { content: true, sha1: false })
+        .await
+        .map_err(|e| e.to_string())?;
+    let existing = match (&obs.exists, &obs.content) {
+        (false, _) => None,
+        (true, Some(c)) => Some(String::from_utf8(c.clone()).map_err(|_| format!("{path} is not a UTF-8 text file"))?),
+        (true, None) => return Err(format!("{path} is not a regular file or cannot be read")),
+    };
+    let edit = plan(existing.as_deref())?;
+    let mut result = if edit.changed {
+        converge_file(ctx, path, Some(edit.content.as_bytes()), &attrs, backup, validate, true).await?
+    } else if obs.exists {
+        converge_file(ctx, path, None, &attrs, false, None, true).await?
+    } else {
+        ModuleResult::ok()
+    };
+    result.msg = Some(edit.msg);
+    Ok(result)
+}
+
+pub async fn lineinfile(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
+    let a: super::lineinfile::LineinfileArgs = parse_args("lineinfile", args)?;
+    let attrs = Attrs::from_json(a.mode.as_ref(), a.owner.clone(), a.group.clone())?;
+    let path = a.path.clone();
+    text_module(ctx, &path, attrs, a.backup, a.validate.clone().as_deref(), |e| super::lineinfile::plan_lineinfile(e, &a)).await
+}
+
+pub async fn blockinfile(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
+    let a: super::blockinfile::BlockinfileArgs = parse_args("blockinfile", args)?;
+    let attrs = Attrs::from_json(a.mode.as_ref(), a.owner.clone(), a.group.clone())?;
+    let path = a.path.clone();
+    text_module(ctx, &path, attrs, a.backup, a.validate.clone().as_deref(), |e| super::blockinfile::plan_blockinfile(e, &a)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatArgs {
+    #[serde(alias = "dest", alias = "name", deserialize_with = "de_string")]
+    path: String,
+    #[serde(default, deserialize_with = "de_opt_bool")]
+    get_checksum: Option<bool>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    checksum_algorithm: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_bool")]
+    #[allow(dead_code)]
+    follow: Option<bool>,
+    #[serde(default, deserialize_with = "de_opt_bool")]
+    #[allow(dead_code)]
+    get_mime: Option<bool>,
+    #[serde(default, deserialize_with = "de_opt_bool")]
+    #[allow(dead_code)]
+    get_attributes: Option<bool>,
+}
+
+pub async fn stat(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
+    let a: StatArgs = parse_args("stat", args)?;
+    let algo = a.checksum_algorithm.as_deref().unwrap_or("sha1");
+    if algo != "sha1" && algo != "sha256" {
+        return Err(format!("stat: checksum_algorithm '{algo}' is not supported (sha1, sha256)"));
+    }
+    if a.follow == Some(true) {
+        return Err("stat: follow=true is not supported yet".into());
+    }
+    let want_sum = a.get_checksum.unwrap_or(true);
+    let obs = ctx
+        .observed
+        .one(ctx.conn, ctx.become_.as_ref(), &a.path, Want { content: false, sha1: want_sum && algo == "sha1" })
+        .await
+        .map_err(|e| e.to_string())?;
+    let stat = if !obs.exists {
+        json!({"exists": false})
+    } else {
+        let mut s = json!({
+            "exists": true,
+            "path": a.path,
+            "mode": format!("{:04o}", obs.mode),
+            "isdir": obs.kind == FileKind::Directory,
+            "isreg": obs.kind == FileKind::File,
+            "islnk": obs.kind == FileKind::Link,
+            "uid": obs.uid,
+            "gid": obs.gid,
+            "pw_name": obs.owner,
+            "gr_name": obs.group,
+            "size": obs.size,
+            "mtime": obs.mtime,
+        });
+        if let (Some(m), true) = (s.as_object_mut(), want_sum && obs.kind == FileKind::File) {
+            let sum = if algo == "sha1" { obs.sha1.clone() } else { obs.sha256.clone() };
+            if let Some(sum) = sum {
+                m.insert("checksum".into(), json!(sum));
+            }
+        }
+        if let (Some(m), Some(t)) = (s.as_object_mut(), &obs.link_target) {
+            m.insert("lnk_target".into(), json!(t));
+            m.insert("lnk_source".into(), json!(t));
+        }
+        s
+    };
+    let mut r = ModuleResult::ok();
+    r.data.insert("stat".into(), stat);
+    Ok(r)
+}
