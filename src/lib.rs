@@ -1,7 +1,10 @@
 //! deployer: a declarative provisioning engine that runs Ansible-layout projects.
+pub mod cli;
 pub mod connection;
 pub mod modules;
 pub mod project;
+pub mod report;
+pub mod run;
 pub mod secrets;
 pub mod template;
 pub mod vars;

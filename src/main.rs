@@ -1,3 +1,17 @@
+use clap::Parser;
+
 fn main() {
-    println!("deployer");
+    let cli = deployer::cli::Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = rt.block_on(deployer::cli::run(cli));
+    std::process::exit(code);
 }

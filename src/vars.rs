@@ -333,3 +333,9 @@ pub fn layer_from_vars(vars: &Vars) -> IndexMap<String, VarValue> {
         .map(|(k, v)| (k.clone(), VarValue::Node(v.clone())))
         .collect()
 }
+
+impl VarContext {
+    pub fn env_arc(&self) -> Arc<Environment<'static>> {
+        self.env.clone()
+    }
+}

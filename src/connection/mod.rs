@@ -85,15 +85,26 @@ impl Connection {
         if let Some(c) = &target.config_file {
             b.config_file(c);
         }
-        let session = b.connect(&target.host).await.map_err(|e| ConnectionError::Unreachable {
-            host: name.to_string(),
-            reason: error_chain(&e),
-        })?;
-        Ok(Connection { name: name.to_string(), transport: Transport::Ssh(Box::new(session)), executions: AtomicUsize::new(0) })
+        let session = b
+            .connect(&target.host)
+            .await
+            .map_err(|e| ConnectionError::Unreachable {
+                host: name.to_string(),
+                reason: error_chain(&e),
+            })?;
+        Ok(Connection {
+            name: name.to_string(),
+            transport: Transport::Ssh(Box::new(session)),
+            executions: AtomicUsize::new(0),
+        })
     }
 
     pub fn local(name: &str) -> Connection {
-        Connection { name: name.to_string(), transport: Transport::Local, executions: AtomicUsize::new(0) }
+        Connection {
+            name: name.to_string(),
+            transport: Transport::Local,
+            executions: AtomicUsize::new(0),
+        }
     }
 
     pub fn executions(&self) -> usize {
@@ -106,7 +117,11 @@ impl Connection {
 
     /// Runs a POSIX shell script (read by `sh -s` from stdin), as the become
     /// user when given. One call is one remote execution.
-    pub async fn run_script(&self, script: &str, become_: Option<&Become>) -> Result<Output, ConnectionError> {
+    pub async fn run_script(
+        &self,
+        script: &str,
+        become_: Option<&Become>,
+    ) -> Result<Output, ConnectionError> {
         self.executions.fetch_add(1, Ordering::Relaxed);
         let mut input = Vec::new();
         let program = match become_ {
@@ -124,7 +139,10 @@ impl Connection {
             }
         };
         input.extend_from_slice(script.as_bytes());
-        let exec_err = |e: String| ConnectionError::Exec { host: self.name.clone(), reason: e };
+        let exec_err = |e: String| ConnectionError::Exec {
+            host: self.name.clone(),
+            reason: e,
+        };
         let out = match &self.transport {
             Transport::Ssh(session) => {
                 let mut child = session
@@ -136,10 +154,16 @@ impl Connection {
                     .await
                     .map_err(|e| exec_err(error_chain(&e)))?;
                 if let Some(mut stdin) = child.stdin().take() {
-                    stdin.write_all(&input).await.map_err(|e| exec_err(e.to_string()))?;
+                    stdin
+                        .write_all(&input)
+                        .await
+                        .map_err(|e| exec_err(e.to_string()))?;
                     stdin.shutdown().await.ok();
                 }
-                let o = child.wait_with_output().await.map_err(|e| exec_err(error_chain(&e)))?;
+                let o = child
+                    .wait_with_output()
+                    .await
+                    .map_err(|e| exec_err(error_chain(&e)))?;
                 // ssh exits 255 when the connection itself failed.
                 if o.status.code() == Some(255) && o.stdout.is_empty() {
                     return Err(ConnectionError::Unreachable {
@@ -147,7 +171,11 @@ impl Connection {
                         reason: crate::secrets::mask(&String::from_utf8_lossy(&o.stderr)),
                     });
                 }
-                Output { rc: o.status.code().unwrap_or(-1), stdout: o.stdout, stderr: o.stderr }
+                Output {
+                    rc: o.status.code().unwrap_or(-1),
+                    stdout: o.stdout,
+                    stderr: o.stderr,
+                }
             }
             Transport::Local => {
                 let mut parts = program.split(' ');
@@ -160,11 +188,21 @@ impl Connection {
                     .spawn()
                     .map_err(|e| exec_err(e.to_string()))?;
                 if let Some(mut stdin) = child.stdin.take() {
-                    stdin.write_all(&input).await.map_err(|e| exec_err(e.to_string()))?;
+                    stdin
+                        .write_all(&input)
+                        .await
+                        .map_err(|e| exec_err(e.to_string()))?;
                     drop(stdin);
                 }
-                let o = child.wait_with_output().await.map_err(|e| exec_err(e.to_string()))?;
-                Output { rc: o.status.code().unwrap_or(-1), stdout: o.stdout, stderr: o.stderr }
+                let o = child
+                    .wait_with_output()
+                    .await
+                    .map_err(|e| exec_err(e.to_string()))?;
+                Output {
+                    rc: o.status.code().unwrap_or(-1),
+                    stdout: o.stdout,
+                    stderr: o.stderr,
+                }
             }
         };
         Ok(out)
@@ -190,7 +228,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Quotes a word for a POSIX shell (what Python's `shlex.quote` does).
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c))
+    {
         return s.to_string();
     }
     format!("'{}'", s.replace('\'', "'\"'\"'"))
@@ -211,8 +252,14 @@ mod tests {
     #[tokio::test]
     async fn local_scripts_run_and_are_counted() {
         let c = Connection::local("localhost");
-        let o = c.run_script("echo hi; echo err >&2; exit 3", None).await.expect("run");
-        assert_eq!((o.rc, o.stdout_str().as_str(), o.stderr_str().as_str()), (3, "hi\n", "err\n"));
+        let o = c
+            .run_script("echo hi; echo err >&2; exit 3", None)
+            .await
+            .expect("run");
+        assert_eq!(
+            (o.rc, o.stdout_str().as_str(), o.stderr_str().as_str()),
+            (3, "hi\n", "err\n")
+        );
         assert_eq!(c.executions(), 1);
     }
 }

@@ -1,11 +1,11 @@
 //! Modules that run something on the host: command, shell, wait_for, uri.
 
 use serde::Deserialize;
-use serde_json::{json, Value as Json};
+use serde_json::{Value as Json, json};
 
 use super::args::{de_bool, de_opt_string, de_opt_u64};
 use super::observe::Want;
-use super::{parse_args, ModuleCtx, ModuleResult};
+use super::{ModuleCtx, ModuleResult, parse_args};
 use crate::connection::shell_quote;
 
 #[derive(Deserialize)]
@@ -37,7 +37,11 @@ fn yes() -> bool {
     true
 }
 
-pub async fn command(args: Json, ctx: &mut ModuleCtx<'_>, shell: bool) -> Result<ModuleResult, String> {
+pub async fn command(
+    args: Json,
+    ctx: &mut ModuleCtx<'_>,
+    shell: bool,
+) -> Result<ModuleResult, String> {
     let module = if shell { "shell" } else { "command" };
     let a: CommandArgs = parse_args(module, args)?;
     let text = match (&a._raw_params, &a.cmd, &a.argv) {
@@ -54,24 +58,48 @@ pub async fn command(args: Json, ctx: &mut ModuleCtx<'_>, shell: bool) -> Result
         _ => return Err(format!("{module}: no command given")),
     };
     // creates/removes: Ansible skips the command when the condition already holds.
-    for (path, want_exists, label) in [(&a.creates, true, "creates"), (&a.removes, false, "removes")] {
+    for (path, want_exists, label) in [
+        (&a.creates, true, "creates"),
+        (&a.removes, false, "removes"),
+    ] {
         if let Some(p) = path {
             let exists = if p.contains(['*', '?', '[']) {
                 let o = ctx
                     .conn
-                    .run_script(&format!("for f in {p}; do [ -e \"$f\" ] && exit 0; done; exit 1\n"), ctx.become_.as_ref())
+                    .run_script(
+                        &format!("for f in {p}; do [ -e \"$f\" ] && exit 0; done; exit 1\n"),
+                        ctx.become_.as_ref(),
+                    )
                     .await
                     .map_err(|e| e.to_string())?;
                 o.rc == 0
             } else {
-                ctx.observed.one(ctx.conn, ctx.become_.as_ref(), p, Want::default()).await.map_err(|e| e.to_string())?.exists
+                ctx.observed
+                    .one(ctx.conn, ctx.become_.as_ref(), p, Want::default())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .exists
             };
             if exists == want_exists {
                 let mut r = ModuleResult::ok();
-                r.msg = Some(if want_exists { format!("Did not run command since '{p}' exists") } else { format!("Did not run command since '{p}' does not exist") });
+                r.msg = Some(if want_exists {
+                    format!("Did not run command since '{p}' exists")
+                } else {
+                    format!("Did not run command since '{p}' does not exist")
+                });
                 r.data.insert("cmd".into(), json!(text));
                 r.data.insert("rc".into(), json!(0));
-                r.data.insert("stdout".into(), json!(format!("skipped, since {p} {}", if want_exists { "exists" } else { "does not exist" })));
+                r.data.insert(
+                    "stdout".into(),
+                    json!(format!(
+                        "skipped, since {p} {}",
+                        if want_exists {
+                            "exists"
+                        } else {
+                            "does not exist"
+                        }
+                    )),
+                );
                 r.data.insert("stdout_lines".into(), json!([]));
                 r.data.insert("stderr".into(), json!(""));
                 r.data.insert("stderr_lines".into(), json!([]));
@@ -91,8 +119,13 @@ pub async fn command(args: Json, ctx: &mut ModuleCtx<'_>, shell: bool) -> Result
         let exe = a.executable.clone().unwrap_or_else(|| "/bin/sh".into());
         format!("{} -c {}", shell_quote(&exe), shell_quote(&text))
     } else {
-        let words = crate::project::inventory::shlex_split(&text).ok_or_else(|| format!("{module}: unbalanced quotes in '{text}'"))?;
-        words.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ")
+        let words = crate::project::inventory::shlex_split(&text)
+            .ok_or_else(|| format!("{module}: unbalanced quotes in '{text}'"))?;
+        words
+            .iter()
+            .map(|w| shell_quote(w))
+            .collect::<Vec<_>>()
+            .join(" ")
     };
     let mut script = String::new();
     if let Some(d) = &a.chdir {
@@ -104,26 +137,57 @@ pub async fn command(args: Json, ctx: &mut ModuleCtx<'_>, shell: bool) -> Result
             if a.stdin_add_newline {
                 data.push('\n');
             }
-            script.push_str(&format!("{body} <<'__DEPLOYER_STDIN__'\n{data}__DEPLOYER_STDIN__\n"));
+            script.push_str(&format!(
+                "{body} <<'__DEPLOYER_STDIN__'\n{data}__DEPLOYER_STDIN__\n"
+            ));
         }
         None => script.push_str(&format!("{body} </dev/null\n")),
     }
     let start = chrono_now();
     let t0 = std::time::Instant::now();
-    let out = ctx.conn.run_script(&script, ctx.become_.as_ref()).await.map_err(|e| e.to_string())?;
+    let out = ctx
+        .conn
+        .run_script(&script, ctx.become_.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
     let delta = t0.elapsed();
-    let strip = |s: String| if a.strip_empty_ends { s.trim_end_matches(['\n', '\r']).to_string() } else { s };
+    let strip = |s: String| {
+        if a.strip_empty_ends {
+            s.trim_end_matches(['\n', '\r']).to_string()
+        } else {
+            s
+        }
+    };
     let stdout = strip(out.stdout_str());
     let stderr = strip(out.stderr_str());
-    let mut r = ModuleResult { changed: true, ..Default::default() };
-    r.data.insert("cmd".into(), if shell { json!(text) } else { json!(crate::project::inventory::shlex_split(&text).unwrap_or_default()) });
+    let mut r = ModuleResult {
+        changed: true,
+        ..Default::default()
+    };
+    r.data.insert(
+        "cmd".into(),
+        if shell {
+            json!(text)
+        } else {
+            json!(crate::project::inventory::shlex_split(&text).unwrap_or_default())
+        },
+    );
     r.data.insert("rc".into(), json!(out.rc));
-    r.data.insert("stdout_lines".into(), json!(stdout.lines().collect::<Vec<_>>()));
-    r.data.insert("stderr_lines".into(), json!(stderr.lines().collect::<Vec<_>>()));
+    r.data.insert(
+        "stdout_lines".into(),
+        json!(stdout.lines().collect::<Vec<_>>()),
+    );
+    r.data.insert(
+        "stderr_lines".into(),
+        json!(stderr.lines().collect::<Vec<_>>()),
+    );
     r.data.insert("stdout".into(), json!(stdout));
     r.data.insert("stderr".into(), json!(stderr));
     r.data.insert("start".into(), json!(start));
-    r.data.insert("delta".into(), json!(format!("0:00:{:09.6}", delta.as_secs_f64())));
+    r.data.insert(
+        "delta".into(),
+        json!(format!("0:00:{:09.6}", delta.as_secs_f64())),
+    );
     if out.rc != 0 {
         r.failed = true;
         r.msg = Some("non-zero return code".into());
@@ -134,7 +198,10 @@ pub async fn command(args: Json, ctx: &mut ModuleCtx<'_>, shell: bool) -> Result
 }
 
 fn chrono_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     secs.to_string()
 }
 
@@ -169,20 +236,33 @@ pub async fn wait_for(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResul
     let check = match (&a.port, &a.path) {
         (Some(port), None) => {
             let host = a.host.clone().unwrap_or_else(|| "127.0.0.1".into());
-            let probe = format!("bash -c {} 2>/dev/null", shell_quote(&format!("exec 3<>/dev/tcp/{host}/{port}")));
+            let probe = format!(
+                "bash -c {} 2>/dev/null",
+                shell_quote(&format!("exec 3<>/dev/tcp/{host}/{port}"))
+            );
             match state.as_str() {
                 "started" | "present" => probe,
                 "stopped" | "absent" => format!("! {probe}"),
-                other => return Err(format!("wait_for: state '{other}' is not supported for ports (started, stopped)")),
+                other => {
+                    return Err(format!(
+                        "wait_for: state '{other}' is not supported for ports (started, stopped)"
+                    ));
+                }
             }
         }
         (None, Some(path)) => {
             let q = shell_quote(path);
             match (state.as_str(), &a.search_regex) {
-                ("present" | "started", Some(re)) => format!("grep -qE {} {q} 2>/dev/null", shell_quote(re)),
+                ("present" | "started", Some(re)) => {
+                    format!("grep -qE {} {q} 2>/dev/null", shell_quote(re))
+                }
                 ("present" | "started", None) => format!("[ -e {q} ]"),
                 ("absent" | "stopped", _) => format!("[ ! -e {q} ]"),
-                (other, _) => return Err(format!("wait_for: state '{other}' is not supported for paths (present, absent)")),
+                (other, _) => {
+                    return Err(format!(
+                        "wait_for: state '{other}' is not supported for paths (present, absent)"
+                    ));
+                }
             }
         }
         (None, None) => {
@@ -200,13 +280,27 @@ pub async fn wait_for(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResul
         sleep = a.sleep.unwrap_or(1),
     );
     let t0 = std::time::Instant::now();
-    let out = ctx.conn.run_script(&script, ctx.become_.as_ref()).await.map_err(|e| e.to_string())?;
+    let out = ctx
+        .conn
+        .run_script(&script, ctx.become_.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut r = ModuleResult::ok();
-    r.data.insert("elapsed".into(), json!(t0.elapsed().as_secs()));
+    r.data
+        .insert("elapsed".into(), json!(t0.elapsed().as_secs()));
     r.data.insert("state".into(), json!(state));
     if out.rc != 0 {
         r.failed = true;
-        r.msg = Some(a.msg.unwrap_or_else(|| format!("Timeout when waiting for {}", a.path.clone().unwrap_or_else(|| format!("{}:{}", a.host.clone().unwrap_or_else(|| "127.0.0.1".into()), a.port.unwrap_or(0))))));
+        r.msg = Some(a.msg.unwrap_or_else(|| {
+            format!(
+                "Timeout when waiting for {}",
+                a.path.clone().unwrap_or_else(|| format!(
+                    "{}:{}",
+                    a.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+                    a.port.unwrap_or(0)
+                ))
+            )
+        }));
     }
     Ok(r)
 }
@@ -239,13 +333,27 @@ struct UriArgs {
 /// HTTP from the target itself (as Ansible's uri does), with the target's curl.
 pub async fn uri(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
     let a: UriArgs = parse_args("uri", args)?;
-    let method = a.method.clone().unwrap_or_else(|| "GET".into()).to_uppercase();
+    let method = a
+        .method
+        .clone()
+        .unwrap_or_else(|| "GET".into())
+        .to_uppercase();
     let expected: Vec<i64> = match &a.status_code {
         None => vec![200],
-        Some(Json::Array(v)) => v.iter().filter_map(|x| x.as_i64().or_else(|| x.as_str().and_then(|s| s.parse().ok()))).collect(),
+        Some(Json::Array(v)) => v
+            .iter()
+            .filter_map(|x| {
+                x.as_i64()
+                    .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+            })
+            .collect(),
         Some(Json::Number(n)) => n.as_i64().into_iter().collect(),
         Some(Json::String(s)) => s.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
-        Some(other) => return Err(format!("uri: status_code must be a number or list, got {other}")),
+        Some(other) => {
+            return Err(format!(
+                "uri: status_code must be a number or list, got {other}"
+            ));
+        }
     };
     if ctx.check && method != "GET" && method != "HEAD" {
         let mut r = ModuleResult::ok();
@@ -253,7 +361,11 @@ pub async fn uri(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, St
         r.msg = Some("uri: non-GET requests are not run in check mode".into());
         return Ok(r);
     }
-    let mut cmd = format!("curl -sS -o \"$b\" -w '%{{http_code}}' -X {} --max-time {}", shell_quote(&method), a.timeout.unwrap_or(30));
+    let mut cmd = format!(
+        "curl -sS -o \"$b\" -w '%{{http_code}}' -X {} --max-time {}",
+        shell_quote(&method),
+        a.timeout.unwrap_or(30)
+    );
     if !a.validate_certs {
         cmd.push_str(" -k");
     }
@@ -262,19 +374,28 @@ pub async fn uri(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, St
     }
     if let Some(h) = &a.headers {
         for (k, v) in h {
-            let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+            let v = v
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
             cmd.push_str(&format!(" -H {}", shell_quote(&format!("{k}: {v}"))));
         }
     }
     let mut body_heredoc = String::new();
     if let Some(b) = &a.body {
         let (data, ctype) = match (a.body_format.as_deref(), b) {
-            (Some("json"), v) => (serde_json::to_string(v).map_err(|e| e.to_string())?, Some("application/json")),
+            (Some("json"), v) => (
+                serde_json::to_string(v).map_err(|e| e.to_string())?,
+                Some("application/json"),
+            ),
             (_, Json::String(s)) => (s.clone(), None),
             (_, v) => (v.to_string(), None),
         };
         if let Some(ct) = ctype {
-            cmd.push_str(&format!(" -H {}", shell_quote(&format!("Content-Type: {ct}"))));
+            cmd.push_str(&format!(
+                " -H {}",
+                shell_quote(&format!("Content-Type: {ct}"))
+            ));
         }
         cmd.push_str(" --data-binary @-");
         body_heredoc = format!(" <<'__DEPLOYER_BODY__'\n{data}\n__DEPLOYER_BODY__");
@@ -284,16 +405,25 @@ pub async fn uri(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, St
     let script = format!(
         "command -v curl >/dev/null || {{ echo 'uri needs curl on the target' >&2; exit 127; }}\nb=$(mktemp)\ntrap 'rm -f \"$b\"' EXIT\ns=$({cmd}{body_heredoc}) || {{ echo \"$s\"; exit 2; }}\necho \"$s\"\nbase64 -w0 < \"$b\"\n"
     );
-    let out = ctx.conn.run_script(&script, ctx.become_.as_ref()).await.map_err(|e| e.to_string())?;
+    let out = ctx
+        .conn
+        .run_script(&script, ctx.become_.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
     if out.rc == 127 {
         return Err("uri: curl is not installed on the target".into());
     }
     let stdout = out.stdout_str();
     let mut lines = stdout.lines();
-    let status: i64 = lines.next().and_then(|s| s.trim().parse().ok()).unwrap_or(-1);
+    let status: i64 = lines
+        .next()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(-1);
     let content = lines
         .next()
-        .and_then(|b| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b.trim()).ok())
+        .and_then(|b| {
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b.trim()).ok()
+        })
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let mut r = ModuleResult::ok();
@@ -308,7 +438,10 @@ pub async fn uri(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, St
     if !expected.contains(&status) {
         r.failed = true;
         r.msg = Some(if status <= 0 {
-            format!("Status code was -1 and not {expected:?}: Request failed: {}", out.stderr_str().trim())
+            format!(
+                "Status code was -1 and not {expected:?}: Request failed: {}",
+                out.stderr_str().trim()
+            )
         } else {
             format!("Status code was {status} and not {expected:?}: HTTP Error {status}")
         });

@@ -4,12 +4,12 @@
 
 use base64::Engine as _;
 use serde::Deserialize;
-use serde_json::{json, Value as Json};
+use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
-use super::args::{de_bool, de_opt_bool, de_opt_string, de_string, Mode};
+use super::args::{Mode, de_bool, de_opt_bool, de_opt_string, de_string};
 use super::observe::{FileKind, ObservedFile, Want};
-use super::{parse_args, FileDiff, ModuleCtx, ModuleResult};
+use super::{FileDiff, ModuleCtx, ModuleResult, parse_args};
 use crate::connection::shell_quote;
 
 /// Owner, group and mode a task asks for (any may be left to the existing file).
@@ -21,13 +21,19 @@ pub struct Attrs {
 }
 
 impl Attrs {
-    fn from_json(mode: Option<&Json>, owner: Option<String>, group: Option<String>) -> Result<Attrs, String> {
+    fn from_json(
+        mode: Option<&Json>,
+        owner: Option<String>,
+        group: Option<String>,
+    ) -> Result<Attrs, String> {
         let mode = match mode {
             None | Some(Json::Null) => None,
             Some(m) => Some(Mode::parse(m)?),
         };
         if let Some(Mode::Symbolic(s)) = &mode {
-            return Err(format!("symbolic file modes ('{s}') are not supported yet: use an octal mode such as '0644'"));
+            return Err(format!(
+                "symbolic file modes ('{s}') are not supported yet: use an octal mode such as '0644'"
+            ));
         }
         Ok(Attrs { mode, owner, group })
     }
@@ -81,7 +87,13 @@ fn text_for_diff(data: &[u8]) -> Option<String> {
 
 /// The shell script that writes `content` to `dest` atomically: a temp file in
 /// the same directory, validated, given owner and mode, fsynced, renamed.
-pub fn write_script(dest: &str, content: &[u8], attrs: &Attrs, backup: bool, validate: Option<&str>) -> String {
+pub fn write_script(
+    dest: &str,
+    content: &[u8],
+    attrs: &Attrs,
+    backup: bool,
+    validate: Option<&str>,
+) -> String {
     let q = shell_quote(dest);
     let b64 = base64::engine::general_purpose::STANDARD.encode(content);
     let mut wrapped = String::with_capacity(b64.len() + b64.len() / 76 + 1);
@@ -120,7 +132,11 @@ async fn converge_file(
     validate: Option<&str>,
     force: bool,
 ) -> Result<ModuleResult, String> {
-    let obs = ctx.observed.one(ctx.conn, ctx.become_.as_ref(), dest, Want::default()).await.map_err(|e| e.to_string())?;
+    let obs = ctx
+        .observed
+        .one(ctx.conn, ctx.become_.as_ref(), dest, Want::default())
+        .await
+        .map_err(|e| e.to_string())?;
     if obs.exists && obs.kind == FileKind::Directory {
         return Err(format!("Destination {dest} is a directory"));
     }
@@ -132,8 +148,19 @@ async fn converge_file(
         (Some(h), true) => obs.sha256.as_deref() != Some(h.as_str()),
     };
     let attr_changes = if obs.exists || content_changed {
-        let base = if obs.exists { obs.clone() } else { ObservedFile { mode: 0o644, ..obs.clone() } };
-        if obs.exists { attrs.changes(&base) } else { Vec::new() }
+        let base = if obs.exists {
+            obs.clone()
+        } else {
+            ObservedFile {
+                mode: 0o644,
+                ..obs.clone()
+            }
+        };
+        if obs.exists {
+            attrs.changes(&base)
+        } else {
+            Vec::new()
+        }
     } else {
         return Err(format!("file {dest} does not exist"));
     };
@@ -147,12 +174,26 @@ async fn converge_file(
     }
     result.changed = true;
     if ctx.diff {
-        let mut d = FileDiff { path: dest.to_string(), before: None, after: None, attributes: attr_changes.clone(), note: None };
+        let mut d = FileDiff {
+            path: dest.to_string(),
+            before: None,
+            after: None,
+            attributes: attr_changes.clone(),
+            note: None,
+        };
         if content_changed {
             let before = if obs.exists {
                 let full = ctx
                     .observed
-                    .one(ctx.conn, ctx.become_.as_ref(), dest, Want { content: true, sha1: false })
+                    .one(
+                        ctx.conn,
+                        ctx.become_.as_ref(),
+                        dest,
+                        Want {
+                            content: true,
+                            sha1: false,
+                        },
+                    )
                     .await
                     .map_err(|e| e.to_string())?;
                 full.content.unwrap_or_default()
@@ -181,10 +222,18 @@ async fn converge_file(
     } else {
         format!("set -e\n{}", attrs.script(&shell_quote(dest)))
     };
-    let out = ctx.conn.run_script(&script, ctx.become_.as_ref()).await.map_err(|e| e.to_string())?;
+    let out = ctx
+        .conn
+        .run_script(&script, ctx.become_.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
     ctx.observed.forget(dest);
     if out.rc != 0 {
-        return Err(format!("writing {dest} failed (rc={}): {}", out.rc, out.stderr_str().trim()));
+        return Err(format!(
+            "writing {dest} failed (rc={}): {}",
+            out.rc,
+            out.stderr_str().trim()
+        ));
     }
     if let Some(b) = out.stdout_str().lines().find_map(|l| l.strip_prefix("B\t")) {
         result.data.insert("backup_file".into(), json!(b));
@@ -221,14 +270,20 @@ struct TemplateArgs {
 
 pub async fn template(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
     let a: TemplateArgs = parse_args("template", args)?;
-    if a.newline_sequence.as_deref().is_some_and(|n| n != "\\n" && n != "\n") {
+    if a.newline_sequence
+        .as_deref()
+        .is_some_and(|n| n != "\\n" && n != "\n")
+    {
         return Err("template: only newline_sequence '\\n' is supported".into());
     }
     if a.trim_blocks == Some(false) || a.lstrip_blocks == Some(true) {
-        return Err("template: trim_blocks: false and lstrip_blocks: true are not supported yet".into());
+        return Err(
+            "template: trim_blocks: false and lstrip_blocks: true are not supported yet".into(),
+        );
     }
     let path = ctx.find_source(&a.src, "templates")?;
-    let source = std::fs::read_to_string(&path).map_err(|e| format!("cannot read template {}: {e}", path.display()))?;
+    let source = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read template {}: {e}", path.display()))?;
     let name = path.display().to_string();
     let rendered = ctx
         .vars
@@ -236,7 +291,16 @@ pub async fn template(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResul
         .render_named_str(&name, &source, ctx.vars.value())
         .map_err(|e| ctx.vars.explain(&e))?;
     let attrs = Attrs::from_json(a.mode.as_ref(), a.owner, a.group)?;
-    converge_file(ctx, &a.dest, Some(rendered.as_bytes()), &attrs, a.backup, a.validate.as_deref(), a.force.unwrap_or(true)).await
+    converge_file(
+        ctx,
+        &a.dest,
+        Some(rendered.as_bytes()),
+        &attrs,
+        a.backup,
+        a.validate.as_deref(),
+        a.force.unwrap_or(true),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -278,26 +342,50 @@ pub async fn copy(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
         (None, Some(c)) => match c {
             Json::String(s) => s.clone().into_bytes(),
             // Ansible writes non-string content as JSON.
-            other => serde_json::to_string(other).map_err(|e| e.to_string())?.into_bytes(),
+            other => serde_json::to_string(other)
+                .map_err(|e| e.to_string())?
+                .into_bytes(),
         },
         (Some(src), None) => {
             let path = ctx.find_source(src, "files")?;
             if path.is_dir() {
-                return Err(format!("copy: copying a directory ({}) is not supported yet", path.display()));
+                return Err(format!(
+                    "copy: copying a directory ({}) is not supported yet",
+                    path.display()
+                ));
             }
             if dest.ends_with('/') {
-                dest = format!("{dest}{}", path.file_name().and_then(|n| n.to_str()).unwrap_or(""));
+                dest = format!(
+                    "{dest}{}",
+                    path.file_name().and_then(|n| n.to_str()).unwrap_or("")
+                );
             }
-            let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let bytes =
+                std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             if crate::vault::is_encrypted(&bytes) && a.decrypt != Some(false) {
-                ctx.vars.vault().decrypt_text(&String::from_utf8_lossy(&bytes), &path.display().to_string())?.into_bytes()
+                ctx.vars
+                    .vault()
+                    .decrypt_text(
+                        &String::from_utf8_lossy(&bytes),
+                        &path.display().to_string(),
+                    )?
+                    .into_bytes()
             } else {
                 bytes
             }
         }
     };
     let attrs = Attrs::from_json(a.mode.as_ref(), a.owner, a.group)?;
-    converge_file(ctx, &dest, Some(&data), &attrs, a.backup, a.validate.as_deref(), a.force.unwrap_or(true)).await
+    converge_file(
+        ctx,
+        &dest,
+        Some(&data),
+        &attrs,
+        a.backup,
+        a.validate.as_deref(),
+        a.force.unwrap_or(true),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -331,8 +419,16 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
     }
     let attrs = Attrs::from_json(a.mode.as_ref(), a.owner.clone(), a.group.clone())?;
     let path = a.path.trim_end_matches('/').to_string();
-    let path = if path.is_empty() { "/".to_string() } else { path };
-    let obs = ctx.observed.one(ctx.conn, ctx.become_.as_ref(), &path, Want::default()).await.map_err(|e| e.to_string())?;
+    let path = if path.is_empty() {
+        "/".to_string()
+    } else {
+        path
+    };
+    let obs = ctx
+        .observed
+        .one(ctx.conn, ctx.become_.as_ref(), &path, Want::default())
+        .await
+        .map_err(|e| e.to_string())?;
     let state = a.state.clone().unwrap_or_else(|| {
         if !obs.exists {
             "file".into()
@@ -363,7 +459,10 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
         }
         "directory" => {
             if obs.exists && obs.kind != FileKind::Directory {
-                return Err(format!("{path} already exists as a {}", kind_name(obs.kind)));
+                return Err(format!(
+                    "{path} already exists as a {}",
+                    kind_name(obs.kind)
+                ));
             }
             if !obs.exists {
                 changes.push("state: absent -> directory".into());
@@ -381,16 +480,29 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
             attrs.script(&q)
         }
         "touch" => {
-            changes.push(if obs.exists { "times: updated".into() } else { "state: absent -> file".into() });
+            changes.push(if obs.exists {
+                "times: updated".into()
+            } else {
+                "state: absent -> file".into()
+            });
             format!("touch -- {q}\n{}", attrs.script(&q))
         }
         "link" => {
-            let src = a.src.clone().ok_or("file: src is required for state=link")?;
+            let src = a
+                .src
+                .clone()
+                .ok_or("file: src is required for state=link")?;
             if obs.exists && obs.kind != FileKind::Link && !a.force {
-                return Err(format!("refusing to convert from {} to symlink for {path}", kind_name(obs.kind)));
+                return Err(format!(
+                    "refusing to convert from {} to symlink for {path}",
+                    kind_name(obs.kind)
+                ));
             }
             if obs.link_target.as_deref() != Some(src.as_str()) {
-                changes.push(format!("src: {} -> {src}", obs.link_target.clone().unwrap_or_else(|| "(none)".into())));
+                changes.push(format!(
+                    "src: {} -> {src}",
+                    obs.link_target.clone().unwrap_or_else(|| "(none)".into())
+                ));
                 format!("ln -sfn -- {} {q}\n", shell_quote(&src))
             } else {
                 let mut own = attrs.clone();
@@ -400,7 +512,11 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
             }
         }
         "hard" => return Err("file: state=hard is not supported yet".into()),
-        other => return Err(format!("file: unknown state '{other}': expected file, directory, link, absent or touch")),
+        other => {
+            return Err(format!(
+                "file: unknown state '{other}': expected file, directory, link, absent or touch"
+            ));
+        }
     };
     let mut result = ModuleResult::ok();
     result.data.insert("path".into(), json!(path));
@@ -410,12 +526,22 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
     }
     result.changed = true;
     if ctx.diff {
-        result.diffs.push(FileDiff { path: path.clone(), before: None, after: None, attributes: changes, note: None });
+        result.diffs.push(FileDiff {
+            path: path.clone(),
+            before: None,
+            after: None,
+            attributes: changes,
+            note: None,
+        });
     }
     if ctx.check {
         return Ok(result);
     }
-    let out = ctx.conn.run_script(&format!("set -e\n{script}"), ctx.become_.as_ref()).await.map_err(|e| e.to_string())?;
+    let out = ctx
+        .conn
+        .run_script(&format!("set -e\n{script}"), ctx.become_.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
     ctx.observed.forget_tree(&path);
     if out.rc != 0 {
         return Err(format!("file {path}: {}", out.stderr_str().trim()));
@@ -433,17 +559,36 @@ async fn text_module(
 ) -> Result<ModuleResult, String> {
     let obs = ctx
         .observed
-        .one(ctx.conn, ctx.become_.as_ref(), path, Want { content: true, sha1: false })
+        .one(
+            ctx.conn,
+            ctx.become_.as_ref(),
+            path,
+            Want {
+                content: true,
+                sha1: false,
+            },
+        )
         .await
         .map_err(|e| e.to_string())?;
     let existing = match (&obs.exists, &obs.content) {
         (false, _) => None,
-        (true, Some(c)) => Some(String::from_utf8(c.clone()).map_err(|_| format!("{path} is not a UTF-8 text file"))?),
+        (true, Some(c)) => Some(
+            String::from_utf8(c.clone()).map_err(|_| format!("{path} is not a UTF-8 text file"))?,
+        ),
         (true, None) => return Err(format!("{path} is not a regular file or cannot be read")),
     };
     let edit = plan(existing.as_deref())?;
     let mut result = if edit.changed {
-        converge_file(ctx, path, Some(edit.content.as_bytes()), &attrs, backup, validate, true).await?
+        converge_file(
+            ctx,
+            path,
+            Some(edit.content.as_bytes()),
+            &attrs,
+            backup,
+            validate,
+            true,
+        )
+        .await?
     } else if obs.exists {
         converge_file(ctx, path, None, &attrs, false, None, true).await?
     } else {
@@ -457,14 +602,30 @@ pub async fn lineinfile(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleRes
     let a: super::lineinfile::LineinfileArgs = parse_args("lineinfile", args)?;
     let attrs = Attrs::from_json(a.mode.as_ref(), a.owner.clone(), a.group.clone())?;
     let path = a.path.clone();
-    text_module(ctx, &path, attrs, a.backup, a.validate.clone().as_deref(), |e| super::lineinfile::plan_lineinfile(e, &a)).await
+    text_module(
+        ctx,
+        &path,
+        attrs,
+        a.backup,
+        a.validate.clone().as_deref(),
+        |e| super::lineinfile::plan_lineinfile(e, &a),
+    )
+    .await
 }
 
 pub async fn blockinfile(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
     let a: super::blockinfile::BlockinfileArgs = parse_args("blockinfile", args)?;
     let attrs = Attrs::from_json(a.mode.as_ref(), a.owner.clone(), a.group.clone())?;
     let path = a.path.clone();
-    text_module(ctx, &path, attrs, a.backup, a.validate.clone().as_deref(), |e| super::blockinfile::plan_blockinfile(e, &a)).await
+    text_module(
+        ctx,
+        &path,
+        attrs,
+        a.backup,
+        a.validate.clone().as_deref(),
+        |e| super::blockinfile::plan_blockinfile(e, &a),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -491,7 +652,9 @@ pub async fn stat(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
     let a: StatArgs = parse_args("stat", args)?;
     let algo = a.checksum_algorithm.as_deref().unwrap_or("sha1");
     if algo != "sha1" && algo != "sha256" {
-        return Err(format!("stat: checksum_algorithm '{algo}' is not supported (sha1, sha256)"));
+        return Err(format!(
+            "stat: checksum_algorithm '{algo}' is not supported (sha1, sha256)"
+        ));
     }
     if a.follow == Some(true) {
         return Err("stat: follow=true is not supported yet".into());
@@ -499,7 +662,15 @@ pub async fn stat(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
     let want_sum = a.get_checksum.unwrap_or(true);
     let obs = ctx
         .observed
-        .one(ctx.conn, ctx.become_.as_ref(), &a.path, Want { content: false, sha1: want_sum && algo == "sha1" })
+        .one(
+            ctx.conn,
+            ctx.become_.as_ref(),
+            &a.path,
+            Want {
+                content: false,
+                sha1: want_sum && algo == "sha1",
+            },
+        )
         .await
         .map_err(|e| e.to_string())?;
     let stat = if !obs.exists {
@@ -520,7 +691,11 @@ pub async fn stat(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
             "mtime": obs.mtime,
         });
         if let (Some(m), true) = (s.as_object_mut(), want_sum && obs.kind == FileKind::File) {
-            let sum = if algo == "sha1" { obs.sha1.clone() } else { obs.sha256.clone() };
+            let sum = if algo == "sha1" {
+                obs.sha1.clone()
+            } else {
+                obs.sha256.clone()
+            };
             if let Some(sum) = sum {
                 m.insert("checksum".into(), json!(sum));
             }

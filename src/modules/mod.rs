@@ -49,7 +49,11 @@ impl ModuleResult {
         ModuleResult::default()
     }
     pub fn failed(msg: impl Into<String>) -> ModuleResult {
-        ModuleResult { failed: true, msg: Some(msg.into()), ..Default::default() }
+        ModuleResult {
+            failed: true,
+            msg: Some(msg.into()),
+            ..Default::default()
+        }
     }
     /// The registered value, shaped as Ansible shapes it.
     pub fn to_json(&self) -> Json {
@@ -67,7 +71,10 @@ impl ModuleResult {
             m.entry("msg").or_insert(Json::String(msg.clone()));
         }
         if !self.diffs.is_empty() {
-            m.insert("diff".into(), serde_json::to_value(&self.diffs).unwrap_or(Json::Null));
+            m.insert(
+                "diff".into(),
+                serde_json::to_value(&self.diffs).unwrap_or(Json::Null),
+            );
         }
         Json::Object(m)
     }
@@ -92,7 +99,11 @@ impl ModuleCtx<'_> {
     pub fn find_source(&self, src: &str, kind: &str) -> Result<PathBuf, String> {
         let p = Path::new(src);
         if p.is_absolute() {
-            return if p.exists() { Ok(p.to_path_buf()) } else { Err(format!("could not find src '{src}'")) };
+            return if p.exists() {
+                Ok(p.to_path_buf())
+            } else {
+                Err(format!("could not find src '{src}'"))
+            };
         }
         let mut cands = Vec::new();
         if let Some(role) = &self.task.scope.role {
@@ -131,7 +142,10 @@ pub async fn run(name: &str, args: Json, ctx: &mut ModuleCtx<'_>) -> Result<Modu
         "fail" => misc::fail(args),
         "set_fact" => misc::set_fact(args),
         "pause" => misc::pause(args).await,
-        "ping" => Ok(ModuleResult { data: misc::obj(&[("ping", Json::String("pong".into()))]), ..Default::default() }),
+        "ping" => Ok(ModuleResult {
+            data: misc::obj(&[("ping", Json::String("pong".into()))]),
+            ..Default::default()
+        }),
         other => Err(format!("module '{other}' is not implemented")),
     }
 }

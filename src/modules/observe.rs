@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 
-use crate::connection::{shell_quote, Become, Connection, ConnectionError};
+use crate::connection::{Become, Connection, ConnectionError, shell_quote};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -83,8 +83,10 @@ impl Observations {
     /// Forgets a path and everything under it (after `rm -rf`, `mkdir`, ...).
     pub fn forget_tree(&mut self, path: &str) {
         let prefix = format!("{}/", path.trim_end_matches('/'));
-        self.files.retain(|p, _| p != path && !p.starts_with(&prefix));
-        self.wants.retain(|p, _| p != path && !p.starts_with(&prefix));
+        self.files
+            .retain(|p, _| p != path && !p.starts_with(&prefix));
+        self.wants
+            .retain(|p, _| p != path && !p.starts_with(&prefix));
     }
 
     /// Fetches every requested path that is not cached yet, in one execution.
@@ -97,10 +99,14 @@ impl Observations {
         let mut todo: Vec<(String, Want)> = Vec::new();
         for (p, w) in requests {
             if self.get(p, *w).is_none() && !todo.iter().any(|(tp, _)| tp == p) {
-                let merged = requests.iter().filter(|(rp, _)| rp == p).fold(Want::default(), |a, (_, b)| Want {
-                    content: a.content || b.content,
-                    sha1: a.sha1 || b.sha1,
-                });
+                let merged =
+                    requests
+                        .iter()
+                        .filter(|(rp, _)| rp == p)
+                        .fold(Want::default(), |a, (_, b)| Want {
+                            content: a.content || b.content,
+                            sha1: a.sha1 || b.sha1,
+                        });
                 todo.push((p.clone(), merged));
             }
         }
@@ -124,13 +130,21 @@ impl Observations {
         path: &str,
         want: Want,
     ) -> Result<ObservedFile, ConnectionError> {
-        self.fetch(conn, become_, &[(path.to_string(), want)]).await?;
-        Ok(self.files.get(path).cloned().unwrap_or_else(ObservedFile::absent))
+        self.fetch(conn, become_, &[(path.to_string(), want)])
+            .await?;
+        Ok(self
+            .files
+            .get(path)
+            .cloned()
+            .unwrap_or_else(ObservedFile::absent))
     }
 
     /// Records what a write just made, so later tasks need not ask again.
     pub fn record(&mut self, path: &str, file: ObservedFile) {
-        let want = Want { content: file.content.is_some(), sha1: file.sha1.is_some() };
+        let want = Want {
+            content: file.content.is_some(),
+            sha1: file.sha1.is_some(),
+        };
         self.files.insert(path.to_string(), file);
         self.wants.insert(path.to_string(), want);
     }
@@ -156,8 +170,16 @@ const OBSERVE_FN: &str = r#"o() {
 pub fn observe_script(todo: &[(String, Want)]) -> String {
     let mut s = String::from(OBSERVE_FN);
     for (i, (p, w)) in todo.iter().enumerate() {
-        let flags = format!("{}{}", if w.content { "c" } else { "" }, if w.sha1 { "1" } else { "" });
-        s.push_str(&format!("o {i} {} '{}'\n", shell_quote(p), if flags.is_empty() { "-" } else { &flags }));
+        let flags = format!(
+            "{}{}",
+            if w.content { "c" } else { "" },
+            if w.sha1 { "1" } else { "" }
+        );
+        s.push_str(&format!(
+            "o {i} {} '{}'\n",
+            shell_quote(p),
+            if flags.is_empty() { "-" } else { &flags }
+        ));
     }
     s
 }
@@ -167,7 +189,9 @@ pub fn parse_observations(out: &str, n: usize) -> HashMap<usize, ObservedFile> {
     for line in out.lines() {
         let mut parts = line.split('\t');
         let tag = parts.next();
-        let Some(idx) = parts.next().and_then(|i| i.parse::<usize>().ok()) else { continue };
+        let Some(idx) = parts.next().and_then(|i| i.parse::<usize>().ok()) else {
+            continue;
+        };
         if idx >= n {
             continue;
         }
@@ -193,7 +217,10 @@ pub fn parse_observations(out: &str, n: usize) -> HashMap<usize, ObservedFile> {
                     ObservedFile {
                         exists: true,
                         kind,
-                        mode: stat.get(1).and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or(0),
+                        mode: stat
+                            .get(1)
+                            .and_then(|m| u32::from_str_radix(m, 8).ok())
+                            .unwrap_or(0),
                         owner: stat.get(2).unwrap_or(&"").to_string(),
                         group: stat.get(3).unwrap_or(&"").to_string(),
                         uid: num(4) as u32,
@@ -209,7 +236,10 @@ pub fn parse_observations(out: &str, n: usize) -> HashMap<usize, ObservedFile> {
             }
             Some("C") => {
                 let b64 = parts.next().unwrap_or("");
-                if let (Some(f), Ok(bytes)) = (map.get_mut(&idx), base64::engine::general_purpose::STANDARD.decode(b64)) {
+                if let (Some(f), Ok(bytes)) = (
+                    map.get_mut(&idx),
+                    base64::engine::general_purpose::STANDARD.decode(b64),
+                ) {
                     f.content = Some(bytes);
                 }
             }
@@ -243,14 +273,33 @@ mod tests {
         let mut obs = Observations::default();
         let p = f.display().to_string();
         let missing = dir.path().join("nope").display().to_string();
-        obs.fetch(&conn, None, &[(p.clone(), Want { content: true, sha1: true }), (missing.clone(), Want::default())])
-            .await
-            .expect("fetch");
+        obs.fetch(
+            &conn,
+            None,
+            &[
+                (
+                    p.clone(),
+                    Want {
+                        content: true,
+                        sha1: true,
+                    },
+                ),
+                (missing.clone(), Want::default()),
+            ],
+        )
+        .await
+        .expect("fetch");
         assert_eq!(conn.executions(), 1);
         let a = &obs.files[&p];
         assert_eq!(a.content.as_deref(), Some(&b"hello\n"[..]));
-        assert_eq!(a.sha256.as_deref(), Some("5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"));
-        assert_eq!(a.sha1.as_deref(), Some("f572d396fae9206628714fb2ce00f72e94f2258f"));
+        assert_eq!(
+            a.sha256.as_deref(),
+            Some("5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03")
+        );
+        assert_eq!(
+            a.sha1.as_deref(),
+            Some("f572d396fae9206628714fb2ce00f72e94f2258f")
+        );
         assert!(!obs.files[&missing].exists);
     }
 }

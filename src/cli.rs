@@ -1,0 +1,269 @@
+//! The command line: parsing and dispatch only; exit codes are decided here,
+//! in one place (documented in the README).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::project::{self, Inventory};
+use crate::report::{Format, Reporter};
+use crate::run::{Engine, RunOptions};
+use crate::vars::VaultAccess;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "deployer",
+    version,
+    about = "Converge servers from an Ansible-layout project, over SSH, with exact diffs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Converge the hosts.
+    Apply(RunArgs),
+    /// Dry run: what would change (nothing is changed). Exit 0: no change, 2: changes, 1: error.
+    Check(RunArgs),
+    /// Compute the plan (check mode) and print it as data.
+    Plan {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long = "format", value_enum, default_value = "json")]
+        plan_format: PlanFormat,
+    },
+    /// Show what the loader understood of the inventory.
+    Inventory {
+        #[arg(
+            short = 'i',
+            long = "inventory",
+            env = "DEPLOYER_INVENTORY",
+            value_delimiter = ','
+        )]
+        inventory: Vec<PathBuf>,
+        #[arg(long)]
+        graph: bool,
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long)]
+        list: bool,
+    },
+    /// ansible-vault compatible secrets.
+    Vault(crate::vault::cli::VaultArgs),
+    /// Not available yet (issue 8).
+    Lint { paths: Vec<PathBuf> },
+    /// Not available yet (issue 7).
+    Rollback { rest: Vec<String> },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum PlanFormat {
+    Json,
+    Markdown,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The playbook to run.
+    #[arg(default_value = "playbooks/site.yml")]
+    pub playbook: PathBuf,
+    /// Inventory file(s) or directories. There is no default, on purpose.
+    #[arg(
+        short = 'i',
+        long = "inventory",
+        env = "DEPLOYER_INVENTORY",
+        value_delimiter = ','
+    )]
+    pub inventory: Vec<PathBuf>,
+    #[arg(short = 'l', long = "limit")]
+    pub limit: Option<String>,
+    #[arg(short = 't', long = "tags", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    #[arg(long = "skip-tags", value_delimiter = ',')]
+    pub skip_tags: Vec<String>,
+    /// Extra variables: key=value, @file.yml, or a JSON/YAML mapping.
+    #[arg(short = 'e', long = "extra-vars")]
+    pub extra_vars: Vec<String>,
+    #[arg(short = 'f', long = "forks", default_value_t = 10)]
+    pub forks: usize,
+    /// Show unified diffs of what changes (or would change).
+    #[arg(short = 'D', long = "diff")]
+    pub diff: bool,
+    /// With apply: run in check mode (same as `deployer check`).
+    #[arg(short = 'C', long = "check")]
+    pub check: bool,
+    #[arg(long = "output", value_enum, default_value = "human")]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub vault: crate::vault::cli::PasswordArgs,
+}
+
+/// Runs the command and returns the process exit code.
+pub async fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Apply(a) => {
+            let check = a.check;
+            run_playbook(a, check, None).await
+        }
+        Command::Check(a) => run_playbook(a, true, None).await,
+        Command::Plan { run, plan_format } => run_playbook(run, true, Some(plan_format)).await,
+        Command::Inventory {
+            inventory,
+            graph,
+            host,
+            list,
+        } => show_inventory(&inventory, graph, host.as_deref(), list),
+        Command::Vault(v) => match crate::vault::cli::run(v) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {}", crate::secrets::mask(&e.to_string()));
+                1
+            }
+        },
+        Command::Lint { .. } => {
+            eprintln!("error: `deployer lint` is not implemented yet (issue 8)");
+            1
+        }
+        Command::Rollback { .. } => {
+            eprintln!("error: `deployer rollback` is not implemented yet (issue 7)");
+            1
+        }
+    }
+}
+
+fn load_inventory(paths: &[PathBuf]) -> Result<Inventory, String> {
+    if paths.is_empty() {
+        return Err("no inventory given: pass -i FILE (for the local testbed: -i tests/testbed/inventory.yml)".into());
+    }
+    Inventory::load(paths).map_err(|e| e.to_string())
+}
+
+async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 {
+    let loaded = (|| -> Result<_, String> {
+        let mut inv = load_inventory(&a.inventory)?;
+        let pb = project::load_playbook(&a.playbook).map_err(|e| e.to_string())?;
+        let pb_dir = a
+            .playbook
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default();
+        // group_vars/ next to the playbook count too, as in Ansible.
+        inv.load_vars_dirs(&pb_dir).map_err(|e| e.to_string())?;
+        let extra = project::parse_extra_vars(&a.extra_vars).map_err(|e| e.to_string())?;
+        let passwords = crate::vault::cli::passwords_from(&a.vault).map_err(|e| e.to_string())?;
+        Ok((inv, pb, pb_dir, extra, passwords))
+    })();
+    let (inv, pb, pb_dir, extra, passwords) = match loaded {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {}", crate::secrets::mask(&e));
+            return 1;
+        }
+    };
+    let format = match (plan, a.output) {
+        (Some(_), _) => Format::Quiet,
+        (None, OutputFormat::Json) => Format::Json,
+        (None, OutputFormat::Human) => Format::Human,
+    };
+    let reporter = Arc::new(Reporter::new(format, a.diff || plan.is_some()));
+    let engine = Engine {
+        inventory: Arc::new(inv),
+        opts: Arc::new(RunOptions {
+            check,
+            diff: a.diff || plan.is_some(),
+            tags: a.tags,
+            skip_tags: a.skip_tags,
+            limit: a.limit,
+            forks: a.forks,
+            extra_vars: extra,
+        }),
+        env: Arc::new(crate::template::environment()),
+        vault: Arc::new(VaultAccess::new(passwords)),
+        reporter: reporter.clone(),
+        playbook_dir: pb_dir.canonicalize().unwrap_or(pb_dir),
+    };
+    let outcome = engine.run(&pb).await;
+    match plan {
+        Some(PlanFormat::Json) => println!(
+            "{}",
+            serde_json::to_string_pretty(&reporter.plan_json(&outcome.stats)).unwrap_or_default()
+        ),
+        Some(PlanFormat::Markdown) => print!("{}", reporter.plan_markdown(&outcome.stats)),
+        None => reporter.recap(&outcome.stats, check),
+    }
+    if outcome.failed {
+        1
+    } else if check && outcome.changed {
+        2
+    } else {
+        0
+    }
+}
+
+fn show_inventory(paths: &[PathBuf], graph: bool, host: Option<&str>, _list: bool) -> i32 {
+    let inv = match load_inventory(paths) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    if let Some(h) = host {
+        let Some(entry) = inv.hosts.get(h) else {
+            eprintln!("error: host '{h}' is not in the inventory");
+            return 1;
+        };
+        let mut merged = serde_json::Map::new();
+        for g in inv.host_groups(h) {
+            if let Some(group) = inv.groups.get(&g) {
+                for (k, v) in &group.vars {
+                    merged.insert(k.clone(), v.to_json());
+                }
+            }
+        }
+        for (k, v) in &entry.vars {
+            merged.insert(k.clone(), v.to_json());
+        }
+        println!(
+            "{}",
+            crate::secrets::mask(&serde_json::to_string_pretty(&merged).unwrap_or_default())
+        );
+        return 0;
+    }
+    if graph {
+        fn walk(inv: &Inventory, g: &str, depth: usize, out: &mut String) {
+            out.push_str(&format!("{}@{g}:\n", "  |".repeat(depth)));
+            if let Some(group) = inv.groups.get(g) {
+                for c in &group.children {
+                    walk(inv, c, depth + 1, out);
+                }
+                for h in &group.hosts {
+                    out.push_str(&format!("{}--{h}\n", "  |".repeat(depth + 1)));
+                }
+            }
+        }
+        let mut out = String::new();
+        walk(&inv, "all", 0, &mut out);
+        print!("{out}");
+        return 0;
+    }
+    let groups: serde_json::Map<String, serde_json::Value> = inv
+        .groups
+        .keys()
+        .map(|g| (g.clone(), serde_json::json!(inv.group_hosts(g))))
+        .collect();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&groups).unwrap_or_default()
+    );
+    0
+}

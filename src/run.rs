@@ -1,0 +1,1174 @@
+//! The executor: hosts in parallel (forks), tasks in order per host, handlers
+//! at the end of each play (or at `flush_handlers`) when notified by a change.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::{IndexMap, IndexSet};
+use minijinja::Environment;
+use minijinja::value::Value;
+use serde_json::{Value as Json, json};
+use tokio::sync::{Mutex, OnceCell, Semaphore};
+
+use crate::connection::{Become, Connection, SshTarget};
+use crate::modules::observe::{Observations, Want};
+use crate::modules::{self, ModuleCtx, ModuleResult};
+use crate::project::{Inventory, Play, Playbook, Task, TaskKind, Vars};
+use crate::report::{HostStats, Reporter, Status};
+use crate::vars::{VarContext, VarValue, VaultAccess, layer_from_vars};
+
+pub const OMIT: &str = "__omit_place_holder__deployer";
+
+pub struct RunOptions {
+    pub check: bool,
+    pub diff: bool,
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    pub limit: Option<String>,
+    pub forks: usize,
+    pub extra_vars: Vars,
+}
+
+type Layer = IndexMap<String, VarValue>;
+
+struct HostState {
+    name: String,
+    conn: Option<Arc<Connection>>,
+    /// set_fact results and registered variables.
+    runtime: Layer,
+    facts: Option<Layer>,
+    notified: IndexSet<String>,
+    observed: Observations,
+    failed: bool,
+    ended: bool,
+    stats: HostStats,
+}
+
+type RunOnceCells = Arc<std::sync::Mutex<HashMap<usize, Arc<OnceCell<Json>>>>>;
+
+pub struct Engine {
+    pub inventory: Arc<Inventory>,
+    pub opts: Arc<RunOptions>,
+    pub env: Arc<Environment<'static>>,
+    pub vault: Arc<VaultAccess>,
+    pub reporter: Arc<Reporter>,
+    pub playbook_dir: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub stats: Vec<(String, HostStats)>,
+    pub changed: bool,
+    pub failed: bool,
+}
+
+impl Engine {
+    pub async fn run(&self, pb: &Playbook) -> Outcome {
+        let mut states: IndexMap<String, HostState> = IndexMap::new();
+        for play in &pb.plays {
+            let mut hosts = match self.inventory.select(&play.hosts) {
+                Ok(h) => h,
+                Err(e) => {
+                    self.reporter.warning(&format!("{}: {e}", play.loc));
+                    continue;
+                }
+            };
+            if let Some(limit) = &self.opts.limit {
+                match self.inventory.select(limit) {
+                    Ok(allowed) => hosts.retain(|h| allowed.contains(h)),
+                    Err(e) => self.reporter.warning(&e),
+                }
+            }
+            hosts.retain(|h| !states.get(h).is_some_and(|s| s.failed));
+            if hosts.is_empty() {
+                self.reporter.warning(&format!(
+                    "play '{}': no hosts matched '{}'",
+                    play.name, play.hosts
+                ));
+                continue;
+            }
+            self.reporter.play_start(&play.name, &hosts);
+            let sem = Arc::new(Semaphore::new(self.opts.forks.max(1)));
+            let run_once: RunOnceCells = Arc::new(std::sync::Mutex::new(HashMap::new()));
+            let first = hosts_first(&hosts);
+            let mut futures = Vec::new();
+            for h in &hosts {
+                let state = states.shift_remove(h).unwrap_or_else(|| HostState {
+                    name: h.clone(),
+                    conn: None,
+                    runtime: Layer::new(),
+                    facts: None,
+                    notified: IndexSet::new(),
+                    observed: Observations::default(),
+                    failed: false,
+                    ended: false,
+                    stats: HostStats::default(),
+                });
+                let sem = sem.clone();
+                let run_once = run_once.clone();
+                let first = first.clone();
+                futures.push(async move {
+                    let _permit = sem.acquire().await;
+                    let mut state = state;
+                    state.ended = false;
+                    self.run_play_on_host(play, &mut state, &run_once, &first)
+                        .await;
+                    state
+                });
+            }
+            for s in futures::future::join_all(futures).await {
+                states.insert(s.name.clone(), s);
+            }
+        }
+        let mut stats = Vec::new();
+        let mut changed = false;
+        let mut failed = false;
+        for (name, s) in states {
+            let mut st = s.stats.clone();
+            st.remote_executions = s.conn.as_ref().map(|c| c.executions()).unwrap_or(0);
+            changed |= st.changed > 0;
+            failed |= st.failed > 0 || st.unreachable > 0;
+            stats.push((name, st));
+            if let Some(c) = s.conn {
+                if let Ok(c) = Arc::try_unwrap(c) {
+                    c.close().await;
+                }
+            }
+        }
+        Outcome {
+            stats,
+            changed,
+            failed,
+        }
+    }
+
+    async fn run_play_on_host(
+        &self,
+        play: &Play,
+        st: &mut HostState,
+        run_once: &RunOnceCells,
+        first: &str,
+    ) {
+        let play_layers = match self.play_layers(play) {
+            Ok(l) => l,
+            Err(e) => {
+                self.fail_host(st, &play.name, &play.loc.to_string(), &e);
+                return;
+            }
+        };
+        if st.conn.is_none() {
+            match self.connect(&st.name, play, &play_layers).await {
+                Ok(c) => st.conn = Some(Arc::new(c)),
+                Err(e) => {
+                    st.stats.unreachable += 1;
+                    st.failed = true;
+                    self.reporter.task_result(
+                        &st.name,
+                        "connect",
+                        &play.loc.to_string(),
+                        Status::Unreachable,
+                        Some(&e),
+                        &[],
+                        None,
+                    );
+                    return;
+                }
+            }
+        }
+        if play.gather_facts && st.facts.is_none() {
+            if let Err(e) = self.gather_facts(play, st, &play_layers).await {
+                self.fail_host(st, "Gathering Facts", &play.loc.to_string(), &e);
+                return;
+            }
+        }
+        // One round trip for the state of every file the play will look at.
+        self.prefetch(play, st, &play_layers).await;
+        let ctx = PlayCtx {
+            play,
+            layers: &play_layers,
+            run_once,
+            first,
+        };
+        self.run_tasks(&ctx, &play.tasks, st).await;
+        if !st.failed {
+            self.flush_handlers(&ctx, st).await;
+        }
+    }
+
+    fn fail_host(&self, st: &mut HostState, task: &str, loc: &str, msg: &str) {
+        st.failed = true;
+        st.stats.failed += 1;
+        self.reporter
+            .task_result(&st.name, task, loc, Status::Failed, Some(msg), &[], None);
+    }
+
+    /// Layers that do not change during a play: play vars and vars_files.
+    fn play_layers(&self, play: &Play) -> Result<(Layer, Layer), String> {
+        let vars = layer_from_vars(&play.vars);
+        let mut files = Layer::new();
+        for (f, loc) in &play.vars_files {
+            if f.contains("{{") {
+                return Err(format!(
+                    "{loc}: templated vars_files paths are not supported yet"
+                ));
+            }
+            let path = play.base_dir.join(f);
+            let loaded =
+                crate::project::inventory::load_vars_file(&path).map_err(|e| e.to_string())?;
+            for (k, v) in loaded {
+                files.insert(k, VarValue::Node(v));
+            }
+        }
+        Ok((vars, files))
+    }
+
+    fn context(
+        &self,
+        play: &Play,
+        pl: &(Layer, Layer),
+        st: &HostState,
+        task: Option<&Task>,
+        extra: Option<Layer>,
+    ) -> Arc<VarContext> {
+        let mut layers: Vec<Layer> = Vec::new();
+        let role_chain = task
+            .and_then(|t| t.scope.role.as_ref())
+            .map(|r| r.chain())
+            .unwrap_or_default();
+        for r in role_chain.iter().rev() {
+            layers.push(layer_from_vars(&r.defaults));
+        }
+        for g in self.inventory.host_groups(&st.name) {
+            if let Some(group) = self.inventory.groups.get(&g) {
+                layers.push(layer_from_vars(&group.vars));
+            }
+        }
+        if let Some(h) = self.inventory.hosts.get(&st.name) {
+            layers.push(layer_from_vars(&h.vars));
+        }
+        if let Some(f) = &st.facts {
+            layers.push(f.clone());
+        }
+        layers.push(self.magic_vars(play, st, task));
+        layers.push(pl.0.clone());
+        layers.push(pl.1.clone());
+        for r in role_chain.iter().rev() {
+            layers.push(layer_from_vars(&r.vars));
+        }
+        if let Some(t) = task {
+            for v in &t.scope.vars {
+                layers.push(layer_from_vars(v));
+            }
+            layers.push(layer_from_vars(&t.vars));
+        }
+        layers.push(st.runtime.clone());
+        for r in role_chain.iter().rev() {
+            layers.push(layer_from_vars(&r.params));
+        }
+        layers.push(layer_from_vars(&self.opts.extra_vars));
+        if let Some(e) = extra {
+            layers.push(e);
+        }
+        VarContext::new(layers, self.env.clone(), self.vault.clone())
+    }
+
+    fn magic_vars(&self, play: &Play, st: &HostState, task: Option<&Task>) -> Layer {
+        let mut m = Layer::new();
+        let v = |x: Json| VarValue::Value(crate::vars::json_to_value(&x));
+        let groups: serde_json::Map<String, Json> = self
+            .inventory
+            .groups
+            .keys()
+            .map(|g| (g.clone(), json!(self.inventory.group_hosts(g))))
+            .collect();
+        let group_names: Vec<String> = self
+            .inventory
+            .host_groups(&st.name)
+            .into_iter()
+            .filter(|g| g != "all" && g != "ungrouped")
+            .collect();
+        m.insert("inventory_hostname".into(), v(json!(st.name)));
+        m.insert(
+            "inventory_hostname_short".into(),
+            v(json!(st.name.split('.').next().unwrap_or(&st.name))),
+        );
+        m.insert("groups".into(), v(Json::Object(groups)));
+        m.insert("group_names".into(), v(json!(group_names)));
+        m.insert(
+            "playbook_dir".into(),
+            v(json!(self.playbook_dir.display().to_string())),
+        );
+        m.insert("ansible_check_mode".into(), v(json!(self.opts.check)));
+        m.insert("ansible_diff_mode".into(), v(json!(self.opts.diff)));
+        m.insert("ansible_play_name".into(), v(json!(play.name)));
+        m.insert("omit".into(), v(json!(OMIT)));
+        if let Some(role) = task.and_then(|t| t.scope.role.as_ref()) {
+            m.insert("role_name".into(), v(json!(role.name)));
+            m.insert(
+                "role_path".into(),
+                v(json!(role.path.display().to_string())),
+            );
+        }
+        m
+    }
+
+    async fn connect(
+        &self,
+        host: &str,
+        play: &Play,
+        pl: &(Layer, Layer),
+    ) -> Result<Connection, String> {
+        let st = HostState {
+            name: host.to_string(),
+            conn: None,
+            runtime: Layer::new(),
+            facts: None,
+            notified: IndexSet::new(),
+            observed: Observations::default(),
+            failed: false,
+            ended: false,
+            stats: HostStats::default(),
+        };
+        let ctx = self.context(play, pl, &st, None, None);
+        let get = |k: &str| -> Result<Option<String>, String> {
+            match ctx.lookup(k) {
+                Some(v) if !v.is_undefined() && !v.is_none() => Ok(Some(v.to_string())),
+                _ => match ctx.take_error() {
+                    Some(e) => Err(e),
+                    None => Ok(None),
+                },
+            }
+        };
+        if get("ansible_connection")?.as_deref() == Some("local") {
+            return Ok(Connection::local(host));
+        }
+        let addr = get("ansible_host")?.unwrap_or_else(|| host.to_string());
+        let port = match get("ansible_port")?.or(get("ansible_ssh_port")?) {
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .map_err(|_| format!("ansible_port '{p}' is not a port number"))?,
+            ),
+            None => None,
+        };
+        let mut target = SshTarget {
+            host: addr,
+            port,
+            user: get("ansible_user")?.or(get("ansible_ssh_user")?),
+            key_file: get("ansible_ssh_private_key_file")?.map(|p| expand_home(&p)),
+            known_hosts_file: None,
+            config_file: None,
+            strict_host_key_checking: openssh::KnownHosts::Strict,
+        };
+        if let Some(args) = get("ansible_ssh_common_args")? {
+            apply_ssh_args(&mut target, &args)?;
+        }
+        if let Some(args) = get("ansible_ssh_extra_args")? {
+            apply_ssh_args(&mut target, &args)?;
+        }
+        Connection::connect(host, &target)
+            .await
+            .map_err(|e| crate::secrets::mask(&e.to_string()))
+    }
+
+    fn become_for(
+        &self,
+        play: &Play,
+        task: Option<&Task>,
+        ctx: &Arc<VarContext>,
+    ) -> Result<Option<Become>, String> {
+        let var_bool = |k: &str| {
+            ctx.lookup(k).and_then(|v| {
+                if v.is_undefined() {
+                    None
+                } else {
+                    Some(v.is_true())
+                }
+            })
+        };
+        let on = task.and_then(|t| t.use_become).unwrap_or(play.use_become)
+            || (task.and_then(|t| t.use_become).is_none()
+                && !play.use_become
+                && var_bool("ansible_become").unwrap_or(false));
+        if !on {
+            return Ok(None);
+        }
+        let user = task
+            .and_then(|t| t.become_user.clone())
+            .or_else(|| play.become_user.clone())
+            .or_else(|| {
+                ctx.lookup("ansible_become_user")
+                    .filter(|v| !v.is_undefined())
+                    .map(|v| v.to_string())
+            })
+            .unwrap_or_else(|| "root".into());
+        let user = ctx.render_string(&user)?;
+        let password = ctx
+            .lookup("ansible_become_password")
+            .or_else(|| ctx.lookup("ansible_become_pass"))
+            .filter(|v| !v.is_undefined() && !v.is_none())
+            .map(|v| v.to_string());
+        Ok(Some(Become { user, password }))
+    }
+
+    async fn gather_facts(
+        &self,
+        play: &Play,
+        st: &mut HostState,
+        pl: &(Layer, Layer),
+    ) -> Result<(), String> {
+        let ctx = self.context(play, pl, st, None, None);
+        let b = self.become_for(play, None, &ctx)?;
+        let conn = st.conn.clone().ok_or("not connected")?;
+        let script = r#". /etc/os-release 2>/dev/null
+printf 'hostname\t%s\n' "$(uname -n | cut -d. -f1)"
+printf 'nodename\t%s\n' "$(uname -n)"
+printf 'fqdn\t%s\n' "$(hostname -f 2>/dev/null || uname -n)"
+printf 'distribution\t%s\n' "${NAME%% *}"
+printf 'distribution_version\t%s\n' "${VERSION_ID:-}"
+printf 'distribution_major_version\t%s\n' "${VERSION_ID%%.*}"
+printf 'distribution_release\t%s\n' "${VERSION_CODENAME:-}"
+printf 'os_family\t%s\n' "$(case "${ID_LIKE:-$ID}" in *debian*|debian) echo Debian;; *rhel*|*fedora*) echo RedHat;; *) echo "${ID:-unknown}";; esac)"
+printf 'architecture\t%s\n' "$(uname -m)"
+printf 'kernel\t%s\n' "$(uname -r)"
+printf 'system\t%s\n' "$(uname -s)"
+printf 'user_id\t%s\n' "$(id -un)"
+printf 'user_dir\t%s\n' "$HOME"
+printf 'processor_vcpus\t%s\n' "$(nproc 2>/dev/null || echo 1)"
+printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo 2>/dev/null)"
+"#;
+        let out = conn
+            .run_script(script, b.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        if out.rc != 0 {
+            return Err(format!(
+                "gathering facts failed: {}",
+                out.stderr_str().trim()
+            ));
+        }
+        let mut facts = serde_json::Map::new();
+        for line in out.stdout_str().lines() {
+            if let Some((k, v)) = line.split_once('\t') {
+                let val = match k {
+                    "processor_vcpus" | "memtotal_mb" => {
+                        v.parse::<i64>().map(Json::from).unwrap_or(json!(v))
+                    }
+                    _ => json!(v),
+                };
+                facts.insert(k.to_string(), val);
+            }
+        }
+        let mut layer = Layer::new();
+        for (k, v) in &facts {
+            layer.insert(
+                format!("ansible_{k}"),
+                VarValue::Value(crate::vars::json_to_value(v)),
+            );
+        }
+        layer.insert(
+            "ansible_facts".into(),
+            VarValue::Value(crate::vars::json_to_value(&Json::Object(facts))),
+        );
+        st.facts = Some(layer);
+        Ok(())
+    }
+
+    async fn prefetch(&self, play: &Play, st: &mut HostState, pl: &(Layer, Layer)) {
+        let mut reqs: Vec<(String, Want)> = Vec::new();
+        let mut all = Vec::new();
+        flatten(&play.tasks, &mut all);
+        flatten(&play.handlers, &mut all);
+        for t in all {
+            if !self.selected(t) {
+                continue;
+            }
+            let TaskKind::Module { name, args } = &t.kind else {
+                continue;
+            };
+            let keys: &[(&str, Want)] = match name.as_str() {
+                "template" | "copy" => &[(
+                    "dest",
+                    Want {
+                        content: false,
+                        sha1: false,
+                    },
+                )],
+                "file" => &[
+                    ("path", Want::default()),
+                    ("dest", Want::default()),
+                    ("name", Want::default()),
+                ],
+                "lineinfile" | "blockinfile" => &[
+                    (
+                        "path",
+                        Want {
+                            content: true,
+                            sha1: false,
+                        },
+                    ),
+                    (
+                        "dest",
+                        Want {
+                            content: true,
+                            sha1: false,
+                        },
+                    ),
+                    (
+                        "name",
+                        Want {
+                            content: true,
+                            sha1: false,
+                        },
+                    ),
+                ],
+                "stat" => &[(
+                    "path",
+                    Want {
+                        content: false,
+                        sha1: true,
+                    },
+                )],
+                "command" | "shell" => {
+                    &[("creates", Want::default()), ("removes", Want::default())]
+                }
+                _ => continue,
+            };
+            let ctx = self.context(play, pl, st, Some(t), None);
+            let items: Vec<Option<Value>> = match &t.loop_items {
+                None => vec![None],
+                Some(l) => match ctx.resolve_node(l) {
+                    Ok(v) => match v.try_iter() {
+                        Ok(it) => it.map(Some).collect(),
+                        Err(_) => continue,
+                    },
+                    Err(_) => continue,
+                },
+            };
+            for item in items {
+                let c = match item {
+                    None => ctx.clone(),
+                    Some(i) => {
+                        let mut l = Layer::new();
+                        l.insert(t.loop_var.clone(), VarValue::Value(i));
+                        self.context(play, pl, st, Some(t), Some(l))
+                    }
+                };
+                for (k, want) in keys {
+                    if let Some(node) = args.get(k) {
+                        if let Ok(v) = c.resolve_node(node) {
+                            if let Some(p) = v.as_str() {
+                                if p.starts_with('/')
+                                    && !p.ends_with('/')
+                                    && !p.contains(['*', '?'])
+                                {
+                                    reqs.push((p.to_string(), *want));
+                                }
+                            }
+                        }
+                    }
+                    let _ = c.take_error();
+                }
+            }
+        }
+        if reqs.is_empty() {
+            return;
+        }
+        let ctx = self.context(play, pl, st, None, None);
+        let Ok(b) = self.become_for(play, None, &ctx) else {
+            return;
+        };
+        let b = b.or_else(|| {
+            // Observe as root when any task of the play becomes root.
+            let mut all = Vec::new();
+            flatten(&play.tasks, &mut all);
+            all.iter()
+                .any(|t| t.use_become == Some(true))
+                .then(|| Become {
+                    user: "root".into(),
+                    password: None,
+                })
+        });
+        if let Some(conn) = st.conn.clone() {
+            // A failed prefetch only costs speed: modules observe on demand.
+            let _ = st.observed.fetch(&conn, b.as_ref(), &reqs).await;
+        }
+    }
+
+    /// Tag selection with Ansible's rules: `always` runs unless skipped by name,
+    /// `never` runs only when asked for by one of its other tags.
+    fn selected(&self, t: &Task) -> bool {
+        let tags = &t.tags;
+        let has = |x: &str| tags.iter().any(|t| t == x);
+        if self.opts.skip_tags.iter().any(|s| {
+            has(s) || (s == "tagged" && !tags.is_empty()) || (s == "untagged" && tags.is_empty())
+        }) {
+            return false;
+        }
+        if has("always") && !self.opts.skip_tags.iter().any(|s| s == "always") {
+            return true;
+        }
+        if self.opts.tags.is_empty() || self.opts.tags.iter().any(|x| x == "all") {
+            return !has("never");
+        }
+        self.opts.tags.iter().any(|s| {
+            (s != "never" && has(s))
+                || (s == "never" && has("never"))
+                || (s == "tagged" && !tags.is_empty())
+                || (s == "untagged" && tags.is_empty())
+        })
+    }
+
+    fn run_tasks<'a>(
+        &'a self,
+        ctx: &'a PlayCtx<'a>,
+        tasks: &'a [Task],
+        st: &'a mut HostState,
+    ) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(async move {
+            for t in tasks {
+                if st.failed || st.ended {
+                    return;
+                }
+                self.run_task(ctx, t, st).await;
+            }
+        })
+    }
+
+    async fn run_task(&self, pc: &PlayCtx<'_>, t: &Task, st: &mut HostState) {
+        let loc = t.loc.to_string();
+        match &t.kind {
+            TaskKind::Block {
+                block,
+                rescue,
+                always,
+            } => {
+                self.run_tasks(pc, block, st).await;
+                if st.failed && !rescue.is_empty() {
+                    st.failed = false;
+                    st.stats.failed = st.stats.failed.saturating_sub(1);
+                    st.stats.rescued += 1;
+                    self.run_tasks(pc, rescue, st).await;
+                }
+                if !always.is_empty() {
+                    let was_failed = st.failed;
+                    st.failed = false;
+                    self.run_tasks(pc, always, st).await;
+                    st.failed |= was_failed;
+                }
+                return;
+            }
+            TaskKind::FlushHandlers => {
+                self.flush_handlers(pc, st).await;
+                return;
+            }
+            TaskKind::MetaNoop => return,
+            TaskKind::EndHost | TaskKind::EndPlay => {
+                let ctx = self.context(pc.play, pc.layers, st, Some(t), None);
+                match self.conditions_hold(&ctx, &t.when) {
+                    Ok(true) => st.ended = true,
+                    Ok(false) => {}
+                    Err(e) => self.fail_host(st, &t.display_name(), &loc, &e),
+                }
+                return;
+            }
+            TaskKind::IncludeTasks { file, tasks } => {
+                if !self.selected(t) {
+                    return;
+                }
+                let ctx = self.context(pc.play, pc.layers, st, Some(t), None);
+                match self.conditions_hold(&ctx, &t.when) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        st.stats.skipped += 1;
+                        self.reporter.task_result(
+                            &st.name,
+                            &t.display_name(),
+                            &loc,
+                            Status::Skipped,
+                            None,
+                            &[],
+                            None,
+                        );
+                        return;
+                    }
+                    Err(e) => return self.fail_host(st, &t.display_name(), &loc, &e),
+                }
+                match tasks {
+                    Some(inner) => self.run_tasks(pc, inner, st).await,
+                    None => self.fail_host(st, &t.display_name(), &loc, &format!("include_tasks with a templated file name ('{file}') is not supported yet")),
+                }
+                return;
+            }
+            TaskKind::Module { .. } => {}
+        }
+        if !self.selected(t) {
+            return;
+        }
+        if t.run_once {
+            let key = t as *const Task as usize;
+            let cell = {
+                let Ok(mut m) = pc.run_once.lock() else {
+                    return;
+                };
+                m.entry(key)
+                    .or_insert_with(|| Arc::new(OnceCell::new()))
+                    .clone()
+            };
+            if st.name != pc.first {
+                // Wait for the first host's result and share it, as Ansible does.
+                let shared = cell
+                    .get_or_init(|| async { json!({"skipped": true, "changed": false}) })
+                    .await
+                    .clone();
+                if let Some(r) = &t.register {
+                    st.runtime.insert(
+                        r.clone(),
+                        VarValue::Value(crate::vars::json_to_value(&shared)),
+                    );
+                }
+                return;
+            }
+            let result = self.run_module_task(pc, t, st).await;
+            let _ = cell.set(result);
+            return;
+        }
+        self.run_module_task(pc, t, st).await;
+    }
+
+    fn conditions_hold(&self, ctx: &Arc<VarContext>, when: &[String]) -> Result<bool, String> {
+        for w in when {
+            if !ctx.condition(w)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Runs one module task (with its loop) and returns its registered value.
+    async fn run_module_task(&self, pc: &PlayCtx<'_>, t: &Task, st: &mut HostState) -> Json {
+        let loc = t.loc.to_string();
+        let name = t.display_name();
+        let TaskKind::Module { name: module, args } = &t.kind else {
+            return Json::Null;
+        };
+        let base_ctx = self.context(pc.play, pc.layers, st, Some(t), None);
+        let display_name = base_ctx
+            .render_string(&name)
+            .unwrap_or_else(|_| name.clone());
+        let items: Option<Vec<Value>> = match &t.loop_items {
+            None => None,
+            Some(l) => match base_ctx.resolve_node(l) {
+                Ok(v) if v.is_none() || v.is_undefined() => Some(Vec::new()),
+                Ok(v) => match v.try_iter() {
+                    Ok(it) if v.as_str().is_none() => Some(it.collect()),
+                    _ => {
+                        self.fail_host(
+                            st,
+                            &display_name,
+                            &loc,
+                            &format!("loop: expected a list, got {v}"),
+                        );
+                        return Json::Null;
+                    }
+                },
+                Err(e) => {
+                    self.fail_host(st, &display_name, &loc, &e);
+                    return Json::Null;
+                }
+            },
+        };
+        let mut results = Vec::new();
+        let mut any_changed = false;
+        let mut any_failed = false;
+        let mut all_skipped = true;
+        let runs: Vec<Option<(usize, Value)>> = match &items {
+            None => vec![None],
+            Some(list) => list.iter().cloned().enumerate().map(Some).collect(),
+        };
+        let looped = items.is_some();
+        for run in runs {
+            let (ctx, label) = match &run {
+                None => (base_ctx.clone(), None),
+                Some((i, item)) => {
+                    let mut l = Layer::new();
+                    l.insert(t.loop_var.clone(), VarValue::Value(item.clone()));
+                    if let Some(iv) = &t.index_var {
+                        l.insert(iv.clone(), VarValue::Value(Value::from(*i)));
+                    }
+                    l.insert(
+                        "ansible_loop_var".into(),
+                        VarValue::Value(Value::from(t.loop_var.as_str())),
+                    );
+                    let c = self.context(pc.play, pc.layers, st, Some(t), Some(l));
+                    let label = match &t.loop_label {
+                        Some(lbl) => c.render_string(lbl).unwrap_or_else(|_| lbl.clone()),
+                        None => py_repr(item),
+                    };
+                    (c, Some(label))
+                }
+            };
+            let (status, res) = self.run_once_item(pc, t, module, args, &ctx, st).await;
+            let mut rj = res.to_json();
+            if let (Some((_, item)), Some(m)) = (&run, rj.as_object_mut()) {
+                m.insert(
+                    t.loop_var.clone(),
+                    crate::vars::value_to_json(item).unwrap_or(Json::Null),
+                );
+                m.insert("ansible_loop_var".into(), json!(t.loop_var));
+            }
+            let shown_msg = if t.no_log {
+                Some("the output has been hidden due to the fact that 'no_log: true' was specified for this result".to_string())
+            } else {
+                res.msg.clone()
+            };
+            let diffs = if t.no_log {
+                Vec::new()
+            } else {
+                res.diffs.clone()
+            };
+            self.reporter.task_result(
+                &st.name,
+                &display_name,
+                &loc,
+                status,
+                shown_msg.as_deref(),
+                &diffs,
+                label.as_deref(),
+            );
+            match status {
+                Status::Changed => any_changed = true,
+                Status::Failed => any_failed = true,
+                _ => {}
+            }
+            if status != Status::Skipped {
+                all_skipped = false;
+            }
+            if status == Status::Changed || status == Status::Ok {
+                for (k, v) in &res.facts {
+                    st.runtime
+                        .insert(k.clone(), VarValue::Value(crate::vars::json_to_value(v)));
+                }
+            }
+            results.push(rj);
+            if any_failed && !t.ignore_errors && !looped {
+                break;
+            }
+        }
+        let registered = if looped {
+            json!({
+                "results": results, "changed": any_changed, "failed": any_failed,
+                "skipped": all_skipped && !results.is_empty(),
+                "msg": if any_failed { "One or more items failed" } else { "All items completed" },
+            })
+        } else {
+            results.into_iter().next().unwrap_or(Json::Null)
+        };
+        if let Some(r) = &t.register {
+            st.runtime.insert(
+                r.clone(),
+                VarValue::Value(crate::vars::json_to_value(&registered)),
+            );
+        }
+        // Count once per task, as Ansible's recap does.
+        if any_failed {
+            if t.ignore_errors {
+                st.stats.ignored += 1;
+            } else {
+                st.failed = true;
+                st.stats.failed += 1;
+            }
+        } else if any_changed {
+            st.stats.changed += 1;
+            st.stats.ok += 1;
+            for n in &t.notify {
+                let n = base_ctx.render_string(n).unwrap_or_else(|_| n.clone());
+                st.notified.insert(n);
+            }
+        } else if all_skipped {
+            st.stats.skipped += 1;
+        } else {
+            st.stats.ok += 1;
+        }
+        registered
+    }
+
+    async fn run_once_item(
+        &self,
+        pc: &PlayCtx<'_>,
+        t: &Task,
+        module: &str,
+        args: &crate::yaml::Node,
+        ctx: &Arc<VarContext>,
+        st: &mut HostState,
+    ) -> (Status, ModuleResult) {
+        match self.conditions_hold(ctx, &t.when) {
+            Ok(true) => {}
+            Ok(false) => {
+                let mut r = ModuleResult::ok();
+                r.skipped = true;
+                r.data
+                    .insert("skip_reason".into(), json!("Conditional result was False"));
+                return (Status::Skipped, r);
+            }
+            Err(e) => return (Status::Failed, ModuleResult::failed(e)),
+        }
+        let rendered = match ctx.resolve_node(args) {
+            Ok(v) => v,
+            Err(e) => return (Status::Failed, ModuleResult::failed(e)),
+        };
+        let mut json_args = match crate::vars::value_to_json(&rendered) {
+            Ok(j) => j,
+            Err(e) => return (Status::Failed, ModuleResult::failed(e)),
+        };
+        if let Some(m) = json_args.as_object_mut() {
+            m.retain(|_, v| v.as_str() != Some(OMIT));
+        }
+        let become_ = match self.become_for(pc.play, Some(t), ctx) {
+            Ok(b) => b,
+            Err(e) => return (Status::Failed, ModuleResult::failed(e)),
+        };
+        let local;
+        let conn: &Connection = if t.delegate_to.is_some() {
+            local = Connection::local("localhost");
+            &local
+        } else {
+            match &st.conn {
+                Some(c) => c,
+                None => return (Status::Unreachable, ModuleResult::failed("not connected")),
+            }
+        };
+        let check = t.check_mode.unwrap_or(self.opts.check);
+        let mut local_obs = Observations::default();
+        let observed = if t.delegate_to.is_some() {
+            &mut local_obs
+        } else {
+            &mut st.observed
+        };
+        let mut mctx = ModuleCtx {
+            conn,
+            become_: if t.delegate_to.is_some() {
+                None
+            } else {
+                become_
+            },
+            check,
+            diff: t.diff.unwrap_or(self.opts.diff),
+            observed,
+            vars: ctx,
+            task: t,
+            playbook_dir: &self.playbook_dir,
+        };
+        let mut res = match modules::run(module, json_args, &mut mctx).await {
+            Ok(r) => r,
+            Err(e) => ModuleResult::failed(e),
+        };
+        if let Some(cw) = &t.changed_when {
+            match self.eval_with_result(ctx, t, &res, cw) {
+                Ok(v) => res.changed = v,
+                Err(e) => res = ModuleResult::failed(e),
+            }
+        }
+        if let Some(fw) = &t.failed_when {
+            match self.eval_with_result(ctx, t, &res, fw) {
+                Ok(v) => {
+                    res.failed = v;
+                    if v && res.msg.is_none() {
+                        res.msg = Some("failed_when condition was true".into());
+                    }
+                }
+                Err(e) => res = ModuleResult::failed(e),
+            }
+        }
+        let status = if res.failed {
+            Status::Failed
+        } else if res.skipped {
+            Status::Skipped
+        } else if res.changed {
+            Status::Changed
+        } else {
+            Status::Ok
+        };
+        (status, res)
+    }
+
+    /// `changed_when`/`failed_when` see the task's result under its register name.
+    fn eval_with_result(
+        &self,
+        ctx: &Arc<VarContext>,
+        t: &Task,
+        res: &ModuleResult,
+        conds: &[String],
+    ) -> Result<bool, String> {
+        let value = crate::vars::json_to_value(&res.to_json());
+        let mut names: Vec<String> = ctx.names();
+        if let Some(r) = &t.register {
+            names.retain(|n| n != r);
+        }
+        let _ = names;
+        let mut layer = Layer::new();
+        if let Some(r) = &t.register {
+            layer.insert(r.clone(), VarValue::Value(value.clone()));
+        }
+        // The result's own keys are visible too (`rc`, `stdout`), as in Ansible.
+        if let Some(obj) = res.to_json().as_object() {
+            for (k, v) in obj {
+                layer
+                    .entry(k.clone())
+                    .or_insert(VarValue::Value(crate::vars::json_to_value(v)));
+            }
+        }
+        let c = VarContext::new(
+            vec![ctx_layer(ctx), layer],
+            ctx.env_arc(),
+            ctx.vault().clone(),
+        );
+        for cond in conds {
+            if !c.condition(cond)? {
+                return Ok(false);
+            }
+        }
+        Ok(!conds.is_empty())
+    }
+
+    fn flush_handlers<'a>(
+        &'a self,
+        pc: &'a PlayCtx<'a>,
+        st: &'a mut HostState,
+    ) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(self.flush_handlers_inner(pc, st))
+    }
+
+    async fn flush_handlers_inner(&self, pc: &PlayCtx<'_>, st: &mut HostState) {
+        loop {
+            if st.notified.is_empty() || st.failed {
+                return;
+            }
+            let notified = std::mem::take(&mut st.notified);
+            let mut ran_any = false;
+            for h in &pc.play.handlers {
+                let hit = h.name.as_deref().is_some_and(|n| notified.contains(n))
+                    || h.listen.iter().any(|l| notified.contains(l));
+                if hit {
+                    ran_any = true;
+                    self.run_task(pc, h, st).await;
+                    if st.failed {
+                        return;
+                    }
+                }
+            }
+            if !ran_any {
+                return;
+            }
+        }
+    }
+}
+
+struct PlayCtx<'a> {
+    play: &'a Play,
+    layers: &'a (Layer, Layer),
+    run_once: &'a RunOnceCells,
+    first: &'a str,
+}
+
+fn hosts_first(hosts: &[String]) -> String {
+    hosts.first().cloned().unwrap_or_default()
+}
+
+fn ctx_layer(ctx: &Arc<VarContext>) -> Layer {
+    let mut l = Layer::new();
+    for n in ctx.names() {
+        if let Some(v) = ctx.lookup(&n) {
+            l.insert(n, VarValue::Value(v));
+        }
+    }
+    let _ = ctx.take_error();
+    l
+}
+
+fn flatten<'a>(tasks: &'a [Task], out: &mut Vec<&'a Task>) {
+    for t in tasks {
+        match &t.kind {
+            TaskKind::Block {
+                block,
+                rescue,
+                always,
+            } => {
+                flatten(block, out);
+                flatten(rescue, out);
+                flatten(always, out);
+            }
+            TaskKind::IncludeTasks {
+                tasks: Some(inner), ..
+            } => flatten(inner, out),
+            _ => out.push(t),
+        }
+    }
+}
+
+fn py_repr(v: &Value) -> String {
+    match v.as_str() {
+        Some(s) => s.to_string(),
+        None => v.to_string(),
+    }
+}
+
+fn expand_home(p: &str) -> PathBuf {
+    match p.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME")
+            .map(|h| Path::new(&h).join(rest))
+            .unwrap_or_else(|| PathBuf::from(p)),
+        None => PathBuf::from(p),
+    }
+}
+
+/// The subset of ssh options deployer maps onto its SSH session; anything
+/// else is refused rather than silently dropped.
+fn apply_ssh_args(t: &mut SshTarget, args: &str) -> Result<(), String> {
+    let words = crate::project::inventory::shlex_split(args)
+        .ok_or("ansible_ssh_common_args: unbalanced quotes")?;
+    let mut it = words.into_iter();
+    while let Some(w) = it.next() {
+        let opt = if w == "-o" {
+            it.next()
+                .ok_or("ansible_ssh_common_args: -o needs a value")?
+        } else if let Some(o) = w.strip_prefix("-o") {
+            o.to_string()
+        } else if w == "-F" {
+            t.config_file = Some(PathBuf::from(
+                it.next()
+                    .ok_or("ansible_ssh_common_args: -F needs a file")?,
+            ));
+            continue;
+        } else {
+            return Err(format!(
+                "ansible_ssh_common_args: unsupported ssh argument '{w}' (supported: -F FILE, -o UserKnownHostsFile=, -o StrictHostKeyChecking=)"
+            ));
+        };
+        let (k, v) = opt.split_once('=').ok_or_else(|| {
+            format!("ansible_ssh_common_args: expected -o Key=Value, got '{opt}'")
+        })?;
+        match k.to_ascii_lowercase().as_str() {
+            "userknownhostsfile" => t.known_hosts_file = Some(PathBuf::from(v)),
+            "stricthostkeychecking" => {
+                t.strict_host_key_checking = match v.to_ascii_lowercase().as_str() {
+                    "yes" => openssh::KnownHosts::Strict,
+                    "accept-new" => openssh::KnownHosts::Add,
+                    other => {
+                        return Err(format!(
+                            "StrictHostKeyChecking={other} is refused: deployer verifies host keys (use yes or accept-new)"
+                        ));
+                    }
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "ansible_ssh_common_args: unsupported ssh option '{k}' (supported: UserKnownHostsFile, StrictHostKeyChecking)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub type SharedStates = Arc<Mutex<()>>;
