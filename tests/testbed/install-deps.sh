@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Install what the real-host testbed needs on a Debian 12 machine (run as root).
+# Idempotent and fast when everything is already there: it is run on every CI run.
+#   - Debian packages: docker.io, debootstrap, openssh-client, python3-venv, ...
+#   - a running dockerd (started in the background, log in /var/log/dockerd.log)
+#   - a Python venv with a pinned ansible-core at /opt/deployer-ci/venv
+set -euo pipefail
+
+ANSIBLE_CORE_VERSION=2.19.14
+VENV=/opt/deployer-ci/venv
+DOCKERD_LOG=/var/log/dockerd.log
+PACKAGES=(
+  docker.io debootstrap debian-archive-keyring openssh-client python3-venv
+  iproute2 ca-certificates busybox-static curl tar xz-utils
+)
+
+log() { printf '[install-deps] %s\n' "$*" >&2; }
+
+if [[ $(id -u) -ne 0 ]]; then
+  log "must run as root"
+  exit 1
+fi
+
+# --- Debian packages ---------------------------------------------------------
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]})); then
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # The package's own service start fails without systemd; that is fine,
+  # dockerd is started below.
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  log "packages already installed"
+fi
+
+# --- dockerd ------------------------------------------------------------------
+if docker info >/dev/null 2>&1; then
+  log "docker engine already running"
+else
+  if ! pgrep -x dockerd >/dev/null; then
+    log "starting dockerd (log: $DOCKERD_LOG)"
+    # setsid + nohup: keep it running after this script (and CI) exits.
+    setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+  fi
+  for _ in $(seq 1 60); do
+    if docker info >/dev/null 2>&1; then break; fi
+    sleep 1
+  done
+  if ! docker info >/dev/null 2>&1; then
+    log "dockerd did not come up within 60 s; last log lines:"
+    tail -n 30 "$DOCKERD_LOG" >&2 || true
+    exit 1
+  fi
+  log "docker engine is up"
+fi
+
+# --- ansible-core venv ----------------------------------------------------------
+marker="$VENV/.ansible-core-$ANSIBLE_CORE_VERSION"
+if [[ -x $VENV/bin/ansible-vault && -e $marker ]]; then
+  log "ansible-core $ANSIBLE_CORE_VERSION venv already present"
+else
+  log "creating venv $VENV with ansible-core==$ANSIBLE_CORE_VERSION"
+  mkdir -p "$(dirname "$VENV")"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "ansible-core==$ANSIBLE_CORE_VERSION"
+  "$VENV/bin/ansible-vault" --version >/dev/null
+  touch "$marker"
+fi
