@@ -252,7 +252,7 @@ impl VarContext {
                     };
                     out.insert(key, self.resolve_node(v)?);
                 }
-                Value::from_iter(out)
+                Value::from_pairs(out)
             }
         })
     }
