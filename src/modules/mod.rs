@@ -1,3 +1,6 @@
 //! Modules: each one turns desired arguments and observed state into a plan,
 //! then applies it.
 pub mod args;
+pub mod blockinfile;
+pub mod lineinfile;
+pub mod text_edit;
