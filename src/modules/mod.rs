@@ -4,3 +4,7 @@ pub mod args;
 pub mod blockinfile;
 pub mod lineinfile;
 pub mod text_edit;
+#[cfg(test)]
+mod textedit_oracle;
+#[cfg(test)]
+mod textedit_oracle_check;
