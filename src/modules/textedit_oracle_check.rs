@@ -97,3 +97,41 @@ fn matches_ansible() {
         failures.join("\n")
     );
 }
+
+#[test]
+fn ansible_crashes_become_errors() {
+    // Ansible raises IndexError / TypeError on these; deployer fails cleanly.
+    let r = plan(
+        "blockinfile",
+        r#"{"path": "/f", "block": "x", "insertafter": "(?m)b\n"}"#,
+        Some("a\nb\n"),
+    );
+    assert!(r.is_err());
+    let r = plan(
+        "blockinfile",
+        r#"{"path": "/f", "block": "x", "create": true, "insertafter": "(?m)b"}"#,
+        None,
+    );
+    assert!(r.is_err());
+    let r = plan(
+        "lineinfile",
+        r#"{"path": "/f", "regexp": "^a(?=b)", "line": "x"}"#,
+        Some("ab\n"),
+    );
+    assert!(r.is_err_and(|e| e.starts_with("regexp uses a construct deployer does not support")));
+}
+
+#[test]
+fn args_accept_aliases_and_reject_unknown() {
+    assert!(
+        serde_json::from_str::<LineinfileArgs>(
+            r#"{"dest": "/f", "value": "x", "regex": "y", "create": "yes", "backrefs": "no"}"#
+        )
+        .is_ok_and(|a| a.path == "/f" && a.create && !a.backrefs && a.regexp.is_some())
+    );
+    assert!(serde_json::from_str::<LineinfileArgs>(r#"{"path": "/f", "bogus": 1}"#).is_err());
+    assert!(
+        serde_json::from_str::<BlockinfileArgs>(r#"{"name": "/f", "content": "x"}"#)
+            .is_ok_and(|a| a.block == "x" && a.marker == "# {mark} ANSIBLE MANAGED BLOCK")
+    );
+}
