@@ -168,7 +168,6 @@ fn present(
     let mut index0: isize = -1;
     let mut index1: isize = -1;
     let mut found_line: Option<usize> = None; // Python's `match`
-    let mut exact_line_match = false;
     let b_line = line.as_bytes();
 
     if let Some(re) = &bre_m {
@@ -198,7 +197,6 @@ fn present(
         for (n, cur) in b_lines.iter().enumerate() {
             if b_line == rstrip_crlf(cur) {
                 index0 = n as isize;
-                exact_line_match = true;
             } else if let Some(ins) = &bre_ins
                 && ins.is_match(cur)
             {

@@ -9,6 +9,10 @@ pub mod lineinfile;
 pub mod misc;
 pub mod observe;
 pub mod text_edit;
+#[cfg(test)]
+mod textedit_oracle;
+#[cfg(test)]
+mod textedit_oracle_check;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -155,3 +159,7 @@ pub async fn run(name: &str, args: Json, ctx: &mut ModuleCtx<'_>) -> Result<Modu
 pub fn parse_args<T: serde::de::DeserializeOwned>(module: &str, args: Json) -> Result<T, String> {
     serde_json::from_value(args).map_err(|e| format!("invalid arguments for {module}: {e}"))
 }
+#[cfg(test)]
+mod textedit_oracle;
+#[cfg(test)]
+mod textedit_oracle_check;

@@ -240,7 +240,7 @@ fn translate(p: &str) -> Result<(String, bool), String> {
                         j += 1;
                     }
                 }
-                let valid = chars.get(j) == Some(&'}') && !(lo.is_empty() && !comma);
+                let valid = (comma || !lo.is_empty()) && chars.get(j) == Some(&'}');
                 if valid {
                     let lo = if lo.is_empty() { "0".to_string() } else { lo };
                     if comma {
@@ -465,7 +465,7 @@ pub(crate) fn expand_template(
     let t = template;
     let is_oct = |b: Option<&u8>| matches!(b, Some(b'0'..=b'7'));
     let is_dig = |b: Option<&u8>| matches!(b, Some(b'0'..=b'9'));
-    let mut add_group = |out: &mut Vec<u8>, idx: usize| -> Result<(), String> {
+    let add_group = |out: &mut Vec<u8>, idx: usize| -> Result<(), String> {
         if idx > group_count {
             return Err(err(format!("invalid group reference {idx}")));
         }
