@@ -1,0 +1,86 @@
+//! Runs the real `deployer` binary against the real testbed (tests/testbed/up.sh).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The testbed inventory; tests fail (never skip) when the testbed is not up.
+pub fn testbed_inventory() -> PathBuf {
+    let p = std::env::var_os("DEPLOYER_TESTBED_INVENTORY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("tests/testbed/inventory.yml"));
+    assert!(p.exists(), "testbed inventory {} missing: run tests/testbed/up.sh 3 first", p.display());
+    p
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+pub fn deployer(dir: &Path, args: &[&str]) -> Out {
+    let o = Command::new(env!("CARGO_BIN_EXE_deployer"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DEPLOYER_INVENTORY")
+        .env_remove("DEPLOYER_VAULT_PASSWORD_FILE")
+        .output()
+        .expect("run deployer");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Runs a shell command on a testbed host as root, for assertions.
+pub fn on_host(host: &str, script: &str) -> String {
+    let cfg = repo().join("tests/testbed/state/ssh_config");
+    let o = Command::new("ssh")
+        .arg("-F")
+        .arg(&cfg)
+        .arg(format!("root@{host}"))
+        .arg(script)
+        .output()
+        .expect("ssh");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A temporary project: files given as (relative path, content).
+pub fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (p, c) in files {
+        let path = dir.path().join(p);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, c).expect("write");
+    }
+    dir
+}
+
+/// The recap event of a `--output json` run.
+pub fn recap(stdout: &str) -> serde_json::Value {
+    events(stdout)
+        .into_iter()
+        .find(|v| v["event"] == "recap")
+        .unwrap_or_else(|| panic!("no recap event in:\n{stdout}"))
+}
+
+pub fn events(stdout: &str) -> Vec<serde_json::Value> {
+    stdout.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).collect()
+}
+
+/// Sum of a recap counter over all hosts.
+pub fn total(recap: &serde_json::Value, key: &str) -> u64 {
+    recap["hosts"].as_object().map(|h| h.values().map(|s| s[key].as_u64().unwrap_or(0)).sum()).unwrap_or(0)
+}
