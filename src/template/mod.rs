@@ -17,6 +17,10 @@ use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 
 pub use filters::register;
 
+/// Value of the `omit` global: a module argument whose templated value is
+/// exactly this string is to be left out, as in Ansible.
+pub const OMIT_PLACEHOLDER: &str = "__omit_place_holder__deployer__";
+
 /// Name under which bare expressions (`when:` conditions, native values)
 /// are reported in error messages.
 const EXPR_NAME: &str = "<expression>";
@@ -28,10 +32,12 @@ const EXPR_NAME: &str = "<expression>";
 /// * `trim_blocks = true`, `lstrip_blocks = false`,
 ///   `keep_trailing_newline = true` (Ansible's template module defaults).
 /// * no auto-escaping, whatever the template's extension.
-/// * values print like Python does: `True`, `False`, `None`,
-///   `['a', 1]`, `{'k': 'v'}`.
+/// * values print like Python does: `True`, `False`, `['a', None]`,
+///   `{'k': 'v'}`, `1.0`; a bare `None` prints as the empty string
+///   (Ansible's finalize).
 /// * Python methods on strings, dicts and lists (`x.items()`,
 ///   `s.split(',')`, `s.startswith('a')`, `d.keys()`).
+/// * the `omit` global ([`OMIT_PLACEHOLDER`]).
 /// * all Ansible filters and tests of [`filters`] registered.
 pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
@@ -51,13 +57,44 @@ pub fn environment() -> Environment<'static> {
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_formatter(|out, _state, value| {
+        // Like Ansible's finalize: a bare `None` prints as nothing.
+        if value.is_none() {
+            return Ok(());
+        }
+        check_no_undefined(value)?;
         let mut s = String::new();
         py_str_into(value, &mut s);
         out.write_str(&s)
             .map_err(|_| Error::from(ErrorKind::WriteFailure))
     });
+    env.add_global("omit", OMIT_PLACEHOLDER);
     register(&mut env);
     env
+}
+
+/// Fails (strict mode) when a list or dict about to be printed holds an
+/// undefined value.
+fn check_no_undefined(value: &Value) -> Result<(), Error> {
+    match value.kind() {
+        ValueKind::Undefined => {
+            // The error of `get_attr` on an undefined value names its origin.
+            value.get_attr("__undefined__")?;
+            Err(Error::from(ErrorKind::UndefinedError))
+        }
+        ValueKind::Seq => {
+            for item in value.try_iter()? {
+                check_no_undefined(&item)?;
+            }
+            Ok(())
+        }
+        ValueKind::Map => {
+            for key in value.try_iter()? {
+                check_no_undefined(&value.get_item(&key)?)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Renders `source` (a template given as a string) with `ctx`.
@@ -387,6 +424,14 @@ mod tests {
     }
 
     #[test]
+    fn omit_global() {
+        assert_eq!(
+            render("{{ x | default(omit) }}", context! {}).unwrap(),
+            OMIT_PLACEHOLDER
+        );
+    }
+
+    #[test]
     fn if_on_undefined_is_an_error() {
         assert!(render("{% if missing %}x{% endif %}", context! {}).is_err());
     }
@@ -417,7 +462,16 @@ mod tests {
         let ctx = context! { t => true, f => false, n => (), l => vec![Value::from("a"), Value::from(1)], x => 1.0 };
         assert_eq!(
             render("{{ t }} {{ f }} {{ n }} {{ l }} {{ x }}", ctx).unwrap(),
-            "True False None ['a', 1] 1.0"
+            "True False  ['a', 1] 1.0"
+        );
+        assert_eq!(
+            render("{{ [none, 'x'] }}", context! {}).unwrap(),
+            "[None, 'x']"
+        );
+        let err = render("{{ [1, missing] }}", context! {}).unwrap_err();
+        assert_eq!(
+            render_error_message(&err),
+            "<template>:1: undefined variable 'missing'"
         );
         let m = Value::from_pairs([("k", Value::from("v")), ("n", Value::from(2))]);
         assert_eq!(
