@@ -18,7 +18,7 @@ use crate::project::{Inventory, Play, Playbook, Task, TaskKind, Vars};
 use crate::report::{HostStats, Reporter, Status};
 use crate::vars::{VarContext, VarValue, VaultAccess, layer_from_vars};
 
-pub const OMIT: &str = "__omit_place_holder__deployer";
+pub const OMIT: &str = crate::template::OMIT_PLACEHOLDER;
 
 pub struct RunOptions {
     pub check: bool,
@@ -302,7 +302,6 @@ impl Engine {
         m.insert("ansible_check_mode".into(), v(json!(self.opts.check)));
         m.insert("ansible_diff_mode".into(), v(json!(self.opts.diff)));
         m.insert("ansible_play_name".into(), v(json!(play.name)));
-        m.insert("omit".into(), v(json!(OMIT)));
         if let Some(role) = task.and_then(|t| t.scope.role.as_ref()) {
             m.insert("role_name".into(), v(json!(role.name)));
             m.insert(
