@@ -149,6 +149,7 @@ impl Reporter {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn task_result(
         &self,
         host: &str,
@@ -182,11 +183,10 @@ impl Reporter {
             Format::Human => {
                 let item = item.map(|i| format!(" => (item={i})")).unwrap_or_default();
                 let mut line = format!("{}: [{host}] {task}{item}", status.word());
-                if let Some(m) = msg {
-                    if matches!(status, Status::Failed | Status::Unreachable) || !m.is_empty() && status != Status::Skipped {
+                if let Some(m) = msg
+                    && (matches!(status, Status::Failed | Status::Unreachable) || !m.is_empty() && status != Status::Skipped) {
                         line.push_str(&format!(" => {m}"));
                     }
-                }
                 self.line(&line);
                 if self.show_diff {
                     for d in diffs {

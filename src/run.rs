@@ -130,10 +130,10 @@ impl Engine {
             changed |= st.changed > 0;
             failed |= st.failed > 0 || st.unreachable > 0;
             stats.push((name, st));
-            if let Some(c) = s.conn {
-                if let Ok(c) = Arc::try_unwrap(c) {
-                    c.close().await;
-                }
+            if let Some(c) = s.conn
+                && let Ok(c) = Arc::try_unwrap(c)
+            {
+                c.close().await;
             }
         }
         Outcome {
@@ -176,11 +176,12 @@ impl Engine {
                 }
             }
         }
-        if play.gather_facts && st.facts.is_none() {
-            if let Err(e) = self.gather_facts(play, st, &play_layers).await {
-                self.fail_host(st, "Gathering Facts", &play.loc.to_string(), &e);
-                return;
-            }
+        if play.gather_facts
+            && st.facts.is_none()
+            && let Err(e) = self.gather_facts(play, st, &play_layers).await
+        {
+            self.fail_host(st, "Gathering Facts", &play.loc.to_string(), &e);
+            return;
         }
         // One round trip for the state of every file the play will look at.
         self.prefetch(play, st, &play_layers).await;
@@ -377,18 +378,20 @@ impl Engine {
         ctx: &Arc<VarContext>,
     ) -> Result<Option<Become>, String> {
         let var_bool = |k: &str| {
-            ctx.lookup(k).and_then(|v| {
-                if v.is_undefined() {
-                    None
-                } else {
-                    Some(v.is_true())
-                }
-            })
+            ctx.lookup(k)
+                .filter(|v| !v.is_undefined() && !v.is_none())
+                .and_then(|v| {
+                    crate::modules::args::parse_bool(
+                        &crate::vars::value_to_json(&v).unwrap_or(Json::Null),
+                    )
+                })
         };
-        let on = task.and_then(|t| t.use_become).unwrap_or(play.use_become)
-            || (task.and_then(|t| t.use_become).is_none()
-                && !play.use_become
-                && var_bool("ansible_become").unwrap_or(false));
+        let _ = ctx.take_error();
+        // A task's `become` wins; then the `ansible_become` variable; then the play's.
+        let on = match task.and_then(|t| t.use_become) {
+            Some(b) => b,
+            None => var_bool("ansible_become").unwrap_or(play.use_become),
+        };
         if !on {
             return Ok(None);
         }
@@ -554,17 +557,14 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
                     }
                 };
                 for (k, want) in keys {
-                    if let Some(node) = args.get(k) {
-                        if let Ok(v) = c.resolve_node(node) {
-                            if let Some(p) = v.as_str() {
-                                if p.starts_with('/')
-                                    && !p.ends_with('/')
-                                    && !p.contains(['*', '?'])
-                                {
-                                    reqs.push((p.to_string(), *want));
-                                }
-                            }
-                        }
+                    if let Some(node) = args.get(k)
+                        && let Ok(v) = c.resolve_node(node)
+                        && let Some(p) = v.as_str()
+                        && p.starts_with('/')
+                        && !p.ends_with('/')
+                        && !p.contains(['*', '?'])
+                    {
+                        reqs.push((p.to_string(), *want));
                     }
                     let _ = c.take_error();
                 }

@@ -62,10 +62,10 @@ impl VaultAccess {
     /// A whole-file vault vars file, decrypted and parsed once per run; every
     /// string in it is registered as a secret.
     pub fn vars_file(&self, path: &Path, cipher: &str) -> Result<Vars, String> {
-        if let Ok(files) = self.files.lock() {
-            if let Some(r) = files.get(path) {
-                return r.clone();
-            }
+        if let Ok(files) = self.files.lock()
+            && let Some(r) = files.get(path)
+        {
+            return r.clone();
         }
         let result = (|| {
             let text = self.decrypt_text(cipher, &path.display().to_string())?;
@@ -152,19 +152,19 @@ impl VarContext {
     }
 
     fn set_error(&self, msg: String) {
-        if let Ok(mut e) = self.error.lock() {
-            if e.is_none() {
-                *e = Some(msg);
-            }
+        if let Ok(mut e) = self.error.lock()
+            && e.is_none()
+        {
+            *e = Some(msg);
         }
     }
 
     /// Reads one variable, rendering and decrypting as needed.
     pub fn lookup(self: &Arc<Self>, name: &str) -> Option<Value> {
-        if let Ok(c) = self.cache.lock() {
-            if let Some(v) = c.get(name) {
-                return Some(v.clone());
-            }
+        if let Ok(c) = self.cache.lock()
+            && let Some(v) = c.get(name)
+        {
+            return Some(v.clone());
         }
         let raw = match self.vars.get(name) {
             Some(v) => v.clone(),

@@ -41,13 +41,27 @@ fn thirty_task_project(root: &str) -> tempfile::TempDir {
         ));
     }
     tasks.push_str("- name: link\n  ansible.builtin.file:\n    src: ");
-    tasks.push_str(&format!("{root}/conf0.txt\n    dest: {root}/link0\n    state: link\n"));
+    tasks.push_str(&format!(
+        "{root}/conf0.txt\n    dest: {root}/link0\n    state: link\n"
+    ));
     project(&[
-        ("site.yml", "- hosts: testbed\n  become: true\n  gather_facts: false\n  roles:\n    - bench\n"),
-        ("roles/bench/defaults/main.yml", "app_name: demo\nport_base: 8000\n"),
-        ("roles/bench/templates/conf.j2", "# template {{ idx }}\nname={{ app_name }}\nport={{ port_base + idx }}\nhost={{ inventory_hostname }}\n"),
+        (
+            "site.yml",
+            "- hosts: testbed\n  become: true\n  gather_facts: false\n  roles:\n    - bench\n",
+        ),
+        (
+            "roles/bench/defaults/main.yml",
+            "app_name: demo\nport_base: 8000\n",
+        ),
+        (
+            "roles/bench/templates/conf.j2",
+            "# template {{ idx }}\nname={{ app_name }}\nport={{ port_base + idx }}\nhost={{ inventory_hostname }}\n",
+        ),
         ("roles/bench/tasks/main.yml", &tasks),
-        ("roles/bench/handlers/main.yml", &format!("- name: note change\n  ansible.builtin.command: touch {root}/handler-ran\n")),
+        (
+            "roles/bench/handlers/main.yml",
+            &format!("- name: note change\n  ansible.builtin.command: touch {root}/handler-ran\n"),
+        ),
     ])
 }
 
@@ -59,24 +73,51 @@ fn thirty_tasks_converge_then_rerun_is_idempotent_and_cheap() {
         on_host(h, &format!("rm -rf {root}"));
     }
     let dir = p.path();
-    let first = deployer(dir, &["apply", "-i", &inv(), "site.yml", "--output", "json"]);
+    let first = deployer(
+        dir,
+        &["apply", "-i", &inv(), "site.yml", "--output", "json"],
+    );
     assert_eq!(first.code, 0, "{}", first.all());
     let r1 = recap(&first.stdout);
-    assert!(total(&r1, "changed") >= 3 * 30, "first apply should change everything: {r1}");
+    assert!(
+        total(&r1, "changed") >= 3 * 30,
+        "first apply should change everything: {r1}"
+    );
     for h in ["tb1", "tb2", "tb3"] {
-        let conf = on_host(h, &format!("cat {root}/conf3.txt; stat -c %a {root}/conf3.txt; cat {root}/lines.txt; ls {root}/handler-ran"));
+        let conf = on_host(
+            h,
+            &format!(
+                "cat {root}/conf3.txt; stat -c %a {root}/conf3.txt; cat {root}/lines.txt; ls {root}/handler-ran"
+            ),
+        );
         assert!(conf.contains(&format!("port=8003\nhost={h}\n")), "{conf}");
         assert!(conf.contains("640\n"), "{conf}");
-        assert!(conf.contains("key3=v3\n# BEGIN ANSIBLE MANAGED BLOCK\none\ntwo\n# END ANSIBLE MANAGED BLOCK\n"), "{conf}");
+        assert!(
+            conf.contains(
+                "key3=v3\n# BEGIN ANSIBLE MANAGED BLOCK\none\ntwo\n# END ANSIBLE MANAGED BLOCK\n"
+            ),
+            "{conf}"
+        );
         assert!(conf.contains("handler-ran"), "{conf}");
     }
-    let second = deployer(dir, &["apply", "-i", &inv(), "site.yml", "--output", "json"]);
+    let second = deployer(
+        dir,
+        &["apply", "-i", &inv(), "site.yml", "--output", "json"],
+    );
     assert_eq!(second.code, 0, "{}", second.all());
     let r2 = recap(&second.stdout);
-    assert_eq!(total(&r2, "changed"), 0, "second apply must change nothing: {}", second.stdout);
+    assert_eq!(
+        total(&r2, "changed"),
+        0,
+        "second apply must change nothing: {}",
+        second.stdout
+    );
     for (h, s) in r2["hosts"].as_object().expect("hosts") {
         let n = s["remote_executions"].as_u64().expect("count");
-        assert!(n <= 3, "{h}: {n} remote executions on an idempotent re-run (limit 3)");
+        assert!(
+            n <= 3,
+            "{h}: {n} remote executions on an idempotent re-run (limit 3)"
+        );
     }
 
     // Edit one template: check --diff shows exactly that change and exits 2.
@@ -85,11 +126,22 @@ fn thirty_tasks_converge_then_rerun_is_idempotent_and_cheap() {
         "# template {{ idx }}\nname={{ app_name }}\nport={{ port_base + idx }}\nhost={{ inventory_hostname }}\nextra=1\n",
     )
     .expect("edit");
-    let check = deployer(dir, &["check", "--diff", "-i", &inv(), "site.yml", "-l", "tb1"]);
+    let check = deployer(
+        dir,
+        &["check", "--diff", "-i", &inv(), "site.yml", "-l", "tb1"],
+    );
     assert_eq!(check.code, 2, "{}", check.all());
     assert!(check.stdout.contains("+extra=1"), "{}", check.stdout);
-    assert_eq!(check.stdout.matches("changed: [tb1]").count(), 10, "only the 10 templates change:\n{}", check.stdout);
-    assert!(!on_host("tb1", &format!("cat {root}/conf0.txt")).contains("extra=1"), "check mode must not write");
+    assert_eq!(
+        check.stdout.matches("changed: [tb1]").count(),
+        10,
+        "only the 10 templates change:\n{}",
+        check.stdout
+    );
+    assert!(
+        !on_host("tb1", &format!("cat {root}/conf0.txt")).contains("extra=1"),
+        "check mode must not write"
+    );
 }
 
 #[test]
@@ -107,7 +159,11 @@ fn handlers_run_once_only_when_notified_by_a_change() {
     assert_eq!(on_host("tb2", &format!("cat {root}/count")), "x\n");
     let out = deployer(p.path(), &["apply", "-i", &inv(), "site.yml"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert_eq!(on_host("tb2", &format!("cat {root}/count")), "x\n", "no change, no handler");
+    assert_eq!(
+        on_host("tb2", &format!("cat {root}/count")),
+        "x\n",
+        "no change, no handler"
+    );
 }
 
 #[test]
@@ -120,12 +176,31 @@ fn tags_select_tasks_with_always_and_never() {
             "- hosts: tb3\n  become: true\n  gather_facts: false\n  tasks:\n    - copy: {{content: x, dest: {root}/plane}}\n      tags: plane\n    - copy: {{content: x, dest: {root}/other}}\n      tags: other\n    - copy: {{content: x, dest: {root}/always}}\n      tags: always\n    - copy: {{content: x, dest: {root}/never}}\n      tags: never\n    - block:\n        - copy: {{content: x, dest: {root}/inblock}}\n      tags: plane\n"
         ),
     )]);
-    let out = deployer(p.path(), &["apply", "-i", &inv(), "site.yml", "--tags", "plane"]);
+    let out = deployer(
+        p.path(),
+        &["apply", "-i", &inv(), "site.yml", "--tags", "plane"],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert_eq!(on_host("tb3", &format!("cd {root} && ls | sort | tr '\\n' ' '")), "always inblock plane ");
-    let out = deployer(p.path(), &["apply", "-i", &inv(), "site.yml", "--skip-tags", "plane,always"]);
+    assert_eq!(
+        on_host("tb3", &format!("cd {root} && ls | sort | tr '\\n' ' '")),
+        "always inblock plane "
+    );
+    let out = deployer(
+        p.path(),
+        &[
+            "apply",
+            "-i",
+            &inv(),
+            "site.yml",
+            "--skip-tags",
+            "plane,always",
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert_eq!(on_host("tb3", &format!("cd {root} && ls | sort | tr '\\n' ' '")), "always inblock other plane ");
+    assert_eq!(
+        on_host("tb3", &format!("cd {root} && ls | sort | tr '\\n' ' '")),
+        "always inblock other plane "
+    );
 }
 
 #[test]
@@ -134,8 +209,23 @@ fn become_is_needed_for_root_owned_paths() {
         "site.yml",
         "- hosts: tb1\n  gather_facts: true\n  become: false\n  tasks:\n    - command: id -un\n      register: who\n      changed_when: false\n    - command: id -un\n      become: true\n      register: root\n      changed_when: false\n    - assert:\n        that:\n          - who.stdout == 'deploy'\n          - root.stdout == 'root'\n          - ansible_user_id == 'deploy'\n    - copy: {content: x, dest: /root/dt-no-become}\n",
     )]);
-    let out = deployer(p.path(), &["apply", "-i", &inv(), "site.yml", "-e", "ansible_become=false"]);
-    assert_eq!(out.code, 1, "writing to /root without become must fail:\n{}", out.all());
+    let out = deployer(
+        p.path(),
+        &[
+            "apply",
+            "-i",
+            &inv(),
+            "site.yml",
+            "-e",
+            "ansible_become=false",
+        ],
+    );
+    assert_eq!(
+        out.code,
+        1,
+        "writing to /root without become must fail:\n{}",
+        out.all()
+    );
     assert!(out.stdout.contains("ok: [tb1] assert"), "{}", out.stdout);
     assert!(out.stdout.contains("failed: [tb1] copy"), "{}", out.stdout);
 }
@@ -152,8 +242,16 @@ fn loops_register_when_and_changed_when() {
     )]);
     let out = deployer(p.path(), &["apply", "-i", &inv(), "site.yml"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert!(out.stdout.contains("3 results, changed=true"), "{}", out.stdout);
-    assert!(out.stdout.contains("skipping: [tb1] copy => (item=b)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("3 results, changed=True"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("skipping: [tb1] copy => (item=b)"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -167,8 +265,16 @@ fn block_rescue_always() {
         ),
     )]);
     let out = deployer(p.path(), &["apply", "-i", &inv(), "site.yml"]);
-    assert_eq!(out.code, 0, "rescued failures do not fail the run:\n{}", out.all());
-    assert_eq!(on_host("tb2", &format!("cd {root} && ls | sort | tr '\\n' ' '")), "after always rescued ");
+    assert_eq!(
+        out.code,
+        0,
+        "rescued failures do not fail the run:\n{}",
+        out.all()
+    );
+    assert_eq!(
+        on_host("tb2", &format!("cd {root} && ls | sort | tr '\\n' ' '")),
+        "after always rescued "
+    );
 }
 
 #[test]
@@ -177,32 +283,74 @@ fn unknown_module_is_a_load_error_with_file_and_line_and_nothing_runs() {
     on_host("tb1", &format!("rm -rf {root}"));
     let p = project(&[(
         "site.yml",
-        &format!("- hosts: tb1\n  become: true\n  tasks:\n    - file: {{path: {root}, state: directory}}\n    - copyy:\n        dest: /tmp/x\n"),
+        &format!(
+            "- hosts: tb1\n  become: true\n  tasks:\n    - file: {{path: {root}, state: directory}}\n    - copyy:\n        dest: /tmp/x\n"
+        ),
     )]);
     let out = deployer(p.path(), &["apply", "-i", &inv(), "site.yml"]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("site.yml:5:7: unknown keyword or module 'copyy'"), "{}", out.stderr);
-    assert_eq!(on_host("tb1", &format!("test -e {root} && echo yes || echo no")), "no\n", "a load error changes nothing");
+    assert!(
+        out.stderr
+            .contains("site.yml:5:7: unknown keyword or module 'copyy'"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        on_host("tb1", &format!("test -e {root} && echo yes || echo no")),
+        "no\n",
+        "a load error changes nothing"
+    );
 }
 
 #[test]
 fn bad_inputs_get_clear_errors() {
     let cases: &[(&str, &str)] = &[
-        ("- hosts: all\n  tasks:\n    - name: x\n      copy: {dest: /tmp/x, content: [unclosed\n", "site.yml:"),
-        ("- hosts: all\n  tasks:\n    - file:\n        path: /x\n      colour: red\n", "site.yml:5:7: unknown keyword or module 'colour'"),
-        ("- hosts: all\n  roles: [missing_role]\n", "role 'missing_role' not found"),
-        ("- hosts: all\n  tasks:\n    - copy: {content: a, dest: /tmp/a}\n      notify: nobody\n", "notifies 'nobody', but no handler"),
-        ("- hosts: all\n  tasks:\n    - file: {path: /a}\n      loop: [1]\n      with_items: [2]\n", "only one of loop / with_items"),
-        ("- hosts: all\n  tasks:\n    - a: 1\n      b: 2\n", "unknown keyword or module 'a'"),
-        ("- hosts: all\n  tasks:\n    - file: {path: /a}\n      copy: {dest: /b}\n", "names both 'file' and 'copy'"),
-        ("- hosts: all\n  tasks:\n    - community.docker.docker_compose_v2: {project_src: /x}\n", "not implemented yet (issue 4)"),
-        ("- hosts: all\n  serial: 1\n  tasks: []\n", "'serial' is not supported"),
+        (
+            "- hosts: all\n  tasks:\n    - name: x\n      copy: {dest: /tmp/x, content: [unclosed\n",
+            "site.yml:",
+        ),
+        (
+            "- hosts: all\n  tasks:\n    - file:\n        path: /x\n      colour: red\n",
+            "site.yml:5:7: unknown keyword or module 'colour'",
+        ),
+        (
+            "- hosts: all\n  roles: [missing_role]\n",
+            "role 'missing_role' not found",
+        ),
+        (
+            "- hosts: all\n  tasks:\n    - copy: {content: a, dest: /tmp/a}\n      notify: nobody\n",
+            "notifies 'nobody', but no handler",
+        ),
+        (
+            "- hosts: all\n  tasks:\n    - file: {path: /a}\n      loop: [1]\n      with_items: [2]\n",
+            "only one of loop / with_items",
+        ),
+        (
+            "- hosts: all\n  tasks:\n    - a: 1\n      b: 2\n",
+            "unknown keyword or module 'a'",
+        ),
+        (
+            "- hosts: all\n  tasks:\n    - file: {path: /a}\n      copy: {dest: /b}\n",
+            "names both 'file' and 'copy'",
+        ),
+        (
+            "- hosts: all\n  tasks:\n    - community.docker.docker_compose_v2: {project_src: /x}\n",
+            "not implemented yet (issue 4)",
+        ),
+        (
+            "- hosts: all\n  serial: 1\n  tasks: []\n",
+            "'serial' is not supported",
+        ),
     ];
     for (yaml, expected) in cases {
         let p = project(&[("site.yml", yaml)]);
         let out = deployer(p.path(), &["check", "-i", &inv(), "site.yml"]);
         assert_eq!(out.code, 1, "{yaml}\n{}", out.all());
-        assert!(out.stderr.contains(expected), "expected '{expected}' for:\n{yaml}\ngot: {}", out.stderr);
+        assert!(
+            out.stderr.contains(expected),
+            "expected '{expected}' for:\n{yaml}\ngot: {}",
+            out.stderr
+        );
         assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     }
 }
@@ -210,24 +358,44 @@ fn bad_inputs_get_clear_errors() {
 #[test]
 fn undefined_variable_in_a_template_names_file_line_and_variable() {
     let p = project(&[
-        ("site.yml", "- hosts: tb2\n  gather_facts: false\n  tasks:\n    - template: {src: t.j2, dest: /tmp/dt-undefined}\n"),
-        ("templates/t.j2", "line one\nvalue={{ not_defined_anywhere }}\n"),
+        (
+            "site.yml",
+            "- hosts: tb2\n  gather_facts: false\n  tasks:\n    - template: {src: t.j2, dest: /tmp/dt-undefined}\n",
+        ),
+        (
+            "templates/t.j2",
+            "line one\nvalue={{ not_defined_anywhere }}\n",
+        ),
     ]);
     let out = deployer(p.path(), &["apply", "-i", &inv(), "site.yml"]);
     assert_eq!(out.code, 1, "{}", out.all());
     assert!(out.stdout.contains("t.j2:2"), "{}", out.stdout);
-    assert!(out.stdout.contains("not_defined_anywhere"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("not_defined_anywhere"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
 fn unreachable_host_is_reported_by_name() {
     let p = project(&[
-        ("hosts.yml", "all:\n  hosts:\n    ghost:\n      ansible_host: 127.0.0.1\n      ansible_port: 1\n      ansible_user: nobody\n"),
-        ("site.yml", "- hosts: all\n  gather_facts: false\n  tasks:\n    - ping:\n"),
+        (
+            "hosts.yml",
+            "all:\n  hosts:\n    ghost:\n      ansible_host: 127.0.0.1\n      ansible_port: 1\n      ansible_user: nobody\n",
+        ),
+        (
+            "site.yml",
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - ping:\n",
+        ),
     ]);
     let out = deployer(p.path(), &["apply", "-i", "hosts.yml", "site.yml"]);
     assert_eq!(out.code, 1, "{}", out.all());
-    assert!(out.stdout.contains("unreachable: [ghost]"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("unreachable: [ghost]"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("unreachable=1"), "{}", out.stdout);
 }
 
@@ -241,21 +409,49 @@ fn file_module_states_and_stat_results() {
             "- hosts: tb3\n  become: true\n  gather_facts: false\n  tasks:\n    - file: {{path: {root}/a/b, state: directory, mode: '0750', owner: deploy}}\n    - file: {{path: {root}/t, state: touch}}\n    - file: {{src: {root}/t, dest: {root}/l, state: link}}\n    - file: {{path: {root}/gone, state: absent}}\n    - stat: {{path: {root}/a/b}}\n      register: st\n    - assert:\n        that:\n          - st.stat.isdir\n          - st.stat.mode == '0750'\n          - st.stat.pw_name == 'deploy'\n"
         ),
     )]);
-    let out = deployer(p.path(), &["apply", "-i", &inv(), "site.yml", "--output", "json"]);
+    let out = deployer(
+        p.path(),
+        &["apply", "-i", &inv(), "site.yml", "--output", "json"],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
-    assert_eq!(on_host("tb3", &format!("readlink {root}/l; stat -c '%a %U' {root}/a/b")), format!("{root}/t\n750 deploy\n"));
+    assert_eq!(
+        on_host(
+            "tb3",
+            &format!("readlink {root}/l; stat -c '%a %U' {root}/a/b")
+        ),
+        format!("{root}/t\n750 deploy\n")
+    );
 }
 
 #[test]
 fn plan_json_and_markdown_describe_changes() {
-    let p = project(&[("site.yml", "- hosts: tb1\n  become: true\n  gather_facts: false\n  tasks:\n    - copy: {content: \"new\\n\", dest: /srv/dt-plan-never-written}\n")]);
-    let out = deployer(p.path(), &["plan", "-i", &inv(), "site.yml", "--format", "json"]);
+    let p = project(&[(
+        "site.yml",
+        "- hosts: tb1\n  become: true\n  gather_facts: false\n  tasks:\n    - copy: {content: \"new\\n\", dest: /srv/dt-plan-never-written}\n",
+    )]);
+    let out = deployer(
+        p.path(),
+        &["plan", "-i", &inv(), "site.yml", "--format", "json"],
+    );
     assert_eq!(out.code, 2, "{}", out.all());
     let plan: serde_json::Value = serde_json::from_str(&out.stdout).expect("plan is JSON");
     assert_eq!(plan["would_change"], true);
     assert_eq!(plan["tasks"][0]["status"], "changed");
     assert_eq!(plan["tasks"][0]["diffs"][0]["after"], "new\n");
-    let md = deployer(p.path(), &["plan", "-i", &inv(), "site.yml", "--format", "markdown"]);
-    assert!(md.stdout.contains("```diff") && md.stdout.contains("+new"), "{}", md.stdout);
-    assert_eq!(on_host("tb1", "test -e /srv/dt-plan-never-written && echo yes || echo no"), "no\n");
+    let md = deployer(
+        p.path(),
+        &["plan", "-i", &inv(), "site.yml", "--format", "markdown"],
+    );
+    assert!(
+        md.stdout.contains("```diff") && md.stdout.contains("+new"),
+        "{}",
+        md.stdout
+    );
+    assert_eq!(
+        on_host(
+            "tb1",
+            "test -e /srv/dt-plan-never-written && echo yes || echo no"
+        ),
+        "no\n"
+    );
 }

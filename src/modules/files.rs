@@ -41,20 +41,22 @@ impl Attrs {
     /// What differs between these attributes and an existing file.
     fn changes(&self, obs: &ObservedFile) -> Vec<String> {
         let mut out = Vec::new();
-        if let Some(Mode::Octal(m)) = &self.mode {
-            if obs.mode != *m {
-                out.push(format!("mode: {:04o} -> {:04o}", obs.mode, m));
-            }
+        if let Some(Mode::Octal(m)) = &self.mode
+            && obs.mode != *m
+        {
+            out.push(format!("mode: {:04o} -> {:04o}", obs.mode, m));
         }
-        if let Some(o) = &self.owner {
-            if *o != obs.owner && *o != obs.uid.to_string() {
-                out.push(format!("owner: {} -> {o}", obs.owner));
-            }
+        if let Some(o) = &self.owner
+            && *o != obs.owner
+            && *o != obs.uid.to_string()
+        {
+            out.push(format!("owner: {} -> {o}", obs.owner));
         }
-        if let Some(g) = &self.group {
-            if *g != obs.group && *g != obs.gid.to_string() {
-                out.push(format!("group: {} -> {g}", obs.group));
-            }
+        if let Some(g) = &self.group
+            && *g != obs.group
+            && *g != obs.gid.to_string()
+        {
+            out.push(format!("group: {} -> {g}", obs.group));
         }
         out
     }

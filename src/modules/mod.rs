@@ -9,10 +9,6 @@ pub mod lineinfile;
 pub mod misc;
 pub mod observe;
 pub mod text_edit;
-#[cfg(test)]
-mod textedit_oracle;
-#[cfg(test)]
-mod textedit_oracle_check;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -172,13 +172,13 @@ fn load_play(node: &Node, base_dir: &Path) -> Result<Play, LocatedError> {
             ));
         }
     }
-    if let Some(m) = get("become_method") {
-        if m.expect_str("become_method")? != "sudo" {
-            return Err(LocatedError::new(
-                &m.loc,
-                "only become_method: sudo is supported",
-            ));
-        }
+    if let Some(m) = get("become_method")
+        && m.expect_str("become_method")? != "sudo"
+    {
+        return Err(LocatedError::new(
+            &m.loc,
+            "only become_method: sudo is supported",
+        ));
     }
 
     let play_scope = Arc::new(Scope {
@@ -450,20 +450,20 @@ impl LoadCtx {
         let meta = find_yaml(&path.join("meta"), "main");
         if let Some(meta) = meta {
             let m = yaml::load_file(&meta)?;
-            if let Some(deps) = m.get("dependencies") {
-                if !deps.is_null() {
-                    for d in deps.expect_seq("role dependencies")? {
-                        let (dname, dparams, dtags, dwhen) = role_ref(d)?;
-                        let (mut dt, dh) = self.load_role(&dname, &d.loc, dparams, None, "main")?;
-                        for t in &mut dt {
-                            t.tags.extend(dtags.iter().cloned());
-                            let mut w = dwhen.clone();
-                            w.append(&mut t.when);
-                            t.when = w;
-                        }
-                        tasks.extend(dt);
-                        handlers.extend(dh);
+            if let Some(deps) = m.get("dependencies")
+                && !deps.is_null()
+            {
+                for d in deps.expect_seq("role dependencies")? {
+                    let (dname, dparams, dtags, dwhen) = role_ref(d)?;
+                    let (mut dt, dh) = self.load_role(&dname, &d.loc, dparams, None, "main")?;
+                    for t in &mut dt {
+                        t.tags.extend(dtags.iter().cloned());
+                        let mut w = dwhen.clone();
+                        w.append(&mut t.when);
+                        t.when = w;
                     }
+                    tasks.extend(dt);
+                    handlers.extend(dh);
                 }
             }
         }

@@ -161,9 +161,13 @@ pub fn module_short_name(key: &str) -> Option<&'static str> {
     MODULES.iter().copied().find(|m| *m == short)
 }
 
+/// Loads the tasks a task names (a task file, a role) from where it stands.
+pub type LoadTasksFn<'a> =
+    dyn FnMut(&Node, &str, &Arc<Scope>) -> Result<Vec<Task>, LocatedError> + 'a;
+
 pub struct TaskLoader<'a> {
-    pub load_file: &'a mut dyn FnMut(&Node, &str, &Arc<Scope>) -> Result<Vec<Task>, LocatedError>,
-    pub load_role: &'a mut dyn FnMut(&Node, &str, &Arc<Scope>) -> Result<Vec<Task>, LocatedError>,
+    pub load_file: &'a mut LoadTasksFn<'a>,
+    pub load_role: &'a mut LoadTasksFn<'a>,
 }
 
 pub fn parse_tasks(
@@ -631,11 +635,11 @@ fn merge_args(module: &str, value: &Node, args_kw: Option<&Node>) -> Result<Node
                 // Keep the command text as written (minus k=v options), not re-joined words.
                 let mut text = s.clone();
                 for (k, _) in &entries {
-                    if let Some(k) = k.as_str() {
-                        if let Some(pos) = text.find(&format!("{k}=")) {
-                            let end = text[pos..].find(' ').map(|e| pos + e).unwrap_or(text.len());
-                            text.replace_range(pos..end, "");
-                        }
+                    if let Some(k) = k.as_str()
+                        && let Some(pos) = text.find(&format!("{k}="))
+                    {
+                        let end = text[pos..].find(' ').map(|e| pos + e).unwrap_or(text.len());
+                        text.replace_range(pos..end, "");
                     }
                 }
                 entries.push((

@@ -13,7 +13,11 @@ pub fn testbed_inventory() -> PathBuf {
     let p = std::env::var_os("DEPLOYER_TESTBED_INVENTORY")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("tests/testbed/inventory.yml"));
-    assert!(p.exists(), "testbed inventory {} missing: run tests/testbed/up.sh 3 first", p.display());
+    assert!(
+        p.exists(),
+        "testbed inventory {} missing: run tests/testbed/up.sh 3 first",
+        p.display()
+    );
     p
 }
 
@@ -77,10 +81,16 @@ pub fn recap(stdout: &str) -> serde_json::Value {
 }
 
 pub fn events(stdout: &str) -> Vec<serde_json::Value> {
-    stdout.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).collect()
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .collect()
 }
 
 /// Sum of a recap counter over all hosts.
 pub fn total(recap: &serde_json::Value, key: &str) -> u64 {
-    recap["hosts"].as_object().map(|h| h.values().map(|s| s[key].as_u64().unwrap_or(0)).sum()).unwrap_or(0)
+    recap["hosts"]
+        .as_object()
+        .map(|h| h.values().map(|s| s[key].as_u64().unwrap_or(0)).sum())
+        .unwrap_or(0)
 }
