@@ -85,7 +85,7 @@ pub fn decrypt_detailed(
         let password = match passwords.load(idx) {
             Ok(p) => p,
             Err(e) => {
-                unavailable.push(format!("{} ({e})", passwords.describe(idx)));
+                unavailable.push(e.to_string());
                 continue;
             }
         };

@@ -318,12 +318,6 @@ impl VaultPasswords {
             .map_or(DEFAULT_ID, |s| s.label.as_str())
     }
 
-    pub(crate) fn describe(&self, idx: usize) -> String {
-        self.sources
-            .get(idx)
-            .map_or_else(String::new, |s| s.describe())
-    }
-
     /// Load (lazily) the password of source `idx`.
     pub(crate) fn load(&self, idx: usize) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         match self.sources.get(idx) {
