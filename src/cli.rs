@@ -104,7 +104,35 @@ pub struct RunArgs {
     #[arg(long = "output", value_enum, default_value = "human")]
     pub output: OutputFormat,
     #[command(flatten)]
-    pub vault: crate::vault::cli::PasswordArgs,
+    pub vault: PasswordArgs,
+}
+
+/// Vault password options for runs (the same as `deployer vault`'s).
+#[derive(Args, Debug)]
+pub struct PasswordArgs {
+    /// Vault password file; if executable, it is run and its stdout is the password.
+    #[arg(
+        long = "vault-password-file",
+        alias = "vault-pass-file",
+        value_name = "FILE"
+    )]
+    pub vault_password_files: Vec<PathBuf>,
+    /// Vault identity `label@source`, source being a file, an executable or `prompt`.
+    #[arg(long = "vault-id", value_name = "LABEL@SOURCE")]
+    pub vault_ids: Vec<String>,
+    /// Ask for the vault password.
+    #[arg(long = "ask-vault-password", alias = "ask-vault-pass", short = 'J')]
+    pub ask_vault_password: bool,
+}
+
+fn passwords_from(a: &PasswordArgs) -> Result<Option<crate::vault::VaultPasswords>, String> {
+    let p = crate::vault::VaultPasswords::new(
+        &a.vault_password_files,
+        &a.vault_ids,
+        a.ask_vault_password,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(if p.is_empty() { None } else { Some(p) })
 }
 
 /// Runs the command and returns the process exit code.
@@ -159,7 +187,7 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
         // group_vars/ next to the playbook count too, as in Ansible.
         inv.load_vars_dirs(&pb_dir).map_err(|e| e.to_string())?;
         let extra = project::parse_extra_vars(&a.extra_vars).map_err(|e| e.to_string())?;
-        let passwords = crate::vault::cli::passwords_from(&a.vault).map_err(|e| e.to_string())?;
+        let passwords = passwords_from(&a.vault)?;
         Ok((inv, pb, pb_dir, extra, passwords))
     })();
     let (inv, pb, pb_dir, extra, passwords) = match loaded {
