@@ -334,9 +334,11 @@ impl Engine {
         let get = |k: &str| -> Result<Option<String>, String> {
             match ctx.lookup(k) {
                 Some(v) if !v.is_undefined() && !v.is_none() => Ok(Some(v.to_string())),
-                _ => match ctx.take_error() {
-                    Some(e) => Err(e),
-                    None => Ok(None),
+                // A name defined nowhere is simply absent (a whole-file vault
+                // that cannot be opened is no reason to fail here).
+                _ => match (ctx.take_error(), ctx.names().iter().any(|n| n == k)) {
+                    (Some(e), true) => Err(e),
+                    _ => Ok(None),
                 },
             }
         };
@@ -410,6 +412,7 @@ impl Engine {
             .or_else(|| ctx.lookup("ansible_become_pass"))
             .filter(|v| !v.is_undefined() && !v.is_none())
             .map(|v| v.to_string());
+        let _ = ctx.take_error();
         Ok(Some(Become { user, password }))
     }
 
