@@ -45,6 +45,22 @@ struct HostState {
     stats: HostStats,
 }
 
+impl HostState {
+    fn new(name: &str) -> HostState {
+        HostState {
+            name: name.to_string(),
+            conn: None,
+            runtime: Layer::new(),
+            facts: None,
+            notified: IndexSet::new(),
+            observed: Observations::default(),
+            failed: false,
+            ended: false,
+            stats: HostStats::default(),
+        }
+    }
+}
+
 type RunOnceCells = Arc<std::sync::Mutex<HashMap<usize, Arc<OnceCell<Json>>>>>;
 
 pub struct Engine {
@@ -94,17 +110,7 @@ impl Engine {
             let first = hosts_first(&hosts);
             let mut futures = Vec::new();
             for h in &hosts {
-                let state = states.shift_remove(h).unwrap_or_else(|| HostState {
-                    name: h.clone(),
-                    conn: None,
-                    runtime: Layer::new(),
-                    facts: None,
-                    notified: IndexSet::new(),
-                    observed: Observations::default(),
-                    failed: false,
-                    ended: false,
-                    stats: HostStats::default(),
-                });
+                let state = states.shift_remove(h).unwrap_or_else(|| HostState::new(h));
                 let sem = sem.clone();
                 let run_once = run_once.clone();
                 let first = first.clone();
@@ -319,17 +325,7 @@ impl Engine {
         play: &Play,
         pl: &(Layer, Layer),
     ) -> Result<Connection, String> {
-        let st = HostState {
-            name: host.to_string(),
-            conn: None,
-            runtime: Layer::new(),
-            facts: None,
-            notified: IndexSet::new(),
-            observed: Observations::default(),
-            failed: false,
-            ended: false,
-            stats: HostStats::default(),
-        };
+        let st = HostState::new(host);
         let ctx = self.context(play, pl, &st, None, None);
         let get = |k: &str| -> Result<Option<String>, String> {
             match ctx.lookup(k) {

@@ -455,3 +455,40 @@ fn plan_json_and_markdown_describe_changes() {
         "no\n"
     );
 }
+
+#[test]
+fn wait_for_fail_ignore_errors_and_include_tasks() {
+    let root = "/srv/dt-waitfor";
+    on_host(
+        "tb1",
+        &format!("rm -rf {root}; mkdir -p {root}; touch {root}/ready"),
+    );
+    let p = project(&[
+        (
+            "site.yml",
+            &format!(
+                "- hosts: tb1\n  become: true\n  gather_facts: false\n  tasks:\n    - wait_for: {{path: {root}/ready, timeout: 5}}\n    - wait_for: {{port: 22, timeout: 5}}\n    - wait_for: {{path: {root}/never, timeout: 1}}\n      register: timed_out\n      ignore_errors: true\n    - fail: {{msg: boom}}\n      ignore_errors: true\n    - include_tasks: more.yml\n    - assert:\n        that:\n          - timed_out is failed\n          - from_include == 'yes'\n"
+            ),
+        ),
+        ("more.yml", "- set_fact:\n    from_include: 'yes'\n"),
+    ]);
+    let out = deployer(
+        p.path(),
+        &["apply", "-i", &inv(), "site.yml", "--output", "json"],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let r = recap(&out.stdout);
+    assert_eq!(r["hosts"]["tb1"]["ignored"], 2, "{r}");
+    let failed_msgs: Vec<String> = events(&out.stdout)
+        .iter()
+        .filter(|e| e["status"] == "failed")
+        .map(|e| e["msg"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        failed_msgs
+            .iter()
+            .any(|m| m.contains("Timeout when waiting for")),
+        "{failed_msgs:?}"
+    );
+    assert!(failed_msgs.iter().any(|m| m == "boom"), "{failed_msgs:?}");
+}

@@ -663,7 +663,11 @@ fn bad_input_errors_name_the_file_and_write_nothing() {
         ("trunc.yml", good[..good.len() / 2].to_string(), "truncated"),
         (
             "hex.yml",
-            good.replacen("AES256\n3", "AES256\nz", 1),
+            // The first body character (always hex) made into a non-hex one.
+            format!(
+                "$ANSIBLE_VAULT;1.1;AES256\nz{}",
+                &good["$ANSIBLE_VAULT;1.1;AES256\n".len() + 1..]
+            ),
             "invalid hex",
         ),
         ("ver.yml", good.replacen("1.1", "1.3", 1), "version `1.3`"),
