@@ -28,13 +28,8 @@ pub enum Command {
     Apply(RunArgs),
     /// Dry run: what would change (nothing is changed). Exit 0: no change, 2: changes, 1: error.
     Check(RunArgs),
-    /// Compute the plan (check mode) and print it as data.
-    Plan {
-        #[command(flatten)]
-        run: RunArgs,
-        #[arg(long = "format", value_enum, default_value = "json")]
-        plan_format: PlanFormat,
-    },
+    /// Compute the plan (check mode) and print it as data (`--format json`, the default, or `markdown`).
+    Plan(RunArgs),
     /// Show what the loader understood of the inventory.
     Inventory {
         #[arg(
@@ -59,7 +54,7 @@ pub enum Command {
     Rollback { rest: Vec<String> },
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlanFormat {
     Json,
     Markdown,
@@ -67,8 +62,12 @@ pub enum PlanFormat {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputFormat {
+    /// Lines for people (apply/check only).
     Human,
+    /// One JSON event per line (apply/check), or the plan as one JSON document (plan).
     Json,
+    /// The plan as a pull-request comment body (plan only).
+    Markdown,
 }
 
 #[derive(Args, Debug)]
@@ -101,8 +100,9 @@ pub struct RunArgs {
     /// With apply: run in check mode (same as `deployer check`).
     #[arg(short = 'C', long = "check")]
     pub check: bool,
-    #[arg(long = "output", value_enum, default_value = "human")]
-    pub output: OutputFormat,
+    /// Output format: human or json for apply/check; json (default) or markdown for plan.
+    #[arg(long = "format", value_enum)]
+    pub format: Option<OutputFormat>,
     #[command(flatten)]
     pub vault: PasswordArgs,
 }
@@ -143,7 +143,17 @@ pub async fn run(cli: Cli) -> i32 {
             run_playbook(a, check, None).await
         }
         Command::Check(a) => run_playbook(a, true, None).await,
-        Command::Plan { run, plan_format } => run_playbook(run, true, Some(plan_format)).await,
+        Command::Plan(run) => {
+            let f = match run.format {
+                None | Some(OutputFormat::Json) => PlanFormat::Json,
+                Some(OutputFormat::Markdown) => PlanFormat::Markdown,
+                Some(OutputFormat::Human) => {
+                    eprintln!("error: plan prints data: use --format json or --format markdown");
+                    return 1;
+                }
+            };
+            run_playbook(run, true, Some(f)).await
+        }
         Command::Inventory {
             inventory,
             graph,
@@ -197,10 +207,16 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
             return 1;
         }
     };
-    let format = match (plan, a.output) {
+    let format = match (plan, a.format) {
         (Some(_), _) => Format::Quiet,
-        (None, OutputFormat::Json) => Format::Json,
-        (None, OutputFormat::Human) => Format::Human,
+        (None, Some(OutputFormat::Json)) => Format::Json,
+        (None, None | Some(OutputFormat::Human)) => Format::Human,
+        (None, Some(OutputFormat::Markdown)) => {
+            eprintln!(
+                "error: --format markdown is for `deployer plan`; apply and check take human or json"
+            );
+            return 1;
+        }
     };
     let reporter = Arc::new(Reporter::new(format, a.diff || plan.is_some()));
     let engine = Engine {

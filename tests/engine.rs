@@ -75,7 +75,7 @@ fn thirty_tasks_converge_then_rerun_is_idempotent_and_cheap() {
     let dir = p.path();
     let first = deployer(
         dir,
-        &["apply", "-i", &inv(), "site.yml", "--output", "json"],
+        &["apply", "-i", &inv(), "site.yml", "--format", "json"],
     );
     assert_eq!(first.code, 0, "{}", first.all());
     let r1 = recap(&first.stdout);
@@ -102,7 +102,7 @@ fn thirty_tasks_converge_then_rerun_is_idempotent_and_cheap() {
     }
     let second = deployer(
         dir,
-        &["apply", "-i", &inv(), "site.yml", "--output", "json"],
+        &["apply", "-i", &inv(), "site.yml", "--format", "json"],
     );
     assert_eq!(second.code, 0, "{}", second.all());
     let r2 = recap(&second.stdout);
@@ -411,7 +411,7 @@ fn file_module_states_and_stat_results() {
     )]);
     let out = deployer(
         p.path(),
-        &["apply", "-i", &inv(), "site.yml", "--output", "json"],
+        &["apply", "-i", &inv(), "site.yml", "--format", "json"],
     );
     assert_eq!(out.code, 0, "{}", out.all());
     assert_eq!(
@@ -474,7 +474,7 @@ fn wait_for_fail_ignore_errors_and_include_tasks() {
     ]);
     let out = deployer(
         p.path(),
-        &["apply", "-i", &inv(), "site.yml", "--output", "json"],
+        &["apply", "-i", &inv(), "site.yml", "--format", "json"],
     );
     assert_eq!(out.code, 0, "{}", out.all());
     let r = recap(&out.stdout);

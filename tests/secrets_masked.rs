@@ -69,7 +69,7 @@ fn vault_values_are_masked_in_json_diff_output_and_deployed_in_clear() {
         vec![
             "apply",
             "--diff",
-            "--output",
+            "--format",
             "json",
             "-i",
             &inv,
@@ -119,7 +119,7 @@ fn vault_values_are_masked_in_json_diff_output_and_deployed_in_clear() {
         &[
             "check",
             "--diff",
-            "--output",
+            "--format",
             "json",
             "-i",
             &inv,
