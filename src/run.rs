@@ -9,7 +9,7 @@ use indexmap::{IndexMap, IndexSet};
 use minijinja::Environment;
 use minijinja::value::Value;
 use serde_json::{Value as Json, json};
-use tokio::sync::{Mutex, OnceCell, Semaphore};
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::connection::{Become, Connection, SshTarget};
 use crate::modules::observe::{Observations, Want};
@@ -236,7 +236,6 @@ impl Engine {
         pl: &(Layer, Layer),
         st: &HostState,
         task: Option<&Task>,
-        extra: Option<Layer>,
     ) -> Arc<VarContext> {
         let mut layers: Vec<Layer> = Vec::new();
         let role_chain = task
@@ -274,9 +273,6 @@ impl Engine {
             layers.push(layer_from_vars(&r.params));
         }
         layers.push(layer_from_vars(&self.opts.extra_vars));
-        if let Some(e) = extra {
-            layers.push(e);
-        }
         VarContext::new(layers, self.env.clone(), self.vault.clone())
     }
 
@@ -326,7 +322,7 @@ impl Engine {
         pl: &(Layer, Layer),
     ) -> Result<Connection, String> {
         let st = HostState::new(host);
-        let ctx = self.context(play, pl, &st, None, None);
+        let ctx = self.context(play, pl, &st, None);
         let get = |k: &str| -> Result<Option<String>, String> {
             match ctx.lookup(k) {
                 Some(v) if !v.is_undefined() && !v.is_none() => Ok(Some(v.to_string())),
@@ -418,7 +414,7 @@ impl Engine {
         st: &mut HostState,
         pl: &(Layer, Layer),
     ) -> Result<(), String> {
-        let ctx = self.context(play, pl, st, None, None);
+        let ctx = self.context(play, pl, st, None);
         let b = self.become_for(play, None, &ctx)?;
         let conn = st.conn.clone().ok_or("not connected")?;
         let script = r#". /etc/os-release 2>/dev/null
@@ -477,9 +473,8 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
 
     async fn prefetch(&self, play: &Play, st: &mut HostState, pl: &(Layer, Layer)) {
         let mut reqs: Vec<(String, Want)> = Vec::new();
-        let mut all = Vec::new();
-        flatten(&play.tasks, &mut all);
-        flatten(&play.handlers, &mut all);
+        let mut all = crate::project::flatten_tasks(&play.tasks);
+        all.extend(crate::project::flatten_tasks(&play.handlers));
         for t in all {
             if !self.selected(t) {
                 continue;
@@ -535,7 +530,7 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
                 }
                 _ => continue,
             };
-            let ctx = self.context(play, pl, st, Some(t), None);
+            let ctx = self.context(play, pl, st, Some(t));
             let items: Vec<Option<Value>> = match &t.loop_items {
                 None => vec![None],
                 Some(l) => match ctx.resolve_node(l) {
@@ -552,7 +547,7 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
                     Some(i) => {
                         let mut l = Layer::new();
                         l.insert(t.loop_var.clone(), VarValue::Value(i));
-                        self.context(play, pl, st, Some(t), Some(l))
+                        ctx.extended(l)
                     }
                 };
                 for (k, want) in keys {
@@ -572,15 +567,14 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
         if reqs.is_empty() {
             return;
         }
-        let ctx = self.context(play, pl, st, None, None);
+        let ctx = self.context(play, pl, st, None);
         let Ok(b) = self.become_for(play, None, &ctx) else {
             return;
         };
         let b = b.or_else(|| {
             // Observe as root when any task of the play becomes root.
-            let mut all = Vec::new();
-            flatten(&play.tasks, &mut all);
-            all.iter()
+            crate::project::flatten_tasks(&play.tasks)
+                .iter()
                 .any(|t| t.use_become == Some(true))
                 .then(|| Become {
                     user: "root".into(),
@@ -662,7 +656,7 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
             }
             TaskKind::MetaNoop => return,
             TaskKind::EndHost | TaskKind::EndPlay => {
-                let ctx = self.context(pc.play, pc.layers, st, Some(t), None);
+                let ctx = self.context(pc.play, pc.layers, st, Some(t));
                 match self.conditions_hold(&ctx, &t.when) {
                     Ok(true) => st.ended = true,
                     Ok(false) => {}
@@ -674,7 +668,7 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
                 if !self.selected(t) {
                     return;
                 }
-                let ctx = self.context(pc.play, pc.layers, st, Some(t), None);
+                let ctx = self.context(pc.play, pc.layers, st, Some(t));
                 match self.conditions_hold(&ctx, &t.when) {
                     Ok(true) => {}
                     Ok(false) => {
@@ -750,7 +744,7 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
         let TaskKind::Module { name: module, args } = &t.kind else {
             return Json::Null;
         };
-        let base_ctx = self.context(pc.play, pc.layers, st, Some(t), None);
+        let base_ctx = self.context(pc.play, pc.layers, st, Some(t));
         let display_name = base_ctx
             .render_string(&name)
             .unwrap_or_else(|_| name.clone());
@@ -798,7 +792,7 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
                         "ansible_loop_var".into(),
                         VarValue::Value(Value::from(t.loop_var.as_str())),
                     );
-                    let c = self.context(pc.play, pc.layers, st, Some(t), Some(l));
+                    let c = base_ctx.extended(l);
                     let label = match &t.loop_label {
                         Some(lbl) => c.render_string(lbl).unwrap_or_else(|_| lbl.clone()),
                         None => py_repr(item),
@@ -998,29 +992,18 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
         res: &ModuleResult,
         conds: &[String],
     ) -> Result<bool, String> {
-        let value = crate::vars::json_to_value(&res.to_json());
-        let mut names: Vec<String> = ctx.names();
-        if let Some(r) = &t.register {
-            names.retain(|n| n != r);
-        }
-        let _ = names;
-        let mut layer = Layer::new();
-        if let Some(r) = &t.register {
-            layer.insert(r.clone(), VarValue::Value(value.clone()));
-        }
-        // The result's own keys are visible too (`rc`, `stdout`), as in Ansible.
-        if let Some(obj) = res.to_json().as_object() {
-            for (k, v) in obj {
-                layer
-                    .entry(k.clone())
-                    .or_insert(VarValue::Value(crate::vars::json_to_value(v)));
+        // As in Ansible, only the registered name is added (not the result's keys).
+        let c = match &t.register {
+            Some(r) => {
+                let mut layer = Layer::new();
+                layer.insert(
+                    r.clone(),
+                    VarValue::Value(crate::vars::json_to_value(&res.to_json())),
+                );
+                ctx.extended(layer)
             }
-        }
-        let c = VarContext::new(
-            vec![ctx_layer(ctx), layer],
-            ctx.env_arc(),
-            ctx.vault().clone(),
-        );
+            None => ctx.clone(),
+        };
         for cond in conds {
             if !c.condition(cond)? {
                 return Ok(false);
@@ -1071,37 +1054,6 @@ struct PlayCtx<'a> {
 
 fn hosts_first(hosts: &[String]) -> String {
     hosts.first().cloned().unwrap_or_default()
-}
-
-fn ctx_layer(ctx: &Arc<VarContext>) -> Layer {
-    let mut l = Layer::new();
-    for n in ctx.names() {
-        if let Some(v) = ctx.lookup(&n) {
-            l.insert(n, VarValue::Value(v));
-        }
-    }
-    let _ = ctx.take_error();
-    l
-}
-
-fn flatten<'a>(tasks: &'a [Task], out: &mut Vec<&'a Task>) {
-    for t in tasks {
-        match &t.kind {
-            TaskKind::Block {
-                block,
-                rescue,
-                always,
-            } => {
-                flatten(block, out);
-                flatten(rescue, out);
-                flatten(always, out);
-            }
-            TaskKind::IncludeTasks {
-                tasks: Some(inner), ..
-            } => flatten(inner, out),
-            _ => out.push(t),
-        }
-    }
 }
 
 fn py_repr(v: &Value) -> String {
@@ -1168,5 +1120,3 @@ fn apply_ssh_args(t: &mut SshTarget, args: &str) -> Result<(), String> {
     }
     Ok(())
 }
-
-pub type SharedStates = Arc<Mutex<()>>;

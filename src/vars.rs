@@ -135,6 +135,24 @@ impl VarContext {
         })
     }
 
+    /// The same variables with one more layer on top (loop items, a registered
+    /// result for `changed_when`), sharing nothing mutable with `self`.
+    pub fn extended(&self, layer: IndexMap<String, VarValue>) -> Arc<VarContext> {
+        let mut vars = self.vars.clone();
+        for (k, v) in layer {
+            vars.insert(k, v);
+        }
+        Arc::new(VarContext {
+            vars,
+            vault_files: self.vault_files.clone(),
+            cache: Mutex::new(HashMap::new()),
+            resolving: Mutex::new(Vec::new()),
+            error: Mutex::new(None),
+            env: self.env.clone(),
+            vault: self.vault.clone(),
+        })
+    }
+
     pub fn value(self: &Arc<Self>) -> Value {
         Value::from_dyn_object(self.clone())
     }
@@ -332,10 +350,4 @@ pub fn layer_from_vars(vars: &Vars) -> IndexMap<String, VarValue> {
     vars.iter()
         .map(|(k, v)| (k.clone(), VarValue::Node(v.clone())))
         .collect()
-}
-
-impl VarContext {
-    pub fn env_arc(&self) -> Arc<Environment<'static>> {
-        self.env.clone()
-    }
 }

@@ -58,10 +58,7 @@ pub async fn command(
         _ => return Err(format!("{module}: no command given")),
     };
     // creates/removes: Ansible skips the command when the condition already holds.
-    for (path, want_exists, label) in [
-        (&a.creates, true, "creates"),
-        (&a.removes, false, "removes"),
-    ] {
+    for (path, want_exists) in [(&a.creates, true), (&a.removes, false)] {
         if let Some(p) = path {
             let exists = if p.contains(['*', '?', '[']) {
                 let o = ctx
@@ -103,7 +100,6 @@ pub async fn command(
                 r.data.insert("stdout_lines".into(), json!([]));
                 r.data.insert("stderr".into(), json!(""));
                 r.data.insert("stderr_lines".into(), json!([]));
-                let _ = label;
                 return Ok(r);
             }
         }

@@ -149,22 +149,12 @@ async fn converge_file(
         (Some(_), true) if !force => false,
         (Some(h), true) => obs.sha256.as_deref() != Some(h.as_str()),
     };
-    let attr_changes = if obs.exists || content_changed {
-        let base = if obs.exists {
-            obs.clone()
-        } else {
-            ObservedFile {
-                mode: 0o644,
-                ..obs.clone()
-            }
-        };
-        if obs.exists {
-            attrs.changes(&base)
-        } else {
-            Vec::new()
-        }
-    } else {
-        return Err(format!("file {dest} does not exist"));
+    // A new file gets its owner and mode in the write itself; only an
+    // existing file has attributes to compare.
+    let attr_changes = match (obs.exists, content_changed) {
+        (true, _) => attrs.changes(&obs),
+        (false, true) => Vec::new(),
+        (false, false) => return Err(format!("file {dest} does not exist")),
     };
     let mut result = ModuleResult::ok();
     result.data.insert("dest".into(), json!(dest));

@@ -7,8 +7,6 @@ pub mod task;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use indexmap::IndexMap;
-
 use crate::yaml::{self, Loc, LocatedError, Node, Yaml};
 pub use inventory::{Inventory, Vars};
 pub use task::{Scope, Task, TaskKind};
@@ -252,31 +250,9 @@ fn load_play(node: &Node, base_dir: &Path) -> Result<Play, LocatedError> {
 /// A notify that no handler answers to is an error at load time (Ansible fails at
 /// run time, when the task changes; we fail before touching any host).
 fn check_notifications(tasks: &[Task], handlers: &[Task]) -> Result<(), LocatedError> {
-    fn walk<'a>(ts: &'a [Task], out: &mut Vec<&'a Task>) {
-        for t in ts {
-            out.push(t);
-            match &t.kind {
-                TaskKind::Block {
-                    block,
-                    rescue,
-                    always,
-                } => {
-                    walk(block, out);
-                    walk(rescue, out);
-                    walk(always, out);
-                }
-                TaskKind::IncludeTasks {
-                    tasks: Some(inner), ..
-                } => walk(inner, out),
-                _ => {}
-            }
-        }
-    }
-    let mut all = Vec::new();
-    walk(tasks, &mut all);
-    walk(handlers, &mut all);
-    let mut hs = Vec::new();
-    walk(handlers, &mut hs);
+    let mut all = flatten_tasks(tasks);
+    let hs = flatten_tasks(handlers);
+    all.extend(hs.iter().copied());
     for t in all {
         for n in &t.notify {
             let found = hs
@@ -588,22 +564,28 @@ pub fn parse_extra_vars(items: &[String]) -> Result<Vars, LocatedError> {
     Ok(out)
 }
 
-/// Counts what the loader produced, for `deployer inventory`-style summaries.
-pub fn count_tasks(tasks: &[Task]) -> usize {
-    tasks
-        .iter()
-        .map(|t| match &t.kind {
-            TaskKind::Block {
-                block,
-                rescue,
-                always,
-            } => count_tasks(block) + count_tasks(rescue) + count_tasks(always),
-            TaskKind::IncludeTasks {
-                tasks: Some(inner), ..
-            } => 1 + count_tasks(inner),
-            _ => 1,
-        })
-        .sum()
+/// The tasks that run, in order: blocks and loaded includes opened up.
+pub fn flatten_tasks(tasks: &[Task]) -> Vec<&Task> {
+    fn walk<'a>(ts: &'a [Task], out: &mut Vec<&'a Task>) {
+        for t in ts {
+            match &t.kind {
+                TaskKind::Block {
+                    block,
+                    rescue,
+                    always,
+                } => {
+                    walk(block, out);
+                    walk(rescue, out);
+                    walk(always, out);
+                }
+                TaskKind::IncludeTasks {
+                    tasks: Some(inner), ..
+                } => walk(inner, out),
+                _ => out.push(t),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(tasks, &mut out);
+    out
 }
-
-pub type GroupMap = IndexMap<String, Vec<String>>;
