@@ -492,3 +492,22 @@ fn wait_for_fail_ignore_errors_and_include_tasks() {
     );
     assert!(failed_msgs.iter().any(|m| m == "boom"), "{failed_msgs:?}");
 }
+
+#[test]
+fn uri_fetches_from_the_target_and_checks_the_status() {
+    let root = "/srv/dt-uri";
+    on_host(
+        "tb2",
+        &format!(
+            "rm -rf {root}; mkdir -p {root}; echo '{{\"ok\": true}}' > {root}/status.json; (cd {root} && nohup python3 -m http.server 18081 --bind 127.0.0.1 </dev/null >/dev/null 2>&1 &) ; sleep 1"
+        ),
+    );
+    let p = project(&[(
+        "site.yml",
+        "- hosts: tb2\n  gather_facts: false\n  tasks:\n    - uri: {url: 'http://127.0.0.1:18081/status.json', return_content: true}\n      register: r\n    - assert:\n        that:\n          - r.status == 200\n          - r.json.ok\n    - uri: {url: 'http://127.0.0.1:18081/missing'}\n      register: missing\n      ignore_errors: true\n    - assert:\n        that:\n          - missing is failed\n          - missing.status == 404\n",
+    )]);
+    let out = deployer(p.path(), &["apply", "-i", &inv(), "site.yml"]);
+    on_host("tb2", "pkill -f 'http.server 18081'");
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("Status code was 404"), "{}", out.stdout);
+}

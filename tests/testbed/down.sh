@@ -23,7 +23,11 @@ case ${1:-} in
 esac
 
 if docker info >/dev/null 2>&1; then
-  ids=$(docker ps -aq --filter "label=$LABEL")
+  if [[ -n $all ]]; then
+    ids=$(docker ps -aq --filter "label=$LABEL")
+  else
+    ids=$(docker ps -aq --filter "label=$LABEL=${TESTBED_ID:-tb}")
+  fi
   if [[ -n $ids ]]; then
     # shellcheck disable=SC2086  # one id per word
     docker rm -f $ids >/dev/null

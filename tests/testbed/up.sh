@@ -22,10 +22,13 @@ INVENTORY=$HERE/inventory.yml
 IMAGE=deployer-testbed-host:bookworm
 SUITE=bookworm
 MIRROR=http://deb.debian.org/debian
-INCLUDE=openssh-server,python3,sudo,ca-certificates
+INCLUDE=openssh-server,python3,sudo,ca-certificates,curl
 CACHE=/var/cache/deployer-testbed
 LABEL=deployer-testbed
-PORT_BASE=2220
+# Several testbeds can run side by side (one per checkout): TESTBED_ID names
+# the containers (deployer-<id>N) and TESTBED_PORT_BASE picks their ports.
+ID=${TESTBED_ID:-tb}
+PORT_BASE=${TESTBED_PORT_BASE:-2220}
 
 log() { printf '[up] %s\n' "$*" >&2; }
 
@@ -82,7 +85,7 @@ fi
 PUBKEY=$(cat "$KEY.pub")
 
 # --- containers ----------------------------------------------------------------
-stale=$(docker ps -aq --filter "label=$LABEL")
+stale=$(docker ps -aq --filter "label=$LABEL=$ID")
 if [[ -n $stale ]]; then
   log "removing stale hosts"
   # shellcheck disable=SC2086  # one id per word
@@ -93,8 +96,8 @@ DOCKER_GID=$(stat -c %g /var/run/docker.sock)
 INIT_SCRIPT=$(cat "$HERE/host-init.sh")
 for i in $(seq 1 "$N"); do
   docker run -d --init \
-    --name "deployer-tb$i" --hostname "tb$i" \
-    --label "$LABEL=1" \
+    --name "deployer-$ID$i" --hostname "tb$i" \
+    --label "$LABEL=$ID" \
     -p "127.0.0.1:$((PORT_BASE + i)):22" \
     -v /var/run/docker.sock:/var/run/docker.sock \
     -e "TESTBED_PUBKEY=$PUBKEY" -e "TESTBED_DOCKER_GID=$DOCKER_GID" \
@@ -107,17 +110,17 @@ log "started $N hosts"
 for i in $(seq 1 "$N"); do
   hostkey=
   for _ in $(seq 1 100); do
-    hostkey=$(docker exec "deployer-tb$i" cat /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null || true)
+    hostkey=$(docker exec "deployer-$ID$i" cat /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null || true)
     [[ -n $hostkey ]] && break
-    if [[ $(docker inspect -f '{{.State.Running}}' "deployer-tb$i") != true ]]; then
-      docker logs "deployer-tb$i" >&2
-      log "deployer-tb$i exited"
+    if [[ $(docker inspect -f '{{.State.Running}}' "deployer-$ID$i") != true ]]; then
+      docker logs "deployer-$ID$i" >&2
+      log "deployer-$ID$i exited"
       exit 1
     fi
     sleep 0.2
   done
   if [[ -z $hostkey ]]; then
-    log "no host key from deployer-tb$i"
+    log "no host key from deployer-$ID$i"
     exit 1
   fi
   # "ssh-ed25519 AAAA... root@tbN" -> "[127.0.0.1]:PORT ssh-ed25519 AAAA..."
@@ -178,7 +181,7 @@ for i in $(seq 1 "$N"); do
     sleep 0.5
   done
   if [[ -z $ok ]]; then
-    docker logs "deployer-tb$i" 2>&1 | tail -n 30 >&2
+    docker logs "deployer-$ID$i" 2>&1 | tail -n 30 >&2
     ssh -F "$SSH_CONFIG" -o ConnectTimeout=3 "tb$i" 'sudo -n true' || true
     log "tb$i does not accept ssh"
     exit 1
