@@ -2,6 +2,7 @@
 pub mod cli;
 pub mod connection;
 pub mod modules;
+pub mod plane;
 pub mod project;
 pub mod report;
 pub mod run;

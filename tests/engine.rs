@@ -499,7 +499,7 @@ fn uri_fetches_from_the_target_and_checks_the_status() {
     on_host(
         "tb2",
         &format!(
-            "rm -rf {root}; mkdir -p {root}; echo '{{\"ok\": true}}' > {root}/status.json; (cd {root} && nohup python3 -m http.server 18081 --bind 127.0.0.1 </dev/null >/dev/null 2>&1 &) ; sleep 1"
+            "rm -rf {root}; mkdir -p {root}; echo '{{\"ok\": true}}' > {root}/status.json; cd {root} && setsid -f python3 -m http.server 18081 --bind 127.0.0.1 </dev/null >/dev/null 2>&1; sleep 1"
         ),
     );
     let p = project(&[(

@@ -51,7 +51,11 @@ pub fn deployer(dir: &Path, args: &[&str]) -> Out {
 /// Runs a shell command on a testbed host as root, for assertions.
 pub fn on_host(host: &str, script: &str) -> String {
     let cfg = repo().join("tests/testbed/state/ssh_config");
-    let o = Command::new("ssh")
+    // A bounded wait: a remote command that keeps the session open must fail
+    // the test, not hang the CI.
+    let o = Command::new("timeout")
+        .arg("60")
+        .arg("ssh")
         .arg("-F")
         .arg(&cfg)
         .arg(format!("root@{host}"))
