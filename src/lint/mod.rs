@@ -460,6 +460,11 @@ impl Linter {
             return;
         };
         self.remember_source(path, &text);
+        if crate::vault::is_encrypted(text.as_bytes()) {
+            // A whole-file vault: its names are unknown until decrypted.
+            self.know.has_vault_file = true;
+            return;
+        }
         if is_yaml {
             let Some(node) = yaml::check_yaml_text(self, path, &text) else {
                 return;

@@ -693,3 +693,19 @@ fn secret_names() {
         assert!(!conventions::is_secret_name(n), "{n}");
     }
 }
+
+#[test]
+fn whole_file_vault_is_not_yaml_and_defines_vault_names() {
+    let (_d, f) = lint_project(&[
+        ("inventory/hosts.yml", "all:\n  hosts:\n    a:\n"),
+        (
+            "inventory/group_vars/all/secrets.yml",
+            "$ANSIBLE_VAULT;1.1;AES256\n6162636465\n",
+        ),
+        (
+            "inventory/group_vars/all/main.yml",
+            "db_password: \"{{ vault_db_password }}\"\n",
+        ),
+    ]);
+    assert!(f.is_empty(), "{:#?}", rules(&f));
+}
