@@ -48,8 +48,8 @@ pub enum Command {
     },
     /// ansible-vault compatible secrets.
     Vault(crate::vault::cli::VaultArgs),
-    /// Not available yet (issue 8).
-    Lint { paths: Vec<PathBuf> },
+    /// Check the project without contacting any host. Exit 0: no error-level finding, 1: errors, 2: usage.
+    Lint(crate::lint::cli::LintArgs),
     /// Not available yet (issue 7).
     Rollback { rest: Vec<String> },
 }
@@ -167,10 +167,7 @@ pub async fn run(cli: Cli) -> i32 {
                 1
             }
         },
-        Command::Lint { .. } => {
-            eprintln!("error: `deployer lint` is not implemented yet (issue 8)");
-            1
-        }
+        Command::Lint(a) => crate::lint::cli::run(a),
         Command::Rollback { .. } => {
             eprintln!("error: `deployer rollback` is not implemented yet (issue 7)");
             1

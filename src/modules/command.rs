@@ -10,7 +10,7 @@ use crate::connection::shell_quote;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CommandArgs {
+pub(crate) struct CommandArgs {
     #[serde(default, deserialize_with = "de_opt_string")]
     _raw_params: Option<String>,
     #[serde(default, deserialize_with = "de_opt_string")]
@@ -203,7 +203,7 @@ fn chrono_now() -> String {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WaitForArgs {
+pub(crate) struct WaitForArgs {
     #[serde(default, deserialize_with = "de_opt_string")]
     host: Option<String>,
     #[serde(default, deserialize_with = "de_opt_u64")]
@@ -303,7 +303,7 @@ pub async fn wait_for(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResul
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UriArgs {
+pub(crate) struct UriArgs {
     #[serde(deserialize_with = "super::args::de_string")]
     url: String,
     #[serde(default, deserialize_with = "de_opt_string")]

@@ -235,7 +235,7 @@ async fn converge_file(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TemplateArgs {
+pub(crate) struct TemplateArgs {
     #[serde(deserialize_with = "de_string")]
     src: String,
     #[serde(deserialize_with = "de_string")]
@@ -297,7 +297,7 @@ pub async fn template(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResul
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CopyArgs {
+pub(crate) struct CopyArgs {
     #[serde(default, deserialize_with = "de_opt_string")]
     src: Option<String>,
     #[serde(default)]
@@ -382,7 +382,7 @@ pub async fn copy(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileArgs {
+pub(crate) struct FileArgs {
     #[serde(alias = "dest", alias = "name", deserialize_with = "de_string")]
     path: String,
     #[serde(default, deserialize_with = "de_opt_string")]
@@ -622,7 +622,7 @@ pub async fn blockinfile(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleRe
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StatArgs {
+pub(crate) struct StatArgs {
     #[serde(alias = "dest", alias = "name", deserialize_with = "de_string")]
     path: String,
     #[serde(default, deserialize_with = "de_opt_bool")]

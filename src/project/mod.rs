@@ -57,7 +57,7 @@ pub struct Playbook {
     pub plays: Vec<Play>,
 }
 
-const PLAY_KEYS: &[&str] = &[
+pub const PLAY_KEYS: &[&str] = &[
     "name",
     "hosts",
     "roles",

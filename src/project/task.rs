@@ -120,7 +120,7 @@ pub const NOT_YET: &[(&str, &str)] = &[
     ),
 ];
 
-const TASK_KEYWORDS: &[&str] = &[
+pub const TASK_KEYWORDS: &[&str] = &[
     "name",
     "when",
     "loop",
@@ -594,7 +594,11 @@ pub fn expect_bool(node: &Node, what: &str) -> Result<bool, LocatedError> {
 
 /// A module's arguments as one mapping: `key=value` free form, a mapping, and the
 /// `args:` keyword merged. `command`/`shell` keep their free form as `_raw_params`.
-fn merge_args(module: &str, value: &Node, args_kw: Option<&Node>) -> Result<Node, LocatedError> {
+pub(crate) fn merge_args(
+    module: &str,
+    value: &Node,
+    args_kw: Option<&Node>,
+) -> Result<Node, LocatedError> {
     let mut entries: Vec<(Node, Node)> = Vec::new();
     let loc = value.loc.clone();
     let key = |k: &str, loc: &Loc| Node {
