@@ -334,7 +334,7 @@ fn bad_inputs_get_clear_errors() {
             "names both 'file' and 'copy'",
         ),
         (
-            "- hosts: all\n  tasks:\n    - community.docker.docker_compose_v2: {project_src: /x}\n",
+            "- hosts: all\n  tasks:\n    - community.docker.docker_network: {name: x}\n",
             "not implemented yet (issue 4)",
         ),
         (

@@ -3,6 +3,8 @@
 //! locally for `delegate_to: localhost`. Every remote execution is counted:
 //! the count is how we hold ourselves to "a few round trips per host".
 
+pub mod docker;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,6 +53,8 @@ pub enum ConnectionError {
     Exec { host: String, reason: String },
     #[error("host {host}: {reason}")]
     Config { host: String, reason: String },
+    #[error("host {host}: Docker: {reason}")]
+    Docker { host: String, reason: String },
 }
 
 pub enum Transport {
@@ -62,6 +66,7 @@ pub struct Connection {
     pub name: String,
     transport: Transport,
     executions: AtomicUsize,
+    docker: tokio::sync::Mutex<Vec<docker::DockerTunnel>>,
 }
 
 impl Connection {
@@ -96,6 +101,7 @@ impl Connection {
             name: name.to_string(),
             transport: Transport::Ssh(Box::new(session)),
             executions: AtomicUsize::new(0),
+            docker: Default::default(),
         })
     }
 
@@ -104,6 +110,7 @@ impl Connection {
             name: name.to_string(),
             transport: Transport::Local,
             executions: AtomicUsize::new(0),
+            docker: Default::default(),
         }
     }
 

@@ -207,6 +207,22 @@ async fn converge_file(
         result.diffs.push(d);
     }
     if ctx.check {
+        // Later tasks of this check run plan against what this one would
+        // write (a compose module reading the .env rendered just before).
+        if let (true, Some(c)) = (content_changed, content) {
+            ctx.observed.record(
+                dest,
+                ObservedFile {
+                    exists: true,
+                    kind: FileKind::File,
+                    size: c.len() as u64,
+                    sha256: new_sha.clone(),
+                    sha1: None,
+                    content: Some(c.to_vec()),
+                    ..obs.clone()
+                },
+            );
+        }
         return Ok(result);
     }
     let script = if content_changed {

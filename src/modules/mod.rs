@@ -4,6 +4,7 @@
 pub mod args;
 pub mod blockinfile;
 pub mod command;
+pub mod compose;
 pub mod files;
 pub mod lineinfile;
 pub mod misc;
@@ -137,6 +138,7 @@ pub async fn run(name: &str, args: Json, ctx: &mut ModuleCtx<'_>) -> Result<Modu
         "shell" => command::command(args, ctx, true).await,
         "wait_for" => command::wait_for(args, ctx).await,
         "uri" => command::uri(args, ctx).await,
+        "docker_compose_v2" => compose::docker_compose_v2(args, ctx).await,
         "debug" => misc::debug(args, ctx),
         "assert" => misc::assert(args, ctx),
         "fail" => misc::fail(args),

@@ -105,18 +105,27 @@ pub const MODULES: &[&str] = &[
     "uri",
     "pause",
     "ping",
+    "docker_compose_v2",
 ];
 
 /// Modules an Ansible project may name that deployer knows but does not run yet:
 /// loading fails with this message instead of silently skipping them.
 pub const NOT_YET: &[(&str, &str)] = &[
     (
-        "community.docker.docker_compose_v2",
-        "native compose convergence is not implemented yet (issue 4)",
+        "community.docker.docker_network",
+        "docker_network is not implemented yet (issue 4): create external networks with a command task for now",
     ),
     (
-        "docker_compose_v2",
-        "native compose convergence is not implemented yet (issue 4)",
+        "docker_network",
+        "docker_network is not implemented yet (issue 4): create external networks with a command task for now",
+    ),
+    (
+        "community.docker.docker_container",
+        "docker_container is not implemented yet (issue 4): use docker_compose_v2 with a one-service file",
+    ),
+    (
+        "docker_container",
+        "docker_container is not implemented yet (issue 4): use docker_compose_v2 with a one-service file",
     ),
 ];
 
@@ -152,11 +161,16 @@ pub const TASK_KEYWORDS: &[&str] = &[
     "any_errors_fatal",
 ];
 
-/// Maps `ansible.builtin.copy` / `ansible.legacy.copy` / `copy` to `copy`.
+/// Maps `ansible.builtin.copy` / `ansible.legacy.copy` / `copy` to `copy`, and
+/// `community.docker.docker_compose_v2` to `docker_compose_v2`.
 pub fn module_short_name(key: &str) -> Option<&'static str> {
     let short = key
         .strip_prefix("ansible.builtin.")
         .or_else(|| key.strip_prefix("ansible.legacy."))
+        .or_else(|| {
+            key.strip_prefix("community.docker.")
+                .filter(|m| m.starts_with("docker_"))
+        })
         .unwrap_or(key);
     MODULES.iter().copied().find(|m| *m == short)
 }

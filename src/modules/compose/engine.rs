@@ -1,0 +1,752 @@
+//! The Docker side of compose convergence: observing the project's
+//! containers, networks and images, and executing a plan's operations. Every
+//! error names the service (or network) and the daemon's own message.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HealthConfig,
+    HealthStatusEnum, HostConfig, Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListNetworksOptions,
+    RemoveContainerOptions, StopContainerOptions,
+};
+use futures::StreamExt;
+use serde_json::{Value as Json, json};
+
+use super::Pull;
+use super::plan::{self, Action, ObservedContainer, Operation, State};
+use super::spec::{ComposeProject, ComposeService, DependsCondition, config_hash};
+
+pub struct Engine<'a> {
+    pub docker: &'a Docker,
+    pub project: &'a ComposeProject,
+    pub config_files: Vec<String>,
+    pub working_dir: String,
+    pub stop_timeout: Option<i32>,
+}
+
+#[derive(Debug, Default)]
+pub struct ImageState {
+    /// Service -> the local image ID its tag points to.
+    pub ids: BTreeMap<String, String>,
+    /// Images check mode would pull.
+    pub to_pull: Vec<String>,
+    pub pulled_any: bool,
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// The daemon's message without bollard's wrapping.
+fn reason(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Engine<'_> {
+    fn container_name(&self, s: &ComposeService) -> String {
+        s.spec
+            .container_name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}-1", self.project.name, s.name))
+    }
+
+    fn project_filter(&self) -> HashMap<String, Vec<String>> {
+        HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}={}", plan::LABEL_PROJECT, self.project.name)],
+        )])
+    }
+
+    /// The project's containers (not one-off ones), inspected.
+    pub async fn observe(&self) -> Result<Vec<ObservedContainer>, String> {
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(self.project_filter()),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| {
+                format!(
+                    "listing the containers of project {}: {}",
+                    self.project.name,
+                    reason(&e)
+                )
+            })?;
+        let mut out = Vec::new();
+        for c in list {
+            let Some(id) = c.id else { continue };
+            let info = match self.docker.inspect_container(&id, None).await {
+                Ok(i) => i,
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(format!("inspecting container {id}: {}", reason(&e))),
+            };
+            let labels = info
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.clone())
+                .unwrap_or_default();
+            if labels.get(plan::LABEL_ONEOFF).map(String::as_str) == Some("True") {
+                continue;
+            }
+            let env = info
+                .config
+                .as_ref()
+                .and_then(|c| c.env.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                })
+                .collect();
+            let state = info.state.clone().unwrap_or_default();
+            out.push(ObservedContainer {
+                id: id.clone(),
+                name: info
+                    .name
+                    .clone()
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
+                service: labels.get(plan::LABEL_SERVICE).cloned().unwrap_or_default(),
+                number: labels
+                    .get(plan::LABEL_NUMBER)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1),
+                config_hash: labels
+                    .get(plan::LABEL_CONFIG_HASH)
+                    .cloned()
+                    .unwrap_or_default(),
+                running: state.running.unwrap_or(false),
+                image_id: info.image.clone().unwrap_or_default(),
+                started_at: state.started_at.clone().unwrap_or_default(),
+                spec: labels
+                    .get(plan::LABEL_SPEC)
+                    .and_then(|s| serde_json::from_str(s).ok()),
+                env,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Makes sure every image is there (pulling as the policy says, never in
+    /// check mode) and returns their IDs.
+    pub async fn check_images(
+        &self,
+        order: &[String],
+        pull: Pull,
+        state: State,
+        check: bool,
+    ) -> Result<ImageState, String> {
+        let mut st = ImageState::default();
+        if state == State::Absent {
+            return Ok(st);
+        }
+        for name in order {
+            let Some(s) = self.project.service(name) else {
+                continue;
+            };
+            let image = &s.spec.image;
+            let local = match self.docker.inspect_image(image).await {
+                Ok(i) => i.id,
+                Err(e) if is_not_found(&e) => None,
+                Err(e) => {
+                    return Err(format!(
+                        "service {name}: inspecting image {image}: {}",
+                        reason(&e)
+                    ));
+                }
+            };
+            let must_pull = match (pull, &local) {
+                (Pull::Never, None) => {
+                    return Err(format!(
+                        "service {name}: image {image} does not exist on the host, and pull is never"
+                    ));
+                }
+                (Pull::Always, _) | (Pull::Missing, None) => true,
+                _ => false,
+            };
+            if must_pull && check {
+                if local.is_none() {
+                    st.to_pull.push(image.clone());
+                }
+            } else if must_pull {
+                let mut stream = self.docker.create_image(
+                    Some(CreateImageOptions {
+                        from_image: Some(image.clone()),
+                        ..Default::default()
+                    }),
+                    None,
+                    None,
+                );
+                while let Some(item) = stream.next().await {
+                    if let Err(e) = item {
+                        return Err(format!(
+                            "service {name}: image {image} {}and cannot be pulled: {}",
+                            if local.is_none() {
+                                "does not exist on the host "
+                            } else {
+                                ""
+                            },
+                            reason(&e)
+                        ));
+                    }
+                }
+                let after = self
+                    .docker
+                    .inspect_image(image)
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "service {name}: image {image} after pulling: {}",
+                            reason(&e)
+                        )
+                    })?
+                    .id;
+                st.pulled_any |= after != local;
+                if let Some(id) = after {
+                    st.ids.insert(name.clone(), id);
+                }
+                continue;
+            }
+            if let Some(id) = local {
+                st.ids.insert(name.clone(), id);
+            }
+        }
+        Ok(st)
+    }
+
+    /// External networks and volumes must exist already.
+    pub async fn check_external(&self) -> Result<(), String> {
+        for n in self.project.networks.iter().filter(|n| n.external) {
+            match self.docker.inspect_network(&n.name, None).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {
+                    let users: Vec<&str> = self
+                        .project
+                        .services
+                        .iter()
+                        .filter(|s| s.spec.networks.contains_key(&n.name))
+                        .map(|s| s.name.as_str())
+                        .collect();
+                    return Err(format!(
+                        "external network {} (used by service {}) does not exist on the host: create it first (docker_network)",
+                        n.name,
+                        users.join(", ")
+                    ));
+                }
+                Err(e) => return Err(format!("network {}: {}", n.name, reason(&e))),
+            }
+        }
+        for v in self.project.volumes.iter().filter(|v| v.external) {
+            match self.docker.inspect_volume(&v.name).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {
+                    return Err(format!(
+                        "external volume {} does not exist on the host",
+                        v.name
+                    ));
+                }
+                Err(e) => return Err(format!("volume {}: {}", v.name, reason(&e))),
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn ensure_networks_and_volumes(&self) -> Result<bool, String> {
+        let mut changed = false;
+        for n in self.project.networks.iter().filter(|n| !n.external) {
+            match self.docker.inspect_network(&n.name, None).await {
+                Ok(_) => continue,
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(format!("network {}: {}", n.name, reason(&e))),
+            }
+            let mut labels: HashMap<String, String> = n.labels.clone().into_iter().collect();
+            labels.insert(plan::LABEL_PROJECT.into(), self.project.name.clone());
+            labels.insert(plan::LABEL_NETWORK.into(), n.key.clone());
+            self.docker
+                .create_network(NetworkCreateRequest {
+                    name: n.name.clone(),
+                    driver: n.driver.clone(),
+                    internal: Some(n.internal),
+                    labels: Some(labels),
+                    ipam: (!n.subnets.is_empty()).then(|| Ipam {
+                        config: Some(
+                            n.subnets
+                                .iter()
+                                .map(|(subnet, gateway)| IpamConfig {
+                                    subnet: Some(subnet.clone()),
+                                    gateway: gateway.clone(),
+                                    ..Default::default()
+                                })
+                                .collect(),
+                        ),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| format!("creating network {}: {}", n.name, reason(&e)))?;
+            changed = true;
+        }
+        for v in self.project.volumes.iter().filter(|v| !v.external) {
+            match self.docker.inspect_volume(&v.name).await {
+                Ok(_) => continue,
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(format!("volume {}: {}", v.name, reason(&e))),
+            }
+            let mut labels: HashMap<String, String> = v.labels.clone().into_iter().collect();
+            labels.insert(plan::LABEL_PROJECT.into(), self.project.name.clone());
+            labels.insert(plan::LABEL_VOLUME.into(), v.key.clone());
+            self.docker
+                .create_volume(VolumeCreateRequest {
+                    name: Some(v.name.clone()),
+                    driver: v.driver.clone(),
+                    labels: Some(labels),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| format!("creating volume {}: {}", v.name, reason(&e)))?;
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// Runs the operations in order (they come in depends_on order), waiting
+    /// for `service_healthy` / `service_completed_successfully` dependencies
+    /// before starting a service.
+    pub async fn execute(
+        &self,
+        ops: &[Operation],
+        state: State,
+        wait_timeout: Duration,
+        image_ids: &BTreeMap<String, String>,
+    ) -> Result<bool, String> {
+        let mut changed = false;
+        for op in ops {
+            let starts = matches!(
+                (op.action, state),
+                (Action::Start | Action::Restart, _)
+                    | (
+                        Action::Create | Action::Recreate,
+                        State::Present | State::Restarted
+                    )
+            );
+            if starts && let Some(s) = self.project.service(&op.service) {
+                for (dep, cond) in &s.depends_on {
+                    if *cond != DependsCondition::ServiceStarted {
+                        self.wait_service(dep, Some(*cond), wait_timeout)
+                            .await
+                            .map_err(|e| format!("service {} waits for {dep}: {e}", op.service))?;
+                    }
+                }
+            }
+            let svc = &op.service;
+            let ctx = |what: &str, e: bollard::errors::Error| {
+                format!("service {svc}: {what}: {}", reason(&e))
+            };
+            match op.action {
+                Action::Unchanged => continue,
+                Action::Create | Action::Recreate => {
+                    let s = self
+                        .project
+                        .service(svc)
+                        .ok_or_else(|| format!("service {svc} is not in the project"))?;
+                    if let (Action::Recreate, Some(old)) = (op.action, &op.container) {
+                        self.stop_and_remove(old)
+                            .await
+                            .map_err(|e| ctx("removing the old container", e))?;
+                    }
+                    let id = self.create(s, image_ids.get(svc)).await?;
+                    if state != State::Stopped {
+                        self.docker.start_container(&id, None).await.map_err(|e| {
+                            ctx(
+                                "starting the new container (it is left created, not running)",
+                                e,
+                            )
+                        })?;
+                    }
+                }
+                Action::Start | Action::Restart | Action::Stop | Action::Remove => {
+                    let c = op.container.clone().unwrap_or_default();
+                    let r = match op.action {
+                        Action::Start => self.docker.start_container(&c, None).await,
+                        Action::Restart => self.docker.restart_container(&c, None).await,
+                        Action::Stop => self.docker.stop_container(&c, self.stop_options()).await,
+                        _ => self.stop_and_remove(&c).await,
+                    };
+                    r.map_err(|e| ctx(op.action.word(), e))?;
+                }
+            }
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    fn stop_options(&self) -> Option<StopContainerOptions> {
+        self.stop_timeout.map(|t| StopContainerOptions {
+            t: Some(t),
+            ..Default::default()
+        })
+    }
+
+    async fn stop_and_remove(&self, container: &str) -> Result<(), bollard::errors::Error> {
+        match self
+            .docker
+            .stop_container(container, self.stop_options())
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => return Ok(()),
+            // 304: already stopped.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => {}
+            Err(e) => return Err(e),
+        }
+        self.docker
+            .remove_container(
+                container,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+    }
+
+    /// Creates a service's container (not started) with Compose's labels.
+    async fn create(
+        &self,
+        s: &ComposeService,
+        image_id: Option<&String>,
+    ) -> Result<String, String> {
+        let sp = &s.spec;
+        let name = self.container_name(s);
+        let mut labels: HashMap<String, String> = sp.labels.clone().into_iter().collect();
+        for (k, v) in [
+            (plan::LABEL_PROJECT, self.project.name.clone()),
+            (plan::LABEL_SERVICE, s.name.clone()),
+            (plan::LABEL_CONFIG_HASH, config_hash(sp)),
+            (plan::LABEL_NUMBER, "1".into()),
+            (plan::LABEL_ONEOFF, "False".into()),
+            (plan::LABEL_CONFIG_FILES, self.config_files.join(",")),
+            (plan::LABEL_WORKING_DIR, self.working_dir.clone()),
+            (
+                plan::LABEL_SPEC,
+                serde_json::to_string(&plan::spec_for_label(sp)).unwrap_or_default(),
+            ),
+        ] {
+            labels.insert(k.to_string(), v);
+        }
+        if let Some(id) = image_id {
+            labels.insert(plan::LABEL_IMAGE.into(), id.clone());
+        }
+        let mut exposed: Vec<String> = sp
+            .ports
+            .iter()
+            .map(|p| format!("{}/{}", p.target, p.protocol))
+            .chain(sp.expose.iter().cloned())
+            .collect();
+        exposed.sort();
+        exposed.dedup();
+        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        for p in &sp.ports {
+            bindings
+                .entry(format!("{}/{}", p.target, p.protocol))
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: Some(p.host_ip.clone()),
+                    host_port: Some(p.published.clone()),
+                });
+        }
+        let restart = sp.restart.as_deref().map(|r| {
+            let (name, count) = r.split_once(':').unwrap_or((r, ""));
+            RestartPolicy {
+                name: Some(match name {
+                    "always" => RestartPolicyNameEnum::ALWAYS,
+                    "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+                    "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+                    _ => RestartPolicyNameEnum::NO,
+                }),
+                maximum_retry_count: count.parse().ok(),
+            }
+        });
+        let mut nets = sp.networks.iter();
+        let first = nets.next();
+        let body = ContainerCreateBody {
+            image: Some(sp.image.clone()),
+            cmd: sp.command.clone(),
+            entrypoint: sp.entrypoint.clone(),
+            env: Some(
+                sp.environment
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect(),
+            ),
+            exposed_ports: (!exposed.is_empty()).then_some(exposed),
+            healthcheck: sp.healthcheck.as_ref().map(|h| HealthConfig {
+                test: Some(h.test.clone()),
+                interval: Some(h.interval),
+                timeout: Some(h.timeout),
+                start_period: Some(h.start_period),
+                retries: Some(h.retries),
+                ..Default::default()
+            }),
+            user: sp.user.clone(),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                binds: (!sp.binds.is_empty()).then(|| sp.binds.clone()),
+                port_bindings: (!bindings.is_empty()).then_some(bindings),
+                cap_add: (!sp.cap_add.is_empty()).then(|| sp.cap_add.clone()),
+                cap_drop: (!sp.cap_drop.is_empty()).then(|| sp.cap_drop.clone()),
+                memory: sp.memory,
+                nano_cpus: sp.nano_cpus,
+                restart_policy: restart,
+                readonly_rootfs: Some(sp.read_only),
+                security_opt: (!sp.security_opt.is_empty()).then(|| sp.security_opt.clone()),
+                tmpfs: (!sp.tmpfs.is_empty()).then(|| sp.tmpfs.clone().into_iter().collect()),
+                network_mode: first.map(|(n, _)| n.clone()),
+                ..Default::default()
+            }),
+            networking_config: first.map(|(n, aliases)| NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    n.clone(),
+                    EndpointSettings {
+                        aliases: Some(aliases.clone()),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "service {}: creating container {name}: {}",
+                    s.name,
+                    reason(&e)
+                )
+            })?;
+        // API 1.41 attaches one network at creation; the others are connected here.
+        for (n, aliases) in nets {
+            self.docker
+                .connect_network(
+                    n,
+                    NetworkConnectRequest {
+                        container: created.id.clone(),
+                        endpoint_config: Some(EndpointSettings {
+                            aliases: Some(aliases.clone()),
+                            ..Default::default()
+                        }),
+                    },
+                )
+                .await
+                .map_err(|e| {
+                    format!(
+                        "service {}: connecting to network {n}: {}",
+                        s.name,
+                        reason(&e)
+                    )
+                })?;
+        }
+        Ok(created.id)
+    }
+
+    async fn inspect_service(&self, service: &str) -> Result<ContainerInspectResponse, String> {
+        let s = self
+            .project
+            .service(service)
+            .ok_or_else(|| format!("no service {service}"))?;
+        self.docker
+            .inspect_container(&self.container_name(s), None)
+            .await
+            .map_err(|e| format!("service {service}: {}", reason(&e)))
+    }
+
+    /// Waits until a service's container is ready: running and healthy (if it
+    /// has a healthcheck), or exited 0 for `service_completed_successfully`.
+    async fn wait_service(
+        &self,
+        service: &str,
+        cond: Option<DependsCondition>,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let info = self.inspect_service(service).await?;
+            let st = info.state.clone().unwrap_or_default();
+            let health = st.health.clone();
+            let status = health.as_ref().and_then(|h| h.status);
+            let running = st.running.unwrap_or(false);
+            let exit = st.exit_code.unwrap_or(0);
+            if cond == Some(DependsCondition::ServiceCompletedSuccessfully) {
+                if !running {
+                    return if exit == 0 {
+                        Ok(())
+                    } else {
+                        Err(format!("service {service} exited with code {exit}"))
+                    };
+                }
+            } else {
+                if !running && !st.restarting.unwrap_or(false) {
+                    return Err(format!(
+                        "service {service} is not running (exit code {exit})"
+                    ));
+                }
+                match status {
+                    None | Some(HealthStatusEnum::NONE | HealthStatusEnum::EMPTY) => {
+                        if running {
+                            return Ok(());
+                        }
+                    }
+                    Some(HealthStatusEnum::HEALTHY) => return Ok(()),
+                    Some(HealthStatusEnum::UNHEALTHY) => {
+                        return Err(format!(
+                            "service {service} is unhealthy; last health checks:\n{}",
+                            health_log(&info)
+                        ));
+                    }
+                    Some(HealthStatusEnum::STARTING) => {}
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "service {service} did not become {} within {}s; last health checks:\n{}",
+                    if cond == Some(DependsCondition::ServiceCompletedSuccessfully) {
+                        "complete"
+                    } else {
+                        "healthy"
+                    },
+                    timeout.as_secs(),
+                    health_log(&info)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// `wait: true`: every service running, and healthy where it has a healthcheck.
+    pub async fn wait_ready(&self, order: &[String], timeout: Duration) -> Result<(), String> {
+        for s in order {
+            self.wait_service(s, None, timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// `state: absent`: the project's containers go.
+    pub async fn remove_all(&self, ops: &[Operation]) -> Result<bool, String> {
+        let mut changed = false;
+        for op in ops.iter().filter(|o| o.action == Action::Remove) {
+            if let Some(c) = &op.container {
+                self.stop_and_remove(c)
+                    .await
+                    .map_err(|e| format!("service {}: removing {c}: {}", op.service, reason(&e)))?;
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// `state: absent`: the networks this project created go too.
+    pub async fn remove_networks(&self) -> Result<bool, String> {
+        let nets = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(self.project_filter()),
+            }))
+            .await
+            .map_err(|e| format!("listing networks: {}", reason(&e)))?;
+        let mut changed = false;
+        for n in nets {
+            let Some(name) = n.name else { continue };
+            match self.docker.remove_network(&name).await {
+                Ok(()) => changed = true,
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(format!("removing network {name}: {}", reason(&e))),
+            }
+        }
+        Ok(changed)
+    }
+
+    /// What runs now: per service the container, image and image digest
+    /// (the rollback work pins these).
+    pub async fn running_images(&self, order: &[String]) -> Result<Json, String> {
+        let mut out = serde_json::Map::new();
+        for s in order {
+            let Ok(info) = self.inspect_service(s).await else {
+                continue;
+            };
+            let image_id = info.image.clone().unwrap_or_default();
+            let digest = match self.docker.inspect_image(&image_id).await {
+                Ok(i) => i
+                    .repo_digests
+                    .and_then(|d| d.into_iter().next())
+                    .unwrap_or_else(|| image_id.clone()),
+                Err(_) => image_id.clone(),
+            };
+            out.insert(
+                s.clone(),
+                json!({
+                    "container": info.id,
+                    "image": info.config.as_ref().and_then(|c| c.image.clone()),
+                    "image_id": image_id,
+                    "digest": digest,
+                }),
+            );
+        }
+        Ok(Json::Object(out))
+    }
+}
+
+fn health_log(info: &ContainerInspectResponse) -> String {
+    let log = info
+        .state
+        .as_ref()
+        .and_then(|s| s.health.as_ref())
+        .and_then(|h| h.log.clone())
+        .unwrap_or_default();
+    if log.is_empty() {
+        return "  (no health check has run yet)".into();
+    }
+    log.iter()
+        .rev()
+        .take(3)
+        .rev()
+        .map(|r| {
+            format!(
+                "  exit {}: {}",
+                r.exit_code.unwrap_or(-1),
+                r.output.clone().unwrap_or_default().trim()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
