@@ -744,6 +744,10 @@ fn task(l: &mut Linter, project: &Project, node: &Node, ctx: &TaskCtx) {
                         format!("{short} without changed_when, creates or removes always reports changed: say when it changes (changed_when: false for a read-only command)"),
                     );
                 }
+                "docker_compose_v2" => {
+                    conventions::check_compose_task(l, ctx, mval, args_kw);
+                    conventions::check_task_images(l, &short, mval);
+                }
                 "set_fact" => {
                     if let Some(m) = args.as_map() {
                         for (k, v) in m {
@@ -828,6 +832,7 @@ pub fn module_args(l: &mut Linter, module: &str, args: &Node, at: &Loc) {
         "command" | "shell" => Box::new(typed::<command::CommandArgs> as Check),
         "wait_for" => Box::new(typed::<command::WaitForArgs> as Check),
         "uri" => Box::new(typed::<command::UriArgs> as Check),
+        "docker_compose_v2" => Box::new(typed::<crate::modules::compose::ComposeArgs> as Check),
         "debug" => Box::new(keys_only(&["msg", "var", "verbosity"])),
         "assert" => Box::new(keys_only(&[
             "that",

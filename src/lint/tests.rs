@@ -209,9 +209,7 @@ fn schema_unsupported_module() {
         "schema-unsupported-module",
         &[(
             "playbooks/a.yml",
-            &pb(
-                "    - name: t\n      community.docker.docker_compose_v2:\n        project_src: /x\n",
-            ),
+            &pb("    - name: t\n      community.docker.docker_network:\n        name: x\n"),
         )],
         "playbooks/a.yml",
         5,

@@ -20,7 +20,7 @@ use spec::ComposeProject;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ComposeArgs {
+pub(crate) struct ComposeArgs {
     #[serde(default, deserialize_with = "de_opt_string")]
     project_src: Option<String>,
     #[serde(default, deserialize_with = "de_opt_list")]
