@@ -1,0 +1,246 @@
+//! The Plane client against the Plane stand-in (tests/plane_standin/server.py) on
+//! loopback: the session/CSRF form flow, tokens, v1 auth, pagination and 429s.
+
+use std::net::TcpListener;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use deployer::plane::{PlaneClient, PlaneError, Session};
+use reqwest::Method;
+use serde_json::json;
+
+struct Standin(Child, u16);
+
+impl Drop for Standin {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn standin(rate: &str) -> Standin {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let child = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/plane_standin/server.py"
+        ))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .env("API_KEY_RATE_LIMIT", rate)
+        .spawn()
+        .expect("python3 runs the stand-in");
+    // Owned at once, so the process is killed and reaped on every path.
+    let s = Standin(child, port);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the Plane stand-in did not start");
+}
+
+const ADMIN_PW: &str = "fixture-Adm1n-pw-Qx7vLr2mZt9wBk4Ns8";
+const AGENT_PW: &str = "fixture-Ag3nt-pw-Hp5cWq1yRf6uDj0Ev3";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_setup_sign_in_workspace_tokens_and_v1() {
+    let s = standin("1000/minute");
+    let c = PlaneClient::new(&format!("http://127.0.0.1:{}", s.1)).expect("client");
+    c.healthy().await.expect("health");
+
+    // Before the instance admin exists, app sign-up is refused with 5000.
+    let mut early = Session::default();
+    let e = c
+        .form(
+            "sign up agent",
+            &mut early,
+            "/auth/sign-up/",
+            &[("email", "a1@example.test"), ("password", AGENT_PW)],
+        )
+        .await;
+    assert_eq!(e.expect_err("not configured").form_code(), Some(5000));
+
+    let mut admin = Session::default();
+    c.form(
+        "create instance admin",
+        &mut admin,
+        "/api/instances/admins/sign-up/",
+        &[
+            ("email", "admin@example.test"),
+            ("password", ADMIN_PW),
+            ("first_name", "Admin"),
+        ],
+    )
+    .await
+    .expect("admin sign-up");
+    assert!(admin.has("admin-session-id"));
+    let again = c
+        .form(
+            "create instance admin",
+            &mut Session::default(),
+            "/api/instances/admins/sign-up/",
+            &[
+                ("email", "admin@example.test"),
+                ("password", ADMIN_PW),
+                ("first_name", "Admin"),
+            ],
+        )
+        .await;
+    assert_eq!(again.expect_err("exists").form_code(), Some(5150));
+
+    let mut app = Session::default();
+    c.form(
+        "sign in admin",
+        &mut app,
+        "/auth/sign-in/",
+        &[("email", "admin@example.test"), ("password", ADMIN_PW)],
+    )
+    .await
+    .expect("sign-in");
+    let wrong = c
+        .form(
+            "sign in admin",
+            &mut Session::default(),
+            "/auth/sign-in/",
+            &[
+                ("email", "admin@example.test"),
+                ("password", "fixture-wrong-password-0000000"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.expect_err("wrong password").form_code(), Some(5065));
+
+    let ws = c
+        .session_json(
+            "create workspace",
+            &mut app,
+            Method::POST,
+            "/api/workspaces/",
+            Some(&json!({"name": "Javisi", "slug": "javisi"})),
+        )
+        .await
+        .expect("workspace");
+    assert_eq!(ws["slug"], "javisi");
+    let tok = c
+        .session_json(
+            "create admin token",
+            &mut app,
+            Method::POST,
+            "/api/users/api-tokens/",
+            Some(&json!({"label": "deployer", "description": "", "expired_at": null})),
+        )
+        .await
+        .expect("token");
+    let token = tok["token"].as_str().expect("token value").to_string();
+    assert!(token.starts_with("plane_api_"));
+
+    let me = c.me(&token).await.expect("me");
+    assert_eq!(me["email"], "admin@example.test");
+    let bad = c
+        .me("plane_api_00000000000000000000000000000000")
+        .await
+        .expect_err("invalid");
+    assert!(matches!(bad, PlaneError::Http { status: 403, .. }), "{bad}");
+    assert!(
+        !bad.to_string().contains("plane_api_0000"),
+        "errors never carry the token: {bad}"
+    );
+
+    // Members: a plain array. Projects: cursor pagination walked to the end.
+    let members = c
+        .v1_list("list members", &token, "/api/v1/workspaces/javisi/members/")
+        .await
+        .expect("members");
+    assert_eq!(members.len(), 1);
+    for i in 0..150 {
+        c.v1(
+            "create project",
+            &token,
+            Method::POST,
+            "/api/v1/workspaces/javisi/projects/",
+            Some(&json!({"name": format!("P{i}"), "identifier": format!("P{i}")})),
+        )
+        .await
+        .expect("project");
+    }
+    let projects = c
+        .v1_list(
+            "list projects",
+            &token,
+            "/api/v1/workspaces/javisi/projects/",
+        )
+        .await
+        .expect("projects");
+    assert_eq!(projects.len(), 150, "both pages walked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_is_waited_out_and_csrf_failure_is_detected() {
+    let s = standin("3/second");
+    let base = format!("http://127.0.0.1:{}", s.1);
+    let c = PlaneClient::new(&base).expect("client");
+    let mut admin = Session::default();
+    c.form(
+        "create instance admin",
+        &mut admin,
+        "/api/instances/admins/sign-up/",
+        &[
+            ("email", "admin@example.test"),
+            ("password", ADMIN_PW),
+            ("first_name", "Admin"),
+        ],
+    )
+    .await
+    .expect("admin");
+    let mut app = Session::default();
+    c.form(
+        "sign in",
+        &mut app,
+        "/auth/sign-in/",
+        &[("email", "admin@example.test"), ("password", ADMIN_PW)],
+    )
+    .await
+    .expect("sign in");
+    let tok = c
+        .session_json(
+            "token",
+            &mut app,
+            Method::POST,
+            "/api/users/api-tokens/",
+            Some(&json!({"label": "t"})),
+        )
+        .await
+        .expect("token");
+    let token = tok["token"].as_str().expect("token").to_string();
+    // 8 calls against a budget of 3 per second: the client paces and waits, none fails.
+    let t0 = std::time::Instant::now();
+    for _ in 0..8 {
+        c.me(&token).await.expect("paced call succeeds");
+    }
+    assert!(
+        t0.elapsed() >= Duration::from_secs(1),
+        "the client waited for the window"
+    );
+
+    // A CSRF failure is Plane's HTML page with status 200: an error, not a success.
+    let http = reqwest::Client::new();
+    http.post(format!("{base}/__standin__/faults"))
+        .json(&json!({"csrf_failure": true}))
+        .send()
+        .await
+        .expect("fault");
+    let e = c
+        .form(
+            "sign in",
+            &mut Session::default(),
+            "/auth/sign-in/",
+            &[("email", "admin@example.test"), ("password", ADMIN_PW)],
+        )
+        .await;
+    assert!(matches!(e, Err(PlaneError::Csrf { .. })), "{e:?}");
+}
