@@ -45,6 +45,10 @@ impl VaultAccess {
         }
     }
 
+    pub fn passwords(&self) -> Option<&crate::vault::VaultPasswords> {
+        self.passwords.as_ref()
+    }
+
     pub fn decrypt_text(&self, cipher: &str, origin: &str) -> Result<String, String> {
         let Some(pw) = &self.passwords else {
             return Err(format!(

@@ -833,6 +833,7 @@ pub fn module_args(l: &mut Linter, module: &str, args: &Node, at: &Loc) {
         "wait_for" => Box::new(typed::<command::WaitForArgs> as Check),
         "uri" => Box::new(typed::<command::UriArgs> as Check),
         "docker_compose_v2" => Box::new(typed::<crate::modules::compose::ComposeArgs> as Check),
+        "plane_users" => Box::new(typed::<crate::modules::plane_users::PlaneUsersArgs> as Check),
         "debug" => Box::new(keys_only(&["msg", "var", "verbosity"])),
         "assert" => Box::new(keys_only(&[
             "that",

@@ -9,6 +9,7 @@ pub mod files;
 pub mod lineinfile;
 pub mod misc;
 pub mod observe;
+pub mod plane_users;
 pub mod text_edit;
 
 use std::path::{Path, PathBuf};
@@ -139,6 +140,7 @@ pub async fn run(name: &str, args: Json, ctx: &mut ModuleCtx<'_>) -> Result<Modu
         "wait_for" => command::wait_for(args, ctx).await,
         "uri" => command::uri(args, ctx).await,
         "docker_compose_v2" => compose::docker_compose_v2(args, ctx).await,
+        "plane_users" => plane_users::plane_users(args, ctx).await,
         "debug" => misc::debug(args, ctx),
         "assert" => misc::assert(args, ctx),
         "fail" => misc::fail(args),

@@ -106,6 +106,7 @@ pub const MODULES: &[&str] = &[
     "pause",
     "ping",
     "docker_compose_v2",
+    "plane_users",
 ];
 
 /// Modules an Ansible project may name that deployer knows but does not run yet:
@@ -170,6 +171,10 @@ pub fn module_short_name(key: &str) -> Option<&'static str> {
         .or_else(|| {
             key.strip_prefix("community.docker.")
                 .filter(|m| m.starts_with("docker_"))
+        })
+        .or_else(|| {
+            key.strip_prefix("deployer.plane.")
+                .filter(|m| *m == "plane_users")
         })
         .unwrap_or(key);
     MODULES.iter().copied().find(|m| *m == short)

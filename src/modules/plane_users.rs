@@ -1,0 +1,541 @@
+//! `plane_users`: the post-deploy hook that provisions Plane's instance admin, a
+//! workspace, the agent users with their roles, and one API token per user, and
+//! keeps generated passwords and tokens in the vault (PLANE_API.md, "Provisioning
+//! users and tokens"). Every secret is stored the moment it exists, so a failure
+//! later loses nothing and a re-run resumes. Check mode only reads.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+
+use super::args::de_string;
+use super::{ModuleCtx, ModuleResult, parse_args};
+use crate::plane::{PlaneClient, PlaneError, Session};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Person {
+    #[serde(deserialize_with = "de_string")]
+    email: String,
+    #[serde(default)]
+    first_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Agent {
+    #[serde(deserialize_with = "de_string")]
+    id: String,
+    #[serde(deserialize_with = "de_string")]
+    email: String,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default = "member")]
+    role: String,
+}
+
+fn member() -> String {
+    "Member".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Workspace {
+    #[serde(deserialize_with = "de_string")]
+    name: String,
+    #[serde(deserialize_with = "de_string")]
+    slug: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PlaneUsersArgs {
+    /// Plane's api, reachable from the control machine (e.g. through a tunnel).
+    #[serde(deserialize_with = "de_string")]
+    api_url: String,
+    workspace: Workspace,
+    admin: Person,
+    #[serde(deserialize_with = "de_string")]
+    admin_password: String,
+    #[serde(default)]
+    agents: Vec<Agent>,
+    #[serde(deserialize_with = "de_string")]
+    vault_file: String,
+    #[serde(default = "admin_token_key")]
+    admin_token_key: String,
+    /// `{id}` is replaced by the agent's id.
+    #[serde(default = "agent_token_key")]
+    agent_token_key: String,
+    #[serde(default = "agent_password_key")]
+    agent_password_key: String,
+}
+
+fn admin_token_key() -> String {
+    "vault_plane_admin_token".into()
+}
+fn agent_token_key() -> String {
+    "vault_plane_{id}_token".into()
+}
+fn agent_password_key() -> String {
+    "vault_plane_{id}_password".into()
+}
+
+/// Plane's workspace roles (`plane/db/models/workspace.py`).
+fn role_number(role: &str) -> Option<i64> {
+    match role {
+        "Admin" => Some(20),
+        "Member" => Some(15),
+        "Guest" => Some(5),
+        _ => None,
+    }
+}
+
+/// 24 URL-safe random characters: always strong enough for Plane's zxcvbn check.
+fn generate_password() -> Result<String, String> {
+    let mut bytes = [0u8; 18];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot read random bytes: {e}"))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+struct VaultStore<'a> {
+    path: PathBuf,
+    passwords: &'a crate::vault::VaultPasswords,
+    values: BTreeMap<String, String>,
+}
+
+impl VaultStore<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.values
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+    /// Writes one key now (encrypted, atomic, other keys kept).
+    fn put(&mut self, key: &str, value: &str) -> Result<(), String> {
+        crate::secrets::register(value);
+        crate::vault::set_keys(&self.path, self.passwords, &[(key, value)])
+            .map_err(|e| e.to_string())?;
+        self.values.insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+}
+
+fn load_store<'a>(
+    path: &Path,
+    passwords: &'a crate::vault::VaultPasswords,
+) -> Result<VaultStore<'a>, String> {
+    let data = std::fs::read(path)
+        .map_err(|e| format!("cannot read the vault file {}: {e}", path.display()))?;
+    let plain = crate::vault::decrypt(&data, passwords, &path.display().to_string())
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8(plain)
+        .map_err(|_| format!("{}: decrypted content is not UTF-8", path.display()))?;
+    let node = crate::yaml::parse_str(&text, path).map_err(|e| e.to_string())?;
+    let mut values = BTreeMap::new();
+    if let Some(map) = node.as_map() {
+        for (k, v) in map {
+            if let (Some(k), Some(v)) = (k.as_str(), v.as_str()) {
+                crate::secrets::register(v);
+                values.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+    Ok(VaultStore {
+        path: path.to_path_buf(),
+        passwords,
+        values,
+    })
+}
+
+pub async fn plane_users(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
+    let a: PlaneUsersArgs = parse_args("plane_users", args)?;
+    for agent in &a.agents {
+        if role_number(&agent.role).is_none() {
+            return Err(format!(
+                "agent '{}': role '{}' is not one of Admin, Member, Guest",
+                agent.id, agent.role
+            ));
+        }
+        if !agent.email.contains('@') {
+            return Err(format!(
+                "agent '{}': '{}' is not an email address",
+                agent.id, agent.email
+            ));
+        }
+    }
+    crate::secrets::register(&a.admin_password);
+    let passwords = ctx.vars.vault().passwords().ok_or(
+        "plane_users stores tokens in the vault: give a vault password (--vault-password-file)",
+    )?;
+    let vault_path = {
+        let p = PathBuf::from(&a.vault_file);
+        if p.is_absolute() || p.exists() {
+            p
+        } else {
+            ctx.playbook_dir.join(p)
+        }
+    };
+    let mut store = load_store(&vault_path, passwords)?;
+    let client = PlaneClient::new(&a.api_url).map_err(|e| e.to_string())?;
+    let mut p = Provision {
+        client: &client,
+        check: ctx.check,
+        actions: Vec::new(),
+    };
+    let outcome = p.run(&a, &mut store).await;
+    let mut result = ModuleResult::ok();
+    result.changed = !p.actions.is_empty();
+    result.data.insert("actions".into(), json!(p.actions));
+    result
+        .data
+        .insert("requests".into(), json!(client.requests_sent()));
+    match outcome {
+        Ok(()) => {
+            result.msg = Some(if p.actions.is_empty() {
+                "users, roles and tokens are in place".into()
+            } else {
+                p.actions.join("; ")
+            });
+            Ok(result)
+        }
+        Err(e) => {
+            // What was created is already in the vault; say what was done before the error.
+            let done = if p.actions.is_empty() {
+                String::new()
+            } else {
+                format!(" (done before the error: {})", p.actions.join("; "))
+            };
+            Err(format!("{e}{done}"))
+        }
+    }
+}
+
+struct Provision<'a> {
+    client: &'a PlaneClient,
+    check: bool,
+    actions: Vec<String>,
+}
+
+impl Provision<'_> {
+    fn act(&mut self, what: String) -> bool {
+        self.actions.push(if self.check {
+            format!("would {what}")
+        } else {
+            what
+        });
+        !self.check
+    }
+
+    async fn run(&mut self, a: &PlaneUsersArgs, store: &mut VaultStore<'_>) -> Result<(), String> {
+        let c = self.client;
+        c.healthy().await.map_err(|e| e.to_string())?;
+        let inst = c
+            .session_json(
+                "read the instance",
+                &mut Session::default(),
+                Method::GET,
+                "/api/instances/",
+                None,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let setup_done = inst["instance"]["is_setup_done"].as_bool().unwrap_or(false);
+        if !setup_done && self.act(format!("create the instance admin {}", a.admin.email)) {
+            c.form(
+                &format!("create the instance admin {}", a.admin.email),
+                &mut Session::default(),
+                "/api/instances/admins/sign-up/",
+                &[
+                    ("email", &a.admin.email),
+                    ("password", &a.admin_password),
+                    (
+                        "first_name",
+                        a.admin.first_name.as_deref().unwrap_or("Admin"),
+                    ),
+                ],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+        if !setup_done && self.check {
+            for agent in &a.agents {
+                self.act(format!(
+                    "create user {} with role {} and a token",
+                    agent.email, agent.role
+                ));
+            }
+            return Ok(());
+        }
+        let mut admin = Session::default();
+        let step = format!("sign in as {}", a.admin.email);
+        c.form(
+            &step,
+            &mut admin,
+            "/auth/sign-in/",
+            &[("email", &a.admin.email), ("password", &a.admin_password)],
+        )
+        .await
+        .map_err(|e| match e.form_code() {
+            Some(5065) => {
+                format!("{step}: the admin password in the vault is wrong (Plane error 5065)")
+            }
+            _ => e.to_string(),
+        })?;
+
+        // The workspace.
+        let mine = c
+            .session_json(
+                "list workspaces",
+                &mut admin,
+                Method::GET,
+                "/api/users/me/workspaces/",
+                None,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let exists = mine
+            .as_array()
+            .is_some_and(|ws| ws.iter().any(|w| w["slug"] == a.workspace.slug.as_str()));
+        if !exists && self.act(format!("create workspace {}", a.workspace.slug)) {
+            c.session_json(
+                &format!("create workspace {}", a.workspace.slug),
+                &mut admin,
+                Method::POST,
+                "/api/workspaces/",
+                Some(&json!({"name": a.workspace.name, "slug": a.workspace.slug})),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+
+        // The admin's token.
+        self.ensure_token(
+            &a.admin.email,
+            "deployer: admin",
+            &mut admin,
+            &a.admin_token_key,
+            store,
+        )
+        .await?;
+
+        // Members as they are now.
+        let members_path = format!("/api/workspaces/{}/members/", a.workspace.slug);
+        let members = if exists || !self.check {
+            c.session_json("list members", &mut admin, Method::GET, &members_path, None)
+                .await
+                .map_err(|e| e.to_string())?
+        } else {
+            json!([])
+        };
+        let member_of = |email: &str| -> Option<(String, i64)> {
+            members
+                .as_array()?
+                .iter()
+                .find(|m| m["member"]["email"] == email)
+                .map(|m| {
+                    (
+                        m["id"]
+                            .as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| m["id"].to_string()),
+                        m["role"].as_i64().unwrap_or(0),
+                    )
+                })
+        };
+
+        for agent in &a.agents {
+            let role = role_number(&agent.role).unwrap_or(15);
+            let pw_key = a.agent_password_key.replace("{id}", &agent.id);
+            let token_key = a.agent_token_key.replace("{id}", &agent.id);
+            let who = &agent.email;
+            match member_of(who) {
+                Some((id, current)) if current != role => {
+                    if self.act(format!("change {who}'s role to {}", agent.role)) {
+                        c.session_json(
+                            &format!("change the role of {who}"),
+                            &mut admin,
+                            Method::PATCH,
+                            &format!("{members_path}{id}/"),
+                            Some(&json!({"role": role})),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    if self.act(format!("invite {who} as {}", agent.role)) {
+                        c.session_json(
+                            &format!("invite {who}"),
+                            &mut admin,
+                            Method::POST,
+                            &format!("/api/workspaces/{}/invitations/", a.workspace.slug),
+                            Some(&json!({"emails": [{"email": who, "role": role}]})),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+            if self.check && store.get(&pw_key).is_none() {
+                self.act(format!("create user {who} and a token"));
+                continue;
+            }
+            // The agent's own session: sign in with the stored password, or sign up.
+            let password = match store.get(&pw_key) {
+                Some(p) => p.to_string(),
+                None => {
+                    let p = generate_password()?;
+                    store.put(&pw_key, &p)?;
+                    p
+                }
+            };
+            let mut session = Session::default();
+            let signed_in = c
+                .form(
+                    &format!("sign in as {who}"),
+                    &mut session,
+                    "/auth/sign-in/",
+                    &[("email", who), ("password", &password)],
+                )
+                .await;
+            match signed_in {
+                Ok(_) => {}
+                Err(e) if e.form_code() == Some(5060) => {
+                    if !self.act(format!("sign up {who}")) {
+                        continue;
+                    }
+                    session = Session::default();
+                    c.form(
+                        &format!("sign up {who}"),
+                        &mut session,
+                        "/auth/sign-up/",
+                        &[("email", who), ("password", &password)],
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                }
+                Err(e) if e.form_code() == Some(5065) => {
+                    return Err(format!(
+                        "sign in as {who}: the password stored under {pw_key} is wrong (Plane error 5065)"
+                    ));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+            // Pending invitations are not joined at sign-up: accept them.
+            let inv = c
+                .session_json(
+                    &format!("list invitations of {who}"),
+                    &mut session,
+                    Method::GET,
+                    "/api/users/me/workspaces/invitations/",
+                    None,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let ids: Vec<Json> = inv
+                .as_array()
+                .map(|v| v.iter().filter_map(|i| i.get("id").cloned()).collect())
+                .unwrap_or_default();
+            if !ids.is_empty() && self.act(format!("accept the invitation of {who}")) {
+                c.session_json(
+                    &format!("accept the invitation of {who}"),
+                    &mut session,
+                    Method::POST,
+                    "/api/users/me/workspaces/invitations/",
+                    Some(&json!({"invitations": ids})),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            }
+            // The token's label names the agent, so Plane's UI shows whose it is.
+            let label = format!(
+                "deployer: {}",
+                agent.display_name.as_deref().unwrap_or(&agent.id)
+            );
+            self.ensure_token(who, &label, &mut session, &token_key, store)
+                .await?;
+        }
+
+        // Verify: every stored token answers users/me; roles are as asked.
+        if !self.check
+            && let Some(t) = store.get(&a.admin_token_key).map(str::to_string)
+        {
+            let final_members = c
+                .v1_list(
+                    "verify members",
+                    &t,
+                    &format!("/api/v1/workspaces/{}/members/", a.workspace.slug),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            for agent in &a.agents {
+                let want = role_number(&agent.role).unwrap_or(15);
+                let got = final_members
+                    .iter()
+                    .find(|m| m["email"] == agent.email.as_str())
+                    .and_then(|m| m["role"].as_i64());
+                if got != Some(want) {
+                    return Err(format!(
+                        "verify {}: role is {got:?} in Plane, expected {want}",
+                        agent.email
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps a stored token that still works; otherwise creates one in this
+    /// user's session and stores it at once (Plane shows it only once).
+    async fn ensure_token(
+        &mut self,
+        who: &str,
+        label: &str,
+        session: &mut Session,
+        key: &str,
+        store: &mut VaultStore<'_>,
+    ) -> Result<(), String> {
+        let c = self.client;
+        if let Some(t) = store.get(key).map(str::to_string) {
+            match c.me(&t).await {
+                Ok(me) if me["email"] == who => return Ok(()),
+                Ok(_)
+                | Err(PlaneError::Http {
+                    status: 401 | 403, ..
+                }) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            if !self.act(format!("replace the token of {who}, which no longer works")) {
+                return Ok(());
+            }
+        } else if !self.act(format!("create a token for {who}")) {
+            return Ok(());
+        }
+        let created = c
+            .session_json(
+                &format!("create a token for {who}"),
+                session,
+                Method::POST,
+                "/api/users/api-tokens/",
+                Some(&json!({"label": label, "description": "provisioned by deployer", "expired_at": null})),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let token = created["token"]
+            .as_str()
+            .ok_or_else(|| format!("create a token for {who}: no token in Plane's answer"))?;
+        store.put(key, token)?;
+        c.me(token)
+            .await
+            .map_err(|e| format!("verify the new token of {who}: {e}"))?;
+        Ok(())
+    }
+}

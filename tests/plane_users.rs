@@ -1,0 +1,283 @@
+//! The `plane_users` hook against the Plane stand-in on loopback: users, roles and
+//! tokens provisioned, tokens stored in the vault and never printed, a re-run
+//! changes nothing, a role change is planned then applied.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use common::*;
+
+struct Standin(Child);
+
+impl Drop for Standin {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn standin() -> (Standin, u16) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let child = Command::new("python3")
+        .arg(repo().join("tests/plane_standin/server.py"))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .env("API_KEY_RATE_LIMIT", "1000/minute")
+        .spawn()
+        .expect("python3 runs the stand-in");
+    let s = Standin(child);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (s, port);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the Plane stand-in did not start");
+}
+
+fn playbook(port: u16, second_role: &str) -> String {
+    format!(
+        "- hosts: localhost\n  gather_facts: false\n  vars_files: [secrets.yml]\n  tasks:\n    - name: Provision Plane users\n      deployer.plane.plane_users:\n        api_url: http://127.0.0.1:{port}\n        workspace: {{name: Javisi, slug: javisi}}\n        admin: {{email: admin@example.test, first_name: Admin}}\n        admin_password: \"{{{{ vault_plane_admin_password }}}}\"\n        vault_file: secrets.yml\n        agents:\n          - {{id: a1, email: a1@example.test, display_name: Agent One, role: Admin}}\n          - {{id: a2, email: a2@example.test, display_name: Agent Two, role: {second_role}}}\n          - {{id: a3, email: a3@example.test, role: Member}}\n"
+    )
+}
+
+#[test]
+fn users_and_tokens_are_provisioned_into_the_vault_and_a_rerun_changes_nothing() {
+    let (_s, port) = standin();
+    let pw = repo()
+        .join("tests/fixtures/vault-password.txt")
+        .display()
+        .to_string();
+    let p = project(&[
+        (
+            "hosts.yml",
+            "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n",
+        ),
+        ("site.yml", &playbook(port, "Member")),
+        (
+            "secrets.yml",
+            "vault_plane_admin_password: fixture-Adm1n-pw-Qx7vLr2mZt9wBk4Ns8\n",
+        ),
+    ]);
+    let dir = p.path();
+    let enc = deployer(
+        dir,
+        &[
+            "vault",
+            "encrypt",
+            "secrets.yml",
+            "--vault-password-file",
+            &pw,
+        ],
+    );
+    assert_eq!(enc.code, 0, "{}", enc.all());
+
+    let first = deployer(
+        dir,
+        &[
+            "apply",
+            "-i",
+            "hosts.yml",
+            "site.yml",
+            "--vault-password-file",
+            &pw,
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(first.code, 0, "{}", first.all());
+    assert_eq!(
+        total(&recap(&first.stdout), "changed"),
+        1,
+        "{}",
+        first.stdout
+    );
+
+    let view = deployer(
+        dir,
+        &["vault", "view", "secrets.yml", "--vault-password-file", &pw],
+    );
+    assert_eq!(view.code, 0, "{}", view.all());
+    for key in [
+        "vault_plane_admin_token",
+        "vault_plane_a1_token",
+        "vault_plane_a2_token",
+        "vault_plane_a3_token",
+        "vault_plane_a1_password",
+    ] {
+        assert!(
+            view.stdout.contains(key),
+            "{key} missing from the vault:\n{}",
+            view.stdout
+                .lines()
+                .map(|l| l.split(':').next().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    assert!(
+        view.stdout
+            .contains("vault_plane_admin_password: fixture-Adm1n"),
+        "other keys kept"
+    );
+    // No token value appears in the run's output.
+    for line in view.stdout.lines().filter(|l| l.contains("_token:")) {
+        let token = line
+            .split_once(':')
+            .map(|(_, v)| v.trim().trim_matches('"').trim_matches('\''))
+            .unwrap_or("");
+        assert!(token.starts_with("plane_api_"), "{line}");
+        assert!(
+            !first.all().contains(token),
+            "a token leaked into the output"
+        );
+    }
+
+    let again = deployer(
+        dir,
+        &[
+            "apply",
+            "-i",
+            "hosts.yml",
+            "site.yml",
+            "--vault-password-file",
+            &pw,
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_eq!(
+        total(&recap(&again.stdout), "changed"),
+        0,
+        "second run changes nothing: {}",
+        again.stdout
+    );
+
+    std::fs::write(dir.join("site.yml"), playbook(port, "Admin")).expect("edit");
+    let check = deployer(
+        dir,
+        &[
+            "check",
+            "-i",
+            "hosts.yml",
+            "site.yml",
+            "--vault-password-file",
+            &pw,
+        ],
+    );
+    assert_eq!(check.code, 2, "{}", check.all());
+    assert!(
+        check
+            .stdout
+            .contains("would change a2@example.test's role to Admin"),
+        "{}",
+        check.stdout
+    );
+    let apply = deployer(
+        dir,
+        &[
+            "apply",
+            "-i",
+            "hosts.yml",
+            "site.yml",
+            "--vault-password-file",
+            &pw,
+        ],
+    );
+    assert_eq!(apply.code, 0, "{}", apply.all());
+    let after = deployer(
+        dir,
+        &[
+            "check",
+            "-i",
+            "hosts.yml",
+            "site.yml",
+            "--vault-password-file",
+            &pw,
+        ],
+    );
+    assert_eq!(after.code, 0, "{}", after.all());
+}
+
+#[test]
+fn a_bad_role_and_an_unreachable_plane_are_clear_errors() {
+    let pw = repo()
+        .join("tests/fixtures/vault-password.txt")
+        .display()
+        .to_string();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let p = project(&[
+        (
+            "hosts.yml",
+            "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n",
+        ),
+        ("site.yml", &playbook(port, "Boss")),
+        (
+            "secrets.yml",
+            "vault_plane_admin_password: fixture-Adm1n-pw-Qx7vLr2mZt9wBk4Ns8\n",
+        ),
+    ]);
+    let dir = p.path();
+    assert_eq!(
+        deployer(
+            dir,
+            &[
+                "vault",
+                "encrypt",
+                "secrets.yml",
+                "--vault-password-file",
+                &pw
+            ]
+        )
+        .code,
+        0
+    );
+    let out = deployer(
+        dir,
+        &[
+            "apply",
+            "-i",
+            "hosts.yml",
+            "site.yml",
+            "--vault-password-file",
+            &pw,
+        ],
+    );
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout
+            .contains("agent 'a2': role 'Boss' is not one of Admin, Member, Guest"),
+        "{}",
+        out.stdout
+    );
+    std::fs::write(dir.join("site.yml"), playbook(port, "Member")).expect("edit");
+    let out = deployer(
+        dir,
+        &[
+            "apply",
+            "-i",
+            "hosts.yml",
+            "site.yml",
+            "--vault-password-file",
+            &pw,
+        ],
+    );
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout
+            .contains("check Plane's health: cannot reach Plane"),
+        "{}",
+        out.stdout
+    );
+}
