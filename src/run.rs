@@ -42,6 +42,9 @@ struct HostState {
     observed: Observations,
     failed: bool,
     ended: bool,
+    /// Running notified handlers: as in Ansible, `--tags`/`--skip-tags` do not
+    /// filter them (the task that notified was selected).
+    in_handlers: bool,
     stats: HostStats,
 }
 
@@ -56,6 +59,7 @@ impl HostState {
             observed: Observations::default(),
             failed: false,
             ended: false,
+            in_handlers: false,
             stats: HostStats::default(),
         }
     }
@@ -473,12 +477,10 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
 
     async fn prefetch(&self, play: &Play, st: &mut HostState, pl: &(Layer, Layer)) {
         let mut reqs: Vec<(String, Want)> = Vec::new();
-        let mut all = crate::project::flatten_tasks(&play.tasks);
-        all.extend(crate::project::flatten_tasks(&play.handlers));
-        for t in all {
-            if !self.selected(t) {
-                continue;
-            }
+        let tasks = crate::project::flatten_tasks(&play.tasks);
+        let handlers = crate::project::flatten_tasks(&play.handlers);
+        let selected = tasks.into_iter().filter(|t| self.selected(t));
+        for t in selected.chain(handlers) {
             let TaskKind::Module { name, args } = &t.kind else {
                 continue;
             };
@@ -665,7 +667,7 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
                 return;
             }
             TaskKind::IncludeTasks { file, tasks } => {
-                if !self.selected(t) {
+                if !st.in_handlers && !self.selected(t) {
                     return;
                 }
                 let ctx = self.context(pc.play, pc.layers, st, Some(t));
@@ -694,7 +696,7 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
             }
             TaskKind::Module { .. } => {}
         }
-        if !self.selected(t) {
+        if !st.in_handlers && !self.selected(t) {
             return;
         }
         if t.run_once {
@@ -1032,7 +1034,9 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
                     || h.listen.iter().any(|l| notified.contains(l));
                 if hit {
                     ran_any = true;
+                    let outer = std::mem::replace(&mut st.in_handlers, true);
                     self.run_task(pc, h, st).await;
+                    st.in_handlers = outer;
                     if st.failed {
                         return;
                     }

@@ -161,6 +161,11 @@ CONF
   for i in $(seq 1 "$N"); do
     echo "        tb$i: {}"
   done
+  # The example project's playbooks/site.yml targets plane_servers (as
+  # inventory/hosts.yml does for production): here that is tb1 only.
+  echo "    plane_servers:"
+  echo "      hosts:"
+  echo "        tb1: {}"
   echo "  vars:"
   echo "    ansible_user: deploy"
   echo "    ansible_become: true"

@@ -135,6 +135,11 @@ impl Engine<'_> {
                     .cloned()
                     .unwrap_or_default(),
                 running: state.running.unwrap_or(false),
+                exit_code: if state.running.unwrap_or(false) {
+                    None
+                } else {
+                    state.exit_code
+                },
                 image_id: info.image.clone().unwrap_or_default(),
                 started_at: state.started_at.clone().unwrap_or_default(),
                 spec: labels
@@ -653,10 +658,15 @@ impl Engine<'_> {
         }
     }
 
-    /// `wait: true`: every service running, and healthy where it has a healthcheck.
+    /// `wait: true`: every service running, and healthy where it has a
+    /// healthcheck; a one-shot job (see `ComposeProject::is_one_shot`) exited 0.
     pub async fn wait_ready(&self, order: &[String], timeout: Duration) -> Result<(), String> {
         for s in order {
-            self.wait_service(s, None, timeout).await?;
+            let cond = self
+                .project
+                .is_one_shot(s)
+                .then_some(DependsCondition::ServiceCompletedSuccessfully);
+            self.wait_service(s, cond, timeout).await?;
         }
         Ok(())
     }

@@ -32,6 +32,8 @@ pub struct ObservedContainer {
     pub number: u32,
     pub config_hash: String,
     pub running: bool,
+    /// The exit code of a container that is not running.
+    pub exit_code: Option<i64>,
     pub image_id: String,
     pub started_at: String,
     /// The `LABEL_SPEC` label, parsed.
@@ -197,6 +199,12 @@ pub fn reconcile(
             continue;
         }
         let (action, cause) = match (opts.state, c.running) {
+            // A one-shot job (migrator) that already ran to success with this
+            // configuration is done: starting it again would change nothing
+            // but the run count.
+            (State::Present, false) if project.is_one_shot(name) && c.exit_code == Some(0) => {
+                (Action::Unchanged, "one-shot job completed successfully")
+            }
             (State::Present, false) => (Action::Start, "container is stopped"),
             (State::Stopped, true) => (Action::Stop, "state is stopped"),
             (State::Restarted, _) => (Action::Restart, "state is restarted"),
@@ -435,6 +443,45 @@ mod tests {
             (orphan.action, orphan.service.as_str()),
             (Action::Remove, "old")
         );
+    }
+
+    #[test]
+    fn a_completed_one_shot_job_stays_done_and_a_failed_one_is_started() {
+        let text = "services:\n  migrator:\n    image: i:1\n    restart: \"no\"\n  api:\n    image: i:1\n    depends_on:\n      migrator: {condition: service_completed_successfully}\n  web:\n    image: i:1\n";
+        let mut p = parse_project(
+            &[("c.yml".into(), text.into())],
+            "/srv/t",
+            Some("t"),
+            &BTreeMap::new(),
+        )
+        .expect("parses");
+        for s in &mut p.services {
+            crate::modules::compose::spec::resolve_environment(s, &BTreeMap::new()).expect("env");
+        }
+        assert!(p.is_one_shot("migrator") && !p.is_one_shot("api"));
+        let order = vec!["migrator".to_string(), "api".to_string(), "web".to_string()];
+        let ids = BTreeMap::new();
+        let mut obs = observed_from(&p);
+        for c in &mut obs {
+            if c.service != "api" {
+                c.running = false;
+                c.exit_code = Some(0);
+            }
+        }
+        let ops = reconcile(&p, &obs, &opts(&order, &ids));
+        let actions: Vec<_> = ops.iter().map(|o| (o.service.as_str(), o.action)).collect();
+        assert_eq!(
+            actions,
+            vec![
+                ("migrator", Action::Unchanged),
+                ("api", Action::Unchanged),
+                // Not a one-shot: a stopped service is started, whatever its exit code.
+                ("web", Action::Start)
+            ]
+        );
+        obs[0].exit_code = Some(1);
+        let ops = reconcile(&p, &obs, &opts(&order, &ids));
+        assert_eq!(ops[0].action, Action::Start);
     }
 
     #[test]

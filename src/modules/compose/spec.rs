@@ -151,6 +151,15 @@ impl ComposeProject {
     pub fn service(&self, name: &str) -> Option<&ComposeService> {
         self.services.iter().find(|s| s.name == name)
     }
+
+    /// A one-shot job (a migrator): another service waits for it with
+    /// `condition: service_completed_successfully`, so it is meant to exit 0,
+    /// not to keep running.
+    pub fn is_one_shot(&self, name: &str) -> bool {
+        self.services.iter().any(|s| {
+            s.depends_on.get(name) == Some(&DependsCondition::ServiceCompletedSuccessfully)
+        })
+    }
 }
 
 /// Compose's project name rule: lowercase letters, digits, `-` and `_`.
