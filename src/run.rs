@@ -215,8 +215,28 @@ impl Engine {
     }
 
     /// Layers that do not change during a play: play vars and vars_files.
-    fn play_layers(&self, play: &Play) -> Result<(Layer, Layer), String> {
+    fn play_layers(&self, play: &Play) -> Result<PlayLayers, String> {
         let vars = layer_from_vars(&play.vars);
+        // Every role the play uses exposes its defaults and vars to the whole
+        // play, as Ansible does (private_role_vars off): a role sees the
+        // defaults of the roles it depends on.
+        let mut role_defaults = Layer::new();
+        let mut role_vars = Layer::new();
+        let mut seen: Vec<*const crate::project::Role> = Vec::new();
+        let mut all = crate::project::flatten_tasks(&play.tasks);
+        all.extend(crate::project::flatten_tasks(&play.handlers));
+        for t in all {
+            let Some(role) = &t.scope.role else { continue };
+            for r in role.chain().iter().rev() {
+                let ptr = Arc::as_ptr(r);
+                if seen.contains(&ptr) {
+                    continue;
+                }
+                seen.push(ptr);
+                role_defaults.extend(layer_from_vars(&r.defaults));
+                role_vars.extend(layer_from_vars(&r.vars));
+            }
+        }
         let mut files = Layer::new();
         for (f, loc) in &play.vars_files {
             if f.contains("{{") {
@@ -231,21 +251,27 @@ impl Engine {
                 files.insert(k, VarValue::Node(v));
             }
         }
-        Ok((vars, files))
+        Ok(PlayLayers {
+            vars,
+            files,
+            role_defaults,
+            role_vars,
+        })
     }
 
     fn context(
         &self,
         play: &Play,
-        pl: &(Layer, Layer),
+        pl: &PlayLayers,
         st: &HostState,
         task: Option<&Task>,
     ) -> Arc<VarContext> {
-        let mut layers: Vec<Layer> = Vec::new();
+        let mut layers: Vec<Layer> = vec![pl.role_defaults.clone()];
         let role_chain = task
             .and_then(|t| t.scope.role.as_ref())
             .map(|r| r.chain())
             .unwrap_or_default();
+        // The task's own role (and the roles that pulled it in) win over others'.
         for r in role_chain.iter().rev() {
             layers.push(layer_from_vars(&r.defaults));
         }
@@ -261,8 +287,9 @@ impl Engine {
             layers.push(f.clone());
         }
         layers.push(self.magic_vars(play, st, task));
-        layers.push(pl.0.clone());
-        layers.push(pl.1.clone());
+        layers.push(pl.vars.clone());
+        layers.push(pl.files.clone());
+        layers.push(pl.role_vars.clone());
         for r in role_chain.iter().rev() {
             layers.push(layer_from_vars(&r.vars));
         }
@@ -323,7 +350,7 @@ impl Engine {
         &self,
         host: &str,
         play: &Play,
-        pl: &(Layer, Layer),
+        pl: &PlayLayers,
     ) -> Result<Connection, String> {
         let st = HostState::new(host);
         let ctx = self.context(play, pl, &st, None);
@@ -416,7 +443,7 @@ impl Engine {
         &self,
         play: &Play,
         st: &mut HostState,
-        pl: &(Layer, Layer),
+        pl: &PlayLayers,
     ) -> Result<(), String> {
         let ctx = self.context(play, pl, st, None);
         let b = self.become_for(play, None, &ctx)?;
@@ -475,7 +502,7 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
         Ok(())
     }
 
-    async fn prefetch(&self, play: &Play, st: &mut HostState, pl: &(Layer, Layer)) {
+    async fn prefetch(&self, play: &Play, st: &mut HostState, pl: &PlayLayers) {
         let mut reqs: Vec<(String, Want)> = Vec::new();
         let tasks = crate::project::flatten_tasks(&play.tasks);
         let handlers = crate::project::flatten_tasks(&play.handlers);
@@ -1049,9 +1076,17 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
     }
 }
 
+/// Variables that do not change during a play.
+struct PlayLayers {
+    vars: Layer,
+    files: Layer,
+    role_defaults: Layer,
+    role_vars: Layer,
+}
+
 struct PlayCtx<'a> {
     play: &'a Play,
-    layers: &'a (Layer, Layer),
+    layers: &'a PlayLayers,
     run_once: &'a RunOnceCells,
     first: &'a str,
 }

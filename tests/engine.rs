@@ -511,3 +511,39 @@ fn uri_fetches_from_the_target_and_checks_the_status() {
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(out.stdout.contains("Status code was 404"), "{}", out.stdout);
 }
+
+#[test]
+fn a_role_sees_the_defaults_of_the_roles_it_depends_on() {
+    let p = project(&[
+        (
+            "hosts.yml",
+            "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n",
+        ),
+        (
+            "site.yml",
+            "- hosts: all\n  gather_facts: false\n  roles: [app]\n",
+        ),
+        (
+            "roles/db/defaults/main.yml",
+            "db_port: 5432\nshared: from-db\n",
+        ),
+        (
+            "roles/db/tasks/main.yml",
+            "- ansible.builtin.debug: {msg: \"db sees {{ shared }}\"}\n",
+        ),
+        ("roles/app/meta/main.yml", "dependencies: [db]\n"),
+        ("roles/app/defaults/main.yml", "shared: from-app\n"),
+        (
+            "roles/app/tasks/main.yml",
+            "- ansible.builtin.debug: {msg: \"app sees port {{ db_port }} and {{ shared }}\"}\n",
+        ),
+    ]);
+    let out = deployer(p.path(), &["apply", "-i", "hosts.yml", "site.yml"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("app sees port 5432 and from-app"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("db sees from-db"), "{}", out.stdout);
+}
