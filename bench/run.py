@@ -195,7 +195,7 @@ class Tools:
             )
         if tool == "deployer":
             return (
-                ["/usr/bin/time", "-v", DEPLOYER, "apply", "-i", INVENTORY, "-l", self.limit,
+                ["/usr/bin/time", "-v", DEPLOYER, "apply", "-i", INVENTORY, "-l", self.limit, "-f", "20",
                  "-e", f"bench_root={root}", "--format", "json", os.path.join(HERE, "site.yml")],
                 os.environ.copy(),
             )
@@ -395,7 +395,14 @@ def write_results(results):
             p = case["profile"]
             gen.append(f"Profile of deployer's no-op re-run at {case['hosts']} host(s) (strace timestamps, s from start): ")
             for run in p["strace_runs"]:
-                gen.append(f"- total {run['total']}: " + ", ".join(f"{k}@{ts}" for ts, k in run["events"]))
+                ev = run["events"]
+                if len(ev) <= 12:
+                    gen.append(f"- total {run['total']}: " + ", ".join(f"{k}@{ts}" for ts, k in ev))
+                else:
+                    ms = [ts for ts, k in ev if k == "master"]
+                    xs = [ts for ts, k in ev if k == "exec"]
+                    gen.append(f"- total {run['total']}: {len(ms)} ssh masters started {ms[0]}..{ms[-1]}, "
+                               f"{len(xs)} ssh clients {xs[0]}..{xs[-1]} (last 20: {', '.join(str(x) for x in xs[-20:])})")
             c = p["cpu"]
             gen.append(f"- bare `ssh host true` (new connection): {p['bare_ssh_true_s']} s, `ssh host sudo true`: "
                        f"{p['bare_ssh_sudo_true_s']} s; deployer CPU: user {c['user']} s, "
