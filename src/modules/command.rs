@@ -147,6 +147,9 @@ pub async fn command(
         .await
         .map_err(|e| e.to_string())?;
     let delta = t0.elapsed();
+    // The command may have created, changed or removed any file (Ansible's
+    // later tasks see that): what was observed before is no longer trusted.
+    ctx.observed.invalidate_all();
     let strip = |s: String| {
         if a.strip_empty_ends {
             s.trim_end_matches(['\n', '\r']).to_string()

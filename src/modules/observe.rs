@@ -64,15 +64,29 @@ pub struct Observations {
     pub files: HashMap<String, ObservedFile>,
     /// What was asked for each cached path, so a later, wider request refetches.
     wants: HashMap<String, Want>,
+    /// Set after something with unknown effects ran (a command, a shell): every
+    /// cached path is refetched, in one execution with the next request.
+    stale: bool,
 }
 
 impl Observations {
     pub fn get(&self, path: &str, want: Want) -> Option<&ObservedFile> {
+        if self.stale {
+            return None;
+        }
         let have = self.wants.get(path)?;
         if (want.content && !have.content) || (want.sha1 && !have.sha1) {
             return None;
         }
         self.files.get(path)
+    }
+
+    /// A command or shell ran and may have changed any file: the cache is
+    /// refetched as a whole (one execution) when next asked.
+    pub fn invalidate_all(&mut self) {
+        if !self.files.is_empty() {
+            self.stale = true;
+        }
     }
 
     pub fn forget(&mut self, path: &str) {
@@ -110,10 +124,19 @@ impl Observations {
                 todo.push((p.clone(), merged));
             }
         }
+        if self.stale {
+            // Refresh everything cached so far along with this request.
+            for (p, w) in &self.wants {
+                if !todo.iter().any(|(tp, _)| tp == p) {
+                    todo.push((p.clone(), *w));
+                }
+            }
+        }
         if todo.is_empty() {
             return Ok(());
         }
         let out = conn.run_script(&observe_script(&todo), become_).await?;
+        self.stale = false;
         let parsed = parse_observations(&out.stdout_str(), todo.len());
         for (i, (p, w)) in todo.into_iter().enumerate() {
             let obs = parsed.get(&i).cloned().unwrap_or_else(ObservedFile::absent);
@@ -301,5 +324,39 @@ mod tests {
             Some("f572d396fae9206628714fb2ce00f72e94f2258f")
         );
         assert!(!obs.files[&missing].exists);
+    }
+
+    #[tokio::test]
+    async fn invalidate_all_refetches_every_cached_path_in_one_execution() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let a = dir.path().join("a").display().to_string();
+        let b = dir.path().join("b").display().to_string();
+        let conn = Connection::local("localhost");
+        let mut obs = Observations::default();
+        obs.fetch(
+            &conn,
+            None,
+            &[(a.clone(), Want::default()), (b.clone(), Want::default())],
+        )
+        .await
+        .expect("fetch");
+        assert!(!obs.files[&a].exists);
+        // A command creates both files behind the cache's back.
+        std::fs::write(&a, "x").expect("write");
+        std::fs::write(&b, "y").expect("write");
+        obs.invalidate_all();
+        assert!(
+            obs.one(&conn, None, &a, Want::default())
+                .await
+                .expect("one")
+                .exists
+        );
+        assert!(
+            obs.one(&conn, None, &b, Want::default())
+                .await
+                .expect("one")
+                .exists
+        );
+        assert_eq!(conn.executions(), 2);
     }
 }
