@@ -8,6 +8,7 @@ pub mod project;
 pub mod report;
 pub mod run;
 pub mod secrets;
+pub mod state;
 pub mod template;
 pub mod vars;
 pub mod vault;

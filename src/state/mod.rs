@@ -1,0 +1,73 @@
+//! Per-host deployment state kept on each managed host (issue 7).
+//!
+//! Layout, under [`state_root`] on the host (owned by root, mode 0700 when the
+//! host's `become` is set; otherwise the SSH user's own directory is used, see
+//! [`state_root`]):
+//!
+//! ```text
+//! /var/lib/deployer/<project>/
+//!   lock                   deploy lock (JSON: who, when, revision, message, pid)
+//!   audit.log              append-only JSON lines: time, performer, revision, command, changes
+//!   pending-handlers.json  handler notifications not yet fired (survive a failed run)
+//!   releases/<id>/         one release: release.json + saved files (see releases.rs)
+//! ```
+//!
+//! `<project>` is [`project_id`]: the project root directory's name, reduced to
+//! `[A-Za-z0-9._-]`.
+
+use std::path::Path;
+
+/// Root of the state directory used when the host runs tasks as root.
+pub const SYSTEM_STATE_ROOT: &str = "/var/lib/deployer";
+
+/// Root used when the host has no `become` (relative to the SSH user's home).
+pub const USER_STATE_ROOT: &str = ".local/state/deployer";
+
+/// The project's identifier on hosts: the project root's directory name with
+/// every character outside `[A-Za-z0-9._-]` replaced by `_`.
+pub fn project_id(project_root: &Path) -> String {
+    let name = project_root
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "project".to_string());
+    let id: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if id.is_empty() || id.chars().all(|c| c == '.') {
+        "project".to_string()
+    } else {
+        id
+    }
+}
+
+/// The state directory for `project` on a host: `/var/lib/deployer/<project>`
+/// with become, `~/.local/state/deployer/<project>` without.
+pub fn state_root(project: &str, become_root: bool) -> String {
+    if become_root {
+        format!("{SYSTEM_STATE_ROOT}/{project}")
+    } else {
+        format!("$HOME/{USER_STATE_ROOT}/{project}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_id_is_a_safe_directory_name() {
+        let dir = std::env::temp_dir().join("deployer state: test!");
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        assert_eq!(project_id(&dir), "deployer_state__test_");
+        assert_eq!(state_root("p", true), "/var/lib/deployer/p");
+        assert_eq!(state_root("p", false), "$HOME/.local/state/deployer/p");
+    }
+}
