@@ -153,7 +153,7 @@ fn ids_and_starts(prefix: &str) -> Vec<String> {
 #[test]
 fn plane_shaped_stack_converges_is_idempotent_and_an_env_change_recreates_exactly_its_users() {
     ensure_image();
-    let prefix = "cmptest-plane";
+    let prefix = &scoped("cmptest-plane");
     let dir = "/srv/cmptest-plane";
     cleanup(prefix);
     docker(&["network", "create", &format!("{prefix}-egress")]);
@@ -298,7 +298,7 @@ fn plane_shaped_stack_converges_is_idempotent_and_an_env_change_recreates_exactl
 #[test]
 fn an_unhealthy_service_fails_with_its_health_log() {
     ensure_image();
-    let prefix = "cmptest-unhealthy";
+    let prefix = &scoped("cmptest-unhealthy");
     cleanup(prefix);
     let compose = format!(
         "name: {prefix}\nservices:\n  sick:\n    image: {IMAGE}\n    command: [sleep, '1000000']\n    healthcheck:\n      test: ['CMD-SHELL', 'echo probe-said-no; exit 1']\n      interval: 1s\n      retries: 1\n"
@@ -323,7 +323,7 @@ fn an_unhealthy_service_fails_with_its_health_log() {
 #[test]
 fn bad_inputs_are_clear_errors() {
     ensure_image();
-    let prefix = "cmptest-bad";
+    let prefix = &scoped("cmptest-bad");
     cleanup(prefix);
     let dir = "/srv/cmptest-bad";
     let run = |compose: &str| {

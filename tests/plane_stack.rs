@@ -10,7 +10,14 @@ use std::process::Command;
 
 use common::*;
 
-const PREFIX: &str = "deployer-plane-it";
+/// `<testbed id>-deployer-plane-it`: unique to this testbed (see common::scoped).
+struct Prefix;
+impl std::fmt::Display for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&scoped("deployer-plane-it"))
+    }
+}
+const PREFIX: Prefix = Prefix;
 
 fn docker(args: &[&str]) -> String {
     let o = Command::new("docker").args(args).output().expect("docker");

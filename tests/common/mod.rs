@@ -98,3 +98,16 @@ pub fn total(recap: &serde_json::Value, key: &str) -> u64 {
         .map(|h| h.values().map(|s| s[key].as_u64().unwrap_or(0)).sum())
         .unwrap_or(0)
 }
+
+/// The testbed's id (`TESTBED_ID`, as given to tests/testbed/up.sh; default `tb`).
+/// All testbeds share the machine's one Docker engine, so every Docker object a
+/// test makes carries [`scoped`] names: side-by-side testbeds never collide.
+pub fn testbed_id() -> String {
+    std::env::var("TESTBED_ID").unwrap_or_else(|_| "tb".to_string())
+}
+
+/// `name` made unique to this testbed: `<testbed id>-<name>` (the id first, so
+/// that a name filter for one testbed never matches another's objects).
+pub fn scoped(name: &str) -> String {
+    format!("{}-{name}", testbed_id())
+}
