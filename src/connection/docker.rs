@@ -1,13 +1,22 @@
-//! The Docker API of a target, reached through the host's SSH master: a local
-//! Unix socket forwarded to the remote daemon socket (`ssh -L sock:sock`, the
-//! way `docker -H ssh://` reaches it), so no Docker port is ever opened on the
-//! network. One forward per connection and socket path, opened on first use.
+//! The Docker API of a target, reached through the host's SSH master, so no
+//! Docker port is ever opened on the network:
+//! - as the SSH login user: a local Unix socket forwarded to the remote daemon
+//!   socket (`ssh -L sock:sock`, the way `docker -H ssh://` reaches it);
+//! - with `become`: a local Unix socket whose every connection is bridged to
+//!   the daemon socket by a remote `sudo -n -u <user> <bridge>` process over
+//!   the same master (the bridge is `docker system dial-stdio` when the docker
+//!   CLI is there, else `socat`, else a few lines of `python3`), so the
+//!   daemon is reached as the become user (root) whatever the socket's group.
+//!
+//! One client per connection, socket path and become user, opened on first use.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use bollard::{ClientVersion, Docker};
+use tokio::io::AsyncWriteExt;
 
-use super::{Connection, ConnectionError, Transport, error_chain};
+use super::{Become, Connection, ConnectionError, Transport, error_chain, shell_quote};
 
 /// Engine 20.10 (Debian 12's `docker.io`) speaks API 1.41; every call we
 /// make exists in 1.41, and newer daemons still accept it.
@@ -19,28 +28,84 @@ pub const API_VERSION: ClientVersion = ClientVersion {
 /// The default daemon socket on a Linux host.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 
-/// A forwarded socket: the client and the directory holding the local end,
-/// which must live as long as the client.
+/// A client and what keeps its local socket alive: the directory holding
+/// the socket and, for a bridge, the task accepting its connections (aborted
+/// on drop, with every bridge it started).
 pub(super) struct DockerTunnel {
-    pub(super) remote_socket: String,
-    pub(super) client: Docker,
-    pub(super) _dir: Option<tempfile::TempDir>,
+    remote_socket: String,
+    become_user: Option<String>,
+    client: Docker,
+    _dir: Option<tempfile::TempDir>,
+    bridge: Option<tokio::task::JoinHandle<()>>,
 }
 
+impl Drop for DockerTunnel {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bridge {
+            b.abort();
+        }
+    }
+}
+
+/// The remote side of one bridged connection: stdin/stdout <-> the socket.
+/// Exit 127 with a message when no bridge program exists on the host.
+fn bridge_script(socket: &str) -> String {
+    let q = shell_quote(socket);
+    format!(
+        r#"if [ ! -S {q} ]; then echo "no Docker daemon socket at {socket} (is Docker installed and running?)" >&2; exit 3; fi
+if command -v docker >/dev/null 2>&1; then exec docker -H unix://{q} system dial-stdio; fi
+if command -v socat >/dev/null 2>&1; then exec socat - UNIX-CONNECT:{q}; fi
+if command -v python3 >/dev/null 2>&1; then exec python3 -c '{PY}' {q}; fi
+echo "no bridge to the Docker socket on the host: install the docker CLI, socat or python3" >&2; exit 127"#,
+        PY = PY_BRIDGE
+    )
+}
+
+/// stdin -> socket in a thread, socket -> stdout in the main one; exits when
+/// the daemon closes the connection.
+const PY_BRIDGE: &str = "import os,socket,sys,threading
+s=socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+def up():
+    while True:
+        d=os.read(0,65536)
+        if not d:
+            break
+        s.sendall(d)
+    s.shutdown(socket.SHUT_WR)
+threading.Thread(target=up,daemon=True).start()
+out=sys.stdout.buffer
+while True:
+    d=s.recv(65536)
+    if not d:
+        break
+    out.write(d)
+    out.flush()";
+
 impl Connection {
-    /// A Docker API client for the daemon behind `remote_socket` on this host.
-    /// Over SSH the daemon is reached as the SSH login user, whatever the
-    /// task's `become`: that user must be able to open the socket (root, or a
-    /// member of the `docker` group).
-    pub async fn docker(&self, remote_socket: &str) -> Result<Docker, ConnectionError> {
+    /// A Docker API client for the daemon behind `remote_socket` on this host:
+    /// as the become user when `become_` is given (a bridge through `sudo -n`,
+    /// or `sudo -S` with the become password), else as the SSH login user,
+    /// who must then be able to open the socket (root, or its group).
+    pub async fn docker(
+        &self,
+        remote_socket: &str,
+        become_: Option<&Become>,
+    ) -> Result<Docker, ConnectionError> {
+        let become_ = become_.filter(|_| !self.is_local());
+        let become_user = become_.map(|b| b.user.clone());
         let mut tunnels = self.docker.lock().await;
-        if let Some(t) = tunnels.iter().find(|t| t.remote_socket == remote_socket) {
+        if let Some(t) = tunnels
+            .iter()
+            .find(|t| t.remote_socket == remote_socket && t.become_user == become_user)
+        {
             return Ok(t.client.clone());
         }
         let err = |reason: String| ConnectionError::Docker {
             host: self.name.clone(),
             reason,
         };
+        let mut bridge = None;
         let (local, dir) = match &self.transport {
             Transport::Local => (remote_socket.to_string(), None),
             Transport::Ssh(session) => {
@@ -49,40 +114,213 @@ impl Connection {
                     .tempdir()
                     .map_err(|e| err(format!("cannot make a directory for the socket: {e}")))?;
                 let local = dir.path().join("docker.sock");
-                session
-                    .request_port_forward(
-                        openssh::ForwardType::Local,
-                        openssh::Socket::UnixSocket {
-                            path: local.as_path().into(),
-                        },
-                        openssh::Socket::UnixSocket {
-                            path: Path::new(remote_socket).into(),
-                        },
-                    )
-                    .await
-                    .map_err(|e| {
-                        err(format!(
-                            "cannot forward the Docker socket {remote_socket} over SSH: {}",
-                            error_chain(&e)
-                        ))
-                    })?;
+                match become_ {
+                    None => forward(session, &local, remote_socket).await.map_err(err)?,
+                    Some(b) => {
+                        bridge = Some(
+                            start_bridge(session.clone(), &local, remote_socket, b).map_err(err)?,
+                        );
+                    }
+                }
                 (local.to_string_lossy().into_owned(), Some(dir))
             }
         };
+        let tunnel = |client: Docker| DockerTunnel {
+            remote_socket: remote_socket.to_string(),
+            become_user: become_user.clone(),
+            client,
+            _dir: dir,
+            bridge,
+        };
         let client = Docker::connect_with_unix(&local, 120, &API_VERSION)
             .map_err(|e| err(format!("cannot open the Docker API client: {e}")))?;
+        let t = tunnel(client.clone());
         if let Err(e) = client.ping().await {
-            return Err(err(format!(
-                "the Docker daemon at {remote_socket} does not answer through SSH ({}); \
-                 is it running, and may the SSH login user open the socket (root, or a member of its group)?",
-                error_chain(&e)
-            )));
+            drop(t);
+            let why = match become_ {
+                Some(b) => self.bridge_failure(remote_socket, b).await,
+                None => self.socket_failure(remote_socket).await,
+            };
+            return Err(err(why.unwrap_or_else(|| {
+                format!(
+                    "the Docker daemon at {remote_socket} does not answer through SSH ({})",
+                    error_chain(&e)
+                )
+            })));
         }
-        tunnels.push(DockerTunnel {
-            remote_socket: remote_socket.to_string(),
-            client: client.clone(),
-            _dir: dir,
-        });
+        tunnels.push(t);
         Ok(client)
     }
+
+    /// Why the login user could not reach the daemon: no socket, or no
+    /// permission on it (one extra execution, only on failure).
+    async fn socket_failure(&self, socket: &str) -> Option<String> {
+        let q = shell_quote(socket);
+        let out = self
+            .run_script(
+                &format!(
+                    "if [ ! -S {q} ]; then echo missing; elif [ -r {q} ] && [ -w {q} ]; then echo ok; \
+                     else echo \"denied $(id -un) $(stat -c '%U:%G %a' {q})\"; fi"
+                ),
+                None,
+            )
+            .await
+            .ok()?;
+        let text = out.stdout_str();
+        let text = text.trim();
+        if text == "missing" {
+            Some(format!(
+                "no Docker daemon socket at {socket} on the host: is Docker installed and running?"
+            ))
+        } else if let Some(rest) = text.strip_prefix("denied ") {
+            let mut parts = rest.splitn(2, ' ');
+            let user = parts.next().unwrap_or("?");
+            let perms = parts.next().unwrap_or("?");
+            Some(format!(
+                "the SSH login user '{user}' may not open {socket} ({perms}): set `become: true` on the task or play to reach Docker as root, or add '{user}' to the socket's group"
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Why a bridge did not answer: its own message (no socket, no bridge
+    /// program, sudo refusing), from one run of the same command.
+    async fn bridge_failure(&self, socket: &str, b: &Become) -> Option<String> {
+        let Transport::Ssh(session) = &self.transport else {
+            return None;
+        };
+        let mut child = session
+            .raw_command(bridge_command(socket, b))
+            .stdin(openssh::Stdio::piped())
+            .stdout(openssh::Stdio::null())
+            .stderr(openssh::Stdio::piped())
+            .spawn()
+            .await
+            .ok()?;
+        if let Some(mut stdin) = child.stdin().take() {
+            if let Some(pw) = &b.password {
+                let _ = stdin.write_all(format!("{pw}\n").as_bytes()).await;
+            }
+            let _ = stdin.shutdown().await;
+        }
+        let out =
+            tokio::time::timeout(std::time::Duration::from_secs(20), child.wait_with_output())
+                .await
+                .ok()?
+                .ok()?;
+        let stderr = crate::secrets::mask(String::from_utf8_lossy(&out.stderr).trim());
+        let user = &b.user;
+        if stderr.contains("a password is required") || stderr.contains("sudo:") {
+            Some(format!(
+                "cannot reach Docker as '{user}' through sudo: {stderr}"
+            ))
+        } else if stderr.is_empty() {
+            None
+        } else {
+            Some(format!("reaching Docker as '{user}': {stderr}"))
+        }
+    }
+}
+
+async fn forward(
+    session: &openssh::Session,
+    local: &Path,
+    remote_socket: &str,
+) -> Result<(), String> {
+    session
+        .request_port_forward(
+            openssh::ForwardType::Local,
+            openssh::Socket::UnixSocket { path: local.into() },
+            openssh::Socket::UnixSocket {
+                path: Path::new(remote_socket).into(),
+            },
+        )
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot forward the Docker socket {remote_socket} over SSH: {}",
+                error_chain(&e)
+            )
+        })
+}
+
+fn bridge_command(socket: &str, b: &Become) -> String {
+    let user = shell_quote(&b.user);
+    let sudo = match &b.password {
+        None => format!("sudo -n -H -u {user}"),
+        Some(_) => format!("sudo -S -p '' -H -u {user}"),
+    };
+    format!(
+        "{sudo} -- /bin/sh -c {}",
+        shell_quote(&bridge_script(socket))
+    )
+}
+
+/// Listens on `local`; each connection gets its own remote bridge process
+/// over the master, its bytes copied both ways until either side closes.
+fn start_bridge(
+    session: Arc<openssh::Session>,
+    local: &Path,
+    remote_socket: &str,
+    b: &Become,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let listener = tokio::net::UnixListener::bind(local)
+        .map_err(|e| format!("cannot listen on {}: {e}", local.display()))?;
+    let command = bridge_command(remote_socket, b);
+    let password = b.password.clone();
+    Ok(tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let session = session.clone();
+            let command = command.clone();
+            let password = password.clone();
+            conns.spawn(async move {
+                let _ = bridge_one(session, &command, password.as_deref(), stream).await;
+            });
+            // Reap finished bridges so the set does not grow.
+            while conns.try_join_next().is_some() {}
+        }
+    }))
+}
+
+async fn bridge_one(
+    session: Arc<openssh::Session>,
+    command: &str,
+    password: Option<&str>,
+    stream: tokio::net::UnixStream,
+) -> Result<(), std::io::Error> {
+    let mut child = session
+        .arc_raw_command(command)
+        .stdin(openssh::Stdio::piped())
+        .stdout(openssh::Stdio::piped())
+        .stderr(openssh::Stdio::null())
+        .spawn()
+        .await
+        .map_err(std::io::Error::other)?;
+    let (Some(mut stdin), Some(mut stdout)) = (child.stdin().take(), child.stdout().take()) else {
+        return Ok(());
+    };
+    if let Some(pw) = password {
+        stdin.write_all(format!("{pw}\n").as_bytes()).await?;
+    }
+    let (mut rd, mut wr) = stream.into_split();
+    let up = async {
+        let r = tokio::io::copy(&mut rd, &mut stdin).await;
+        let _ = stdin.shutdown().await;
+        r
+    };
+    let down = async {
+        let r = tokio::io::copy(&mut stdout, &mut wr).await;
+        let _ = wr.shutdown().await;
+        r
+    };
+    // The daemon closing its side (stdout EOF) ends the connection even if
+    // the client keeps its side open.
+    tokio::select! {
+        r = down => { r?; }
+        _ = async { let _ = up.await; std::future::pending::<()>().await } => {}
+    }
+    drop(child);
+    Ok(())
 }

@@ -58,7 +58,8 @@ pub enum ConnectionError {
 }
 
 pub enum Transport {
-    Ssh(Box<Session>),
+    /// Shared with the Docker bridges (`docker.rs`), which open sessions of their own.
+    Ssh(std::sync::Arc<Session>),
     Local,
 }
 
@@ -99,7 +100,7 @@ impl Connection {
             })?;
         Ok(Connection {
             name: name.to_string(),
-            transport: Transport::Ssh(Box::new(session)),
+            transport: Transport::Ssh(std::sync::Arc::new(session)),
             executions: AtomicUsize::new(0),
             docker: Default::default(),
         })
@@ -216,13 +217,17 @@ impl Connection {
     }
 
     pub async fn close(self) {
-        if let Transport::Ssh(s) = self.transport {
+        // The Docker bridges hold the session too: stop them first.
+        drop(self.docker);
+        if let Transport::Ssh(s) = self.transport
+            && let Ok(s) = std::sync::Arc::try_unwrap(s)
+        {
             let _ = s.close().await;
         }
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

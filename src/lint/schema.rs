@@ -748,6 +748,7 @@ fn task(l: &mut Linter, project: &Project, node: &Node, ctx: &TaskCtx) {
                     conventions::check_compose_task(l, ctx, mval, args_kw);
                     conventions::check_task_images(l, &short, mval);
                 }
+                "docker_container" => conventions::check_task_images(l, &short, mval),
                 "set_fact" => {
                     if let Some(m) = args.as_map() {
                         for (k, v) in m {
@@ -833,6 +834,10 @@ pub fn module_args(l: &mut Linter, module: &str, args: &Node, at: &Loc) {
         "wait_for" => Box::new(typed::<command::WaitForArgs> as Check),
         "uri" => Box::new(typed::<command::UriArgs> as Check),
         "docker_compose_v2" => Box::new(typed::<crate::modules::compose::ComposeArgs> as Check),
+        "docker_container" => {
+            Box::new(typed::<crate::modules::docker_container::ContainerArgs> as Check)
+        }
+        "docker_network" => Box::new(typed::<crate::modules::docker_network::NetworkArgs> as Check),
         "plane_users" => Box::new(typed::<crate::modules::plane_users::PlaneUsersArgs> as Check),
         "debug" => Box::new(keys_only(&["msg", "var", "verbosity"])),
         "assert" => Box::new(keys_only(&[
@@ -868,6 +873,9 @@ pub fn module_args(l: &mut Linter, module: &str, args: &Node, at: &Loc) {
             Some("no command given")
         }
         "assert" if !has("that") => Some("`that` is required"),
+        "docker_container" | "docker_network" if !has("name") && !has("network_name") => {
+            Some("`name` is required")
+        }
         "set_fact" if map.keys().all(|k| k == "cacheable") => Some("no facts given"),
         "wait_for" if !has("port") && !has("path") => Some("one of port or path is required"),
         _ => None,

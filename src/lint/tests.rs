@@ -209,7 +209,7 @@ fn schema_unsupported_module() {
         "schema-unsupported-module",
         &[(
             "playbooks/a.yml",
-            &pb("    - name: t\n      community.docker.docker_network:\n        name: x\n"),
+            &pb("    - name: t\n      community.docker.docker_image:\n        name: x\n"),
         )],
         "playbooks/a.yml",
         5,

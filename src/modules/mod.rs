@@ -5,6 +5,8 @@ pub mod args;
 pub mod blockinfile;
 pub mod command;
 pub mod compose;
+pub mod docker_container;
+pub mod docker_network;
 pub mod files;
 pub mod lineinfile;
 pub mod misc;
@@ -140,6 +142,8 @@ pub async fn run(name: &str, args: Json, ctx: &mut ModuleCtx<'_>) -> Result<Modu
         "wait_for" => command::wait_for(args, ctx).await,
         "uri" => command::uri(args, ctx).await,
         "docker_compose_v2" => compose::docker_compose_v2(args, ctx).await,
+        "docker_container" => docker_container::docker_container(args, ctx).await,
+        "docker_network" => docker_network::docker_network(args, ctx).await,
         "plane_users" => plane_users::plane_users(args, ctx).await,
         "debug" => misc::debug(args, ctx),
         "assert" => misc::assert(args, ctx),
@@ -151,6 +155,16 @@ pub async fn run(name: &str, args: Json, ctx: &mut ModuleCtx<'_>) -> Result<Modu
             ..Default::default()
         }),
         other => Err(format!("module '{other}' is not implemented")),
+    }
+}
+
+/// The argument names a module accepts, for modules whose arguments the
+/// loader checks before any host is contacted.
+pub fn known_args(module: &str) -> Option<&'static [&'static str]> {
+    match module {
+        "docker_container" => Some(docker_container::ARGS),
+        "docker_network" => Some(docker_network::ARGS),
+        _ => None,
     }
 }
 

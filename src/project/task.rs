@@ -106,6 +106,8 @@ pub const MODULES: &[&str] = &[
     "pause",
     "ping",
     "docker_compose_v2",
+    "docker_container",
+    "docker_network",
     "plane_users",
 ];
 
@@ -113,20 +115,12 @@ pub const MODULES: &[&str] = &[
 /// loading fails with this message instead of silently skipping them.
 pub const NOT_YET: &[(&str, &str)] = &[
     (
-        "community.docker.docker_network",
-        "docker_network is not implemented yet (issue 4): create external networks with a command task for now",
+        "community.docker.docker_image",
+        "docker_image is not implemented: images are pulled by docker_compose_v2 and docker_container (pull)",
     ),
     (
-        "docker_network",
-        "docker_network is not implemented yet (issue 4): create external networks with a command task for now",
-    ),
-    (
-        "community.docker.docker_container",
-        "docker_container is not implemented yet (issue 4): use docker_compose_v2 with a one-service file",
-    ),
-    (
-        "docker_container",
-        "docker_container is not implemented yet (issue 4): use docker_compose_v2 with a one-service file",
+        "docker_image",
+        "docker_image is not implemented: images are pulled by docker_compose_v2 and docker_container (pull)",
     ),
 ];
 
@@ -490,6 +484,7 @@ fn parse_task(
         _ => {
             let name = module_short_name(&mkey).unwrap_or("").to_string();
             let args = merge_args(&name, &mval, args_kw.as_ref())?;
+            check_known_args(&name, &args)?;
             task.kind = TaskKind::Module { name, args };
         }
     }
@@ -534,6 +529,27 @@ fn inherit(child: &mut Task, parent: &Task) {
             child.notify.push(n.clone());
         }
     }
+}
+
+/// For modules that list their arguments (`modules::known_args`), an argument
+/// they do not take is an error at its own line, before any host is contacted.
+fn check_known_args(module: &str, args: &Node) -> Result<(), LocatedError> {
+    let (Some(known), Some(map)) = (crate::modules::known_args(module), args.as_map()) else {
+        return Ok(());
+    };
+    for (k, _) in map {
+        let key = k.as_str().unwrap_or("");
+        if !known.contains(&key) {
+            return Err(LocatedError::new(
+                &k.loc,
+                format!(
+                    "{module}: unsupported argument '{key}' (supported: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn set_module(

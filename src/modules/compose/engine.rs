@@ -22,7 +22,20 @@ use super::Pull;
 use super::plan::{self, Action, ObservedContainer, Operation, State};
 use super::spec::{ComposeProject, ComposeService, DependsCondition, config_hash};
 
+/// What the engine converges: a compose project (Compose's labels, found by
+/// project label) or one `docker_container` (found by name, labelled only
+/// with deployer's hash and spec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    Compose,
+    Container,
+}
+
+/// The config hash of a container made by `docker_container`.
+pub const LABEL_CONTAINER_HASH: &str = "io.deployer.config-hash";
+
 pub struct Engine<'a> {
+    pub kind: EngineKind,
     pub docker: &'a Docker,
     pub project: &'a ComposeProject,
     pub config_files: Vec<String>,
@@ -39,7 +52,7 @@ pub struct ImageState {
     pub pulled_any: bool,
 }
 
-fn is_not_found(e: &bollard::errors::Error) -> bool {
+pub(crate) fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(
         e,
         bollard::errors::Error::DockerResponseServerError {
@@ -50,7 +63,7 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
 }
 
 /// The daemon's message without bollard's wrapping.
-fn reason(e: &bollard::errors::Error) -> String {
+pub(crate) fn reason(e: &bollard::errors::Error) -> String {
     match e {
         bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
         other => other.to_string(),
@@ -58,6 +71,13 @@ fn reason(e: &bollard::errors::Error) -> String {
 }
 
 impl Engine<'_> {
+    fn noun(&self) -> &'static str {
+        match self.kind {
+            EngineKind::Compose => "service",
+            EngineKind::Container => "container",
+        }
+    }
+
     fn container_name(&self, s: &ComposeService) -> String {
         s.spec
             .container_name
@@ -74,6 +94,9 @@ impl Engine<'_> {
 
     /// The project's containers (not one-off ones), inspected.
     pub async fn observe(&self) -> Result<Vec<ObservedContainer>, String> {
+        if self.kind == EngineKind::Container {
+            return self.observe_by_name().await;
+        }
         let list = self
             .docker
             .list_containers(Some(ListContainersOptions {
@@ -105,48 +128,26 @@ impl Engine<'_> {
             if labels.get(plan::LABEL_ONEOFF).map(String::as_str) == Some("True") {
                 continue;
             }
-            let env = info
-                .config
-                .as_ref()
-                .and_then(|c| c.env.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|kv| {
-                    kv.split_once('=')
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                })
-                .collect();
-            let state = info.state.clone().unwrap_or_default();
-            out.push(ObservedContainer {
-                id: id.clone(),
-                name: info
-                    .name
-                    .clone()
-                    .unwrap_or_default()
-                    .trim_start_matches('/')
-                    .to_string(),
-                service: labels.get(plan::LABEL_SERVICE).cloned().unwrap_or_default(),
-                number: labels
-                    .get(plan::LABEL_NUMBER)
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(1),
-                config_hash: labels
-                    .get(plan::LABEL_CONFIG_HASH)
-                    .cloned()
-                    .unwrap_or_default(),
-                running: state.running.unwrap_or(false),
-                exit_code: if state.running.unwrap_or(false) {
-                    None
-                } else {
-                    state.exit_code
-                },
-                image_id: info.image.clone().unwrap_or_default(),
-                started_at: state.started_at.clone().unwrap_or_default(),
-                spec: labels
-                    .get(plan::LABEL_SPEC)
-                    .and_then(|s| serde_json::from_str(s).ok()),
-                env,
-            });
+            out.push(observed_container(id, &info, None, plan::LABEL_CONFIG_HASH));
+        }
+        Ok(out)
+    }
+
+    /// `docker_container`: the one container of that name, whoever made it.
+    async fn observe_by_name(&self) -> Result<Vec<ObservedContainer>, String> {
+        let mut out = Vec::new();
+        for s in &self.project.services {
+            let name = self.container_name(s);
+            match self.docker.inspect_container(&name, None).await {
+                Ok(info) => out.push(observed_container(
+                    info.id.clone().unwrap_or_default(),
+                    &info,
+                    Some(&s.name),
+                    LABEL_CONTAINER_HASH,
+                )),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(format!("inspecting container {name}: {}", reason(&e))),
+            }
         }
         Ok(out)
     }
@@ -160,6 +161,7 @@ impl Engine<'_> {
         state: State,
         check: bool,
     ) -> Result<ImageState, String> {
+        let noun = self.noun();
         let mut st = ImageState::default();
         if state == State::Absent {
             return Ok(st);
@@ -174,7 +176,7 @@ impl Engine<'_> {
                 Err(e) if is_not_found(&e) => None,
                 Err(e) => {
                     return Err(format!(
-                        "service {name}: inspecting image {image}: {}",
+                        "{noun} {name}: inspecting image {image}: {}",
                         reason(&e)
                     ));
                 }
@@ -182,7 +184,7 @@ impl Engine<'_> {
             let must_pull = match (pull, &local) {
                 (Pull::Never, None) => {
                     return Err(format!(
-                        "service {name}: image {image} does not exist on the host, and pull is never"
+                        "{noun} {name}: image {image} does not exist on the host, and pull is never"
                     ));
                 }
                 (Pull::Always, _) | (Pull::Missing, None) => true,
@@ -204,7 +206,7 @@ impl Engine<'_> {
                 while let Some(item) = stream.next().await {
                     if let Err(e) = item {
                         return Err(format!(
-                            "service {name}: image {image} {}and cannot be pulled: {}",
+                            "{noun} {name}: image {image} {}and cannot be pulled: {}",
                             if local.is_none() {
                                 "does not exist on the host "
                             } else {
@@ -219,10 +221,7 @@ impl Engine<'_> {
                     .inspect_image(image)
                     .await
                     .map_err(|e| {
-                        format!(
-                            "service {name}: image {image} after pulling: {}",
-                            reason(&e)
-                        )
+                        format!("{noun} {name}: image {image} after pulling: {}", reason(&e))
                     })?
                     .id;
                 st.pulled_any |= after != local;
@@ -240,6 +239,7 @@ impl Engine<'_> {
 
     /// External networks and volumes must exist already.
     pub async fn check_external(&self) -> Result<(), String> {
+        let noun = self.noun();
         for n in self.project.networks.iter().filter(|n| n.external) {
             match self.docker.inspect_network(&n.name, None).await {
                 Ok(_) => {}
@@ -252,7 +252,7 @@ impl Engine<'_> {
                         .map(|s| s.name.as_str())
                         .collect();
                     return Err(format!(
-                        "external network {} (used by service {}) does not exist on the host: create it first (docker_network)",
+                        "external network {} (used by {noun} {}) does not exist on the host: create it first (docker_network)",
                         n.name,
                         users.join(", ")
                     ));
@@ -344,6 +344,7 @@ impl Engine<'_> {
         wait_timeout: Duration,
         image_ids: &BTreeMap<String, String>,
     ) -> Result<bool, String> {
+        let noun = self.noun();
         let mut changed = false;
         for op in ops {
             let starts = matches!(
@@ -359,13 +360,13 @@ impl Engine<'_> {
                     if *cond != DependsCondition::ServiceStarted {
                         self.wait_service(dep, Some(*cond), wait_timeout)
                             .await
-                            .map_err(|e| format!("service {} waits for {dep}: {e}", op.service))?;
+                            .map_err(|e| format!("{noun} {} waits for {dep}: {e}", op.service))?;
                     }
                 }
             }
             let svc = &op.service;
             let ctx = |what: &str, e: bollard::errors::Error| {
-                format!("service {svc}: {what}: {}", reason(&e))
+                format!("{noun} {svc}: {what}: {}", reason(&e))
             };
             match op.action {
                 Action::Unchanged => continue,
@@ -373,7 +374,7 @@ impl Engine<'_> {
                     let s = self
                         .project
                         .service(svc)
-                        .ok_or_else(|| format!("service {svc} is not in the project"))?;
+                        .ok_or_else(|| format!("{noun} {svc} is not in the project"))?;
                     if let (Action::Recreate, Some(old)) = (op.action, &op.container) {
                         self.stop_and_remove(old)
                             .await
@@ -443,25 +444,31 @@ impl Engine<'_> {
         s: &ComposeService,
         image_id: Option<&String>,
     ) -> Result<String, String> {
+        let noun = self.noun();
         let sp = &s.spec;
         let name = self.container_name(s);
         let mut labels: HashMap<String, String> = sp.labels.clone().into_iter().collect();
-        for (k, v) in [
-            (plan::LABEL_PROJECT, self.project.name.clone()),
-            (plan::LABEL_SERVICE, s.name.clone()),
-            (plan::LABEL_CONFIG_HASH, config_hash(sp)),
-            (plan::LABEL_NUMBER, "1".into()),
-            (plan::LABEL_ONEOFF, "False".into()),
-            (plan::LABEL_CONFIG_FILES, self.config_files.join(",")),
-            (plan::LABEL_WORKING_DIR, self.working_dir.clone()),
-            (
-                plan::LABEL_SPEC,
-                serde_json::to_string(&plan::spec_for_label(sp)).unwrap_or_default(),
-            ),
-        ] {
+        let spec_label = serde_json::to_string(&plan::spec_for_label(sp)).unwrap_or_default();
+        let ours: Vec<(&str, String)> = match self.kind {
+            EngineKind::Compose => vec![
+                (plan::LABEL_PROJECT, self.project.name.clone()),
+                (plan::LABEL_SERVICE, s.name.clone()),
+                (plan::LABEL_CONFIG_HASH, config_hash(sp)),
+                (plan::LABEL_NUMBER, "1".into()),
+                (plan::LABEL_ONEOFF, "False".into()),
+                (plan::LABEL_CONFIG_FILES, self.config_files.join(",")),
+                (plan::LABEL_WORKING_DIR, self.working_dir.clone()),
+                (plan::LABEL_SPEC, spec_label),
+            ],
+            EngineKind::Container => vec![
+                (LABEL_CONTAINER_HASH, config_hash(sp)),
+                (plan::LABEL_SPEC, spec_label),
+            ],
+        };
+        for (k, v) in ours {
             labels.insert(k.to_string(), v);
         }
-        if let Some(id) = image_id {
+        if let (Some(id), EngineKind::Compose) = (image_id, self.kind) {
             labels.insert(plan::LABEL_IMAGE.into(), id.clone());
         }
         let mut exposed: Vec<String> = sp
@@ -555,7 +562,7 @@ impl Engine<'_> {
             .await
             .map_err(|e| {
                 format!(
-                    "service {}: creating container {name}: {}",
+                    "{noun} {}: creating container {name}: {}",
                     s.name,
                     reason(&e)
                 )
@@ -576,7 +583,7 @@ impl Engine<'_> {
                 .await
                 .map_err(|e| {
                     format!(
-                        "service {}: connecting to network {n}: {}",
+                        "{noun} {}: connecting to network {n}: {}",
                         s.name,
                         reason(&e)
                     )
@@ -586,14 +593,15 @@ impl Engine<'_> {
     }
 
     async fn inspect_service(&self, service: &str) -> Result<ContainerInspectResponse, String> {
+        let noun = self.noun();
         let s = self
             .project
             .service(service)
-            .ok_or_else(|| format!("no service {service}"))?;
+            .ok_or_else(|| format!("no {noun} {service}"))?;
         self.docker
             .inspect_container(&self.container_name(s), None)
             .await
-            .map_err(|e| format!("service {service}: {}", reason(&e)))
+            .map_err(|e| format!("{noun} {service}: {}", reason(&e)))
     }
 
     /// Waits until a service's container is ready: running and healthy (if it
@@ -604,6 +612,7 @@ impl Engine<'_> {
         cond: Option<DependsCondition>,
         timeout: Duration,
     ) -> Result<(), String> {
+        let noun = self.noun();
         let deadline = Instant::now() + timeout;
         loop {
             let info = self.inspect_service(service).await?;
@@ -617,13 +626,13 @@ impl Engine<'_> {
                     return if exit == 0 {
                         Ok(())
                     } else {
-                        Err(format!("service {service} exited with code {exit}"))
+                        Err(format!("{noun} {service} exited with code {exit}"))
                     };
                 }
             } else {
                 if !running && !st.restarting.unwrap_or(false) {
                     return Err(format!(
-                        "service {service} is not running (exit code {exit})"
+                        "{noun} {service} is not running (exit code {exit})"
                     ));
                 }
                 match status {
@@ -635,7 +644,7 @@ impl Engine<'_> {
                     Some(HealthStatusEnum::HEALTHY) => return Ok(()),
                     Some(HealthStatusEnum::UNHEALTHY) => {
                         return Err(format!(
-                            "service {service} is unhealthy; last health checks:\n{}",
+                            "{noun} {service} is unhealthy; last health checks:\n{}",
                             health_log(&info)
                         ));
                     }
@@ -644,7 +653,7 @@ impl Engine<'_> {
             }
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "service {service} did not become {} within {}s; last health checks:\n{}",
+                    "{noun} {service} did not become {} within {}s; last health checks:\n{}",
                     if cond == Some(DependsCondition::ServiceCompletedSuccessfully) {
                         "complete"
                     } else {
@@ -673,12 +682,13 @@ impl Engine<'_> {
 
     /// `state: absent`: the project's containers go.
     pub async fn remove_all(&self, ops: &[Operation]) -> Result<bool, String> {
+        let noun = self.noun();
         let mut changed = false;
         for op in ops.iter().filter(|o| o.action == Action::Remove) {
             if let Some(c) = &op.container {
                 self.stop_and_remove(c)
                     .await
-                    .map_err(|e| format!("service {}: removing {c}: {}", op.service, reason(&e)))?;
+                    .map_err(|e| format!("{noun} {}: removing {c}: {}", op.service, reason(&e)))?;
                 changed = true;
             }
         }
@@ -733,6 +743,64 @@ impl Engine<'_> {
             );
         }
         Ok(Json::Object(out))
+    }
+}
+
+/// A container as the plan sees it. `service` overrides the compose service
+/// label (a `docker_container` has none); `hash_label` is where its config
+/// hash is.
+fn observed_container(
+    id: String,
+    info: &ContainerInspectResponse,
+    service: Option<&str>,
+    hash_label: &str,
+) -> ObservedContainer {
+    let labels = info
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default();
+    let env = info
+        .config
+        .as_ref()
+        .and_then(|c| c.env.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    let state = info.state.clone().unwrap_or_default();
+    ObservedContainer {
+        id,
+        name: info
+            .name
+            .clone()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
+        service: match service {
+            Some(s) => s.to_string(),
+            None => labels.get(plan::LABEL_SERVICE).cloned().unwrap_or_default(),
+        },
+        number: labels
+            .get(plan::LABEL_NUMBER)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1),
+        config_hash: labels.get(hash_label).cloned().unwrap_or_default(),
+        running: state.running.unwrap_or(false),
+        exit_code: if state.running.unwrap_or(false) {
+            None
+        } else {
+            state.exit_code
+        },
+        image_id: info.image.clone().unwrap_or_default(),
+        started_at: state.started_at.clone().unwrap_or_default(),
+        spec: labels
+            .get(plan::LABEL_SPEC)
+            .and_then(|s| serde_json::from_str(s).ok()),
+        env,
     }
 }
 

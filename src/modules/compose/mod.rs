@@ -20,7 +20,7 @@ use spec::ComposeProject;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ComposeArgs {
+pub struct ComposeArgs {
     #[serde(default, deserialize_with = "de_opt_string")]
     project_src: Option<String>,
     #[serde(default, deserialize_with = "de_opt_list")]
@@ -103,15 +103,7 @@ pub async fn docker_compose_v2(
             ));
         }
     };
-    let socket = match a.docker_host.as_deref() {
-        None => crate::connection::docker::DEFAULT_SOCKET.to_string(),
-        Some(h) => h
-            .strip_prefix("unix://")
-            .map(str::to_string)
-            .ok_or_else(|| {
-                format!("docker_compose_v2: docker_host must be unix:///path, got '{h}'")
-            })?,
-    };
+    let socket = docker_socket("docker_compose_v2", a.docker_host.as_deref())?;
     let project_dir = a.project_src.clone().ok_or(
         "docker_compose_v2: project_src is required (inline definitions are not supported)",
     )?;
@@ -142,8 +134,13 @@ pub async fn docker_compose_v2(
     let only = a.services.clone().filter(|s| !s.is_empty());
     let order = spec::start_order(&project, only.as_deref())
         .map_err(|e| format!("docker_compose_v2: {e}"))?;
-    let docker = ctx.conn.docker(&socket).await.map_err(|e| e.to_string())?;
+    let docker = ctx
+        .conn
+        .docker(&socket, ctx.become_.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
     let engine = engine::Engine {
+        kind: engine::EngineKind::Compose,
         docker: &docker,
         project: &project,
         config_files: files.compose.iter().map(|f| f.0.clone()).collect(),
@@ -188,6 +185,17 @@ pub async fn docker_compose_v2(
     let running = engine.running_images(&order).await?;
     result.data.insert("images".into(), running);
     Ok(result)
+}
+
+/// The daemon socket on the target: `docker_host` (`unix:///path`) or the default.
+pub(crate) fn docker_socket(module: &str, docker_host: Option<&str>) -> Result<String, String> {
+    match docker_host {
+        None => Ok(crate::connection::docker::DEFAULT_SOCKET.to_string()),
+        Some(h) => h
+            .strip_prefix("unix://")
+            .map(str::to_string)
+            .ok_or_else(|| format!("{module}: docker_host must be unix:///path, got '{h}'")),
+    }
 }
 
 /// The result of a plan: one diff entry per service that changes, a message
@@ -311,7 +319,7 @@ async fn read_project_files(
 /// Reads files from the host in one execution (through the host's file
 /// observations, so in check mode a file an earlier task would write reads
 /// as it would be); `None` for a missing file.
-async fn read_files(
+pub(crate) async fn read_files(
     paths: &[String],
     ctx: &mut ModuleCtx<'_>,
 ) -> Result<BTreeMap<String, Option<String>>, String> {

@@ -306,6 +306,19 @@ pub fn parse_project(
     Ok(project)
 }
 
+/// One service from a node built elsewhere (`docker_container`'s arguments,
+/// translated to compose keys): no `${VAR}` interpolation (escape `$` as `$$`),
+/// relative bind sources resolved against `/`.
+pub fn parse_service(
+    name: &str,
+    def: &Node,
+    networks: &[NetworkDef],
+    volumes: &[VolumeDef],
+) -> Result<ComposeService, LocatedError> {
+    let vars = BTreeMap::new();
+    Parser { vars: &vars }.service(name, "/", name, def, networks, volumes)
+}
+
 /// Services in an order where each comes after what it depends on; with
 /// `only`, just those services and their dependencies.
 pub fn start_order(
