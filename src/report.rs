@@ -203,6 +203,19 @@ impl Reporter {
         }
     }
 
+    /// What a Docker module left running (JSON only): per service or
+    /// container its `container` id, `image` (the reference), `image_id` and
+    /// `digest` (the repo digest, or the image id of an image never pushed).
+    /// Emitted right after the task's `task_result`; the rollback work pins these.
+    pub fn images(&self, host: &str, task: &str, location: &str, images: &Json) {
+        if self.format == Format::Json {
+            self.event(json!({
+                "event": "images", "host": host, "task": task, "location": location,
+                "images": images,
+            }));
+        }
+    }
+
     pub fn warning(&self, text: &str) {
         match self.format {
             Format::Human => self.line(&format!("[WARNING]: {text}")),

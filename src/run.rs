@@ -857,6 +857,12 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
                 &diffs,
                 label.as_deref(),
             );
+            if !t.no_log
+                && matches!(status, Status::Changed | Status::Ok)
+                && let Some(images) = res.data.get("images")
+            {
+                self.reporter.images(&st.name, &display_name, &loc, images);
+            }
             match status {
                 Status::Changed => any_changed = true,
                 Status::Failed => any_failed = true,
