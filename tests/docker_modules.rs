@@ -487,3 +487,96 @@ fn unsupported_arguments_are_load_errors_at_their_line_and_nothing_runs() {
         ""
     );
 }
+
+/// Makes a login user on `host` outside the docker group (with passwordless
+/// sudo when `sudo` is set) and returns an inventory that logs in as it.
+fn outsider(host: &str, user: &str, sudo: bool, dir: &std::path::Path) -> String {
+    let sudoers = if sudo {
+        format!(
+            "printf '{user} ALL=(ALL) NOPASSWD:ALL\\n' >/etc/sudoers.d/{user}; chmod 0440 /etc/sudoers.d/{user}"
+        )
+    } else {
+        format!("rm -f /etc/sudoers.d/{user}")
+    };
+    let out = on_host(
+        host,
+        &format!(
+            "set -e; id {user} >/dev/null 2>&1 || {{ useradd -m -s /bin/sh {user}; usermod -p '*' {user}; }}
+             mkdir -p /home/{user}/.ssh; cp /root/.ssh/authorized_keys /home/{user}/.ssh/
+             chown -R {user}: /home/{user}/.ssh; chmod 700 /home/{user}/.ssh
+             {sudoers}
+             if su -s /bin/sh -c 'test -w /var/run/docker.sock' {user}; then echo CAN-OPEN; fi
+             id -nG {user}"
+        ),
+    );
+    assert_eq!(out.trim(), user, "{user} must not reach the socket: {out}");
+    let text = std::fs::read_to_string(testbed_inventory()).expect("inventory");
+    let text = text
+        .replace("ansible_user: deploy", &format!("ansible_user: {user}"))
+        // The play's `become` decides (the variable would win over it).
+        .replace("    ansible_become: true\n", "");
+    let path = dir.join("outsider.yml");
+    std::fs::write(&path, text).expect("write inventory");
+    path.display().to_string()
+}
+
+#[test]
+fn become_reaches_docker_as_root_for_a_login_user_outside_the_docker_group() {
+    let net = scoped("dm-become");
+    rm_networks(&[&net]);
+    let task = |become_: bool| {
+        play(
+            "tb3",
+            become_,
+            &format!("    - name: net\n      docker_network:\n        name: {net}\n"),
+        )
+    };
+    let without = task(false);
+    let inv = outsider("tb3", "nodock", true, without.path());
+    let r = deployer(without.path(), &["apply", "-i", &inv, "site.yml"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout.contains(
+            "Docker: the SSH login user 'nodock' may not open /var/run/docker.sock (root:"
+        ) && r.stdout.contains("set `become: true`"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(
+        docker(&["network", "ls", "-q", "--filter", &format!("name=^{net}$")]),
+        ""
+    );
+
+    // become: true reaches the engine as root through the SSH master (sudo -n bridge).
+    let with = task(true);
+    let r = deployer(with.path(), &["apply", "-i", &inv, "site.yml"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("changed: [tb3] net"), "{}", r.all());
+    assert_ne!(
+        docker(&["network", "ls", "-q", "--filter", &format!("name=^{net}$")]),
+        ""
+    );
+    let again = deployer(
+        with.path(),
+        &["apply", "-i", &inv, "site.yml", "--format", "json"],
+    );
+    assert_eq!(
+        total(&recap(&again.stdout), "changed"),
+        0,
+        "{}",
+        again.all()
+    );
+
+    // A user sudo refuses: the error says so.
+    let refused = task(true);
+    let inv = outsider("tb3", "nosudo", false, refused.path());
+    let r = deployer(refused.path(), &["apply", "-i", &inv, "site.yml"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("cannot reach Docker as 'root' through sudo: sudo:"),
+        "{}",
+        r.all()
+    );
+    rm_networks(&[&net]);
+}
