@@ -370,3 +370,76 @@ fn bad_inputs_are_clear_errors() {
     );
     cleanup(prefix);
 }
+
+#[test]
+fn a_taken_port_and_a_missing_daemon_are_clear_errors_naming_the_service() {
+    ensure_image();
+    let prefix = &scoped("cmptest-bad2");
+    cleanup(prefix);
+    let dir = "/srv/cmptest-bad2";
+    // A port this test holds: Docker cannot publish it.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = held.local_addr().expect("addr").port();
+    let compose = format!(
+        "name: {prefix}\nservices:\n  a:\n    image: {IMAGE}\n    command: [sleep, '600']\n    ports: ['127.0.0.1:{port}:8080']\n"
+    );
+    let p = stack_project(dir, &compose, "", "        timeout: 1\n");
+    let r = deployer(p.path(), &["apply", "-i", &inv(), "site.yml"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("service a: starting the new container (it is left created, not running): ")
+            && r.stdout.contains("address already in use"),
+        "{}",
+        r.all()
+    );
+    // What is left is reported, and is not running.
+    let left = ids_and_starts(prefix);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(
+        docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}}",
+            &format!("{prefix}-a-1")
+        ]),
+        "created"
+    );
+    drop(held);
+    cleanup(prefix);
+
+    // No daemon behind the socket: as root through the sudo bridge (become)...
+    let compose = format!("name: {prefix}\nservices:\n  a:\n    image: {IMAGE}\n");
+    let args = "        docker_host: unix:///var/run/no-docker.sock\n";
+    let p = stack_project(dir, &compose, "", args);
+    let r = deployer(p.path(), &["apply", "-i", &inv(), "site.yml"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout.contains(
+            "host tb1: Docker: reaching Docker as 'root': no Docker daemon socket at /var/run/no-docker.sock (is Docker installed and running?)"
+        ),
+        "{}",
+        r.all()
+    );
+    // ...and as the login user through a forwarded socket.
+    let site = format!(
+        "- hosts: tb1\n  gather_facts: false\n  tasks:\n    - name: stack\n      docker_compose_v2:\n        project_src: {dir}\n{args}"
+    );
+    let p = project(&[("site.yml", &site)]);
+    let text = std::fs::read_to_string(testbed_inventory()).expect("inventory");
+    std::fs::write(
+        p.path().join("inv.yml"),
+        text.replace("    ansible_become: true\n", ""),
+    )
+    .expect("write");
+    let r = deployer(p.path(), &["apply", "-i", "inv.yml", "site.yml"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout.contains(
+            "host tb1: Docker: no Docker daemon socket at /var/run/no-docker.sock on the host: is Docker installed and running?"
+        ),
+        "{}",
+        r.all()
+    );
+    assert!(ids_and_starts(prefix).is_empty());
+}
