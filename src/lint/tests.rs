@@ -707,3 +707,34 @@ fn whole_file_vault_is_not_yaml_and_defines_vault_names() {
     ]);
     assert!(f.is_empty(), "{:#?}", rules(&f));
 }
+
+#[test]
+fn docker_container_and_network_arguments_are_checked() {
+    let c = |args: &str| {
+        pb(&format!(
+            "    - name: t\n      community.docker.docker_container:\n        name: web\n        image: web:1.0\n{args}"
+        ))
+    };
+    case(
+        "schema-unknown-arg",
+        &[("playbooks/a.yml", &c("        privileged: true\n"))],
+        "playbooks/a.yml",
+        8,
+        &[("playbooks/a.yml", &c("        memory: 64M\n"))],
+    );
+    let n = |args: &str| {
+        pb(&format!(
+            "    - name: t\n      community.docker.docker_network:\n{args}"
+        ))
+    };
+    case(
+        "schema-missing-arg",
+        &[("playbooks/a.yml", &n("        driver: bridge\n"))],
+        "playbooks/a.yml",
+        5,
+        &[(
+            "playbooks/a.yml",
+            &n("        name: front\n        ipam_config: [{subnet: 10.9.0.0/24}]\n"),
+        )],
+    );
+}
