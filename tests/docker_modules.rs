@@ -308,6 +308,17 @@ fn a_container_is_created_left_alone_and_recreated_with_a_masked_field_diff() {
         true,
         &container_task(&name, &net, &volume, "blue", "64M", "t0k3n-one"),
     );
+    // Check mode on a fresh host: the network an earlier task would create is
+    // a note, not an error.
+    let dry = deployer(p.path(), &["check", "--diff", "-i", &inv(), "site.yml"]);
+    assert_eq!(dry.code, 2, "{}", dry.all());
+    assert!(
+        dry.stdout.contains(&format!(
+            "external network {net} (used by container {name}) does not exist on the host"
+        )) && dry.stdout.contains("create (no container yet)"),
+        "{}",
+        dry.all()
+    );
     let first = deployer(
         p.path(),
         &["apply", "-i", &inv(), "site.yml", "--format", "json"],

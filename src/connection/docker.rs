@@ -36,13 +36,30 @@ pub(super) struct DockerTunnel {
     become_user: Option<String>,
     client: Docker,
     _dir: Option<tempfile::TempDir>,
-    bridge: Option<tokio::task::JoinHandle<()>>,
+    bridge: Option<Bridge>,
+}
+
+/// The accept loop of a bridged socket and the signal that ends it.
+struct Bridge {
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl DockerTunnel {
+    /// Ends the bridges and waits until they have let go of the SSH session,
+    /// so the connection can close its master cleanly.
+    pub(super) async fn shutdown(mut self) {
+        if let Some(b) = self.bridge.take() {
+            let _ = b.stop.send(());
+            let _ = b.task.await;
+        }
+    }
 }
 
 impl Drop for DockerTunnel {
     fn drop(&mut self) {
         if let Some(b) = &self.bridge {
-            b.abort();
+            b.task.abort();
         }
     }
 }
@@ -264,14 +281,22 @@ fn start_bridge(
     local: &Path,
     remote_socket: &str,
     b: &Become,
-) -> Result<tokio::task::JoinHandle<()>, String> {
+) -> Result<Bridge, String> {
     let listener = tokio::net::UnixListener::bind(local)
         .map_err(|e| format!("cannot listen on {}: {e}", local.display()))?;
     let command = bridge_command(remote_socket, b);
     let password = b.password.clone();
-    Ok(tokio::spawn(async move {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
         let mut conns = tokio::task::JoinSet::new();
-        while let Ok((stream, _)) = listener.accept().await {
+        loop {
+            let stream = tokio::select! {
+                _ = &mut stopped => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(_) => break,
+                },
+            };
             let session = session.clone();
             let command = command.clone();
             let password = password.clone();
@@ -281,7 +306,9 @@ fn start_bridge(
             // Reap finished bridges so the set does not grow.
             while conns.try_join_next().is_some() {}
         }
-    }))
+        conns.shutdown().await;
+    });
+    Ok(Bridge { task, stop })
 }
 
 async fn bridge_one(

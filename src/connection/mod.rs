@@ -218,7 +218,9 @@ impl Connection {
 
     pub async fn close(self) {
         // The Docker bridges hold the session too: stop them first.
-        drop(self.docker);
+        for t in self.docker.into_inner() {
+            t.shutdown().await;
+        }
         if let Transport::Ssh(s) = self.transport
             && let Ok(s) = std::sync::Arc::try_unwrap(s)
         {

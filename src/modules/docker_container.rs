@@ -218,9 +218,11 @@ pub async fn docker_container(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<Mod
     let order = vec![name.clone()];
     let observed = engine.observe().await?;
     let images = engine.check_images(&order, pull, state, ctx.check).await?;
-    if state != State::Absent {
-        engine.check_external().await?;
-    }
+    let notes = if state != State::Absent {
+        engine.check_external(ctx.check).await?
+    } else {
+        Vec::new()
+    };
     let ops = plan::reconcile(
         &project,
         &observed,
@@ -244,6 +246,15 @@ pub async fn docker_container(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<Mod
             before: None,
             after: None,
             attributes: vec![format!("pull {img}")],
+            note: None,
+        });
+    }
+    if !notes.is_empty() {
+        r.diffs.push(FileDiff {
+            path: format!("container {name}: missing"),
+            before: None,
+            after: None,
+            attributes: notes,
             note: None,
         });
     }

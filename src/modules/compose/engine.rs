@@ -237,9 +237,12 @@ impl Engine<'_> {
         Ok(st)
     }
 
-    /// External networks and volumes must exist already.
-    pub async fn check_external(&self) -> Result<(), String> {
+    /// External networks and volumes must exist already. In check mode a
+    /// missing one is returned as a note instead: an earlier task of the run
+    /// (`docker_network`) may be what creates it.
+    pub async fn check_external(&self, check: bool) -> Result<Vec<String>, String> {
         let noun = self.noun();
+        let mut notes = Vec::new();
         for n in self.project.networks.iter().filter(|n| n.external) {
             match self.docker.inspect_network(&n.name, None).await {
                 Ok(_) => {}
@@ -251,11 +254,15 @@ impl Engine<'_> {
                         .filter(|s| s.spec.networks.contains_key(&n.name))
                         .map(|s| s.name.as_str())
                         .collect();
-                    return Err(format!(
+                    let msg = format!(
                         "external network {} (used by {noun} {}) does not exist on the host: create it first (docker_network)",
                         n.name,
                         users.join(", ")
-                    ));
+                    );
+                    if !check {
+                        return Err(msg);
+                    }
+                    notes.push(msg);
                 }
                 Err(e) => return Err(format!("network {}: {}", n.name, reason(&e))),
             }
@@ -264,15 +271,16 @@ impl Engine<'_> {
             match self.docker.inspect_volume(&v.name).await {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => {
-                    return Err(format!(
-                        "external volume {} does not exist on the host",
-                        v.name
-                    ));
+                    let msg = format!("external volume {} does not exist on the host", v.name);
+                    if !check {
+                        return Err(msg);
+                    }
+                    notes.push(msg);
                 }
                 Err(e) => return Err(format!("volume {}: {}", v.name, reason(&e))),
             }
         }
-        Ok(())
+        Ok(notes)
     }
 
     pub async fn ensure_networks_and_volumes(&self) -> Result<bool, String> {

@@ -149,9 +149,11 @@ pub async fn docker_compose_v2(
     };
     let observed = engine.observe().await?;
     let images = engine.check_images(&order, pull, state, ctx.check).await?;
-    if state != State::Absent {
-        engine.check_external().await?;
-    }
+    let notes = if state != State::Absent {
+        engine.check_external(ctx.check).await?
+    } else {
+        Vec::new()
+    };
     let ops = plan::reconcile(
         &project,
         &observed,
@@ -164,6 +166,15 @@ pub async fn docker_compose_v2(
         },
     );
     let mut result = describe(&project, &ops, &images);
+    if !notes.is_empty() {
+        result.diffs.push(FileDiff {
+            path: format!("compose {}: missing", project.name),
+            before: None,
+            after: None,
+            attributes: notes,
+            note: None,
+        });
+    }
     if ctx.check {
         return Ok(result);
     }
