@@ -578,6 +578,31 @@ fn become_reaches_docker_as_root_for_a_login_user_outside_the_docker_group() {
         again.all()
     );
 
+    // Nothing of the relay is left on the host once the run is over.
+    assert_eq!(
+        on_host(
+            "tb3",
+            "ls -d /tmp/deployer-docker-* 2>/dev/null; pgrep -c -f deployer-docker"
+        ),
+        "0\n"
+    );
+
+    // The per-connection bridge (used where python3 is missing) works too.
+    rm_networks(&[&net]);
+    let o = Command::new(env!("CARGO_BIN_EXE_deployer"))
+        .args(["apply", "-i", &inv, "site.yml", "--format", "json"])
+        .current_dir(with.path())
+        .env("DEPLOYER_DOCKER_BRIDGE", "stdio")
+        .output()
+        .expect("run deployer");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{stdout}");
+    assert_eq!(total(&recap(&stdout), "changed"), 1, "{stdout}");
+    assert_ne!(
+        docker(&["network", "ls", "-q", "--filter", &format!("name=^{net}$")]),
+        ""
+    );
+
     // A user sudo refuses: the error says so.
     let refused = task(true);
     let inv = outsider("tb3", "nosudo", false, refused.path());

@@ -2,11 +2,16 @@
 //! Docker port is ever opened on the network:
 //! - as the SSH login user: a local Unix socket forwarded to the remote daemon
 //!   socket (`ssh -L sock:sock`, the way `docker -H ssh://` reaches it);
-//! - with `become`: a local Unix socket whose every connection is bridged to
-//!   the daemon socket by a remote `sudo -n -u <user> <bridge>` process over
-//!   the same master (the bridge is `docker system dial-stdio` when the docker
-//!   CLI is there, else `socat`, else a few lines of `python3`), so the
-//!   daemon is reached as the become user (root) whatever the socket's group.
+//! - with `become`: one remote relay per host, started as the become user
+//!   through `sudo -n` (or `sudo -S`), listening on a socket in a private
+//!   directory that only the login user may open and relaying to the daemon
+//!   socket; the local socket is forwarded to it as above, so each API
+//!   connection is one SSH channel, not one process. The relay is a few lines
+//!   of `python3` (on every Ansible host) and ends when its SSH session does.
+//!   Without python3, or with `DEPLOYER_DOCKER_BRIDGE=stdio`, every
+//!   connection gets its own `sudo` bridge process instead (`docker system
+//!   dial-stdio`, `socat` or `python3`), which costs one execution per API
+//!   request (bollard does not pool connections).
 //!
 //! One client per connection, socket path and become user, opened on first use.
 
@@ -14,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bollard::{ClientVersion, Docker};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use super::{Become, Connection, ConnectionError, Transport, error_chain, shell_quote};
 
@@ -37,6 +42,12 @@ pub(super) struct DockerTunnel {
     client: Docker,
     _dir: Option<tempfile::TempDir>,
     bridge: Option<Bridge>,
+    relay: Option<Relay>,
+}
+
+/// The remote relay's process; closing its stdin ends it.
+struct Relay {
+    child: openssh::Child<Arc<openssh::Session>>,
 }
 
 /// The accept loop of a bridged socket and the signal that ends it.
@@ -52,6 +63,10 @@ impl DockerTunnel {
         if let Some(b) = self.bridge.take() {
             let _ = b.stop.send(());
             let _ = b.task.await;
+        }
+        if let Some(mut r) = self.relay.take() {
+            drop(r.child.stdin().take());
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), r.child.wait()).await;
         }
     }
 }
@@ -77,6 +92,75 @@ echo "no bridge to the Docker socket on the host: install the docker CLI, socat 
         PY = PY_BRIDGE
     )
 }
+
+/// The relay, as the become user: prints the path of its socket, then serves
+/// until its stdin closes. Exit 127 when python3 is missing (then the
+/// per-connection bridge is used).
+fn relay_script(socket: &str) -> String {
+    let q = shell_quote(socket);
+    format!(
+        r#"if [ ! -S {q} ]; then echo "no Docker daemon socket at {socket} (is Docker installed and running?)" >&2; exit 3; fi
+if command -v python3 >/dev/null 2>&1; then exec python3 -c '{PY}' {q}; fi
+echo "{NO_PYTHON}" >&2; exit 127"#,
+        PY = PY_RELAY,
+        NO_PYTHON = NO_PYTHON
+    )
+}
+
+const NO_PYTHON: &str = "deployer: no python3 for the Docker relay";
+
+/// A directory only the login user (`SUDO_UID`) may enter, a socket in it,
+/// one thread pair per connection; the directory goes when stdin closes.
+const PY_RELAY: &str = "import os,shutil,socket,sys,tempfile,threading
+target=sys.argv[1]
+uid=int(os.environ.get(\"SUDO_UID\",os.getuid()))
+gid=int(os.environ.get(\"SUDO_GID\",os.getgid()))
+d=tempfile.mkdtemp(prefix=\"deployer-docker-\")
+os.chown(d,uid,gid)
+path=os.path.join(d,\"docker.sock\")
+srv=socket.socket(socket.AF_UNIX)
+srv.bind(path)
+os.chown(path,uid,gid)
+os.chmod(path,0o600)
+srv.listen(64)
+def pump(a,b):
+    try:
+        while True:
+            x=a.recv(65536)
+            if not x:
+                break
+            b.sendall(x)
+    except OSError:
+        pass
+    try:
+        b.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+def serve(c):
+    t=socket.socket(socket.AF_UNIX)
+    try:
+        t.connect(target)
+    except OSError:
+        c.close()
+        return
+    up=threading.Thread(target=pump,args=(c,t),daemon=True)
+    up.start()
+    pump(t,c)
+    up.join(30)
+    c.close()
+    t.close()
+def accept():
+    while True:
+        c,_=srv.accept()
+        threading.Thread(target=serve,args=(c,),daemon=True).start()
+threading.Thread(target=accept,daemon=True).start()
+sys.stdout.write(path+chr(10))
+sys.stdout.flush()
+try:
+    while os.read(0,4096):
+        pass
+finally:
+    shutil.rmtree(d,ignore_errors=True)";
 
 /// stdin -> socket in a thread, socket -> stdout in the main one; exits when
 /// the daemon closes the connection.
@@ -123,6 +207,7 @@ impl Connection {
             reason,
         };
         let mut bridge = None;
+        let mut relay = None;
         let (local, dir) = match &self.transport {
             Transport::Local => (remote_socket.to_string(), None),
             Transport::Ssh(session) => {
@@ -134,9 +219,26 @@ impl Connection {
                 match become_ {
                     None => forward(session, &local, remote_socket).await.map_err(err)?,
                     Some(b) => {
-                        bridge = Some(
-                            start_bridge(session.clone(), &local, remote_socket, b).map_err(err)?,
-                        );
+                        let per_connection =
+                            std::env::var("DEPLOYER_DOCKER_BRIDGE").is_ok_and(|v| v == "stdio");
+                        let started = if per_connection {
+                            Err(None)
+                        } else {
+                            start_relay(session.clone(), remote_socket, b).await
+                        };
+                        match started {
+                            Ok((r, path)) => {
+                                relay = Some(r);
+                                forward(session, &local, &path).await.map_err(err)?;
+                            }
+                            Err(None) => {
+                                bridge = Some(
+                                    start_bridge(session.clone(), &local, remote_socket, b)
+                                        .map_err(err)?,
+                                );
+                            }
+                            Err(Some(why)) => return Err(err(why)),
+                        }
                     }
                 }
                 (local.to_string_lossy().into_owned(), Some(dir))
@@ -148,6 +250,7 @@ impl Connection {
             client,
             _dir: dir,
             bridge,
+            relay,
         };
         let client = Docker::connect_with_unix(&local, 120, &API_VERSION)
             .map_err(|e| err(format!("cannot open the Docker API client: {e}")))?;
@@ -262,16 +365,84 @@ async fn forward(
         })
 }
 
-fn bridge_command(socket: &str, b: &Become) -> String {
+/// Starts the relay and reads the path of its socket. `Err(None)`: no
+/// python3 on the host (use the per-connection bridge); `Err(Some(why))`:
+/// sudo refused, no daemon socket, or the relay failed, in words.
+async fn start_relay(
+    session: Arc<openssh::Session>,
+    remote_socket: &str,
+    b: &Become,
+) -> Result<(Relay, String), Option<String>> {
+    let user = &b.user;
+    let command = sudo_command(&relay_script(remote_socket), b);
+    let mut child = session
+        .arc_raw_command(command)
+        .stdin(openssh::Stdio::piped())
+        .stdout(openssh::Stdio::piped())
+        .stderr(openssh::Stdio::piped())
+        .spawn()
+        .await
+        .map_err(|e| {
+            Some(format!(
+                "cannot start the Docker relay: {}",
+                error_chain(&e)
+            ))
+        })?;
+    if let (Some(pw), Some(stdin)) = (&b.password, child.stdin().as_mut()) {
+        stdin
+            .write_all(format!("{pw}\n").as_bytes())
+            .await
+            .map_err(|e| Some(format!("cannot start the Docker relay: {e}")))?;
+    }
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout().take() {
+        let mut reader = tokio::io::BufReader::new(stdout);
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            reader.read_line(&mut line),
+        )
+        .await;
+    }
+    let path = line.trim().to_string();
+    if path.starts_with('/') {
+        return Ok((Relay { child }, path));
+    }
+    // No path: the relay said why on stderr and exited.
+    drop(child.stdin().take());
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr().take() {
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            e.read_to_string(&mut stderr),
+        )
+        .await;
+    }
+    let stderr = crate::secrets::mask(stderr.trim());
+    if stderr.contains(NO_PYTHON) {
+        return Err(None);
+    }
+    Err(Some(
+        if stderr.starts_with("sudo:") || stderr.contains("\nsudo:") {
+            format!("cannot reach Docker as '{user}' through sudo: {stderr}")
+        } else if stderr.is_empty() {
+            format!("the Docker relay (as '{user}') ended without a word")
+        } else {
+            format!("reaching Docker as '{user}': {stderr}")
+        },
+    ))
+}
+
+fn sudo_command(script: &str, b: &Become) -> String {
     let user = shell_quote(&b.user);
     let sudo = match &b.password {
         None => format!("sudo -n -H -u {user}"),
         Some(_) => format!("sudo -S -p '' -H -u {user}"),
     };
-    format!(
-        "{sudo} -- /bin/sh -c {}",
-        shell_quote(&bridge_script(socket))
-    )
+    format!("{sudo} -- /bin/sh -c {}", shell_quote(script))
+}
+
+fn bridge_command(socket: &str, b: &Become) -> String {
+    sudo_command(&bridge_script(socket), b)
 }
 
 /// Listens on `local`; each connection gets its own remote bridge process
