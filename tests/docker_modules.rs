@@ -616,3 +616,50 @@ fn become_reaches_docker_as_root_for_a_login_user_outside_the_docker_group() {
     );
     rm_networks(&[&net]);
 }
+
+#[test]
+fn a_container_with_a_missing_image_or_network_is_a_clear_error_and_nothing_is_left() {
+    ensure_image();
+    let name = scoped("dm-bad");
+    rm_containers(&[&name]);
+    let run = |args: &str| {
+        let p = play(
+            "tb1",
+            true,
+            &format!("    - name: web\n      docker_container:\n        name: {name}\n{args}"),
+        );
+        deployer(p.path(), &["apply", "-i", &inv(), "site.yml"])
+    };
+    let r = run("        image: deployer-test-nonexistent:9\n");
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout.contains(&format!(
+            "container {name}: image deployer-test-nonexistent:9 does not exist on the host and cannot be pulled"
+        )),
+        "{}",
+        r.all()
+    );
+    let r = run(&format!(
+        "        image: {IMAGE}\n        pull: never\n        networks: [{{name: {name}-nonet}}]\n"
+    ));
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout.contains(&format!(
+            "external network {name}-nonet (used by container {name}) does not exist on the host: create it first (docker_network)"
+        )),
+        "{}",
+        r.all()
+    );
+    let r = run(&format!("        image: {IMAGE}\n        state: present\n"));
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("state=present (created but not started) is not supported"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(
+        docker(&["ps", "-aq", "--filter", &format!("name=^{name}$")]),
+        ""
+    );
+}
