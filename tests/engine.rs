@@ -334,8 +334,8 @@ fn bad_inputs_get_clear_errors() {
             "names both 'file' and 'copy'",
         ),
         (
-            "- hosts: all\n  tasks:\n    - community.docker.docker_network: {name: x}\n",
-            "not implemented yet (issue 4)",
+            "- hosts: all\n  tasks:\n    - community.docker.docker_image: {name: x}\n",
+            "docker_image is not implemented",
         ),
         (
             "- hosts: all\n  serial: 1\n  tasks: []\n",
