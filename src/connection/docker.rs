@@ -224,6 +224,9 @@ impl Connection {
                         let started = if per_connection {
                             Err(None)
                         } else {
+                            // The relay is a remote execution like any script.
+                            self.executions
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             start_relay(session.clone(), remote_socket, b).await
                         };
                         match started {
