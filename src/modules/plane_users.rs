@@ -37,6 +37,10 @@ struct Agent {
     display_name: Option<String>,
     #[serde(default = "member")]
     role: String,
+    /// The seed's agent list carries an avatar; setting one is not written yet,
+    /// so only an empty value is accepted.
+    #[serde(default)]
+    avatar: Option<String>,
 }
 
 fn member() -> String {
@@ -55,9 +59,23 @@ struct Workspace {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PlaneUsersArgs {
-    /// Plane's api, reachable from the control machine (e.g. through a tunnel).
-    #[serde(deserialize_with = "de_string")]
-    api_url: String,
+    /// Plane's api as a URL the control machine can reach; the alternative to
+    /// `api_container`.
+    #[serde(default, deserialize_with = "de_opt_string")]
+    api_url: Option<String>,
+    /// The api container on the host: reached through the host's SSH
+    /// connection (a port forward to its address), never a published port.
+    #[serde(default, deserialize_with = "de_opt_string")]
+    api_container: Option<String>,
+    /// Which of the container's networks the host reaches it on (needed when
+    /// it is on more than one).
+    #[serde(default, deserialize_with = "de_opt_string")]
+    api_network: Option<String>,
+    #[serde(default = "api_port", deserialize_with = "de_port")]
+    api_port: u16,
+    /// The Docker daemon socket on the host (`unix:///var/run/docker.sock`).
+    #[serde(default, deserialize_with = "de_opt_string")]
+    docker_host: Option<String>,
     workspace: Workspace,
     admin: Person,
     #[serde(deserialize_with = "de_string")]
@@ -73,6 +91,38 @@ pub(crate) struct PlaneUsersArgs {
     agent_token_key: String,
     #[serde(default = "agent_password_key")]
     agent_password_key: String,
+}
+
+fn api_port() -> u16 {
+    8000
+}
+
+fn de_opt_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v = Option::<Json>::deserialize(d)?;
+    match v {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) if s.is_empty() => Ok(None),
+        Some(Json::String(s)) => Ok(Some(s)),
+        Some(Json::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "expected a string, got {other}"
+        ))),
+    }
+}
+
+/// A port given as a number or as a rendered string ("8000").
+fn de_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let v = Json::deserialize(d)?;
+    let n = match &v {
+        Json::Number(n) => n.as_u64(),
+        Json::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    n.and_then(|n| u16::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("api_port: expected a port number, got {v}"))
+        })
 }
 
 fn admin_token_key() -> String {
@@ -169,6 +219,12 @@ pub async fn plane_users(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleRe
                 agent.id, agent.email
             ));
         }
+        if agent.avatar.as_deref().is_some_and(|v| !v.is_empty()) {
+            return Err(format!(
+                "agent '{}': setting an avatar is not supported yet (leave avatar empty)",
+                agent.id
+            ));
+        }
     }
     crate::secrets::register(&a.admin_password);
     let passwords = ctx.vars.vault().passwords().ok_or(
@@ -183,13 +239,52 @@ pub async fn plane_users(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleRe
         }
     };
     let mut store = load_store(&vault_path, passwords)?;
-    let client = PlaneClient::new(&a.api_url).map_err(|e| e.to_string())?;
+    let (client, forward) = match (&a.api_url, &a.api_container) {
+        (Some(url), None) => (PlaneClient::new(url).map_err(|e| e.to_string())?, None),
+        (None, Some(container)) => {
+            let Some(ip) = api_address(&a, container, ctx).await? else {
+                // Check mode before the first apply: the stack is not there yet.
+                return Ok(would_provision_everything(&a));
+            };
+            let fwd = ctx
+                .conn
+                .forward_tcp(&ip, a.api_port)
+                .await
+                .map_err(|e| e.to_string())?;
+            let base = if ip.contains(':') {
+                format!("http://[{ip}]:{}", a.api_port)
+            } else {
+                format!("http://{ip}:{}", a.api_port)
+            };
+            let client = match fwd.socket() {
+                Some(sock) => PlaneClient::over_unix_socket(&base, sock),
+                None => PlaneClient::new(&base),
+            }
+            .map_err(|e| e.to_string())?;
+            (client, Some(fwd))
+        }
+        (Some(_), Some(_)) => {
+            return Err(
+                "plane_users: give api_container (reached through the host's SSH connection) or api_url, not both"
+                    .into(),
+            );
+        }
+        (None, None) => {
+            return Err(
+                "plane_users: give api_container (the api container, reached through the host's SSH connection) or api_url"
+                    .into(),
+            );
+        }
+    };
     let mut p = Provision {
         client: &client,
         check: ctx.check,
         actions: Vec::new(),
     };
     let outcome = p.run(&a, &mut store).await;
+    if let Some(f) = forward {
+        f.close(ctx.conn).await;
+    }
     let mut result = ModuleResult::ok();
     result.changed = !p.actions.is_empty();
     result.data.insert("actions".into(), json!(p.actions));
@@ -215,6 +310,106 @@ pub async fn plane_users(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleRe
             Err(format!("{e}{done}"))
         }
     }
+}
+
+/// The api container's address on the network the host reaches it on, read
+/// from the host's Docker daemon; `None` when the container does not exist
+/// and this is check mode (nothing deployed yet).
+async fn api_address(
+    a: &PlaneUsersArgs,
+    container: &str,
+    ctx: &ModuleCtx<'_>,
+) -> Result<Option<String>, String> {
+    let socket = match a.docker_host.as_deref() {
+        None => crate::connection::docker::DEFAULT_SOCKET.to_string(),
+        Some(h) => h
+            .strip_prefix("unix://")
+            .map(str::to_string)
+            .ok_or_else(|| format!("plane_users: docker_host must be unix:///path, got '{h}'"))?,
+    };
+    let docker = ctx.conn.docker(&socket).await.map_err(|e| e.to_string())?;
+    let info = match docker.inspect_container(container, None).await {
+        Ok(i) => i,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) if ctx.check => return Ok(None),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {
+            return Err(format!(
+                "plane_users: the api container '{container}' does not exist on {} (is the Plane stack up?)",
+                ctx.conn.name
+            ));
+        }
+        Err(e) => {
+            return Err(format!(
+                "plane_users: inspecting the api container '{container}': {e}"
+            ));
+        }
+    };
+    let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+    if !running {
+        return Err(format!(
+            "plane_users: the api container '{container}' on {} is not running",
+            ctx.conn.name
+        ));
+    }
+    let networks = info
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default();
+    let names = || networks.keys().cloned().collect::<Vec<_>>().join(", ");
+    let endpoint = match a.api_network.as_deref() {
+        Some(net) => networks.get(net).ok_or_else(|| {
+            format!(
+                "plane_users: the api container '{container}' is not on network '{net}' (it is on: {})",
+                names()
+            )
+        })?,
+        None if networks.len() == 1 => networks.values().next().expect("one network"),
+        None => {
+            return Err(format!(
+                "plane_users: the api container '{container}' is on networks {}: set api_network to the one the host reaches it on",
+                names()
+            ));
+        }
+    };
+    let ip = endpoint
+        .ip_address
+        .clone()
+        .filter(|ip| !ip.is_empty())
+        .or_else(|| {
+            endpoint
+                .global_ipv6_address
+                .clone()
+                .filter(|ip| !ip.is_empty())
+        })
+        .ok_or_else(|| {
+            format!("plane_users: the api container '{container}' has no address on its network")
+        })?;
+    Ok(Some(ip))
+}
+
+/// Check mode when Plane is not deployed yet: everything would be created.
+fn would_provision_everything(a: &PlaneUsersArgs) -> ModuleResult {
+    let mut actions = vec![
+        format!(
+            "would create the instance admin {} and a token",
+            a.admin.email
+        ),
+        format!("would create workspace {}", a.workspace.slug),
+    ];
+    for agent in &a.agents {
+        actions.push(format!(
+            "would create user {} with role {} and a token",
+            agent.email, agent.role
+        ));
+    }
+    let mut result = ModuleResult::ok();
+    result.changed = true;
+    result.msg = Some(format!("Plane is not running yet: {}", actions.join("; ")));
+    result.data.insert("actions".into(), json!(actions));
+    result
 }
 
 struct Provision<'a> {
