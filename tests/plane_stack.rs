@@ -367,6 +367,70 @@ fn plane_end_to_end_stack_users_tokens_idempotence_and_one_role_change() {
         before,
         "the repository's vault was modified"
     );
+    // Seed DoD "Fonctionnel", through the public API v1 with the stored tokens
+    // (sent on stdin, never on a command line): the ten agents are members
+    // with their roles, the concierge (Admin) creates the project "VPAI".
+    let api = format!("{PREFIX}_plane_api");
+    let v1 = |token: &str, method: &str, path: &str, body: &str| {
+        docker_exec_stdin(
+            &api,
+            &format!(
+                "curl -sS -X {method} -H @- -H 'Content-Type: application/json' {} \
+                 http://127.0.0.1:8000/api/v1/workspaces/javisi/{path}",
+                if body.is_empty() {
+                    String::new()
+                } else {
+                    format!("--data '{body}'")
+                }
+            ),
+            &format!("X-API-Key: {token}\n"),
+        )
+    };
+    let members: serde_json::Value = serde_json::from_str(&v1(
+        &secrets["vault_plane_admin_token"],
+        "GET",
+        "members/",
+        "",
+    ))
+    .expect("members JSON");
+    let role_of = |email: &str| {
+        members
+            .as_array()
+            .and_then(|m| m.iter().find(|u| u["email"] == email))
+            .and_then(|u| u["role"].as_i64())
+    };
+    assert_eq!(members.as_array().map(Vec::len), Some(11), "{members}");
+    assert_eq!(role_of("concierge@agents.javisi.local"), Some(20));
+    for a in &AGENTS[1..] {
+        assert_eq!(
+            role_of(&format!("{a}@agents.javisi.local")),
+            Some(15),
+            "{a}"
+        );
+    }
+    let project = v1(
+        &secrets["vault_plane_concierge_token"],
+        "POST",
+        "projects/",
+        r#"{"name": "VPAI", "identifier": "VPAI"}"#,
+    );
+    assert!(project.contains("\"identifier\": \"VPAI\""), "{project}");
+    // Seed security: every Plane container drops all capabilities and is limited.
+    for svc in ["migrator", "api", "worker", "beat_worker", "web"] {
+        let hc = docker(&[
+            "inspect",
+            "-f",
+            "{{json .HostConfig.CapDrop}} {{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
+            &format!("{PREFIX}_plane_{svc}"),
+        ]);
+        let mut f = hc.split(' ');
+        assert_eq!(f.next(), Some(r#"["ALL"]"#), "{svc}: {hc}");
+        assert!(
+            f.all(|n| n.parse::<u64>().is_ok_and(|n| n > 0)),
+            "{svc}: {hc}"
+        );
+    }
+
     let hook = results(&first.stdout)
         .into_iter()
         .find(|(t, _, _)| t == "Plane users, roles and API tokens (stored in the vault)")
