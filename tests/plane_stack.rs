@@ -144,6 +144,10 @@ fn vault_password_file() -> String {
 }
 
 fn run(dir: &Path, command: &str, extra: &[&str]) -> Out {
+    run_tags(dir, command, "plane", extra)
+}
+
+fn run_tags(dir: &Path, command: &str, tags: &str, extra: &[&str]) -> Out {
     let vars = format!(
         "@{}",
         repo()
@@ -158,7 +162,7 @@ fn run(dir: &Path, command: &str, extra: &[&str]) -> Out {
         "inventory/testbed.yml",
         "playbooks/site.yml",
         "--tags",
-        "plane",
+        tags,
         "-e",
         &vars,
         "-e",
@@ -488,6 +492,18 @@ fn plane_end_to_end_stack_users_tokens_idempotence_and_one_role_change() {
     assert!(
         env.contains("GUNICORN_WORKERS=3"),
         "the new .env is not loaded"
+    );
+
+    // Plane down: the hook alone (--tags plane_users) says which container and host.
+    docker(&["stop", &api]);
+    let down = run_tags(dir, "apply", "plane_users", &[]);
+    assert_eq!(down.code, 1, "{}", down.all());
+    assert!(
+        down.stdout.contains(&format!(
+            "plane_users: the api container '{api}' on tb1 is not running"
+        )),
+        "{}",
+        down.stdout
     );
 
     cleanup();
