@@ -405,6 +405,20 @@ fn plane_end_to_end_stack_users_tokens_idempotence_and_one_role_change() {
     };
     assert_eq!(members.as_array().map(Vec::len), Some(11), "{members}");
     assert_eq!(role_of("concierge@agents.javisi.local"), Some(20));
+    let display_name = |email: &str| {
+        members
+            .as_array()
+            .and_then(|m| m.iter().find(|u| u["email"] == email))
+            .and_then(|u| u["display_name"].as_str().map(str::to_string))
+    };
+    assert_eq!(
+        display_name("concierge@agents.javisi.local").as_deref(),
+        Some("Mobutoo (Concierge AI)")
+    );
+    assert_eq!(
+        display_name("mobuone@ewutelo.cloud").as_deref(),
+        Some("Mobuone (Human)")
+    );
     for a in &AGENTS[1..] {
         assert_eq!(
             role_of(&format!("{a}@agents.javisi.local")),

@@ -24,6 +24,8 @@ struct Person {
     email: String,
     #[serde(default)]
     first_name: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -35,12 +37,28 @@ struct Agent {
     email: String,
     #[serde(default)]
     display_name: Option<String>,
+    /// Plane wants a first name with a display name; by default the display
+    /// name's leading letters ("Mobutoo (Concierge AI)" -> "Mobutoo").
+    #[serde(default)]
+    first_name: Option<String>,
     #[serde(default = "member")]
     role: String,
     /// The seed's agent list carries an avatar; setting one is not written yet,
     /// so only an empty value is accepted.
     #[serde(default)]
     avatar: Option<String>,
+}
+
+/// The first name sent with an agent's display name, if it has one.
+fn agent_first_name(agent: &Agent) -> Option<String> {
+    let dn = agent.display_name.as_deref().filter(|d| !d.is_empty())?;
+    Some(
+        agent
+            .first_name
+            .clone()
+            .filter(|f| !f.is_empty())
+            .unwrap_or_else(|| first_name_of(dn)),
+    )
 }
 
 fn member() -> String {
@@ -145,6 +163,23 @@ fn role_number(role: &str) -> Option<i64> {
     }
 }
 
+/// What Plane accepts as a first or last name (`UserEndpoint.partial_update`).
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ' '))
+}
+
+/// The display name's leading run of name characters, trimmed.
+fn first_name_of(display_name: &str) -> String {
+    display_name
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ' '))
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
 /// 24 URL-safe random characters: always strong enough for Plane's zxcvbn check.
 fn generate_password() -> Result<String, String> {
     let mut bytes = [0u8; 18];
@@ -217,6 +252,14 @@ pub async fn plane_users(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleRe
             return Err(format!(
                 "agent '{}': '{}' is not an email address",
                 agent.id, agent.email
+            ));
+        }
+        if let Some(first) = agent_first_name(agent)
+            && !valid_name(&first)
+        {
+            return Err(format!(
+                "agent '{}': first name '{first}' may hold only letters, digits, spaces, '-' and '_' (Plane's rule): set first_name",
+                agent.id
             ));
         }
         if agent.avatar.as_deref().is_some_and(|v| !v.is_empty()) {
@@ -510,6 +553,12 @@ impl Provision<'_> {
             .map_err(|e| e.to_string())?;
         }
 
+        if let Some(dn) = a.admin.display_name.as_deref().filter(|d| !d.is_empty()) {
+            let first = a.admin.first_name.as_deref().unwrap_or("Admin");
+            self.ensure_profile(&a.admin.email, first, dn, &mut admin)
+                .await?;
+        }
+
         // The admin's token.
         self.ensure_token(
             &a.admin.email,
@@ -650,6 +699,12 @@ impl Provision<'_> {
                 .await
                 .map_err(|e| e.to_string())?;
             }
+            if let (Some(dn), Some(first)) = (
+                agent.display_name.as_deref().filter(|d| !d.is_empty()),
+                agent_first_name(agent),
+            ) {
+                self.ensure_profile(who, &first, dn, &mut session).await?;
+            }
             // The token's label names the agent, so Plane's UI shows whose it is.
             let label = format!(
                 "deployer: {}",
@@ -685,6 +740,52 @@ impl Provision<'_> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Sets the user's display name (and the first name Plane requires with
+    /// it) in the user's own session, when they differ.
+    async fn ensure_profile(
+        &mut self,
+        who: &str,
+        first_name: &str,
+        display_name: &str,
+        session: &mut Session,
+    ) -> Result<(), String> {
+        let c = self.client;
+        let me = c
+            .session_json(
+                &format!("read the profile of {who}"),
+                session,
+                Method::GET,
+                "/api/users/me/",
+                None,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if me["display_name"] == display_name && me["first_name"] == first_name {
+            return Ok(());
+        }
+        if !self.act(format!("set the display name of {who} to '{display_name}'")) {
+            return Ok(());
+        }
+        let last_name = me["last_name"]
+            .as_str()
+            .filter(|l| valid_name(l))
+            .unwrap_or("");
+        c.session_json(
+            &format!("set the display name of {who}"),
+            session,
+            Method::PATCH,
+            "/api/users/me/",
+            Some(&json!({
+                "first_name": first_name,
+                "last_name": last_name,
+                "display_name": display_name,
+            })),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         Ok(())
     }
 
@@ -732,5 +833,20 @@ impl Provision<'_> {
             .await
             .map_err(|e| format!("verify the new token of {who}: {e}"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_names_come_from_the_seed_display_names() {
+        assert_eq!(first_name_of("Mobutoo (Concierge AI)"), "Mobutoo");
+        assert_eq!(first_name_of("R2D2 (Explorer AI)"), "R2D2");
+        assert_eq!(first_name_of("Agent One"), "Agent One");
+        assert_eq!(first_name_of("(no name)"), "");
+        assert!(valid_name("Imhotep") && valid_name("CFO") && valid_name("a_b-c d"));
+        assert!(!valid_name("") && !valid_name("Mo (x)") && !valid_name("Zoë"));
     }
 }
