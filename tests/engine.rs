@@ -547,3 +547,79 @@ fn a_role_sees_the_defaults_of_the_roles_it_depends_on() {
     );
     assert!(out.stdout.contains("db sees from-db"), "{}", out.stdout);
 }
+
+/// Regression: a role's tags (from `roles:` or a meta dependency) and its
+/// `when` did not reach the tasks inside its blocks or included files, so
+/// `--tags plane` skipped roles/postgresql (a block) without a word, and a
+/// role's `when: false` did not stop its blocks.
+#[test]
+fn role_tags_and_when_reach_the_tasks_in_its_blocks_and_includes() {
+    let p = project(&[
+        (
+            "hosts.yml",
+            "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n",
+        ),
+        (
+            "site.yml",
+            "- hosts: localhost\n  gather_facts: false\n  roles:\n    - role: top\n      tags: [picked]\n      when: run_top | default(true) | bool\n",
+        ),
+        (
+            "roles/top/meta/main.yml",
+            "dependencies:\n  - role: dep\n    tags: [picked]\n",
+        ),
+        (
+            "roles/top/tasks/main.yml",
+            "- name: in top's block\n  block:\n    - name: top block task\n      debug: {msg: top-block}\n- name: top include\n  include_tasks: more.yml\n",
+        ),
+        (
+            "roles/top/tasks/more.yml",
+            "- name: top included task\n  debug: {msg: top-included}\n",
+        ),
+        (
+            "roles/dep/tasks/main.yml",
+            "- name: dep block\n  when: true\n  block:\n    - name: dep block task\n      debug: {msg: dep-block}\n",
+        ),
+    ]);
+    let ran = |extra: &[&str]| -> Vec<(String, String)> {
+        let mut args = vec![
+            "apply",
+            "-i",
+            "hosts.yml",
+            "site.yml",
+            "--tags",
+            "picked",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let out = deployer(p.path(), &args);
+        assert_eq!(out.code, 0, "{}", out.all());
+        events(&out.stdout)
+            .into_iter()
+            .filter(|e| e["event"] == "task_result")
+            .map(|e| {
+                (
+                    e["task"].as_str().unwrap_or_default().to_string(),
+                    e["status"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    let got = ran(&[]);
+    for task in ["dep block task", "top block task", "top included task"] {
+        assert!(
+            got.contains(&(task.to_string(), "ok".to_string())),
+            "{task} did not run under --tags picked: {got:?}"
+        );
+    }
+    let got = ran(&["-e", "run_top=false"]);
+    assert!(
+        got.iter()
+            .all(|(t, s)| t == "dep block task" && s == "ok" || s == "skipped"),
+        "the role's when: false did not stop its tasks: {got:?}"
+    );
+    assert!(
+        got.contains(&("top block task".to_string(), "skipped".to_string())),
+        "{got:?}"
+    );
+}

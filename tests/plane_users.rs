@@ -281,3 +281,115 @@ fn a_bad_role_and_an_unreachable_plane_are_clear_errors() {
         out.stdout
     );
 }
+
+/// The default reach (api_container): where the api is, and what is wrong
+/// when it is not there, before anything is asked of Plane.
+#[test]
+fn the_api_container_reach_says_what_is_missing() {
+    let pw = repo()
+        .join("tests/fixtures/vault-password.txt")
+        .display()
+        .to_string();
+    let missing = scoped("deployer-no-such-plane-api");
+    let site = |reach: &str| {
+        format!(
+            "- hosts: localhost\n  gather_facts: false\n  vars_files: [secrets.yml]\n  tasks:\n    - name: Provision Plane users\n      deployer.plane.plane_users:\n{reach}        workspace: {{name: Javisi, slug: javisi}}\n        admin: {{email: admin@example.test, first_name: Admin}}\n        admin_password: \"{{{{ vault_plane_admin_password }}}}\"\n        vault_file: secrets.yml\n        agents:\n          - {{id: a1, email: a1@example.test, role: Admin, avatar: \"\"}}\n"
+        )
+    };
+    let p = project(&[
+        (
+            "hosts.yml",
+            "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n",
+        ),
+        (
+            "secrets.yml",
+            "vault_plane_admin_password: fixture-Adm1n-pw-Qx7vLr2mZt9wBk4Ns8\n",
+        ),
+    ]);
+    let dir = p.path();
+    assert_eq!(
+        deployer(
+            dir,
+            &[
+                "vault",
+                "encrypt",
+                "secrets.yml",
+                "--vault-password-file",
+                &pw
+            ]
+        )
+        .code,
+        0
+    );
+    let run = |cmd: &str, reach: &str| {
+        std::fs::write(dir.join("site.yml"), site(reach)).expect("write site.yml");
+        deployer(
+            dir,
+            &[
+                cmd,
+                "-i",
+                "hosts.yml",
+                "site.yml",
+                "--vault-password-file",
+                &pw,
+            ],
+        )
+    };
+
+    let out = run("apply", "");
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("give api_container (the api container, reached through the host's SSH connection) or api_url"),
+        "{}",
+        out.stdout
+    );
+    let both = format!("        api_url: http://127.0.0.1:9\n        api_container: {missing}\n");
+    let out = run("apply", &both);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stdout.contains("not both"), "{}", out.stdout);
+
+    let absent = format!("        api_container: {missing}\n");
+    let out = run("apply", &absent);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout.contains(&format!(
+            "the api container '{missing}' does not exist on localhost (is the Plane stack up?)"
+        )),
+        "{}",
+        out.stdout
+    );
+    // Check mode before the first apply: everything would be created.
+    let out = run("check", &absent);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stdout.contains("Plane is not running yet: would create the instance admin admin@example.test and a token; would create workspace javisi; would create user a1@example.test with role Admin and a token"),
+        "{}",
+        out.stdout
+    );
+
+    let avatar = format!("        api_container: {missing}\n");
+    std::fs::write(
+        dir.join("site.yml"),
+        site(&avatar).replace("avatar: \"\"", "avatar: robot.png"),
+    )
+    .expect("write site.yml");
+    let out = deployer(
+        dir,
+        &[
+            "apply",
+            "-i",
+            "hosts.yml",
+            "site.yml",
+            "--vault-password-file",
+            &pw,
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("agent 'a1': setting an avatar is not supported yet"),
+        "{}",
+        out.stdout
+    );
+}

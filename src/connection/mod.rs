@@ -4,6 +4,7 @@
 //! the count is how we hold ourselves to "a few round trips per host".
 
 pub mod docker;
+pub mod forward;
 
 use std::path::PathBuf;
 use std::process::Stdio;

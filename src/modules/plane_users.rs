@@ -24,6 +24,8 @@ struct Person {
     email: String,
     #[serde(default)]
     first_name: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -35,8 +37,28 @@ struct Agent {
     email: String,
     #[serde(default)]
     display_name: Option<String>,
+    /// Plane wants a first name with a display name; by default the display
+    /// name's leading letters ("Mobutoo (Concierge AI)" -> "Mobutoo").
+    #[serde(default)]
+    first_name: Option<String>,
     #[serde(default = "member")]
     role: String,
+    /// The seed's agent list carries an avatar; setting one is not written yet,
+    /// so only an empty value is accepted.
+    #[serde(default)]
+    avatar: Option<String>,
+}
+
+/// The first name sent with an agent's display name, if it has one.
+fn agent_first_name(agent: &Agent) -> Option<String> {
+    let dn = agent.display_name.as_deref().filter(|d| !d.is_empty())?;
+    Some(
+        agent
+            .first_name
+            .clone()
+            .filter(|f| !f.is_empty())
+            .unwrap_or_else(|| first_name_of(dn)),
+    )
 }
 
 fn member() -> String {
@@ -55,9 +77,23 @@ struct Workspace {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PlaneUsersArgs {
-    /// Plane's api, reachable from the control machine (e.g. through a tunnel).
-    #[serde(deserialize_with = "de_string")]
-    api_url: String,
+    /// Plane's api as a URL the control machine can reach; the alternative to
+    /// `api_container`.
+    #[serde(default, deserialize_with = "de_opt_string")]
+    api_url: Option<String>,
+    /// The api container on the host: reached through the host's SSH
+    /// connection (a port forward to its address), never a published port.
+    #[serde(default, deserialize_with = "de_opt_string")]
+    api_container: Option<String>,
+    /// Which of the container's networks the host reaches it on (needed when
+    /// it is on more than one).
+    #[serde(default, deserialize_with = "de_opt_string")]
+    api_network: Option<String>,
+    #[serde(default = "api_port", deserialize_with = "de_port")]
+    api_port: u16,
+    /// The Docker daemon socket on the host (`unix:///var/run/docker.sock`).
+    #[serde(default, deserialize_with = "de_opt_string")]
+    docker_host: Option<String>,
     workspace: Workspace,
     admin: Person,
     #[serde(deserialize_with = "de_string")]
@@ -73,6 +109,38 @@ pub(crate) struct PlaneUsersArgs {
     agent_token_key: String,
     #[serde(default = "agent_password_key")]
     agent_password_key: String,
+}
+
+fn api_port() -> u16 {
+    8000
+}
+
+fn de_opt_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v = Option::<Json>::deserialize(d)?;
+    match v {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) if s.is_empty() => Ok(None),
+        Some(Json::String(s)) => Ok(Some(s)),
+        Some(Json::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "expected a string, got {other}"
+        ))),
+    }
+}
+
+/// A port given as a number or as a rendered string ("8000").
+fn de_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let v = Json::deserialize(d)?;
+    let n = match &v {
+        Json::Number(n) => n.as_u64(),
+        Json::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    n.and_then(|n| u16::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("api_port: expected a port number, got {v}"))
+        })
 }
 
 fn admin_token_key() -> String {
@@ -93,6 +161,23 @@ fn role_number(role: &str) -> Option<i64> {
         "Guest" => Some(5),
         _ => None,
     }
+}
+
+/// What Plane accepts as a first or last name (`UserEndpoint.partial_update`).
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ' '))
+}
+
+/// The display name's leading run of name characters, trimmed.
+fn first_name_of(display_name: &str) -> String {
+    display_name
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ' '))
+        .collect::<String>()
+        .trim()
+        .to_string()
 }
 
 /// 24 URL-safe random characters: always strong enough for Plane's zxcvbn check.
@@ -169,6 +254,20 @@ pub async fn plane_users(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleRe
                 agent.id, agent.email
             ));
         }
+        if let Some(first) = agent_first_name(agent)
+            && !valid_name(&first)
+        {
+            return Err(format!(
+                "agent '{}': first name '{first}' may hold only letters, digits, spaces, '-' and '_' (Plane's rule): set first_name",
+                agent.id
+            ));
+        }
+        if agent.avatar.as_deref().is_some_and(|v| !v.is_empty()) {
+            return Err(format!(
+                "agent '{}': setting an avatar is not supported yet (leave avatar empty)",
+                agent.id
+            ));
+        }
     }
     crate::secrets::register(&a.admin_password);
     let passwords = ctx.vars.vault().passwords().ok_or(
@@ -183,13 +282,52 @@ pub async fn plane_users(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleRe
         }
     };
     let mut store = load_store(&vault_path, passwords)?;
-    let client = PlaneClient::new(&a.api_url).map_err(|e| e.to_string())?;
+    let (client, forward) = match (&a.api_url, &a.api_container) {
+        (Some(url), None) => (PlaneClient::new(url).map_err(|e| e.to_string())?, None),
+        (None, Some(container)) => {
+            let Some(ip) = api_address(&a, container, ctx).await? else {
+                // Check mode before the first apply: the stack is not there yet.
+                return Ok(would_provision_everything(&a));
+            };
+            let fwd = ctx
+                .conn
+                .forward_tcp(&ip, a.api_port)
+                .await
+                .map_err(|e| e.to_string())?;
+            let base = if ip.contains(':') {
+                format!("http://[{ip}]:{}", a.api_port)
+            } else {
+                format!("http://{ip}:{}", a.api_port)
+            };
+            let client = match fwd.socket() {
+                Some(sock) => PlaneClient::over_unix_socket(&base, sock),
+                None => PlaneClient::new(&base),
+            }
+            .map_err(|e| e.to_string())?;
+            (client, Some(fwd))
+        }
+        (Some(_), Some(_)) => {
+            return Err(
+                "plane_users: give api_container (reached through the host's SSH connection) or api_url, not both"
+                    .into(),
+            );
+        }
+        (None, None) => {
+            return Err(
+                "plane_users: give api_container (the api container, reached through the host's SSH connection) or api_url"
+                    .into(),
+            );
+        }
+    };
     let mut p = Provision {
         client: &client,
         check: ctx.check,
         actions: Vec::new(),
     };
     let outcome = p.run(&a, &mut store).await;
+    if let Some(f) = forward {
+        f.close(ctx.conn).await;
+    }
     let mut result = ModuleResult::ok();
     result.changed = !p.actions.is_empty();
     result.data.insert("actions".into(), json!(p.actions));
@@ -215,6 +353,110 @@ pub async fn plane_users(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleRe
             Err(format!("{e}{done}"))
         }
     }
+}
+
+/// The api container's address on the network the host reaches it on, read
+/// from the host's Docker daemon; `None` when the container does not exist
+/// and this is check mode (nothing deployed yet).
+async fn api_address(
+    a: &PlaneUsersArgs,
+    container: &str,
+    ctx: &ModuleCtx<'_>,
+) -> Result<Option<String>, String> {
+    let socket = match a.docker_host.as_deref() {
+        None => crate::connection::docker::DEFAULT_SOCKET.to_string(),
+        Some(h) => h
+            .strip_prefix("unix://")
+            .map(str::to_string)
+            .ok_or_else(|| format!("plane_users: docker_host must be unix:///path, got '{h}'"))?,
+    };
+    let docker = ctx
+        .conn
+        .docker(&socket, ctx.become_.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let info = match docker.inspect_container(container, None).await {
+        Ok(i) => i,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) if ctx.check => return Ok(None),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {
+            return Err(format!(
+                "plane_users: the api container '{container}' does not exist on {} (is the Plane stack up?)",
+                ctx.conn.name
+            ));
+        }
+        Err(e) => {
+            return Err(format!(
+                "plane_users: inspecting the api container '{container}': {e}"
+            ));
+        }
+    };
+    let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+    if !running {
+        return Err(format!(
+            "plane_users: the api container '{container}' on {} is not running",
+            ctx.conn.name
+        ));
+    }
+    let networks = info
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default();
+    let names = || networks.keys().cloned().collect::<Vec<_>>().join(", ");
+    let endpoint = match a.api_network.as_deref() {
+        Some(net) => networks.get(net).ok_or_else(|| {
+            format!(
+                "plane_users: the api container '{container}' is not on network '{net}' (it is on: {})",
+                names()
+            )
+        })?,
+        None if networks.len() == 1 => networks.values().next().expect("one network"),
+        None => {
+            return Err(format!(
+                "plane_users: the api container '{container}' is on networks {}: set api_network to the one the host reaches it on",
+                names()
+            ));
+        }
+    };
+    let ip = endpoint
+        .ip_address
+        .clone()
+        .filter(|ip| !ip.is_empty())
+        .or_else(|| {
+            endpoint
+                .global_ipv6_address
+                .clone()
+                .filter(|ip| !ip.is_empty())
+        })
+        .ok_or_else(|| {
+            format!("plane_users: the api container '{container}' has no address on its network")
+        })?;
+    Ok(Some(ip))
+}
+
+/// Check mode when Plane is not deployed yet: everything would be created.
+fn would_provision_everything(a: &PlaneUsersArgs) -> ModuleResult {
+    let mut actions = vec![
+        format!(
+            "would create the instance admin {} and a token",
+            a.admin.email
+        ),
+        format!("would create workspace {}", a.workspace.slug),
+    ];
+    for agent in &a.agents {
+        actions.push(format!(
+            "would create user {} with role {} and a token",
+            agent.email, agent.role
+        ));
+    }
+    let mut result = ModuleResult::ok();
+    result.changed = true;
+    result.msg = Some(format!("Plane is not running yet: {}", actions.join("; ")));
+    result.data.insert("actions".into(), json!(actions));
+    result
 }
 
 struct Provision<'a> {
@@ -313,6 +555,12 @@ impl Provision<'_> {
             )
             .await
             .map_err(|e| e.to_string())?;
+        }
+
+        if let Some(dn) = a.admin.display_name.as_deref().filter(|d| !d.is_empty()) {
+            let first = a.admin.first_name.as_deref().unwrap_or("Admin");
+            self.ensure_profile(&a.admin.email, first, dn, &mut admin)
+                .await?;
         }
 
         // The admin's token.
@@ -455,6 +703,12 @@ impl Provision<'_> {
                 .await
                 .map_err(|e| e.to_string())?;
             }
+            if let (Some(dn), Some(first)) = (
+                agent.display_name.as_deref().filter(|d| !d.is_empty()),
+                agent_first_name(agent),
+            ) {
+                self.ensure_profile(who, &first, dn, &mut session).await?;
+            }
             // The token's label names the agent, so Plane's UI shows whose it is.
             let label = format!(
                 "deployer: {}",
@@ -490,6 +744,52 @@ impl Provision<'_> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Sets the user's display name (and the first name Plane requires with
+    /// it) in the user's own session, when they differ.
+    async fn ensure_profile(
+        &mut self,
+        who: &str,
+        first_name: &str,
+        display_name: &str,
+        session: &mut Session,
+    ) -> Result<(), String> {
+        let c = self.client;
+        let me = c
+            .session_json(
+                &format!("read the profile of {who}"),
+                session,
+                Method::GET,
+                "/api/users/me/",
+                None,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if me["display_name"] == display_name && me["first_name"] == first_name {
+            return Ok(());
+        }
+        if !self.act(format!("set the display name of {who} to '{display_name}'")) {
+            return Ok(());
+        }
+        let last_name = me["last_name"]
+            .as_str()
+            .filter(|l| valid_name(l))
+            .unwrap_or("");
+        c.session_json(
+            &format!("set the display name of {who}"),
+            session,
+            Method::PATCH,
+            "/api/users/me/",
+            Some(&json!({
+                "first_name": first_name,
+                "last_name": last_name,
+                "display_name": display_name,
+            })),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         Ok(())
     }
 
@@ -537,5 +837,20 @@ impl Provision<'_> {
             .await
             .map_err(|e| format!("verify the new token of {who}: {e}"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_names_come_from_the_seed_display_names() {
+        assert_eq!(first_name_of("Mobutoo (Concierge AI)"), "Mobutoo");
+        assert_eq!(first_name_of("R2D2 (Explorer AI)"), "R2D2");
+        assert_eq!(first_name_of("Agent One"), "Agent One");
+        assert_eq!(first_name_of("(no name)"), "");
+        assert!(valid_name("Imhotep") && valid_name("CFO") && valid_name("a_b-c d"));
+        assert!(!valid_name("") && !valid_name("Mo (x)") && !valid_name("Zoë"));
     }
 }

@@ -156,6 +156,20 @@ fn now_secs() -> u64 {
 
 impl PlaneClient {
     pub fn new(base_url: &str) -> Result<PlaneClient, PlaneError> {
+        PlaneClient::build(base_url, None)
+    }
+
+    /// A client whose every connection goes through a local Unix socket (a
+    /// port forwarded over the host's SSH master); `base_url` still names the
+    /// address Plane sees in the `Host` header and the `Referer`.
+    pub fn over_unix_socket(
+        base_url: &str,
+        socket: &std::path::Path,
+    ) -> Result<PlaneClient, PlaneError> {
+        PlaneClient::build(base_url, Some(socket))
+    }
+
+    fn build(base_url: &str, socket: Option<&std::path::Path>) -> Result<PlaneClient, PlaneError> {
         let base = base_url.trim_end_matches('/').to_string();
         if !base.starts_with("http://") {
             return Err(PlaneError::Unexpected {
@@ -165,16 +179,18 @@ impl PlaneClient {
                 ),
             });
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             // Plane's form views answer 302: we read the Location, never follow it.
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| PlaneError::Transport {
-                step: "configure the Plane client".into(),
-                base: base.clone(),
-                reason: e.to_string(),
-            })?;
+            .timeout(Duration::from_secs(30));
+        if let Some(path) = socket {
+            builder = builder.unix_socket(path.to_path_buf());
+        }
+        let http = builder.build().map_err(|e| PlaneError::Transport {
+            step: "configure the Plane client".into(),
+            base: base.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(PlaneClient {
             base,
             http,

@@ -200,14 +200,8 @@ fn load_play(node: &Node, base_dir: &Path) -> Result<Play, LocatedError> {
             let (name, params, role_tags, when) = role_ref(r)?;
             let (mut rt, rh) = ctx.load_role(&name, &r.loc, params, None, "main")?;
             for t in &mut rt {
-                for tag in &role_tags {
-                    if !t.tags.contains(tag) {
-                        t.tags.push(tag.clone());
-                    }
-                }
-                let mut w = when.clone();
-                w.append(&mut t.when);
-                t.when = w;
+                task::add_tags_deep(t, &role_tags);
+                task::prepend_when_deep(t, &when);
             }
             tasks.extend(rt);
             handlers.extend(rh);
@@ -224,11 +218,7 @@ fn load_play(node: &Node, base_dir: &Path) -> Result<Play, LocatedError> {
     }
     // Play tags apply to every task in the play.
     for t in tasks.iter_mut() {
-        for tag in &tags {
-            if !t.tags.contains(tag) {
-                t.tags.push(tag.clone());
-            }
-        }
+        task::add_tags_deep(t, &tags);
     }
     check_notifications(&tasks, &handlers)?;
     Ok(Play {
@@ -433,10 +423,8 @@ impl LoadCtx {
                     let (dname, dparams, dtags, dwhen) = role_ref(d)?;
                     let (mut dt, dh) = self.load_role(&dname, &d.loc, dparams, None, "main")?;
                     for t in &mut dt {
-                        t.tags.extend(dtags.iter().cloned());
-                        let mut w = dwhen.clone();
-                        w.append(&mut t.when);
-                        t.when = w;
+                        task::add_tags_deep(t, &dtags);
+                        task::prepend_when_deep(t, &dwhen);
                     }
                     tasks.extend(dt);
                     handlers.extend(dh);

@@ -498,15 +498,68 @@ fn parse_task(
     Ok(vec![task])
 }
 
+/// The tasks a block or an `include_tasks` holds (what actually runs).
+fn children_mut(t: &mut Task) -> Vec<&mut Task> {
+    match &mut t.kind {
+        TaskKind::Block {
+            block,
+            rescue,
+            always,
+        } => block
+            .iter_mut()
+            .chain(rescue.iter_mut())
+            .chain(always.iter_mut())
+            .collect(),
+        TaskKind::IncludeTasks {
+            tasks: Some(inner), ..
+        } => inner.iter_mut().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Tags given from above (a block, an import, a role in `roles:` or a
+/// dependency, a play) reach every task below, also inside nested blocks and
+/// included files, as in Ansible: otherwise `--tags` would select the block
+/// but none of the tasks in it.
+pub fn add_tags_deep(t: &mut Task, tags: &[String]) {
+    for tag in tags {
+        if !t.tags.contains(tag) {
+            t.tags.push(tag.clone());
+        }
+    }
+    for c in children_mut(t) {
+        add_tags_deep(c, tags);
+    }
+}
+
+/// A `when` from above goes before the task's own. A block's own `when` is
+/// never evaluated (it was pushed into its tasks), so a `when` from above goes
+/// into the block's tasks too; an `include_tasks` evaluates it once, itself.
+pub fn prepend_when_deep(t: &mut Task, when: &[String]) {
+    if when.is_empty() {
+        return;
+    }
+    if let TaskKind::Block { .. } = t.kind {
+        for c in children_mut(t) {
+            prepend_when_deep(c, when);
+        }
+        return;
+    }
+    let mut w = when.to_vec();
+    w.append(&mut t.when);
+    t.when = w;
+}
+
 /// Pushes a block's (or import's) `when`, tags, use_become and flags into a child task.
 fn inherit(child: &mut Task, parent: &Task) {
-    let mut when = parent.when.clone();
-    when.append(&mut child.when);
-    child.when = when;
-    for t in &parent.tags {
-        if !child.tags.contains(t) {
-            child.tags.push(t.clone());
-        }
+    prepend_when_deep(child, &parent.when);
+    add_tags_deep(child, &parent.tags);
+    inherit_flags(child, parent);
+}
+
+fn inherit_flags(child: &mut Task, parent: &Task) {
+    for c in children_mut(child) {
+        inherit_flags(c, parent);
     }
     if child.use_become.is_none() {
         child.use_become = parent.use_become;

@@ -464,6 +464,10 @@ def check_password(password: str, stored: str) -> bool:
 # ---- serializers (shapes of Plane's DRF serializers) ----------------------
 
 
+# apps/api/plane/app/views/user/base.py UserEndpoint.partial_update
+USER_NAME_RE = re.compile(r"^[a-zA-Z0-9_\- ]+$")
+
+
 def user_lite(u: dict) -> dict:
     # apps/api/plane/api/serializers/user.py UserLiteSerializer
     return {
@@ -679,7 +683,7 @@ route(r"/auth/get-csrf-token/", "plain", get="csrf_token")
 route(r"/auth/sign-up/", "django", post="sign_up")
 route(r"/auth/sign-in/", "django", post="sign_in")
 # apps/api/plane/app/urls/user.py, workspace.py, api.py
-route(r"/api/users/me/", "app", get="me")
+route(r"/api/users/me/", "app", get="me", patch="me_patch")
 route(r"/api/workspace-slug-check/", "app", get="slug_check")
 route(r"/api/workspaces/", "app", get="workspaces_list", post="workspace_create")
 route(r"/api/users/me/workspaces/", "app", get="my_workspaces")
@@ -1033,6 +1037,27 @@ class App:
     # apps/api/plane/authentication/session.py BaseSessionAuthentication.enforce_csrf is a no-op
     def me(self, req: Request, user: dict) -> Response:
         # apps/api/plane/app/views/user/base.py UserEndpoint.retrieve
+        return json_response(200, user_me(user))
+
+    def me_patch(self, req: Request, user: dict) -> Response:
+        # apps/api/plane/app/views/user/base.py UserEndpoint.partial_update: first_name and
+        # last_name are matched against ^[a-zA-Z0-9_\- ]+$ (last_name may be "") before the
+        # serializer runs; a missing one is None, which re.match refuses with a TypeError,
+        # answered by handle_exception as a 500.
+        data = req.json()
+        first_name = data.get("first_name")
+        last_name = data.get("last_name", None)
+        if not isinstance(first_name, str) or not isinstance(last_name, str):
+            return json_response(500, {"error": "Something went wrong please try again later"})
+        if not USER_NAME_RE.match(first_name) or (not USER_NAME_RE.match(last_name) and not last_name == ""):
+            return json_response(
+                400, {"error": "name can only contain letters, numbers, hyphens (-), and underscores (_)"}
+            )
+        # apps/api/plane/app/serializers/user.py UserSerializer: names and display_name are
+        # writable, email and the system fields are read-only (ignored).
+        for key in ("first_name", "last_name", "display_name"):
+            if key in data and isinstance(data[key], str):
+                user[key] = data[key]
         return json_response(200, user_me(user))
 
     def slug_check(self, req: Request, user: dict) -> Response:

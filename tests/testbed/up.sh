@@ -93,6 +93,9 @@ if [[ -n $stale ]]; then
 fi
 
 DOCKER_GID=$(stat -c %g /var/run/docker.sock)
+# Each host is a Docker host as a real server is: the engine's socket and the
+# docker CLI (roles run `docker exec`, e.g. roles/postgresql's psql).
+DOCKER_CLI=$(command -v docker)
 INIT_SCRIPT=$(cat "$HERE/host-init.sh")
 for i in $(seq 1 "$N"); do
   docker run -d --init \
@@ -100,6 +103,7 @@ for i in $(seq 1 "$N"); do
     --label "$LABEL=$ID" \
     -p "127.0.0.1:$((PORT_BASE + i)):22" \
     -v /var/run/docker.sock:/var/run/docker.sock \
+    -v "$DOCKER_CLI:/usr/local/bin/docker:ro" \
     -e "TESTBED_PUBKEY=$PUBKEY" -e "TESTBED_DOCKER_GID=$DOCKER_GID" \
     "$IMAGE" /bin/sh -c "$INIT_SCRIPT" >/dev/null
 done
