@@ -113,7 +113,7 @@ pub fn append_sh(entry: &HostAudit) -> String {
 
 /// Prints the last `n` lines of the host's audit log in an `audit` section.
 pub fn tail_sh(n: usize) -> String {
-    format!("echo '{MARK}audit'; tail -n {n} \"$D/{HOST_FILE}\" 2>/dev/null\n")
+    format!("echo '{MARK}audit'; tail -n {n} \"$D/{HOST_FILE}\" 2>/dev/null || true\n")
 }
 
 /// The entries of an `audit` section; lines that are not entries are kept as text.
