@@ -300,6 +300,7 @@ fn a_handler_notified_before_a_failing_task_runs_on_the_next_apply() {
   handlers:
     - name: restart app
       ansible.builtin.shell: echo \"restart with $(cat {root}/app.conf)\" >> {root}/restarts
+      failed_when: handler_fails | default(false) | bool
 "
         ),
     )]);
@@ -391,6 +392,22 @@ fn a_handler_notified_before_a_failing_task_runs_on_the_next_apply() {
     assert_eq!(lines[3]["result"], "ok");
     let local = std::fs::read_to_string(dir.join(".deployer/runs.jsonl")).expect("runs.jsonl");
     assert_eq!(local.lines().count(), 4, "{local}");
+
+    // A handler that fails stays pending too, and fires at the next apply.
+    let handler_failed = apply(&["-e", "version=3", "-e", "handler_fails=true"]);
+    assert_eq!(handler_failed.code, 1, "{}", handler_failed.all());
+    let pending = sudo_cat(host, &format!("{sd}/pending-handlers.json"));
+    assert!(
+        pending.contains("\"notification\":\"restart app\""),
+        "{pending}"
+    );
+    let next = apply(&["-e", "version=3"]);
+    assert_eq!(next.code, 0, "{}", next.all());
+    assert_eq!(sudo_cat(host, &format!("{sd}/pending-handlers.json")), "");
+    assert_eq!(
+        on_host(host, &format!("tail -n 2 {root}/restarts")),
+        "restart with version=3\nrestart with version=3\n"
+    );
     on_host(host, &format!("sudo rm -rf {root} {sd}"));
 }
 
@@ -456,6 +473,49 @@ fn stale_lock_status_release_check_warning_and_the_audit_command() {
         "{}",
         status.stdout
     );
+
+    // A lock from this machine: stale when its process is gone, kept
+    // (without --force) while it runs.
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let local_lock = |pid: u32| {
+        format!(
+            r#"{{"run_id":"r-{pid}","who":"someone@{}","since":"2026-01-01T00:00:00Z","revision":null,"dirty":false,"command":"deployer apply","message":null,"pid":{pid}}}"#,
+            machine.trim()
+        )
+    };
+    let put = |json: String| {
+        on_host(
+            host,
+            &format!("echo '{json}' | sudo tee {sd}/lock >/dev/null"),
+        )
+    };
+    put(local_lock(u32::MAX - 1));
+    let status = deployer(dir, &["lock", "status", "-i", &inv(), "-l", host]);
+    assert!(
+        status
+            .stdout
+            .contains("stale: process 4294967294 is no longer running"),
+        "{}",
+        status.stdout
+    );
+    let release = deployer(dir, &["lock", "release", "-i", &inv(), "-l", host]);
+    assert_eq!(release.code, 0, "{}", release.all());
+    put(local_lock(std::process::id()));
+    let refused = deployer(dir, &["lock", "release", "-i", &inv(), "-l", host]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(
+        refused
+            .stdout
+            .contains("not released: its run is still going"),
+        "{}",
+        refused.stdout
+    );
+    let forced = deployer(
+        dir,
+        &["lock", "release", "--force", "-i", &inv(), "-l", host],
+    );
+    assert_eq!(forced.code, 0, "{}", forced.all());
+    assert_eq!(sudo_cat(host, &format!("{sd}/lock")), "");
 
     // Now the apply runs; the audit command shows both logs, secrets masked.
     let ok = deployer(

@@ -163,7 +163,10 @@ fn plane_stack_comes_up_healthy_is_idempotent_and_an_env_change_recreates_it() {
     assert_eq!(second.code, 0, "{}", second.all());
     let r = recap(&second.stdout);
     assert_eq!(total(&r, "changed"), 0, "{}", second.all());
-    assert!(total(&r, "remote_executions") <= 3, "{r}");
+    // The run's own two (issue 7: lock + pending handlers at the start, with
+    // no facts here to share that execution; audit + release at the end) on
+    // top of the 2 this play cost before.
+    assert!(total(&r, "remote_executions") <= 4, "{r}");
 
     // An .env change: the handler recreates the whole stack (recreate: always).
     let third = apply(&["-e", "plane_gunicorn_workers=3"]);

@@ -195,14 +195,15 @@ impl Engine {
                     .subsec_nanos();
                 let pause = Duration::from_millis(1000 + u64::from(nanos % 1500)).min(left);
                 if attempt == 1 {
-                    self.reporter.warning(&format!(
-                        "waiting up to {} for the deploy lock on {}",
-                        lock::human_duration(left),
-                        held.iter()
-                            .map(|(h, _)| h.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
+                    for (host, h) in &held {
+                        self.reporter.warning(&format!(
+                            "waiting up to {} for the deploy lock on {host}, held by {}",
+                            lock::human_duration(left),
+                            h.as_ref()
+                                .map(|h| h.describe())
+                                .unwrap_or_else(|| "another run".into())
+                        ));
+                    }
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => continue,
