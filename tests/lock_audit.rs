@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use serde_json::json;
 
 fn inv() -> String {
     testbed_inventory().display().to_string()
@@ -447,6 +448,41 @@ fn stale_lock_status_release_check_warning_and_the_audit_command() {
         on_host(host, &format!("ls {root} 2>&1 >/dev/null | wc -l")).trim(),
         "1"
     );
+    // Waiting for it, then Ctrl-C: the wait ends at once, nothing changed.
+    let waiting = spawn(
+        dir,
+        &[
+            "apply",
+            "-i",
+            &inv(),
+            "site.yml",
+            "-e",
+            "content=x",
+            "--lock-wait",
+            "5m",
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let t = Instant::now();
+    Command::new("kill")
+        .args(["-INT", &waiting.id().to_string()])
+        .status()
+        .expect("kill");
+    let waited = finish(waiting);
+    assert_eq!(waited.code, 130, "{}", waited.all());
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(
+        waited
+            .stdout
+            .contains("for the deploy lock on tb2, held by ghost@elsewhere"),
+        "{}",
+        waited.all()
+    );
+    assert!(sudo_cat(host, &format!("{sd}/lock")).contains("ghost@elsewhere"));
+    assert_eq!(
+        on_host(host, &format!("ls {root} 2>&1 >/dev/null | wc -l")).trim(),
+        "1"
+    );
     let check = deployer(dir, &["check", "-i", &inv(), "site.yml", "-e", "content=x"]);
     assert_eq!(check.code, 2, "{}", check.all());
     assert!(
@@ -553,12 +589,20 @@ fn stale_lock_status_release_check_warning_and_the_audit_command() {
     let ev = events(&audit.stdout);
     let local: Vec<_> = ev.iter().filter(|e| e["source"] == "local").collect();
     let remote: Vec<_> = ev.iter().filter(|e| e["source"] == "host").collect();
-    assert_eq!(local.len(), 2, "refused + ok: {}", audit.stdout);
-    assert_eq!(local[0]["run"]["result"], "locked");
-    assert_eq!(local[1]["run"]["result"], "ok");
-    assert_eq!(local[1]["run"]["message"], "after the ghost");
+    assert_eq!(
+        local.len(),
+        3,
+        "refused, interrupted wait, ok: {}",
+        audit.stdout
+    );
+    assert_eq!(
+        (&local[0]["run"]["result"], &local[1]["run"]["result"]),
+        (&json!("locked"), &json!("locked"))
+    );
+    assert_eq!(local[2]["run"]["result"], "ok");
+    assert_eq!(local[2]["run"]["message"], "after the ghost");
     assert!(
-        local[1]["run"]["command"]
+        local[2]["run"]["command"]
             .as_str()
             .is_some_and(|c| c.contains("db_password=********")),
         "{}",

@@ -357,7 +357,7 @@ pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0..=119 => format!("{s} s"),
-        120..=7199 => format!("{} min", s / 60),
+        120..=7199 => format!("{} min", (s + 30) / 60),
         7200..=172_799 => format!("{} h", s / 3600),
         _ => format!("{} days", s / 86_400),
     }
