@@ -625,3 +625,65 @@ fn stale_lock_status_release_check_warning_and_the_audit_command() {
     );
     on_host(host, &format!("sudo rm -rf {root} {sd}"));
 }
+
+#[test]
+fn without_become_the_state_lives_in_the_login_users_home() {
+    let host = "tb1";
+    let p = project(&[(
+        "site.yml",
+        &format!(
+            "- name: As the login user
+  hosts: {host}
+  gather_facts: false
+  tasks:
+    - name: A file of the user's
+      ansible.builtin.copy:
+        content: \"mine\"
+        dest: /tmp/dt-lock-user.txt
+"
+        ),
+    )]);
+    let dir = p.path();
+    let name = dir
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    // The testbed inventory, without `ansible_become`.
+    let text = std::fs::read_to_string(testbed_inventory()).expect("inventory");
+    assert!(text.contains("ansible_become: true"), "{text}");
+    std::fs::write(
+        dir.join("inv.yml"),
+        text.replace("ansible_become: true", "ansible_become: false"),
+    )
+    .expect("write inventory");
+    let args = ["-i", "inv.yml"];
+    let out = deployer(dir, &[&["apply", "site.yml"][..], &args].concat());
+    assert_eq!(out.code, 0, "{}", out.all());
+    let user_dir = format!("/home/deploy/.local/state/deployer/{name}");
+    let audit = on_host(
+        host,
+        &format!("cat {user_dir}/audit.log; stat -c %a {user_dir}"),
+    );
+    assert!(
+        audit.contains("\"result\":\"ok\"") && audit.ends_with("700\n"),
+        "{audit}"
+    );
+    assert_eq!(
+        on_host(
+            host,
+            &format!("sudo ls /var/lib/deployer/{name} 2>&1 | grep -c 'No such'")
+        )
+        .trim(),
+        "1"
+    );
+    let status = deployer(dir, &[&["lock", "status", "-l", host][..], &args].concat());
+    assert!(
+        status
+            .stdout
+            .contains(&format!("{host}: free ({user_dir})")),
+        "{}",
+        status.all()
+    );
+    on_host(host, &format!("rm -rf {user_dir} /tmp/dt-lock-user.txt"));
+}

@@ -231,51 +231,43 @@ impl Engine {
             return Begun::Ready;
         };
         let loc = first.loc.to_string();
-        let mut become_ = None;
-        let mut facts_become = None;
-        for (i, play) in plays.iter().enumerate() {
-            let layers = match self.play_layers(play) {
-                Ok(l) => l,
+        let layers = match self.play_layers(first) {
+            Ok(l) => l,
+            Err(e) => {
+                self.fail_host(st, &first.name, &loc, &e);
+                return Begun::Failed;
+            }
+        };
+        if st.conn.is_none() {
+            match self.connect(&st.name, first, &layers).await {
+                Ok(c) => st.conn = Some(Arc::new(c)),
                 Err(e) => {
-                    self.fail_host(st, &play.name, &play.loc.to_string(), &e);
+                    st.stats.unreachable += 1;
+                    st.failed = true;
+                    self.reporter.task_result(
+                        &st.name,
+                        "connect",
+                        &loc,
+                        Status::Unreachable,
+                        Some(&e),
+                        &[],
+                        None,
+                    );
                     return Begun::Failed;
                 }
-            };
-            if st.conn.is_none() {
-                match self.connect(&st.name, play, &layers).await {
-                    Ok(c) => st.conn = Some(Arc::new(c)),
-                    Err(e) => {
-                        st.stats.unreachable += 1;
-                        st.failed = true;
-                        self.reporter.task_result(
-                            &st.name,
-                            "connect",
-                            &loc,
-                            Status::Unreachable,
-                            Some(&e),
-                            &[],
-                            None,
-                        );
-                        return Begun::Failed;
-                    }
-                }
-            }
-            let ctx = self.context(play, &layers, st, None);
-            let b = match self.become_for(play, None, &ctx) {
-                Ok(b) => b,
-                Err(e) => {
-                    self.fail_host(st, &play.name, &play.loc.to_string(), &e);
-                    return Begun::Failed;
-                }
-            };
-            if i == 0 {
-                facts_become = Some(b.clone());
-            }
-            if b.is_some() {
-                become_ = b;
-                break;
             }
         }
+        let ctx = self.context(first, &layers, st, None);
+        let becomes = self
+            .become_for(first, None, &ctx)
+            .and_then(|f| Ok((Some(f), self.state_become(&st.name)?)));
+        let (facts_become, become_) = match becomes {
+            Ok(b) => b,
+            Err(e) => {
+                self.fail_host(st, "deploy lock", &loc, &e);
+                return Begun::Failed;
+            }
+        };
         let same_become = |a: &Option<Become>, b: &Option<Become>| match (a, b) {
             (None, None) => true,
             (Some(a), Some(b)) => a.user == b.user && a.password == b.password,
@@ -567,24 +559,10 @@ impl Engine {
     pub async fn state_query(
         &self,
         limit: Option<&str>,
-        become_root: bool,
         script: &(dyn Fn(&str) -> String + Sync),
         project: &str,
     ) -> Vec<(String, Result<(String, Vec<(String, Vec<String>)>), String>)> {
-        let play = Play {
-            name: "deployer state".into(),
-            loc: crate::yaml::Loc::file_only(std::path::Path::new("<command line>")),
-            hosts: "all".into(),
-            vars: Default::default(),
-            vars_files: Vec::new(),
-            use_become: become_root,
-            become_user: None,
-            gather_facts: false,
-            tags: Vec::new(),
-            tasks: Vec::new(),
-            handlers: Vec::new(),
-            base_dir: self.playbook_dir.clone(),
-        };
+        let play = self.state_play();
         let hosts = match self.inventory.select(limit.unwrap_or("all")) {
             Ok(h) => h,
             Err(e) => return vec![("--limit".into(), Err(e))],
@@ -601,9 +579,7 @@ impl Engine {
                 let _permit = sem.acquire().await;
                 let r = async {
                     let conn = self.connect(&h, play, layers).await?;
-                    let st = HostState::new(&h);
-                    let ctx = self.context(play, layers, &st, None);
-                    let b = self.become_for(play, None, &ctx)?;
+                    let b = self.state_become(&h)?;
                     let full = format!("{}{}", lock::state_dir_sh(project), script(&h));
                     let o = conn
                         .run_script(&full, b.as_ref())
@@ -623,6 +599,58 @@ impl Engine {
             });
         }
         futures::future::join_all(futures).await
+    }
+}
+
+impl Engine {
+    /// A play-less play: inventory, extra and magic variables only.
+    fn state_play(&self) -> Play {
+        Play {
+            name: "deployer state".into(),
+            loc: crate::yaml::Loc::file_only(std::path::Path::new("<command line>")),
+            hosts: "all".into(),
+            vars: Default::default(),
+            vars_files: Vec::new(),
+            use_become: false,
+            become_user: None,
+            gather_facts: false,
+            tags: Vec::new(),
+            tasks: Vec::new(),
+            handlers: Vec::new(),
+            base_dir: self.playbook_dir.clone(),
+        }
+    }
+
+    /// As whom the host's state is read and written, from host-level
+    /// variables only (so `apply`, `rollback`, `lock` and `audit` agree, the
+    /// same rule as the releases' `StateLocation::for_host`): nobody else
+    /// when the SSH login is root; root when `ansible_become` is true (the
+    /// system directory); else the login user (its own directory).
+    fn state_become(&self, host: &str) -> Result<Option<Become>, String> {
+        let play = self.state_play();
+        let layers = self.play_layers(&play)?;
+        let ctx = self.context(&play, &layers, &HostState::new(host), None);
+        let get = |k: &str| {
+            let v = ctx
+                .lookup(k)
+                .filter(|v| !v.is_undefined() && !v.is_none())
+                .and_then(|v| crate::vars::value_to_json(&v).ok());
+            let _ = ctx.take_error();
+            v
+        };
+        let login = get("ansible_user").or_else(|| get("ansible_ssh_user"));
+        if login.as_ref().and_then(|v| v.as_str()) == Some("root") {
+            return Ok(None);
+        }
+        let become_root = get("ansible_become")
+            .and_then(|v| crate::modules::args::parse_bool(&v))
+            .unwrap_or(false);
+        Ok(become_root.then(|| Become {
+            user: "root".into(),
+            password: get("ansible_become_password")
+                .or_else(|| get("ansible_become_pass"))
+                .and_then(|v| v.as_str().map(str::to_string)),
+        }))
     }
 }
 

@@ -29,10 +29,6 @@ pub struct StateArgs {
     pub inventory: Vec<PathBuf>,
     #[arg(short = 'l', long = "limit")]
     pub limit: Option<String>,
-    /// Use the system state directory (become root) even when the inventory
-    /// does not set `ansible_become` (for projects whose plays set `become`).
-    #[arg(short = 'b', long = "become")]
-    pub become_root: bool,
     #[arg(short = 'f', long = "forks", default_value_t = 10)]
     pub forks: usize,
     #[command(flatten)]
@@ -220,7 +216,7 @@ async fn lock_status(a: StateArgs) -> i32 {
     let mut code = 0;
     let peek = |_: &str| lock::peek_sh();
     for (host, r) in engine
-        .state_query(a.limit.as_deref(), a.become_root, &peek, &project)
+        .state_query(a.limit.as_deref(), &peek, &project)
         .await
     {
         match r {
@@ -255,7 +251,7 @@ async fn lock_release(a: StateArgs, force: bool) -> i32 {
     let peek = |_: &str| lock::peek_sh();
     let mut to_release: Vec<(String, LockHolder)> = Vec::new();
     for (host, r) in engine
-        .state_query(a.limit.as_deref(), a.become_root, &peek, &project)
+        .state_query(a.limit.as_deref(), &peek, &project)
         .await
     {
         match r {
@@ -301,10 +297,7 @@ async fn lock_release(a: StateArgs, force: bool) -> i32 {
             .map(|(_, holder)| lock::release_sh(holder))
             .unwrap_or_default()
     };
-    for (host, r) in engine
-        .state_query(Some(&limit), a.become_root, &release, &project)
-        .await
-    {
+    for (host, r) in engine.state_query(Some(&limit), &release, &project).await {
         let holder = to_release.iter().find(|(h, _)| *h == host).map(|(_, l)| l);
         match (r, holder) {
             (Ok((_, secs)), Some(h)) => match lock::lock_state(&secs) {
@@ -383,12 +376,7 @@ pub async fn audit(a: AuditArgs) -> i32 {
     let n = a.n;
     let tail = move |_: &str| audit::tail_sh(n);
     for (host, r) in engine
-        .state_query(
-            a.hosts.limit.as_deref(),
-            a.hosts.become_root,
-            &tail,
-            &project,
-        )
+        .state_query(a.hosts.limit.as_deref(), &tail, &project)
         .await
     {
         match r {

@@ -54,15 +54,12 @@ pub fn project_id(project_root: &Path) -> String {
     }
 }
 
-/// The project root on the control machine: the nearest directory from `cwd`
-/// upwards that holds `.git`, else `cwd` itself. Its name is the project's
-/// [`project_id`] on the hosts, and it holds the local run log (`.deployer/`).
+/// The project root on the control machine: the current directory (deployer
+/// runs from the project's root, as every command expects). Its name is the
+/// project's [`project_id`] on the hosts, and it holds the local run log
+/// (`.deployer/`).
 pub fn project_root(cwd: &Path) -> PathBuf {
-    let cwd = cwd.canonicalize().unwrap_or_else(|_| cwd.to_path_buf());
-    cwd.ancestors()
-        .find(|d| d.join(".git").exists())
-        .map(Path::to_path_buf)
-        .unwrap_or(cwd)
+    cwd.canonicalize().unwrap_or_else(|_| cwd.to_path_buf())
 }
 
 /// The state directory for `project` on a host: `/var/lib/deployer/<project>`
