@@ -157,6 +157,60 @@ pub fn force_release_sh() -> String {
     )
 }
 
+/// For commands that are not playbook runs (`rollback`): takes the host's
+/// lock over `conn` in one execution. `become_` must follow the host-level
+/// rule (`StateLocation::for_host` / `Engine::state_become`), so the lock is
+/// the one `apply` takes. `Acquired`, or `Held(holder)`.
+pub async fn acquire_on(
+    conn: &crate::connection::Connection,
+    become_: Option<&crate::connection::Become>,
+    project: &str,
+    holder: &LockHolder,
+) -> Result<LockState, String> {
+    let script = format!("umask 077\n{}{}", state_dir_sh(project), acquire_sh(holder));
+    state_on(conn, become_, &script).await
+}
+
+/// The other half of [`acquire_on`]: appends `audit` (if any) to the host's
+/// audit log and releases the lock if it is still `holder`'s, in one execution.
+pub async fn release_on(
+    conn: &crate::connection::Connection,
+    become_: Option<&crate::connection::Become>,
+    project: &str,
+    holder: &LockHolder,
+    audit: Option<&crate::state::audit::HostAudit>,
+) -> Result<LockState, String> {
+    let mut script = format!("umask 077\n{}", state_dir_sh(project));
+    if let Some(a) = audit {
+        script.push_str(&crate::state::audit::append_sh(a));
+    }
+    script.push_str(&release_sh(holder));
+    state_on(conn, become_, &script).await
+}
+
+async fn state_on(
+    conn: &crate::connection::Connection,
+    become_: Option<&crate::connection::Become>,
+    script: &str,
+) -> Result<LockState, String> {
+    let out = conn
+        .run_script(script, become_)
+        .await
+        .map_err(|e| crate::secrets::mask(&e.to_string()))?;
+    let secs = sections(&out.stdout_str());
+    if let Some(e) = script_error(&secs) {
+        return Err(e);
+    }
+    match lock_state(&secs) {
+        Some(st) if out.rc == 0 => Ok(st),
+        _ => Err(format!(
+            "the deploy lock: {} (exit code {})",
+            out.stderr_str().trim(),
+            out.rc
+        )),
+    }
+}
+
 /// What a state script said about the lock.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LockState {
@@ -468,6 +522,46 @@ mod tests {
         assert_eq!(
             lock_state(&sections(&run(peek_sh()))),
             Some(LockState::Free)
+        );
+        // The same through a connection (what `rollback` uses), on this machine.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let conn = crate::connection::Connection::local("localhost");
+        let project = format!("lock-unit-test-{}", std::process::id());
+        let is_root = std::fs::read_to_string("/proc/self/status")
+            .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")));
+        let state_dir = if is_root {
+            format!("{}/{project}", crate::state::SYSTEM_STATE_ROOT)
+        } else {
+            format!(
+                "{}/{}/{project}",
+                std::env::var("HOME").unwrap_or_default(),
+                crate::state::USER_STATE_ROOT
+            )
+        };
+        let results = rt.block_on(async {
+            (
+                acquire_on(&conn, None, &project, &h).await,
+                acquire_on(&conn, None, &project, &other).await,
+                release_on(&conn, None, &project, &other, None).await,
+                release_on(&conn, None, &project, &h, None).await,
+            )
+        });
+        let _ = std::fs::remove_dir_all(&state_dir);
+        // The parent too, when this test made it (remove_dir keeps a non-empty one).
+        if let Some(parent) = Path::new(&state_dir).parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+        assert_eq!(
+            results,
+            (
+                Ok(LockState::Acquired),
+                Ok(LockState::Held(Some(h.clone()))),
+                Ok(LockState::NotOurs(Some(h.clone()))),
+                Ok(LockState::Released)
+            )
         );
         // No temporary file is left behind.
         let left: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
