@@ -546,4 +546,5 @@ fn a_role_sees_the_defaults_of_the_roles_it_depends_on() {
         out.stdout
     );
     assert!(out.stdout.contains("db sees from-db"), "{}", out.stdout);
+    forget_local_state(p.path());
 }
