@@ -215,6 +215,14 @@ impl Engine {
                 ..Default::default()
             };
             for (host, h) in held {
+                if self.reporter.format == crate::report::Format::Json {
+                    // JSON consumers get it on stdout too (people read stderr).
+                    let holder = h.as_ref().map(|h| h.describe());
+                    self.reporter.note(
+                        &host,
+                        &format!("locked by {}", holder.as_deref().unwrap_or("another run")),
+                    );
+                }
                 session.refused.push(match h {
                     Some(h) => format!("{host} is locked by {}", h.describe()),
                     None => format!("{host} is locked by another run (it was released while being read: try again)"),
