@@ -120,8 +120,6 @@ pub fn forget_local_state(dir: &Path) {
         return;
     };
     let _ = std::fs::remove_dir_all(Path::new("/var/lib/deployer").join(&name));
-    // And the parent when the run made it (remove_dir keeps a non-empty one).
-    let _ = std::fs::remove_dir("/var/lib/deployer");
     if let Some(home) = std::env::var_os("HOME") {
         let _ = std::fs::remove_dir_all(Path::new(&home).join(".local/state/deployer").join(&name));
     }
