@@ -52,6 +52,10 @@ pub enum Command {
     Lint(crate::lint::cli::LintArgs),
     /// Not available yet (issue 7).
     Rollback { rest: Vec<String> },
+    /// The deploy lock on each host: `status`, or `release` a stale one (issue 7).
+    Lock(crate::state::commands::LockArgs),
+    /// The last runs: the local run log and each host's audit log (issue 7).
+    Audit(crate::state::commands::AuditArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +109,12 @@ pub struct RunArgs {
     pub format: Option<OutputFormat>,
     #[command(flatten)]
     pub vault: PasswordArgs,
+    /// Why this run: kept in the deploy lock and the audit logs.
+    #[arg(long = "message", value_name = "TEXT")]
+    pub message: Option<String>,
+    /// Wait up to this long (e.g. 30s, 5m) for deploy locks held by another run, instead of failing at once.
+    #[arg(long = "lock-wait", value_name = "DURATION")]
+    pub lock_wait: Option<String>,
 }
 
 /// Vault password options for runs (the same as `deployer vault`'s).
@@ -125,7 +135,9 @@ pub struct PasswordArgs {
     pub ask_vault_password: bool,
 }
 
-fn passwords_from(a: &PasswordArgs) -> Result<Option<crate::vault::VaultPasswords>, String> {
+pub(crate) fn passwords_from(
+    a: &PasswordArgs,
+) -> Result<Option<crate::vault::VaultPasswords>, String> {
     let p = crate::vault::VaultPasswords::new(
         &a.vault_password_files,
         &a.vault_ids,
@@ -172,10 +184,12 @@ pub async fn run(cli: Cli) -> i32 {
             eprintln!("error: `deployer rollback` is not implemented yet (issue 7)");
             1
         }
+        Command::Lock(a) => crate::state::commands::lock(a).await,
+        Command::Audit(a) => crate::state::commands::audit(a).await,
     }
 }
 
-fn load_inventory(paths: &[PathBuf]) -> Result<Inventory, String> {
+pub(crate) fn load_inventory(paths: &[PathBuf]) -> Result<Inventory, String> {
     if paths.is_empty() {
         return Err("no inventory given: pass -i FILE (for the local testbed: -i tests/testbed/inventory.yml)".into());
     }
@@ -195,9 +209,14 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
         inv.load_vars_dirs(&pb_dir).map_err(|e| e.to_string())?;
         let extra = project::parse_extra_vars(&a.extra_vars).map_err(|e| e.to_string())?;
         let passwords = passwords_from(&a.vault)?;
-        Ok((inv, pb, pb_dir, extra, passwords))
+        let lock_wait = a
+            .lock_wait
+            .as_deref()
+            .map(crate::state::lock::parse_duration)
+            .transpose()?;
+        Ok((inv, pb, pb_dir, extra, passwords, lock_wait))
     })();
-    let (inv, pb, pb_dir, extra, passwords) = match loaded {
+    let (inv, pb, pb_dir, extra, passwords, lock_wait) = match loaded {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {}", crate::secrets::mask(&e));
@@ -216,6 +235,8 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
         }
     };
     let reporter = Arc::new(Reporter::new(format, a.diff || plan.is_some()));
+    // Issue 7: lock, pending handlers and audit, named after the project root.
+    let session = crate::state::commands::run_session(check, a.message.clone(), lock_wait);
     let engine = Engine {
         inventory: Arc::new(inv),
         opts: Arc::new(RunOptions {
@@ -231,8 +252,14 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
         vault: Arc::new(VaultAccess::new(passwords)),
         reporter: reporter.clone(),
         playbook_dir: pb_dir.canonicalize().unwrap_or(pb_dir),
+        session: Some(session.clone()),
     };
+    let signals = crate::state::commands::on_signals(session.interrupt.clone());
     let outcome = engine.run(&pb).await;
+    signals.abort();
+    if let Some(code) = crate::state::commands::after_run(&session, &outcome) {
+        return code;
+    }
     match plan {
         Some(PlanFormat::Json) => println!(
             "{}",
@@ -241,7 +268,9 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
         Some(PlanFormat::Markdown) => print!("{}", reporter.plan_markdown(&outcome.stats)),
         None => reporter.recap(&outcome.stats, check),
     }
-    if outcome.failed {
+    if outcome.session.interrupted {
+        130
+    } else if outcome.failed {
         1
     } else if check && outcome.changed {
         2

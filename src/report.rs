@@ -224,6 +224,16 @@ impl Reporter {
         }
     }
 
+    /// Something about a host worth saying that is not a task result (issue 7:
+    /// pending handlers): `note: [host] text`, or a `note` event.
+    pub fn note(&self, host: &str, text: &str) {
+        match self.format {
+            Format::Human => self.line(&format!("note: [{host}] {text}")),
+            Format::Json => self.event(json!({"event": "note", "host": host, "msg": text})),
+            Format::Quiet => {}
+        }
+    }
+
     pub fn recap(&self, stats: &[(String, HostStats)], check: bool) {
         match self.format {
             Format::Human => {

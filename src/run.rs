@@ -18,6 +18,10 @@ use crate::project::{Inventory, Play, Playbook, Task, TaskKind, Vars};
 use crate::report::{HostStats, Reporter, Status};
 use crate::vars::{VarContext, VarValue, VaultAccess, layer_from_vars};
 
+// Issue 7 part A (lock, audit, pending handlers): see run/session.rs.
+mod session;
+pub use session::{Interrupt, RunSession, SessionOutcome};
+
 pub const OMIT: &str = crate::template::OMIT_PLACEHOLDER;
 
 pub struct RunOptions {
@@ -46,6 +50,8 @@ struct HostState {
     /// filter them (the task that notified was selected).
     in_handlers: bool,
     stats: HostStats,
+    /// Issue 7: lock, pending handlers (run/session.rs).
+    session: session::HostSession,
 }
 
 impl HostState {
@@ -61,6 +67,7 @@ impl HostState {
             ended: false,
             in_handlers: false,
             stats: HostStats::default(),
+            session: Default::default(),
         }
     }
 }
@@ -74,6 +81,8 @@ pub struct Engine {
     pub vault: Arc<VaultAccess>,
     pub reporter: Arc<Reporter>,
     pub playbook_dir: PathBuf,
+    /// Issue 7: deploy lock, pending handlers, audit; `None`: no host state.
+    pub session: Option<Arc<RunSession>>,
 }
 
 #[derive(Debug)]
@@ -81,12 +90,23 @@ pub struct Outcome {
     pub stats: Vec<(String, HostStats)>,
     pub changed: bool,
     pub failed: bool,
+    /// Issue 7: lock refusals, interruption, audit entries.
+    pub session: SessionOutcome,
 }
 
 impl Engine {
     pub async fn run(&self, pb: &Playbook) -> Outcome {
         let mut states: IndexMap<String, HostState> = IndexMap::new();
+        // Issue 7: every host's lock before any change (refused: nothing ran).
+        if let Some(s) = &self.session
+            && let Some(refused) = self.begin_session(s, pb, &mut states).await
+        {
+            return refused;
+        }
         for play in &pb.plays {
+            if self.interrupted() {
+                break;
+            }
             let mut hosts = match self.inventory.select(&play.hosts) {
                 Ok(h) => h,
                 Err(e) => {
@@ -131,6 +151,21 @@ impl Engine {
                 states.insert(s.name.clone(), s);
             }
         }
+        // Issue 7: pending handlers, audit line, lock release.
+        let session = match &self.session {
+            Some(s) => self.end_session(s, &mut states).await,
+            None => SessionOutcome::default(),
+        };
+        self.finish(&mut states, session).await
+    }
+
+    /// Recap counts, connections closed.
+    async fn finish(
+        &self,
+        states: &mut IndexMap<String, HostState>,
+        session: SessionOutcome,
+    ) -> Outcome {
+        let states = std::mem::take(states);
         let mut stats = Vec::new();
         let mut changed = false;
         let mut failed = false;
@@ -149,7 +184,8 @@ impl Engine {
         Outcome {
             stats,
             changed,
-            failed,
+            failed: failed || !session.refused.is_empty() || session.interrupted,
+            session,
         }
     }
 
@@ -195,6 +231,7 @@ impl Engine {
         }
         // One round trip for the state of every file the play will look at.
         self.prefetch(play, st, &play_layers).await;
+        self.restore_pending(play, st); // issue 7
         let ctx = PlayCtx {
             play,
             layers: &play_layers,
@@ -448,23 +485,7 @@ impl Engine {
         let ctx = self.context(play, pl, st, None);
         let b = self.become_for(play, None, &ctx)?;
         let conn = st.conn.clone().ok_or("not connected")?;
-        let script = r#". /etc/os-release 2>/dev/null
-printf 'hostname\t%s\n' "$(uname -n | cut -d. -f1)"
-printf 'nodename\t%s\n' "$(uname -n)"
-printf 'fqdn\t%s\n' "$(hostname -f 2>/dev/null || uname -n)"
-printf 'distribution\t%s\n' "${NAME%% *}"
-printf 'distribution_version\t%s\n' "${VERSION_ID:-}"
-printf 'distribution_major_version\t%s\n' "${VERSION_ID%%.*}"
-printf 'distribution_release\t%s\n' "${VERSION_CODENAME:-}"
-printf 'os_family\t%s\n' "$(case "${ID_LIKE:-$ID}" in *debian*|debian) echo Debian;; *rhel*|*fedora*) echo RedHat;; *) echo "${ID:-unknown}";; esac)"
-printf 'architecture\t%s\n' "$(uname -m)"
-printf 'kernel\t%s\n' "$(uname -r)"
-printf 'system\t%s\n' "$(uname -s)"
-printf 'user_id\t%s\n' "$(id -un)"
-printf 'user_dir\t%s\n' "$HOME"
-printf 'processor_vcpus\t%s\n' "$(nproc 2>/dev/null || echo 1)"
-printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo 2>/dev/null)"
-"#;
+        let script = FACTS_SCRIPT;
         let out = conn
             .run_script(script, b.as_ref())
             .await
@@ -475,30 +496,7 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
                 out.stderr_str().trim()
             ));
         }
-        let mut facts = serde_json::Map::new();
-        for line in out.stdout_str().lines() {
-            if let Some((k, v)) = line.split_once('\t') {
-                let val = match k {
-                    "processor_vcpus" | "memtotal_mb" => {
-                        v.parse::<i64>().map(Json::from).unwrap_or(json!(v))
-                    }
-                    _ => json!(v),
-                };
-                facts.insert(k.to_string(), val);
-            }
-        }
-        let mut layer = Layer::new();
-        for (k, v) in &facts {
-            layer.insert(
-                format!("ansible_{k}"),
-                VarValue::Value(crate::vars::json_to_value(v)),
-            );
-        }
-        layer.insert(
-            "ansible_facts".into(),
-            VarValue::Value(crate::vars::json_to_value(&Json::Object(facts))),
-        );
-        st.facts = Some(layer);
+        st.facts = Some(facts_layer(&out.stdout_str()));
         Ok(())
     }
 
@@ -648,6 +646,9 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
     ) -> futures::future::BoxFuture<'a, ()> {
         Box::pin(async move {
             for t in tasks {
+                if self.interrupted() {
+                    st.failed = true;
+                }
                 if st.failed || st.ended {
                     return;
                 }
@@ -986,7 +987,10 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
             task: t,
             playbook_dir: &self.playbook_dir,
         };
-        let mut res = match modules::run(module, json_args, &mut mctx).await {
+        let mut res = match self
+            .until_interrupted(modules::run(module, json_args, &mut mctx))
+            .await
+        {
             Ok(r) => r,
             Err(e) => ModuleResult::failed(e),
         };
@@ -1062,7 +1066,7 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
             }
             let notified = std::mem::take(&mut st.notified);
             let mut ran_any = false;
-            for h in &pc.play.handlers {
+            for (i, h) in pc.play.handlers.iter().enumerate() {
                 let hit = h.name.as_deref().is_some_and(|n| notified.contains(n))
                     || h.listen.iter().any(|l| notified.contains(l));
                 if hit {
@@ -1071,6 +1075,15 @@ printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminf
                     self.run_task(pc, h, st).await;
                     st.in_handlers = outer;
                     if st.failed {
+                        // Issue 7: what this and the later handlers answer
+                        // stays pending (saved for the next apply).
+                        for later in &pc.play.handlers[i..] {
+                            for n in later.name.iter().chain(later.listen.iter()) {
+                                if notified.contains(n) {
+                                    st.notified.insert(n.clone());
+                                }
+                            }
+                        }
                         return;
                     }
                 }
@@ -1095,6 +1108,54 @@ struct PlayCtx<'a> {
     layers: &'a PlayLayers,
     run_once: &'a RunOnceCells,
     first: &'a str,
+}
+
+/// Facts, one `name\tvalue` line each (also appended to the run's first
+/// execution on a host by run/session.rs, to save a round trip).
+const FACTS_SCRIPT: &str = r#". /etc/os-release 2>/dev/null
+printf 'hostname\t%s\n' "$(uname -n | cut -d. -f1)"
+printf 'nodename\t%s\n' "$(uname -n)"
+printf 'fqdn\t%s\n' "$(hostname -f 2>/dev/null || uname -n)"
+printf 'distribution\t%s\n' "${NAME%% *}"
+printf 'distribution_version\t%s\n' "${VERSION_ID:-}"
+printf 'distribution_major_version\t%s\n' "${VERSION_ID%%.*}"
+printf 'distribution_release\t%s\n' "${VERSION_CODENAME:-}"
+printf 'os_family\t%s\n' "$(case "${ID_LIKE:-$ID}" in *debian*|debian) echo Debian;; *rhel*|*fedora*) echo RedHat;; *) echo "${ID:-unknown}";; esac)"
+printf 'architecture\t%s\n' "$(uname -m)"
+printf 'kernel\t%s\n' "$(uname -r)"
+printf 'system\t%s\n' "$(uname -s)"
+printf 'user_id\t%s\n' "$(id -un)"
+printf 'user_dir\t%s\n' "$HOME"
+printf 'processor_vcpus\t%s\n' "$(nproc 2>/dev/null || echo 1)"
+printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo 2>/dev/null)"
+"#;
+
+/// The facts layer from [`FACTS_SCRIPT`]'s output.
+fn facts_layer(stdout: &str) -> Layer {
+    let mut facts = serde_json::Map::new();
+    for line in stdout.lines() {
+        if let Some((k, v)) = line.split_once('\t') {
+            let val = match k {
+                "processor_vcpus" | "memtotal_mb" => {
+                    v.parse::<i64>().map(Json::from).unwrap_or(json!(v))
+                }
+                _ => json!(v),
+            };
+            facts.insert(k.to_string(), val);
+        }
+    }
+    let mut layer = Layer::new();
+    for (k, v) in &facts {
+        layer.insert(
+            format!("ansible_{k}"),
+            VarValue::Value(crate::vars::json_to_value(v)),
+        );
+    }
+    layer.insert(
+        "ansible_facts".into(),
+        VarValue::Value(crate::vars::json_to_value(&Json::Object(facts))),
+    );
+    layer
 }
 
 fn hosts_first(hosts: &[String]) -> String {

@@ -546,6 +546,7 @@ fn a_role_sees_the_defaults_of_the_roles_it_depends_on() {
         out.stdout
     );
     assert!(out.stdout.contains("db sees from-db"), "{}", out.stdout);
+    forget_local_state(p.path());
 }
 
 /// Regression: a role's tags (from `roles:` or a meta dependency) and its

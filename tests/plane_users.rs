@@ -204,6 +204,7 @@ fn users_and_tokens_are_provisioned_into_the_vault_and_a_rerun_changes_nothing()
         ],
     );
     assert_eq!(after.code, 0, "{}", after.all());
+    forget_local_state(dir);
 }
 
 #[test]
@@ -280,6 +281,7 @@ fn a_bad_role_and_an_unreachable_plane_are_clear_errors() {
         "{}",
         out.stdout
     );
+    forget_local_state(dir);
 }
 
 /// The default reach (api_container): where the api is, and what is wrong

@@ -15,7 +15,13 @@
 //! `<project>` is [`project_id`]: the project root directory's name, reduced to
 //! `[A-Za-z0-9._-]`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+// Issue 7, part A (branch `lock`): deploy lock, audit log, pending handlers.
+pub mod audit;
+pub mod commands;
+pub mod lock;
+pub mod pending;
 
 /// Root of the state directory used when the host runs tasks as root.
 pub const SYSTEM_STATE_ROOT: &str = "/var/lib/deployer";
@@ -46,6 +52,14 @@ pub fn project_id(project_root: &Path) -> String {
     } else {
         id
     }
+}
+
+/// The project root on the control machine: the current directory (deployer
+/// runs from the project's root, as every command expects). Its name is the
+/// project's [`project_id`] on the hosts, and it holds the local run log
+/// (`.deployer/`).
+pub fn project_root(cwd: &Path) -> PathBuf {
+    cwd.canonicalize().unwrap_or_else(|_| cwd.to_path_buf())
 }
 
 /// The state directory for `project` on a host: `/var/lib/deployer/<project>`

@@ -111,3 +111,16 @@ pub fn testbed_id() -> String {
 pub fn scoped(name: &str) -> String {
     format!("{}-{name}", testbed_id())
 }
+
+/// Removes the deploy state (lock, audit log, pending handlers: issue 7) that
+/// a run of the temporary project `dir` left on THIS machine through an
+/// `ansible_connection: local` host.
+pub fn forget_local_state(dir: &Path) {
+    let Some(name) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let _ = std::fs::remove_dir_all(Path::new("/var/lib/deployer").join(&name));
+    if let Some(home) = std::env::var_os("HOME") {
+        let _ = std::fs::remove_dir_all(Path::new(&home).join(".local/state/deployer").join(&name));
+    }
+}

@@ -1,0 +1,578 @@
+//! The deploy lock (issue 7): one per host and project, a file `lock` in the
+//! host's state directory holding who took it, when, from which revision, for
+//! which command and why. It is created atomically on the host: the holder's
+//! JSON is written to a temporary file that is then hard-linked to `lock`
+//! (`ln` fails when `lock` exists), so two runs can never both believe they
+//! hold it, and a reader never sees a half-written holder.
+//!
+//! This file owns the holder record and the shell snippets; the run's use of
+//! them (acquire before any change, release on every exit path) is in
+//! `src/run/session.rs`.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::connection::shell_quote;
+
+/// Marks the lines of our own protocol in a state script's output.
+pub const MARK: &str = "::deployer::";
+
+/// Who holds (or would take) a lock. Never holds a secret: the command line
+/// is masked (see [`crate::state::audit::masked_command_line`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LockHolder {
+    /// Identifies one run (also in the audit log and `.deployer/runs.jsonl`).
+    pub run_id: String,
+    /// `user@machine` on the control side.
+    pub who: String,
+    /// When the run started, RFC 3339 UTC.
+    pub since: String,
+    /// The project's git revision (`None` outside a git checkout).
+    pub revision: Option<String>,
+    /// Uncommitted changes in the checkout.
+    #[serde(default)]
+    pub dirty: bool,
+    /// The deployer command line, secret values masked.
+    pub command: String,
+    /// `--message`.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// The deployer process on the control machine.
+    pub pid: u32,
+}
+
+impl LockHolder {
+    /// The identity of this run.
+    pub fn for_this_run(project_root: &Path, command: String, message: Option<String>) -> Self {
+        let now = SystemTime::now();
+        let (revision, dirty) = git_revision(project_root);
+        LockHolder {
+            run_id: run_id(now),
+            who: control_identity(),
+            since: rfc3339(now),
+            revision,
+            dirty,
+            command,
+            message,
+            pid: std::process::id(),
+        }
+    }
+
+    /// One line for people: who, since when, revision, pid, command, message.
+    pub fn describe(&self) -> String {
+        let mut s = format!("{} since {}", self.who, self.since);
+        if let Some(age) = age_of(&self.since) {
+            s.push_str(&format!(" ({} ago)", human_duration(age)));
+        }
+        s.push_str(&format!(", pid {}", self.pid));
+        if let Some(r) = &self.revision {
+            s.push_str(&format!(
+                ", revision {}{}",
+                &r[..r.len().min(12)],
+                if self.dirty { "+dirty" } else { "" }
+            ));
+        }
+        s.push_str(&format!(", run {}: `{}`", self.run_id, self.command));
+        if let Some(m) = &self.message {
+            s.push_str(&format!(", message: \"{m}\""));
+        }
+        if let Some(note) = self.local_process_note() {
+            s.push_str(&format!(" [{note}]"));
+        }
+        s
+    }
+
+    /// When the holder is this machine, whether its process still runs: a
+    /// lock whose process is gone is stale (release it with `deployer lock release`).
+    pub fn local_process_note(&self) -> Option<String> {
+        let machine = self.who.rsplit_once('@').map(|(_, m)| m)?;
+        if machine != machine_name() {
+            return None;
+        }
+        if Path::new(&format!("/proc/{}", self.pid)).exists() {
+            None
+        } else {
+            Some(format!(
+                "stale: process {} is no longer running on this machine",
+                self.pid
+            ))
+        }
+    }
+
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The exact text the lock file holds for this run: `release` only removes
+    /// a lock that contains it, so a run never removes another run's lock.
+    pub fn run_id_fragment(&self) -> String {
+        format!("\"run_id\":{}", serde_json::json!(self.run_id))
+    }
+}
+
+/// Shell that sets `D` to the state directory: `/var/lib/deployer/<project>`
+/// when the script runs as root (with become, or as a root login), else the
+/// login user's `~/.local/state/deployer/<project>` (see [`super::state_root`]).
+pub fn state_dir_sh(project: &str) -> String {
+    format!(
+        "if [ \"$(id -u)\" -eq 0 ]; then D={}; else D=\"{}\"; fi\necho \"{MARK}state $D\"\n",
+        shell_quote(&super::state_root(project, true)),
+        super::state_root(project, false)
+    )
+}
+
+/// Takes the lock (atomic `ln` of a complete temporary file), then prints
+/// `acquired`, or `held` and the holder's JSON.
+pub fn acquire_sh(holder: &LockHolder) -> String {
+    format!(
+        "mkdir -p \"$D\" && chmod 0700 \"$D\" || {{ echo '{MARK}error cannot create the state directory'; exit 3; }}
+T=\"$D/.lock.$$\"
+printf '%s\\n' {json} > \"$T\" || {{ echo '{MARK}error cannot write in the state directory'; exit 3; }}
+if ln \"$T\" \"$D/lock\" 2>/dev/null; then echo '{MARK}lock acquired'; else echo '{MARK}lock held'; cat \"$D/lock\" 2>/dev/null; echo; fi
+rm -f \"$T\"
+",
+        json = shell_quote(&holder.to_json_line())
+    )
+}
+
+/// Prints the lock's holder, if any, without taking it (check mode, status).
+pub fn peek_sh() -> String {
+    format!("echo '{MARK}lock peek'; cat \"$D/lock\" 2>/dev/null; echo\n")
+}
+
+/// Removes the lock only when `holder` (this run) holds it.
+pub fn release_sh(holder: &LockHolder) -> String {
+    format!(
+        "if grep -qF {frag} \"$D/lock\" 2>/dev/null; then rm -f \"$D/lock\" && echo '{MARK}lock released'; else echo '{MARK}lock not-ours'; cat \"$D/lock\" 2>/dev/null; echo; fi\n",
+        frag = shell_quote(&holder.run_id_fragment())
+    )
+}
+
+/// Removes whatever lock is there (`deployer lock release`), printing whose it was.
+pub fn force_release_sh() -> String {
+    format!(
+        "if [ -e \"$D/lock\" ]; then echo '{MARK}lock removed'; cat \"$D/lock\"; echo; rm -f \"$D/lock\"; else echo '{MARK}lock none'; fi\n"
+    )
+}
+
+/// For commands that are not playbook runs (`rollback`): takes the host's
+/// lock over `conn` in one execution. `become_` must follow the host-level
+/// rule (`StateLocation::for_host` / `Engine::state_become`), so the lock is
+/// the one `apply` takes. `Acquired`, or `Held(holder)`.
+pub async fn acquire_on(
+    conn: &crate::connection::Connection,
+    become_: Option<&crate::connection::Become>,
+    project: &str,
+    holder: &LockHolder,
+) -> Result<LockState, String> {
+    let script = format!("umask 077\n{}{}", state_dir_sh(project), acquire_sh(holder));
+    state_on(conn, become_, &script).await
+}
+
+/// The other half of [`acquire_on`]: appends `audit` (if any) to the host's
+/// audit log and releases the lock if it is still `holder`'s, in one execution.
+pub async fn release_on(
+    conn: &crate::connection::Connection,
+    become_: Option<&crate::connection::Become>,
+    project: &str,
+    holder: &LockHolder,
+    audit: Option<&crate::state::audit::HostAudit>,
+) -> Result<LockState, String> {
+    let mut script = format!("umask 077\n{}", state_dir_sh(project));
+    if let Some(a) = audit {
+        script.push_str(&crate::state::audit::append_sh(a));
+    }
+    script.push_str(&release_sh(holder));
+    state_on(conn, become_, &script).await
+}
+
+async fn state_on(
+    conn: &crate::connection::Connection,
+    become_: Option<&crate::connection::Become>,
+    script: &str,
+) -> Result<LockState, String> {
+    let out = conn
+        .run_script(script, become_)
+        .await
+        .map_err(|e| crate::secrets::mask(&e.to_string()))?;
+    let secs = sections(&out.stdout_str());
+    if let Some(e) = script_error(&secs) {
+        return Err(e);
+    }
+    match lock_state(&secs) {
+        Some(st) if out.rc == 0 => Ok(st),
+        _ => Err(format!(
+            "the deploy lock: {} (exit code {})",
+            out.stderr_str().trim(),
+            out.rc
+        )),
+    }
+}
+
+/// What a state script said about the lock.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LockState {
+    Acquired,
+    /// Held by someone else (`None`: released between our try and our read).
+    Held(Option<LockHolder>),
+    Free,
+    Released,
+    /// The lock was not ours any more at release time (someone force-released it).
+    NotOurs(Option<LockHolder>),
+    Removed(Option<LockHolder>),
+}
+
+/// Splits a state script's output into its sections: `(marker line, body lines)`.
+pub fn sections(stdout: &str) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for line in stdout.lines() {
+        if let Some(m) = line.strip_prefix(MARK) {
+            out.push((m.to_string(), Vec::new()));
+        } else if let Some(last) = out.last_mut() {
+            last.1.push(line.to_string());
+        }
+    }
+    out
+}
+
+fn parse_holder(body: &[String]) -> Option<LockHolder> {
+    body.iter()
+        .find(|l| !l.trim().is_empty())
+        .and_then(|l| serde_json::from_str(l.trim()).ok())
+}
+
+/// The lock state reported in `sections`, if any.
+pub fn lock_state(sections: &[(String, Vec<String>)]) -> Option<LockState> {
+    for (m, body) in sections {
+        let st = match m.as_str() {
+            "lock acquired" => LockState::Acquired,
+            "lock held" => LockState::Held(parse_holder(body)),
+            "lock peek" => match parse_holder(body) {
+                Some(h) => LockState::Held(Some(h)),
+                None => LockState::Free,
+            },
+            "lock released" => LockState::Released,
+            "lock not-ours" => LockState::NotOurs(parse_holder(body)),
+            "lock removed" => LockState::Removed(parse_holder(body)),
+            "lock none" => LockState::Free,
+            _ => continue,
+        };
+        return Some(st);
+    }
+    None
+}
+
+/// An `error ...` section's text, if the script reported one.
+pub fn script_error(sections: &[(String, Vec<String>)]) -> Option<String> {
+    sections
+        .iter()
+        .find_map(|(m, _)| m.strip_prefix("error ").map(str::to_string))
+}
+
+/// `--lock-wait` values: `90`, `90s`, `5m`, `1h`, `1m30s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let err = || format!("--lock-wait: '{s}' is not a duration (examples: 30s, 5m, 1h, 1m30s)");
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(err());
+    }
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(n));
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| err())?;
+        num.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return Err(err()),
+        };
+        total = total.checked_add(n * unit).ok_or_else(err)?;
+    }
+    if !num.is_empty() {
+        return Err(err());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// `user@machine` of the control side.
+pub fn control_identity() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(user_from_passwd)
+        .unwrap_or_else(|| "unknown".into());
+    format!("{user}@{}", machine_name())
+}
+
+/// The login name of this process's uid (no `USER` in cron, CI, containers).
+fn user_from_passwd() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 2 && f[2] == uid).then(|| f[0].to_string())
+    })
+}
+
+fn machine_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `(HEAD, dirty)` of the git checkout holding `root`; `(None, false)` outside one.
+pub fn git_revision(root: &Path) -> (Option<String>, bool) {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "HEAD"]) {
+        Some(rev) if !rev.is_empty() => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            (Some(rev), dirty)
+        }
+        _ => (None, false),
+    }
+}
+
+/// A sortable, unique-enough run id: `20261122T061500Z-1a2b`.
+pub fn run_id(now: SystemTime) -> String {
+    let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let compact: String = rfc3339(now)
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let salt = (d.subsec_nanos() ^ std::process::id().rotate_left(16)) & 0xffff;
+    format!("{compact}-{salt:04x}")
+}
+
+/// RFC 3339 UTC with seconds, e.g. `2026-11-22T06:15:00Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Seconds since the epoch of an [`rfc3339`] time.
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() != 20 || b[4] != b'-' || b[10] != b'T' || b[19] != b'Z' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let days = days_from_civil(n(0..4)?, n(5..7)?, n(8..10)?);
+    let secs = days * 86_400 + n(11..13)? * 3600 + n(14..16)? * 60 + n(17..19)?;
+    u64::try_from(secs).ok()
+}
+
+fn age_of(since: &str) -> Option<Duration> {
+    let then = parse_rfc3339(since)?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(now.saturating_sub(then)))
+}
+
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", (s + 30) / 60),
+        7200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
+}
+
+// Howard Hinnant's days <-> civil date algorithms (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder() -> LockHolder {
+        LockHolder {
+            run_id: "20261122T061500Z-1a2b".into(),
+            who: "alice@laptop".into(),
+            since: "2026-11-22T06:15:00Z".into(),
+            revision: Some("0123456789abcdef0123".into()),
+            dirty: true,
+            command: "deployer apply -i inv.yml -e 'db_password=********'".into(),
+            message: Some("it's friday".into()),
+            pid: 4242,
+        }
+    }
+
+    #[test]
+    fn times_round_trip_and_match_known_dates() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_328_100);
+        assert_eq!(rfc3339(t), "2026-11-22T06:15:00Z");
+        assert_eq!(parse_rfc3339("2026-11-22T06:15:00Z"), Some(1_795_328_100));
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(parse_rfc3339("2024-02-29T23:59:59Z"), Some(1_709_251_199));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert!(run_id(t).starts_with("20261122T061500Z-"));
+    }
+
+    #[test]
+    fn durations_parse_or_name_the_bad_value() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "5x", "m", "10 minutes", "5m3"] {
+            let e = parse_duration(bad).expect_err(bad);
+            assert!(e.contains("--lock-wait") && e.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_holder_survives_the_shell_and_is_read_back() {
+        let h = holder();
+        // Run the real snippets in a scratch state directory.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = |body: String| {
+            let script = format!(
+                "D={}\n{body}",
+                shell_quote(&dir.path().display().to_string())
+            );
+            let o = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(script)
+                .output()
+                .expect("sh");
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        let first = run(acquire_sh(&h));
+        assert_eq!(lock_state(&sections(&first)), Some(LockState::Acquired));
+        let mut other = h.clone();
+        other.run_id = "other".into();
+        let second = run(acquire_sh(&other));
+        assert_eq!(
+            lock_state(&sections(&second)),
+            Some(LockState::Held(Some(h.clone())))
+        );
+        assert_eq!(
+            lock_state(&sections(&run(release_sh(&other)))),
+            Some(LockState::NotOurs(Some(h.clone())))
+        );
+        assert_eq!(
+            lock_state(&sections(&run(peek_sh()))),
+            Some(LockState::Held(Some(h.clone())))
+        );
+        assert_eq!(
+            lock_state(&sections(&run(release_sh(&h)))),
+            Some(LockState::Released)
+        );
+        assert_eq!(
+            lock_state(&sections(&run(peek_sh()))),
+            Some(LockState::Free)
+        );
+        // The same through a connection (what `rollback` uses), on this machine.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let conn = crate::connection::Connection::local("localhost");
+        let project = format!("lock-unit-test-{}", std::process::id());
+        let is_root = std::fs::read_to_string("/proc/self/status")
+            .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")));
+        let state_dir = if is_root {
+            format!("{}/{project}", crate::state::SYSTEM_STATE_ROOT)
+        } else {
+            format!(
+                "{}/{}/{project}",
+                std::env::var("HOME").unwrap_or_default(),
+                crate::state::USER_STATE_ROOT
+            )
+        };
+        let results = rt.block_on(async {
+            (
+                acquire_on(&conn, None, &project, &h).await,
+                acquire_on(&conn, None, &project, &other).await,
+                release_on(&conn, None, &project, &other, None).await,
+                release_on(&conn, None, &project, &h, None).await,
+            )
+        });
+        let _ = std::fs::remove_dir_all(&state_dir);
+        // The parent too, when this test made it (remove_dir keeps a non-empty one).
+        if let Some(parent) = Path::new(&state_dir).parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+        assert_eq!(
+            results,
+            (
+                Ok(LockState::Acquired),
+                Ok(LockState::Held(Some(h.clone()))),
+                Ok(LockState::NotOurs(Some(h.clone()))),
+                Ok(LockState::Released)
+            )
+        );
+        // No temporary file is left behind.
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
+        assert!(left.is_empty(), "{left:?}");
+        let d = h.describe();
+        assert!(
+            d.contains("alice@laptop since 2026-11-22T06:15:00Z")
+                && d.contains("pid 4242")
+                && d.contains("revision 0123456789ab+dirty")
+                && d.contains("message: \"it's friday\""),
+            "{d}"
+        );
+    }
+}
