@@ -17,6 +17,9 @@
 
 use std::path::Path;
 
+pub mod releases;
+pub mod rollback;
+
 /// Root of the state directory used when the host runs tasks as root.
 pub const SYSTEM_STATE_ROOT: &str = "/var/lib/deployer";
 
