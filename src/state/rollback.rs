@@ -612,6 +612,8 @@ async fn restore_compose(
         "env_files",
         "docker_host",
         "timeout",
+        "wait",
+        "wait_timeout",
     ] {
         if let Some(v) = c.args.get(k).filter(|v| !v.is_null()) {
             args.insert(k.into(), v.clone());

@@ -12,7 +12,8 @@ use super::plan::{ObservedContainer, spec_for_label};
 use super::spec::{ComposeProject, config_hash};
 use crate::state::releases::ContainerState;
 
-/// The arguments that locate the project again at rollback time.
+/// The arguments that locate the project again at rollback time (and its
+/// `wait`, so a rollback waits for health as the deploy did).
 pub(super) fn locating_args(a: &ComposeArgs, project: &str) -> Json {
     json!({
         "project_src": a.project_src,
@@ -21,6 +22,8 @@ pub(super) fn locating_args(a: &ComposeArgs, project: &str) -> Json {
         "env_files": a.env_files,
         "docker_host": a.docker_host,
         "timeout": a.timeout,
+        "wait": a.wait,
+        "wait_timeout": a.wait_timeout,
     })
 }
 
