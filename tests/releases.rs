@@ -93,7 +93,7 @@ fn stack_project(dir: &str, compose_project: &str) -> tempfile::TempDir {
     let site = format!(
         "- hosts: tb1\n  become: true\n  gather_facts: false\n  tasks:\n\
          \x20   - name: app dir\n      file: {{path: {dir}, state: directory, mode: '0755'}}\n\
-         \x20   - name: app config\n      template: {{src: app.conf.j2, dest: {dir}/app.conf, mode: '0640'}}\n\
+         \x20   - name: app config\n      template: {{src: app.conf.j2, dest: {dir}/app.conf, mode: '0644'}}\n\
          \x20   - name: compose file\n      template: {{src: compose.yml.j2, dest: {dir}/compose.yml}}\n\
          \x20   - name: stack\n      community.docker.docker_compose_v2:\n        project_src: {dir}\n        wait: true\n        wait_timeout: 15\n"
     );
@@ -133,6 +133,18 @@ fn releases(p: &tempfile::TempDir) -> Vec<serde_json::Value> {
     assert_eq!(o.code, 0, "{}", o.all());
     let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).expect("json");
     v["releases"].as_array().cloned().unwrap_or_default()
+}
+
+/// The project's release state on the hosts (the project id is the temp
+/// directory's name).
+fn state_dir(p: &tempfile::TempDir) -> String {
+    format!(
+        "/var/lib/deployer/{}",
+        p.path()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("none")
+    )
 }
 
 fn container_image(project: &str) -> String {
@@ -191,7 +203,7 @@ fn deploy_rollback_and_automatic_rollback_on_a_failed_healthcheck() {
         .find(|f| f["path"] == format!("{dir}/app.conf"))
         .expect("app.conf recorded");
     assert_eq!(conf_rec["previous"]["state"], "file");
-    assert_eq!(conf_rec["previous"]["mode"], "0640");
+    assert_eq!(conf_rec["previous"]["mode"], "0644");
     let web = &rel_b["compose"][0]["services"]["web"];
     assert_eq!(web["before"]["image_id"], id_a.as_str());
     assert_eq!(web["after"]["image_id"], id_b.as_str());
@@ -200,8 +212,8 @@ fn deploy_rollback_and_automatic_rollback_on_a_failed_healthcheck() {
     let perms = on_host(
         "tb1",
         &format!(
-            "stat -c '%a %U' /var/lib/deployer/{}/releases/{}",
-            p.path().file_name().and_then(|n| n.to_str()).unwrap_or(""),
+            "stat -c '%a %U' {}/releases/{}",
+            state_dir(&p),
             rel_b["id"].as_str().unwrap_or("")
         ),
     );
@@ -233,7 +245,7 @@ fn deploy_rollback_and_automatic_rollback_on_a_failed_healthcheck() {
     assert_eq!(on_host("tb1", &format!("cat {dir}/app.conf")), conf_a);
     assert_eq!(
         on_host("tb1", &format!("stat -c '%a %U' {dir}/app.conf")).trim(),
-        "640 root"
+        "644 root"
     );
     assert_eq!(container_image(&project), id_a);
     let list = releases(&p);
@@ -286,6 +298,7 @@ fn deploy_rollback_and_automatic_rollback_on_a_failed_healthcheck() {
     assert!(on_host("tb1", &format!("cat {dir}/app.conf")).contains("version=C"));
 
     cleanup(&project, &dir);
+    on_host("tb1", &format!("rm -rf {}", state_dir(&p)));
 }
 
 #[test]
@@ -342,6 +355,7 @@ fn bad_rollbacks_are_refused_and_change_nothing() {
     assert_eq!(releases(&p).len(), 2);
 
     cleanup(&project, &dir);
+    on_host("tb1", &format!("rm -rf {}", state_dir(&p)));
     docker(&["rmi", &tag_y]);
 }
 
@@ -383,5 +397,17 @@ fn a_failed_uri_gate_restores_files_and_absent_files_are_removed() {
             .collect::<Vec<_>>(),
         ["conf", "extra-1"]
     );
-    on_host("tb1", &format!("rm -rf {dir}"));
+    // A rollback opens no vault, so it cannot mask secrets: the content of a
+    // file that is not world-readable is not shown.
+    let check = deployer(
+        p.path(),
+        &["rollback", "-i", &inv, "-l", "tb1", "--check", "--diff"],
+    );
+    assert_eq!(check.code, 2, "{}", check.all());
+    assert!(
+        check.stdout.contains("not world-readable") && !check.stdout.contains("v=2"),
+        "{}",
+        check.stdout
+    );
+    on_host("tb1", &format!("rm -rf {dir} {}", state_dir(&p)));
 }

@@ -368,6 +368,10 @@ async fn verify_images(plan: &HostPlan) -> Vec<String> {
     problems
 }
 
+fn world_readable(mode: &str) -> bool {
+    u32::from_str_radix(mode, 8).is_ok_and(|m| m & 0o004 != 0)
+}
+
 /// What the rollback would do to the files, as diffs.
 fn file_diffs(plan: &HostPlan) -> Vec<FileDiff> {
     let text = |b: &[u8]| {
@@ -405,7 +409,20 @@ fn file_diffs(plan: &HostPlan) -> Vec<FileDiff> {
                 if cur == old && now == want {
                     continue;
                 }
-                if cur != old {
+                // No vault is opened by a rollback, so its secrets are not
+                // known for masking: content is shown only for files that
+                // are world-readable before and after.
+                let cur_mode = now.split_whitespace().nth(1).unwrap_or("0");
+                if cur != old && !(world_readable(mode) && world_readable(cur_mode)) {
+                    d.note = Some(format!(
+                        "content differs (not shown: mode {} is not world-readable, the file may hold secrets)",
+                        if world_readable(mode) {
+                            cur_mode
+                        } else {
+                            mode.as_str()
+                        }
+                    ));
+                } else if cur != old {
                     match (text(&cur), text(&old)) {
                         (Some(b), Some(a)) => {
                             d.before = Some(b);
