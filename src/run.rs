@@ -228,6 +228,10 @@ impl Engine {
         if !st.failed {
             self.flush_handlers(&ctx, st).await;
         }
+        if st.gate_failure.is_some() {
+            // Releases (issue 7): roll back now, not after the other hosts' plays.
+            self.finish_release(st).await;
+        }
     }
 
     fn fail_host(&self, st: &mut HostState, task: &str, loc: &str, msg: &str) {
@@ -1226,7 +1230,8 @@ impl Engine {
     /// End of the run on one host: write its release when it changed, then
     /// roll back if a deploy gate failed after changes.
     async fn finish_release(&self, st: &mut HostState) {
-        let (Some(rec), Some(conn)) = (st.release.clone(), st.conn.clone()) else {
+        // Taken: a host's release is finished once (at a failed gate, or at the end).
+        let (Some(rec), Some(conn)) = (st.release.take(), st.conn.clone()) else {
             return;
         };
         if self.opts.check || (rec.is_empty() && st.stats.changed == 0) {

@@ -409,5 +409,25 @@ fn a_failed_uri_gate_restores_files_and_absent_files_are_removed() {
         "{}",
         check.stdout
     );
+    // Pruning: only the newest N releases stay.
+    let ok = deployer(
+        p.path(),
+        &[
+            "apply",
+            "site.yml",
+            "-i",
+            &inv,
+            "-e",
+            "v=3",
+            "-e",
+            "port=22",
+            "--keep-releases",
+            "2",
+        ],
+    );
+    assert_eq!(ok.code, 0, "{}", ok.all());
+    let kept = releases(&p);
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(kept[1]["files"].to_string().contains("extra-3"));
     on_host("tb1", &format!("rm -rf {dir} {}", state_dir(&p)));
 }

@@ -83,15 +83,21 @@ impl StateLocation {
     }
 }
 
-/// A sortable release id shared by every host of one run: UTC time plus a
-/// short random suffix (`20261122T061500Z-3fa9c1`).
+/// A sortable release id shared by every host of one run: UTC time to the
+/// millisecond (two runs in one second still sort in order) plus a short
+/// random suffix (`20261122T061500.042Z-3fa9c1`).
 pub fn new_release_id() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+        .unwrap_or_default();
     let r: u32 = rand::random();
-    format!("{}-{:06x}", utc_compact(now), r & 0xff_ffff)
+    let secs = utc_compact(now.as_secs());
+    format!(
+        "{}.{:03}Z-{:06x}",
+        secs.trim_end_matches('Z'),
+        now.subsec_millis(),
+        r & 0xff_ffff
+    )
 }
 
 /// `YYYYMMDDTHHMMSSZ` for a Unix time.
@@ -578,7 +584,8 @@ mod tests {
         assert_eq!(utc_rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
         assert_eq!(utc_compact(951_782_400), "20000229T000000Z");
         let a = new_release_id();
-        assert_eq!(a.len(), "20261122T061500Z-3fa9c1".len());
+        assert_eq!(a.len(), "20261122T061500.042Z-3fa9c1".len());
+        assert!(a.as_bytes()[15] == b'.' && a.contains("Z-"), "{a}");
     }
 
     #[test]
