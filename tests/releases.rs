@@ -313,6 +313,11 @@ fn bad_rollbacks_are_refused_and_change_nothing() {
     let p = stack_project(&dir, &project);
     let inv = inv();
 
+    // Nothing deployed yet, on any host.
+    let o = deployer(p.path(), &["rollback", "-i", &inv]);
+    assert_eq!(o.code, 1, "{}", o.all());
+    assert!(o.stderr.contains("no release of project"), "{}", o.all());
+
     // One release only: no earlier release.
     assert_eq!(deploy(&p, "X", &tag_x, true, &[]).code, 0);
     let o = deployer(p.path(), &["rollback", "-i", &inv, "-l", "tb1"]);

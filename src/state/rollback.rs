@@ -72,6 +72,8 @@ struct HostPlan {
     saved: BTreeMap<String, Vec<u8>>,
     current: BTreeMap<String, Vec<u8>>,
     current_kind: BTreeMap<String, String>,
+    /// The host has no release of this project at all (nothing to undo).
+    untouched: bool,
 }
 
 /// Which releases to undo: (undone newest first, the release rolled back to).
@@ -203,7 +205,9 @@ async fn prepare(
         one("release recording is off for this host (deployer_releases: false)".into())
     })?;
     let releases = list_releases(&conn, &loc).await.map_err(one)?;
+    let untouched = releases.is_empty() && undo_only.is_none() && req.to.is_none();
     let (undo, target) = match undo_only {
+        None if untouched => (Vec::new(), None),
         // Automatic rollback: undo exactly the release that just failed.
         Some(id) => {
             let pos = releases
@@ -230,6 +234,7 @@ async fn prepare(
         saved: BTreeMap::new(),
         current: BTreeMap::new(),
         current_kind: BTreeMap::new(),
+        untouched,
     };
     let mut problems = verify_files(&mut plan, req.check).await;
     problems.extend(verify_images(&plan).await);
@@ -753,6 +758,20 @@ async fn execute(
         plan.keep,
     );
     let mut result: Result<(), String> = Ok(());
+    if plan.files.is_empty() && plan.compose.is_empty() {
+        reporter.task_result(
+            &plan.host,
+            &label,
+            "<rollback>",
+            Status::Ok,
+            Some(&format!(
+                "{} changed no file or container: nothing to restore (command and shell effects are not undone)",
+                plan.undo.join(", ")
+            )),
+            &[],
+            None,
+        );
+    }
     if !plan.files.is_empty() {
         let script = restore_script(plan, &rec);
         match plan
@@ -882,10 +901,30 @@ pub async fn rollback(engine: &Engine, hosts: &[String], req: &RollbackRequest) 
         close_all(plans).await;
         return 1;
     }
+    if plans.iter().all(|p| p.untouched) {
+        eprintln!(
+            "error: no release of project '{}' on any targeted host: nothing to roll back (run deployer from the project's directory)",
+            engine.opts.project
+        );
+        close_all(plans).await;
+        return 1;
+    }
     let new_id = super::releases::new_release_id();
     let mut changed = false;
     let mut failed = false;
     let results = futures::future::join_all(plans.iter().map(|p| async {
+        if p.untouched {
+            reporter.task_result(
+                &p.host,
+                "rollback",
+                "<rollback>",
+                Status::Skipped,
+                Some("no release of this project on the host"),
+                &[],
+                None,
+            );
+            return Ok(false);
+        }
         if p.undo.is_empty() {
             reporter.task_result(
                 &p.host,
