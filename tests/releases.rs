@@ -436,3 +436,52 @@ fn a_failed_uri_gate_restores_files_and_absent_files_are_removed() {
     assert!(kept[1]["files"].to_string().contains("extra-3"));
     on_host("tb1", &format!("rm -rf {dir} {}", state_dir(&p)));
 }
+
+#[test]
+fn a_first_deploy_that_fails_its_gate_leaves_nothing_behind() {
+    let project = scoped("rel-first");
+    let dir = format!("/srv/{project}");
+    cleanup(&project, &dir);
+    let tag = format!("{}:first", scoped("relimg"));
+    image(&tag);
+    let p = stack_project(&dir, &project);
+    let o = deploy(&p, "F", &tag, false, &[]);
+    assert_ne!(o.code, 0, "{}", o.all());
+    assert!(o.all().contains("deploy gate failed"), "{}", o.all());
+    assert!(o.all().contains("fresh SSH connection"), "{}", o.all());
+    // The containers, the files and the directory the release made are gone.
+    assert_eq!(
+        docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=com.docker.compose.project={project}"),
+        ]),
+        ""
+    );
+    assert_eq!(
+        docker(&[
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name={project}")
+        ]),
+        ""
+    );
+    assert_eq!(
+        on_host(
+            "tb1",
+            &format!("test -e {dir} && echo present || echo gone")
+        )
+        .trim(),
+        "gone"
+    );
+    let list = releases(&p);
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0]["status"], "failed");
+    assert_eq!(list[1]["kind"], "auto-rollback");
+    cleanup(&project, &dir);
+    on_host("tb1", &format!("rm -rf {}", state_dir(&p)));
+    docker(&["rmi", &tag]);
+}

@@ -679,6 +679,41 @@ async fn restore_compose(
     Ok((res.changed || !diffs.is_empty(), diffs))
 }
 
+/// Restores compose projects in turn, reporting each; stops at the first
+/// failure. Returns whether anything changed (or would).
+async fn compose_phase(
+    engine: &Engine,
+    plan: &HostPlan,
+    label: &str,
+    projects: &[&ComposeRecord],
+    observed: &mut Observations,
+    rec: Option<&Recorder>,
+    check: bool,
+) -> Result<bool, String> {
+    let mut changed = false;
+    for c in projects {
+        let r = restore_compose(engine, plan, c, observed, rec, check).await;
+        engine.reporter.task_result(
+            &plan.host,
+            &format!("{label}: compose {}", c.project),
+            "<rollback>",
+            match &r {
+                Ok((true, _)) => Status::Changed,
+                Ok((false, _)) => Status::Ok,
+                Err(_) => Status::Failed,
+            },
+            r.as_ref().err().map(String::as_str),
+            r.as_ref().map(|(_, d)| d.as_slice()).unwrap_or(&[]),
+            None,
+        );
+        match r {
+            Ok((ch, _)) => changed |= ch,
+            Err(e) => return Err(format!("compose project {}: {e}", c.project)),
+        }
+    }
+    Ok(changed)
+}
+
 /// Step 2/3 on one host. Returns whether anything changed (or would).
 async fn execute(
     engine: &Engine,
@@ -694,7 +729,23 @@ async fn execute(
     };
     let diffs = if check { file_diffs(plan) } else { Vec::new() };
     let mut observed = Observations::default();
+    // Projects the undone releases created go first, while their compose
+    // files (which the file restore may remove) are still there.
+    let (new_projects, old_projects): (Vec<&ComposeRecord>, Vec<&ComposeRecord>) = plan
+        .compose
+        .iter()
+        .partition(|c| c.services.values().all(|s| s.before.is_none()));
     if check {
+        let mut changed = compose_phase(
+            engine,
+            plan,
+            &label,
+            &new_projects,
+            &mut observed,
+            None,
+            true,
+        )
+        .await?;
         // The compose plan reads the files as the rollback would leave them.
         for f in &plan.files {
             match &f.rec.previous {
@@ -720,7 +771,7 @@ async fn execute(
                 _ => {}
             }
         }
-        let mut changed = !diffs.is_empty();
+        changed |= !diffs.is_empty();
         reporter.task_result(
             &plan.host,
             &format!("{label}: files"),
@@ -734,19 +785,16 @@ async fn execute(
             &diffs,
             None,
         );
-        for c in &plan.compose {
-            let (ch, d) = restore_compose(engine, plan, c, &mut observed, None, true).await?;
-            changed |= ch;
-            reporter.task_result(
-                &plan.host,
-                &format!("{label}: compose {}", c.project),
-                "<rollback>",
-                if ch { Status::Changed } else { Status::Ok },
-                None,
-                &d,
-                None,
-            );
-        }
+        changed |= compose_phase(
+            engine,
+            plan,
+            &label,
+            &old_projects,
+            &mut observed,
+            None,
+            true,
+        )
+        .await?;
         return Ok(changed);
     }
     let rec = Recorder::new(
@@ -772,7 +820,20 @@ async fn execute(
             None,
         );
     }
-    if !plan.files.is_empty() {
+    if let Err(e) = compose_phase(
+        engine,
+        plan,
+        &label,
+        &new_projects,
+        &mut observed,
+        Some(&rec),
+        false,
+    )
+    .await
+    {
+        result = Err(e);
+    }
+    if result.is_ok() && !plan.files.is_empty() {
         let script = restore_script(plan, &rec);
         match plan
             .conn
@@ -824,27 +885,19 @@ async fn execute(
             None,
         );
     }
-    if result.is_ok() {
-        for c in &plan.compose {
-            let r = restore_compose(engine, plan, c, &mut observed, Some(&rec), false).await;
-            reporter.task_result(
-                &plan.host,
-                &format!("{label}: compose {}", c.project),
-                "<rollback>",
-                match &r {
-                    Ok((true, _)) => Status::Changed,
-                    Ok((false, _)) => Status::Ok,
-                    Err(_) => Status::Failed,
-                },
-                r.as_ref().err().map(String::as_str),
-                r.as_ref().map(|(_, d)| d.as_slice()).unwrap_or(&[]),
-                None,
-            );
-            if let Err(e) = r {
-                result = Err(format!("compose project {}: {e}", c.project));
-                break;
-            }
-        }
+    if result.is_ok()
+        && let Err(e) = compose_phase(
+            engine,
+            plan,
+            &label,
+            &old_projects,
+            &mut observed,
+            Some(&rec),
+            false,
+        )
+        .await
+    {
+        result = Err(e);
     }
     // The rollback is a release of its own (even a failed one: its saved
     // copies are what the host had before it).
