@@ -1224,6 +1224,161 @@ mod tests {
         );
     }
 
+    /// A host plan on this machine: the state root and the files in `dir`.
+    fn local_plan(dir: &Path, files: Vec<Restore>) -> HostPlan {
+        HostPlan {
+            host: "localhost".into(),
+            conn: Arc::new(Connection::local("localhost")),
+            loc: StateLocation {
+                root: shell_quote(&dir.join("state").display().to_string()),
+                become_: None,
+            },
+            keep: 5,
+            undo: vec!["2".into()],
+            target: Some("1".into()),
+            files,
+            compose: Vec::new(),
+            saved: BTreeMap::new(),
+            current: BTreeMap::new(),
+            current_kind: BTreeMap::new(),
+            untouched: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_restore_script_puts_back_files_links_and_absence() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let d = tmp.path();
+        std::fs::create_dir_all(d.join("state/releases/2/files")).expect("mkdir");
+        std::fs::write(d.join("state/releases/2/files/0"), b"old\x00bytes\n").expect("w");
+        std::fs::write(d.join("conf"), b"new\n").expect("w");
+        std::fs::write(d.join("added"), b"added by the release\n").expect("w");
+        std::os::unix::fs::symlink("/new-target", d.join("link")).expect("ln");
+        let (uid, gid) = {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(d.join("conf")).expect("meta");
+            (m.uid(), m.gid())
+        };
+        let p = |n: &str| d.join(n).display().to_string();
+        let restore = |path: String, previous: PreviousFile| Restore {
+            release: "2".into(),
+            rec: FileRecord {
+                path,
+                task: "t".into(),
+                previous,
+            },
+        };
+        let plan = local_plan(
+            d,
+            vec![
+                restore(
+                    p("conf"),
+                    PreviousFile::File {
+                        mode: "0604".into(),
+                        owner: uid.to_string(),
+                        group: gid.to_string(),
+                        sha256: String::new(),
+                        saved: "files/0".into(),
+                    },
+                ),
+                restore(p("added"), PreviousFile::Absent),
+                restore(
+                    p("link"),
+                    PreviousFile::Link {
+                        target: "/old-target".into(),
+                    },
+                ),
+            ],
+        );
+        let rec = Recorder::new("3", "p", "localhost", "rollback", plan.loc.clone(), 5);
+        let script = restore_script(&plan, &rec);
+        // A link that drops before the last line arrives runs nothing: the
+        // script is one function, called on its last line.
+        let cut = script
+            .trim_end()
+            .strip_suffix("main")
+            .expect("ends with main");
+        let o = plan.conn.run_script(cut, None).await.expect("run");
+        assert_eq!(o.rc, 0, "{}", o.stderr_str());
+        assert_eq!(std::fs::read(d.join("conf")).expect("r"), b"new\n");
+        assert!(d.join("added").exists());
+        // The whole script restores everything and saves what it replaces.
+        let o = plan.conn.run_script(&script, None).await.expect("run");
+        assert_eq!(o.rc, 0, "{}", o.stderr_str());
+        assert!(o.stdout_str().contains("DONE"));
+        assert_eq!(std::fs::read(d.join("conf")).expect("r"), b"old\x00bytes\n");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d.join("conf"))
+            .expect("m")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o604);
+        assert!(!d.join("added").exists());
+        assert_eq!(
+            std::fs::read_link(d.join("link")).expect("link"),
+            Path::new("/old-target")
+        );
+        assert_eq!(
+            std::fs::read(d.join("state/releases/.staging-3/files/0")).expect("saved"),
+            b"new\n"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(d)
+            .expect("ls")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("deployer-tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[tokio::test]
+    async fn a_restore_that_cannot_stage_a_file_changes_nothing() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let d = tmp.path();
+        std::fs::create_dir_all(d.join("state/releases/2/files")).expect("mkdir");
+        std::fs::write(d.join("a"), b"new a\n").expect("w");
+        std::fs::write(d.join("b"), b"new b\n").expect("w");
+        std::fs::write(d.join("state/releases/2/files/0"), b"old a\n").expect("w");
+        let p = |n: &str| d.join(n).display().to_string();
+        let file = |saved: &str| PreviousFile::File {
+            mode: "0644".into(),
+            owner: "root".into(),
+            group: "root".into(),
+            sha256: String::new(),
+            saved: saved.into(),
+        };
+        // b's saved copy is missing: staging fails before any rename.
+        let plan = local_plan(
+            d,
+            vec![
+                Restore {
+                    release: "2".into(),
+                    rec: FileRecord {
+                        path: p("a"),
+                        task: "t".into(),
+                        previous: file("files/0"),
+                    },
+                },
+                Restore {
+                    release: "2".into(),
+                    rec: FileRecord {
+                        path: p("b"),
+                        task: "t".into(),
+                        previous: file("files/9"),
+                    },
+                },
+            ],
+        );
+        let rec = Recorder::new("3", "p", "localhost", "rollback", plan.loc.clone(), 5);
+        let o = plan
+            .conn
+            .run_script(&restore_script(&plan, &rec), None)
+            .await
+            .expect("run");
+        assert_ne!(o.rc, 0);
+        assert_eq!(std::fs::read(d.join("a")).expect("r"), b"new a\n");
+        assert_eq!(std::fs::read(d.join("b")).expect("r"), b"new b\n");
+    }
+
     #[test]
     fn image_references_split_into_repo_and_tag() {
         assert_eq!(split_tag("img:1"), ("img".into(), "1".into()));
