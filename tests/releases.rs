@@ -207,6 +207,9 @@ fn deploy_rollback_and_automatic_rollback_on_a_failed_healthcheck() {
     let web = &rel_b["compose"][0]["services"]["web"];
     assert_eq!(web["before"]["image_id"], id_a.as_str());
     assert_eq!(web["after"]["image_id"], id_b.as_str());
+    assert_eq!(web["before"]["image"], tag_a.as_str());
+    assert_eq!(web["after"]["spec"]["image"], tag_b.as_str());
+    assert_ne!(web["before"]["config_hash"], web["after"]["config_hash"]);
     assert_eq!(rel_b["images_needed"], serde_json::json!([id_a]));
     // The state is private to root on the host.
     let perms = on_host(
