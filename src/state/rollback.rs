@@ -905,7 +905,21 @@ async fn execute(
         git_revision(&engine.playbook_dir),
         if result.is_ok() { "ok" } else { "failed" },
         result.as_ref().err().cloned(),
-        TaskSummary::default(),
+        TaskSummary {
+            ok: 0,
+            changed: plan.files.len() + plan.compose.len(),
+            failed: usize::from(result.is_err()),
+            changed_tasks: plan
+                .files
+                .iter()
+                .map(|f| format!("restore {}", f.rec.path))
+                .chain(
+                    plan.compose
+                        .iter()
+                        .map(|c| format!("restore compose {}", c.project)),
+                )
+                .collect(),
+        },
         plan.undo.clone(),
     );
     match plan
