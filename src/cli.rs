@@ -50,12 +50,53 @@ pub enum Command {
     Vault(crate::vault::cli::VaultArgs),
     /// Check the project without contacting any host. Exit 0: no error-level finding, 1: errors, 2: usage.
     Lint(crate::lint::cli::LintArgs),
-    /// Not available yet (issue 7).
-    Rollback { rest: Vec<String> },
     /// The deploy lock on each host: `status`, or `release` a stale one (issue 7).
     Lock(crate::state::commands::LockArgs),
     /// The last runs: the local run log and each host's audit log (issue 7).
     Audit(crate::state::commands::AuditArgs),
+    /// List each host's releases (what each apply changed), oldest first.
+    Releases(ReleaseArgs),
+    /// Undo the newest release on each host (or every release newer than --to ID):
+    /// files byte for byte, containers by image ID. Exit 0 done, 1 refused or failed, 2 --check with changes.
+    Rollback {
+        #[command(flatten)]
+        common: ReleaseArgs,
+        /// Roll back to this release id (as `deployer releases` lists them).
+        #[arg(long = "to", value_name = "ID")]
+        to: Option<String>,
+        /// Show what would change; change nothing.
+        #[arg(short = 'C', long = "check")]
+        check: bool,
+        /// Show unified diffs.
+        #[arg(short = 'D', long = "diff")]
+        diff: bool,
+    },
+}
+
+/// Options of `deployer releases` and `deployer rollback`.
+#[derive(Args, Debug)]
+pub struct ReleaseArgs {
+    /// Inventory file(s) or directories. There is no default, on purpose.
+    #[arg(
+        short = 'i',
+        long = "inventory",
+        env = "DEPLOYER_INVENTORY",
+        value_delimiter = ','
+    )]
+    pub inventory: Vec<PathBuf>,
+    #[arg(short = 'l', long = "limit")]
+    pub limit: Option<String>,
+    /// Extra variables: key=value, @file.yml, or a JSON/YAML mapping.
+    #[arg(short = 'e', long = "extra-vars")]
+    pub extra_vars: Vec<String>,
+    /// Releases kept per host (default: the `deployer_keep_releases` variable, else 5).
+    #[arg(long = "keep-releases", value_name = "N")]
+    pub keep_releases: Option<usize>,
+    /// human or json.
+    #[arg(long = "format", value_enum)]
+    pub format: Option<OutputFormat>,
+    #[command(flatten)]
+    pub vault: PasswordArgs,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +148,12 @@ pub struct RunArgs {
     /// Output format: human or json for apply/check; json (default) or markdown for plan.
     #[arg(long = "format", value_enum)]
     pub format: Option<OutputFormat>,
+    /// Releases kept per host (default: the `deployer_keep_releases` variable, else 5).
+    #[arg(long = "keep-releases", value_name = "N")]
+    pub keep_releases: Option<usize>,
+    /// Do not roll a host back when a deploy gate fails after changes.
+    #[arg(long = "no-auto-rollback")]
+    pub no_auto_rollback: bool,
     #[command(flatten)]
     pub vault: PasswordArgs,
     /// Why this run: kept in the deploy lock and the audit logs.
@@ -180,13 +227,82 @@ pub async fn run(cli: Cli) -> i32 {
             }
         },
         Command::Lint(a) => crate::lint::cli::run(a),
-        Command::Rollback { .. } => {
-            eprintln!("error: `deployer rollback` is not implemented yet (issue 7)");
-            1
-        }
+        Command::Releases(a) => match release_engine(&a, false) {
+            Ok((engine, hosts)) => {
+                crate::state::rollback::list(&engine, &hosts, a.format == Some(OutputFormat::Json))
+                    .await
+            }
+            Err(e) => {
+                eprintln!("error: {}", crate::secrets::mask(&e));
+                1
+            }
+        },
+        Command::Rollback {
+            common,
+            to,
+            check,
+            diff,
+        } => match release_engine(&common, diff) {
+            Ok((engine, hosts)) => {
+                let req = crate::state::rollback::RollbackRequest { to, check };
+                crate::state::rollback::rollback(&engine, &hosts, &req).await
+            }
+            Err(e) => {
+                eprintln!("error: {}", crate::secrets::mask(&e));
+                1
+            }
+        },
         Command::Lock(a) => crate::state::commands::lock(a).await,
         Command::Audit(a) => crate::state::commands::audit(a).await,
     }
+}
+
+/// The project's id on hosts: the current directory's name (run deployer
+/// from the project's root, as every command expects).
+fn project_id() -> String {
+    crate::state::project_id(&std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")))
+}
+
+/// An engine (no playbook) and the targeted hosts, for releases and rollback.
+fn release_engine(a: &ReleaseArgs, diff: bool) -> Result<(Engine, Vec<String>), String> {
+    let mut inv = load_inventory(&a.inventory)?;
+    let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
+    inv.load_vars_dirs(&cwd).map_err(|e| e.to_string())?;
+    let extra = project::parse_extra_vars(&a.extra_vars).map_err(|e| e.to_string())?;
+    let passwords = passwords_from(&a.vault)?;
+    let format = match a.format {
+        None | Some(OutputFormat::Human) => Format::Human,
+        Some(OutputFormat::Json) => Format::Json,
+        Some(OutputFormat::Markdown) => return Err("--format takes human or json here".into()),
+    };
+    let hosts = inv.select(a.limit.as_deref().unwrap_or("all"))?;
+    if hosts.is_empty() {
+        return Err(format!(
+            "no host matches '{}'",
+            a.limit.as_deref().unwrap_or("all")
+        ));
+    }
+    let engine = Engine {
+        inventory: Arc::new(inv),
+        opts: Arc::new(RunOptions {
+            check: false,
+            diff,
+            tags: Vec::new(),
+            skip_tags: Vec::new(),
+            limit: a.limit.clone(),
+            forks: 10,
+            extra_vars: extra,
+            project: project_id(),
+            keep_releases: a.keep_releases,
+            auto_rollback: false,
+        }),
+        env: Arc::new(crate::template::environment()),
+        vault: Arc::new(VaultAccess::new(passwords)),
+        reporter: Arc::new(Reporter::new(format, diff)),
+        playbook_dir: cwd,
+        session: None,
+    };
+    Ok((engine, hosts))
 }
 
 pub(crate) fn load_inventory(paths: &[PathBuf]) -> Result<Inventory, String> {
@@ -247,6 +363,9 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
             limit: a.limit,
             forks: a.forks,
             extra_vars: extra,
+            project: project_id(),
+            keep_releases: a.keep_releases,
+            auto_rollback: !a.no_auto_rollback,
         }),
         env: Arc::new(crate::template::environment()),
         vault: Arc::new(VaultAccess::new(passwords)),

@@ -32,6 +32,12 @@ pub struct RunOptions {
     pub limit: Option<String>,
     pub forks: usize,
     pub extra_vars: Vars,
+    /// Releases (issue 7): the project's id on hosts (`state::project_id`).
+    pub project: String,
+    /// `--keep-releases` (else the `deployer_keep_releases` variable, else 5).
+    pub keep_releases: Option<usize>,
+    /// Roll a host back when a deploy gate fails after changes (`--no-auto-rollback` clears it).
+    pub auto_rollback: bool,
 }
 
 type Layer = IndexMap<String, VarValue>;
@@ -52,6 +58,11 @@ struct HostState {
     stats: HostStats,
     /// Issue 7: lock, pending handlers (run/session.rs).
     session: session::HostSession,
+    /// Releases (issue 7): this run's release on the host, and the deploy
+    /// gate that failed on it, if any.
+    release: Option<Arc<crate::state::releases::Recorder>>,
+    gate_failure: Option<String>,
+    changed_tasks: Vec<String>,
 }
 
 impl HostState {
@@ -68,6 +79,9 @@ impl HostState {
             in_handlers: false,
             stats: HostStats::default(),
             session: Default::default(),
+            release: None,
+            gate_failure: None,
+            changed_tasks: Vec::new(),
         }
     }
 }
@@ -97,6 +111,7 @@ pub struct Outcome {
 impl Engine {
     pub async fn run(&self, pb: &Playbook) -> Outcome {
         let mut states: IndexMap<String, HostState> = IndexMap::new();
+        let release_id = crate::state::releases::new_release_id();
         // Issue 7: every host's lock before any change (refused: nothing ran).
         if let Some(s) = &self.session
             && let Some(refused) = self.begin_session(s, pb, &mut states).await
@@ -138,11 +153,12 @@ impl Engine {
                 let sem = sem.clone();
                 let run_once = run_once.clone();
                 let first = first.clone();
+                let release_id = &release_id;
                 futures.push(async move {
                     let _permit = sem.acquire().await;
                     let mut state = state;
                     state.ended = false;
-                    self.run_play_on_host(play, &mut state, &run_once, &first)
+                    self.run_play_on_host(play, &mut state, &run_once, &first, release_id)
                         .await;
                     state
                 });
@@ -151,6 +167,9 @@ impl Engine {
                 states.insert(s.name.clone(), s);
             }
         }
+        // Releases (issue 7): record each changed host's release, then roll
+        // back the hosts whose deploy gate failed.
+        futures::future::join_all(states.values_mut().map(|s| self.finish_release(s))).await;
         // Issue 7: pending handlers, audit line, lock release.
         let session = match &self.session {
             Some(s) => self.end_session(s, &mut states).await,
@@ -195,6 +214,7 @@ impl Engine {
         st: &mut HostState,
         run_once: &RunOnceCells,
         first: &str,
+        release_id: &str,
     ) {
         let play_layers = match self.play_layers(play) {
             Ok(l) => l,
@@ -229,6 +249,9 @@ impl Engine {
             self.fail_host(st, "Gathering Facts", &play.loc.to_string(), &e);
             return;
         }
+        if st.release.is_none() && !self.opts.check {
+            st.release = self.new_recorder(&st.name, release_id, "apply");
+        }
         // One round trip for the state of every file the play will look at.
         self.prefetch(play, st, &play_layers).await;
         self.restore_pending(play, st); // issue 7
@@ -241,6 +264,10 @@ impl Engine {
         self.run_tasks(&ctx, &play.tasks, st).await;
         if !st.failed {
             self.flush_handlers(&ctx, st).await;
+        }
+        if st.gate_failure.is_some() {
+            // Releases (issue 7): roll back now, not after the other hosts' plays.
+            self.finish_release(st).await;
         }
     }
 
@@ -801,6 +828,7 @@ impl Engine {
             },
         };
         let mut results = Vec::new();
+        let mut last_msg: Option<String> = None;
         let mut any_changed = false;
         let mut any_failed = false;
         let mut all_skipped = true;
@@ -866,7 +894,10 @@ impl Engine {
             }
             match status {
                 Status::Changed => any_changed = true,
-                Status::Failed => any_failed = true,
+                Status::Failed => {
+                    any_failed = true;
+                    last_msg = shown_msg.clone();
+                }
                 _ => {}
             }
             if status != Status::Skipped {
@@ -905,8 +936,14 @@ impl Engine {
             } else {
                 st.failed = true;
                 st.stats.failed += 1;
+                // Releases (issue 7): a failed deploy gate.
+                if st.gate_failure.is_none() && is_deploy_gate(t, module, args, &base_ctx) {
+                    st.gate_failure =
+                        Some(format!("{display_name}: {}", last_msg.unwrap_or_default()));
+                }
             }
         } else if any_changed {
+            st.changed_tasks.push(display_name.clone());
             st.stats.changed += 1;
             st.stats.ok += 1;
             for n in &t.notify {
@@ -986,6 +1023,11 @@ impl Engine {
             vars: ctx,
             task: t,
             playbook_dir: &self.playbook_dir,
+            release: if t.delegate_to.is_some() {
+                None
+            } else {
+                st.release.as_deref()
+            },
         };
         let mut res = match self
             .until_interrupted(modules::run(module, json_args, &mut mctx))
@@ -1092,6 +1134,175 @@ impl Engine {
                 return;
             }
         }
+    }
+}
+
+// ---- Releases, rollback and deploy gates (issue 7) -------------------------
+
+/// A deploy gate: a `docker_compose_v2` task with `wait: true` (its services
+/// must become healthy), or a `uri`/`wait_for` task whose vars set
+/// `deployer_gate: true`. A task var, not a tag: Ansible accepts and ignores
+/// it, and `--tags`/`--skip-tags` cannot deselect a gate by accident.
+fn is_deploy_gate(t: &Task, module: &str, args: &crate::yaml::Node, ctx: &Arc<VarContext>) -> bool {
+    let truthy = |n: &crate::yaml::Node| {
+        let v = ctx
+            .resolve_node(n)
+            .ok()
+            .and_then(|v| crate::vars::value_to_json(&v).ok())
+            .unwrap_or(Json::Null);
+        crate::modules::args::parse_bool(&v).unwrap_or(false)
+    };
+    match module {
+        "docker_compose_v2" => args.get("wait").is_some_and(truthy),
+        "uri" | "wait_for" => t.vars.get("deployer_gate").is_some_and(truthy),
+        _ => false,
+    }
+}
+
+impl Engine {
+    /// A play-less context for `host`: inventory, extra and magic vars only,
+    /// so `apply` and `rollback` read the same host-level settings.
+    pub fn host_context(&self, host: &str) -> Result<(Play, Arc<VarContext>), String> {
+        let play = Play {
+            name: "releases".into(),
+            loc: crate::yaml::Loc::new(Path::new("<releases>"), 0, 0),
+            hosts: host.to_string(),
+            vars: Vars::new(),
+            vars_files: Vec::new(),
+            use_become: false,
+            become_user: None,
+            gather_facts: false,
+            tags: Vec::new(),
+            tasks: Vec::new(),
+            handlers: Vec::new(),
+            base_dir: self.playbook_dir.clone(),
+        };
+        let pl = self.play_layers(&play)?;
+        let ctx = self.context(&play, &pl, &HostState::new(host), None);
+        Ok((play, ctx))
+    }
+
+    /// Where `host` keeps its release state, and how many releases it keeps;
+    /// None when the host opts out (`deployer_releases: false`).
+    pub fn state_location(
+        &self,
+        host: &str,
+    ) -> Option<(crate::state::releases::StateLocation, usize)> {
+        let (_, ctx) = self.host_context(host).ok()?;
+        let get = |k: &str| {
+            let v = ctx
+                .lookup(k)
+                .filter(|v| !v.is_undefined() && !v.is_none())
+                .and_then(|v| crate::vars::value_to_json(&v).ok());
+            let _ = ctx.take_error();
+            v
+        };
+        let flag = |k: &str| get(k).and_then(|v| crate::modules::args::parse_bool(&v));
+        if flag("deployer_releases") == Some(false) {
+            return None;
+        }
+        let login = get("ansible_user").or_else(|| get("ansible_ssh_user"));
+        let login = login.as_ref().and_then(|v| v.as_str());
+        let password = get("ansible_become_password")
+            .or_else(|| get("ansible_become_pass"))
+            .and_then(|v| v.as_str().map(str::to_string));
+        let loc = crate::state::releases::StateLocation::for_host(
+            &self.opts.project,
+            login,
+            flag("ansible_become").unwrap_or(false),
+            password,
+        );
+        let keep = self.opts.keep_releases.or_else(|| {
+            get("deployer_keep_releases").and_then(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                    .map(|n| n as usize)
+            })
+        });
+        Some((loc, keep.unwrap_or(crate::state::releases::DEFAULT_KEEP)))
+    }
+
+    fn new_recorder(
+        &self,
+        host: &str,
+        id: &str,
+        kind: &str,
+    ) -> Option<Arc<crate::state::releases::Recorder>> {
+        let (loc, keep) = self.state_location(host)?;
+        Some(Arc::new(crate::state::releases::Recorder::new(
+            id,
+            &self.opts.project,
+            host,
+            kind,
+            loc,
+            keep,
+        )))
+    }
+
+    /// Opens a connection to `host` for the release commands.
+    pub async fn connect_host(&self, host: &str) -> Result<Connection, String> {
+        let (play, _) = self.host_context(host)?;
+        let pl = self.play_layers(&play)?;
+        self.connect(host, &play, &pl).await
+    }
+
+    /// End of the run on one host: write its release when it changed, then
+    /// roll back if a deploy gate failed after changes.
+    async fn finish_release(&self, st: &mut HostState) {
+        // Taken: a host's release is finished once (at a failed gate, or at the end).
+        let (Some(rec), Some(conn)) = (st.release.take(), st.conn.clone()) else {
+            return;
+        };
+        if self.opts.check || (rec.is_empty() && st.stats.changed == 0) {
+            return;
+        }
+        let status = if st.failed { "failed" } else { "ok" };
+        let record = rec.record(
+            crate::state::releases::git_revision(&self.playbook_dir),
+            status,
+            st.gate_failure.clone(),
+            crate::state::releases::TaskSummary {
+                ok: st.stats.ok,
+                changed: st.stats.changed,
+                failed: st.stats.failed,
+                changed_tasks: st.changed_tasks.clone(),
+            },
+            Vec::new(),
+        );
+        let written = conn
+            .run_script(&rec.finalize_script(&record), rec.location.become_.as_ref())
+            .await;
+        let loc = "<release>";
+        match written {
+            Ok(o) if o.rc == 0 => {}
+            Ok(o) => {
+                self.fail_host(
+                    st,
+                    &format!("release {}", rec.id),
+                    loc,
+                    &format!(
+                        "writing the release record failed: {}",
+                        o.stderr_str().trim()
+                    ),
+                );
+                return;
+            }
+            Err(e) => {
+                self.fail_host(st, &format!("release {}", rec.id), loc, &e.to_string());
+                return;
+            }
+        }
+        let Some(gate) = st.gate_failure.clone() else {
+            return;
+        };
+        if !self.opts.auto_rollback {
+            self.reporter.warning(&format!(
+                "{}: deploy gate failed ({gate}); automatic rollback is off (--no-auto-rollback): the host stays on release {}",
+                st.name, rec.id
+            ));
+            return;
+        }
+        crate::state::rollback::auto_rollback(self, &st.name, &conn, &rec, &gate).await;
     }
 }
 

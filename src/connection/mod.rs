@@ -69,6 +69,8 @@ pub struct Connection {
     transport: Transport,
     executions: AtomicUsize,
     docker: tokio::sync::Mutex<Vec<docker::DockerTunnel>>,
+    /// Kept to open a fresh connection (`confirm_fresh`).
+    target: Option<SshTarget>,
 }
 
 impl Connection {
@@ -104,6 +106,7 @@ impl Connection {
             transport: Transport::Ssh(std::sync::Arc::new(session)),
             executions: AtomicUsize::new(0),
             docker: Default::default(),
+            target: Some(target.clone()),
         })
     }
 
@@ -113,6 +116,28 @@ impl Connection {
             transport: Transport::Local,
             executions: AtomicUsize::new(0),
             docker: Default::default(),
+            target: None,
+        }
+    }
+
+    /// Proves the host still accepts a NEW SSH connection: a separate master
+    /// (its own TCP connection and authentication), not this multiplexed one,
+    /// which can outlive a broken sshd or firewall (deploy-rs issue #106).
+    /// Used after an automatic rollback.
+    pub async fn confirm_fresh(&self) -> Result<(), ConnectionError> {
+        let Some(target) = &self.target else {
+            return Ok(());
+        };
+        let fresh = Connection::connect(&self.name, target).await?;
+        let out = fresh.run_script("exit 0", None).await;
+        fresh.close().await;
+        match out {
+            Ok(o) if o.rc == 0 => Ok(()),
+            Ok(o) => Err(ConnectionError::Exec {
+                host: self.name.clone(),
+                reason: format!("a fresh connection ran `exit 0` with rc={}", o.rc),
+            }),
+            Err(e) => Err(e),
         }
     }
 

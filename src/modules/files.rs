@@ -230,11 +230,14 @@ async fn converge_file(
     } else {
         format!("set -e\n{}", attrs.script(&shell_quote(dest)))
     };
+    // Release hook (issue 7): the previous state is saved by the same script.
+    let script = format!("{}{script}", ctx.release_save(dest));
     let out = ctx
         .conn
         .run_script(&script, ctx.become_.as_ref())
         .await
         .map_err(|e| e.to_string())?;
+    ctx.release_saved(dest, &out.stdout_str());
     ctx.observed.forget(dest);
     if out.rc != 0 {
         return Err(format!(
@@ -545,11 +548,14 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
     if ctx.check {
         return Ok(result);
     }
+    // Release hook (issue 7): the previous state is saved by the same script.
+    let save = ctx.release_save(&path);
     let out = ctx
         .conn
-        .run_script(&format!("set -e\n{script}"), ctx.become_.as_ref())
+        .run_script(&format!("{save}set -e\n{script}"), ctx.become_.as_ref())
         .await
         .map_err(|e| e.to_string())?;
+    ctx.release_saved(&path, &out.stdout_str());
     ctx.observed.forget_tree(&path);
     if out.rc != 0 {
         return Err(format!("file {path}: {}", out.stderr_str().trim()));

@@ -95,6 +95,27 @@ pub struct ModuleCtx<'a> {
     pub vars: &'a Arc<VarContext>,
     pub task: &'a Task,
     pub playbook_dir: &'a Path,
+    /// The host's release being recorded (issue 7); None in check mode and
+    /// for delegated tasks. File modules put its save snippet in their write.
+    pub release: Option<&'a crate::state::releases::Recorder>,
+}
+
+impl ModuleCtx<'_> {
+    /// Release hook (issue 7): the snippet saving `path`'s previous state,
+    /// to run at the head of the script that changes it.
+    pub fn release_save(&self, path: &str) -> String {
+        match (self.release, self.check) {
+            (Some(r), false) => r.save_snippet(path).unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
+    /// Release hook (issue 7): records what [`Self::release_save`] printed.
+    pub fn release_saved(&self, path: &str, stdout: &str) {
+        if let (Some(r), false) = (self.release, self.check) {
+            r.note_saved(path, &self.task.display_name(), stdout);
+        }
+    }
 }
 
 impl ModuleCtx<'_> {

@@ -23,6 +23,9 @@ pub mod commands;
 pub mod lock;
 pub mod pending;
 
+pub mod releases;
+pub mod rollback;
+
 /// Root of the state directory used when the host runs tasks as root.
 pub const SYSTEM_STATE_ROOT: &str = "/var/lib/deployer";
 

@@ -5,6 +5,7 @@
 
 pub mod engine;
 pub mod plan;
+mod release;
 pub mod spec;
 
 use std::collections::BTreeMap;
@@ -178,6 +179,16 @@ pub async fn docker_compose_v2(
     if ctx.check {
         return Ok(result);
     }
+    // Release hook (issue 7): the containers as they are, before any change.
+    let recorder = ctx.release.filter(|_| result.changed);
+    if let Some(r) = recorder {
+        r.note_compose_before(
+            &project.name,
+            &ctx.task.display_name(),
+            release::locating_args(&a, &project.name),
+            release::before(&docker, &project, &observed).await,
+        );
+    }
     let wait_timeout = std::time::Duration::from_secs(a.wait_timeout.unwrap_or(120));
     let mut changed = images.pulled_any;
     if state == State::Absent {
@@ -194,6 +205,9 @@ pub async fn docker_compose_v2(
     }
     result.changed = changed || result.changed;
     let running = engine.running_images(&order).await?;
+    if let Some(r) = recorder {
+        r.note_compose_after(&project.name, release::after(&project, &running));
+    }
     result.data.insert("images".into(), running);
     Ok(result)
 }
