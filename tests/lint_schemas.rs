@@ -57,6 +57,9 @@ fn projects() -> Vec<PathBuf> {
     dirs
 }
 
+/// A named edit that makes a valid document invalid.
+type Breaker = (&'static str, fn(&mut Value));
+
 fn errors(v: &Validator, doc: &Value) -> Vec<String> {
     v.iter_errors(doc)
         .map(|e| format!("{} at {}", e, e.instance_path()))
@@ -111,7 +114,7 @@ fn lint_json_schema_rejects_broken_documents() {
     whole_file["findings"][0]["col"] = json!(0);
     whole_file["findings"][0]["snippet"] = Value::Null;
     assert_valid(&v, &whole_file, "a whole-file finding");
-    let breakers: &[(&str, fn(&mut Value))] = &[
+    let breakers: &[Breaker] = &[
         ("version 2", |d| d["version"] = json!(2)),
         ("no summary", |d| {
             d.as_object_mut().expect("object").remove("summary");
@@ -167,7 +170,7 @@ fn sarif_schema_rejects_broken_documents() {
     assert_valid(&v, &good, "role-cycle sarif");
     let result = "/runs/0/results/0";
     assert!(good.pointer(result).is_some(), "a result to break");
-    let breakers: &[(&str, fn(&mut Value))] = &[
+    let breakers: &[Breaker] = &[
         ("version 2.0.0", |d| d["version"] = json!("2.0.0")),
         ("no runs", |d| {
             d.as_object_mut().expect("object").remove("runs");
