@@ -7,7 +7,9 @@ testbed hosts in the same run (python3 stdlib only).
     bench/run.py --hosts 1 --k 2      # quicker
     bench/run.py --no-up              # use the running testbed (refuses if it is down)
 
-Starts its own testbed (TESTBED_ID=bn, ports 2501..) with tests/testbed/up.sh N.
+Starts its own testbed with tests/testbed/up.sh N: TESTBED_ID and TESTBED_PORT_BASE
+from the environment (default bn and 2500, ports 2501..), so it can run beside other
+testbeds on the one Docker engine.
 Tools: deployer (release build), ansible-core/mitogen/pyinfra from
 /opt/deployer-bench/venv (created with pinned versions when missing).
 Writes bench/results.json and the generated part of bench/RESULTS.md.
@@ -32,8 +34,8 @@ REPO = os.path.dirname(HERE)
 TESTBED = os.path.join(REPO, "tests", "testbed")
 INVENTORY = os.path.join(TESTBED, "inventory.yml")
 SSH_CONFIG = os.path.join(TESTBED, "state", "ssh_config")
-TESTBED_ID = "bn"
-PORT_BASE = "2500"
+TESTBED_ID = os.environ.get("TESTBED_ID") or "bn"
+PORT_BASE = os.environ.get("TESTBED_PORT_BASE") or "2500"
 VENV = "/opt/deployer-bench/venv"
 PINS = ["ansible-core==2.19.14", "mitogen==0.3.54", "pyinfra==3.10.0"]
 TARGET_DIR = os.environ.get("CARGO_TARGET_DIR", "/work/target-bench")
@@ -430,7 +432,8 @@ def main():
         k = args.k if args.k is not None else (5 if n == 1 else 3)
         cases.append(bench(n, k, tools, not args.no_up, profile=True))
     results = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-               "command": " ".join(["bench/run.py", *sys.argv[1:]]), "machine": machine(), "cases": cases}
+               "command": f"TESTBED_ID={TESTBED_ID} TESTBED_PORT_BASE={PORT_BASE} "
+               + " ".join(["bench/run.py", *sys.argv[1:]]), "machine": machine(), "cases": cases}
     write_results(results)
     print(table(results))
 

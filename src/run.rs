@@ -188,6 +188,7 @@ impl Engine {
         let mut stats = Vec::new();
         let mut changed = false;
         let mut failed = false;
+        let mut to_close = Vec::new();
         for (name, s) in states {
             let mut st = s.stats.clone();
             st.remote_executions = s.conn.as_ref().map(|c| c.executions()).unwrap_or(0);
@@ -197,9 +198,10 @@ impl Engine {
             if let Some(c) = s.conn
                 && let Ok(c) = Arc::try_unwrap(c)
             {
-                c.close().await;
+                to_close.push(c);
             }
         }
+        Connection::close_all(to_close).await;
         Outcome {
             stats,
             changed,

