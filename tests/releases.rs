@@ -417,6 +417,22 @@ fn a_failed_uri_gate_restores_files_and_absent_files_are_removed() {
         "{}",
         check.stdout
     );
+    // A rollback holds the deploy lock too: a lock held by another run refuses
+    // it with the holder's details, and nothing changes.
+    let before = releases(&p).len();
+    let ghost = r#"{"run_id":"20260101T000000Z-dead","who":"ghost@elsewhere","since":"2026-01-01T00:00:00Z","revision":null,"dirty":false,"command":"deployer apply site.yml","message":null,"pid":4242}"#;
+    let sd = state_dir(&p);
+    on_host("tb1", &format!("echo '{ghost}' > {sd}/lock"));
+    let locked = deployer(p.path(), &["rollback", "-i", &inv, "-l", "tb1"]);
+    assert_eq!(locked.code, 1, "{}", locked.all());
+    assert!(
+        locked.stderr.contains("ghost@elsewhere") && locked.stderr.contains("deploy lock"),
+        "{}",
+        locked.all()
+    );
+    assert_eq!(on_host("tb1", &format!("cat {dir}/conf")), "v=1\n");
+    assert_eq!(releases(&p).len(), before);
+    on_host("tb1", &format!("rm -f {sd}/lock"));
     // Pruning: only the newest N releases stay.
     let ok = deployer(
         p.path(),
