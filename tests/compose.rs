@@ -5,33 +5,10 @@
 
 mod common;
 
-use std::process::Command;
 
 use common::*;
 
-const IMAGE: &str = "deployer-test-busybox:1";
-
-fn inv() -> String {
-    testbed_inventory().display().to_string()
-}
-
-fn ensure_image() {
-    let o = Command::new(repo().join("tests/testbed/build-test-image.sh"))
-        .arg(IMAGE)
-        .output()
-        .expect("build-test-image.sh");
-    assert!(
-        o.status.success(),
-        "building {IMAGE}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// `docker` on this machine (the same engine the hosts use).
-fn docker(args: &[&str]) -> String {
-    let o = Command::new("docker").args(args).output().expect("docker");
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
+const IMAGE: &str = TEST_IMAGE;
 
 /// Removes everything a test made: containers and networks by name prefix.
 fn cleanup(prefix: &str) {
@@ -152,7 +129,7 @@ fn ids_and_starts(prefix: &str) -> Vec<String> {
 
 #[test]
 fn plane_shaped_stack_converges_is_idempotent_and_an_env_change_recreates_exactly_its_users() {
-    ensure_image();
+    ensure_test_image();
     let prefix = &scoped("cmptest-plane");
     let dir = "/srv/cmptest-plane";
     cleanup(prefix);
@@ -297,7 +274,7 @@ fn plane_shaped_stack_converges_is_idempotent_and_an_env_change_recreates_exactl
 
 #[test]
 fn an_unhealthy_service_fails_with_its_health_log() {
-    ensure_image();
+    ensure_test_image();
     let prefix = &scoped("cmptest-unhealthy");
     cleanup(prefix);
     let compose = format!(
@@ -322,7 +299,7 @@ fn an_unhealthy_service_fails_with_its_health_log() {
 
 #[test]
 fn bad_inputs_are_clear_errors() {
-    ensure_image();
+    ensure_test_image();
     let prefix = &scoped("cmptest-bad");
     cleanup(prefix);
     let dir = "/srv/cmptest-bad";
@@ -373,7 +350,7 @@ fn bad_inputs_are_clear_errors() {
 
 #[test]
 fn a_taken_port_and_a_missing_daemon_are_clear_errors_naming_the_service() {
-    ensure_image();
+    ensure_test_image();
     let prefix = &scoped("cmptest-bad2");
     cleanup(prefix);
     let dir = "/srv/cmptest-bad2";

@@ -9,29 +9,7 @@ use std::process::Command;
 
 use common::*;
 
-const IMAGE: &str = "deployer-test-busybox:1";
-
-fn inv() -> String {
-    testbed_inventory().display().to_string()
-}
-
-fn ensure_image() {
-    let o = Command::new(repo().join("tests/testbed/build-test-image.sh"))
-        .arg(IMAGE)
-        .output()
-        .expect("build-test-image.sh");
-    assert!(
-        o.status.success(),
-        "building {IMAGE}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// `docker` on this machine (the same engine the hosts use): stdout, trimmed.
-fn docker(args: &[&str]) -> String {
-    let o = Command::new("docker").args(args).output().expect("docker");
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
+const IMAGE: &str = TEST_IMAGE;
 
 fn rm_containers(names: &[&str]) {
     for n in names {
@@ -87,7 +65,7 @@ fn networks_tasks(front: &str, back: &str, egress: &str, backend_subnet: &str) -
 
 #[test]
 fn networks_are_created_idempotent_and_a_differing_one_is_recreated_only_when_free() {
-    ensure_image();
+    ensure_test_image();
     let front = scoped("dm-frontend");
     let back = scoped("dm-backend");
     let egress = scoped("dm-egress");
@@ -296,7 +274,7 @@ fn id_and_start(name: &str) -> String {
 
 #[test]
 fn a_container_is_created_left_alone_and_recreated_with_a_masked_field_diff() {
-    ensure_image();
+    ensure_test_image();
     let name = scoped("dm-web");
     let net = scoped("dm-web-net");
     let volume = scoped("dm-web-data");
@@ -619,7 +597,7 @@ fn become_reaches_docker_as_root_for_a_login_user_outside_the_docker_group() {
 
 #[test]
 fn a_container_with_a_missing_image_or_network_is_a_clear_error_and_nothing_is_left() {
-    ensure_image();
+    ensure_test_image();
     let name = scoped("dm-bad");
     rm_containers(&[&name]);
     let run = |args: &str| {

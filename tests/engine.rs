@@ -5,10 +5,6 @@ mod common;
 
 use common::*;
 
-fn inv() -> String {
-    testbed_inventory().display().to_string()
-}
-
 /// A ~30-task role: templates, copies, files, lineinfile, blockinfile, commands.
 fn thirty_task_project(root: &str) -> tempfile::TempDir {
     let mut tasks = format!(

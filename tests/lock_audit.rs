@@ -10,10 +10,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::json;
 
-fn inv() -> String {
-    testbed_inventory().display().to_string()
-}
-
 /// The project's state directory on the hosts (the testbed becomes root).
 fn state_dir(project: &Path) -> String {
     let name = project

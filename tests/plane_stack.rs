@@ -39,11 +39,6 @@ const AGENTS: [&str; 10] = [
     "messenger",
 ];
 
-fn docker(args: &[&str]) -> String {
-    let o = Command::new("docker").args(args).output().expect("docker");
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
 /// `docker exec -i` with `input` on stdin (secrets never on a command line).
 fn docker_exec_stdin(container: &str, script: &str, input: &str) -> String {
     use std::io::Write;

@@ -12,24 +12,6 @@ use common::*;
 
 const BASE_IMAGE: &str = "deployer-test-busybox:1";
 
-fn inv() -> String {
-    testbed_inventory().display().to_string()
-}
-
-fn docker(args: &[&str]) -> String {
-    let o = Command::new("docker").args(args).output().expect("docker");
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
-fn docker_ok(args: &[&str]) {
-    let o = Command::new("docker").args(args).output().expect("docker");
-    assert!(
-        o.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 /// The base test image, and `tag` built from it with its own LABEL (so its
 /// image ID differs from every other tag's). Returns the image ID.
 fn image(tag: &str) -> String {

@@ -124,3 +124,40 @@ pub fn forget_local_state(dir: &Path) {
         let _ = std::fs::remove_dir_all(Path::new(&home).join(".local/state/deployer").join(&name));
     }
 }
+
+/// The testbed inventory as an argument.
+pub fn inv() -> String {
+    testbed_inventory().display().to_string()
+}
+
+/// The tiny local test image (tests/testbed/build-test-image.sh).
+pub const TEST_IMAGE: &str = "deployer-test-busybox:1";
+
+/// Builds [`TEST_IMAGE`] if it is missing (no registry involved).
+pub fn ensure_test_image() {
+    let o = Command::new(repo().join("tests/testbed/build-test-image.sh"))
+        .arg(TEST_IMAGE)
+        .output()
+        .expect("build-test-image.sh");
+    assert!(
+        o.status.success(),
+        "building {TEST_IMAGE}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// `docker` on this machine (the same engine the hosts use): stdout, trimmed.
+pub fn docker(args: &[&str]) -> String {
+    let o = Command::new("docker").args(args).output().expect("docker");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// `docker` that must succeed.
+pub fn docker_ok(args: &[&str]) {
+    let o = Command::new("docker").args(args).output().expect("docker");
+    assert!(
+        o.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
