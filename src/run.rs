@@ -1165,20 +1165,12 @@ impl Engine {
     /// A play-less context for `host`: inventory, extra and magic vars only,
     /// so `apply` and `rollback` read the same host-level settings.
     pub fn host_context(&self, host: &str) -> Result<(Play, Arc<VarContext>), String> {
-        let play = Play {
-            name: "releases".into(),
-            loc: crate::yaml::Loc::new(Path::new("<releases>"), 0, 0),
-            hosts: host.to_string(),
-            vars: Vars::new(),
-            vars_files: Vec::new(),
-            use_become: false,
-            become_user: None,
-            gather_facts: false,
-            tags: Vec::new(),
-            tasks: Vec::new(),
-            handlers: Vec::new(),
-            base_dir: self.playbook_dir.clone(),
-        };
+        let play = Play::empty(
+            "releases",
+            crate::yaml::Loc::new(Path::new("<releases>"), 0, 0),
+            host,
+            self.playbook_dir.clone(),
+        );
         let pl = self.play_layers(&play)?;
         let ctx = self.context(&play, &pl, &HostState::new(host), None);
         Ok((play, ctx))

@@ -5,7 +5,6 @@
 
 mod common;
 
-
 use common::*;
 
 const IMAGE: &str = TEST_IMAGE;

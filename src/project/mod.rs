@@ -51,6 +51,27 @@ pub struct Play {
     pub base_dir: PathBuf,
 }
 
+impl Play {
+    /// A play with no tasks and no variables of its own, for commands that need
+    /// a host's inventory-level context only (deploy state, releases).
+    pub fn empty(name: &str, loc: Loc, hosts: &str, base_dir: PathBuf) -> Play {
+        Play {
+            name: name.into(),
+            loc,
+            hosts: hosts.into(),
+            vars: Vars::new(),
+            vars_files: Vec::new(),
+            use_become: false,
+            become_user: None,
+            gather_facts: false,
+            tags: Vec::new(),
+            tasks: Vec::new(),
+            handlers: Vec::new(),
+            base_dir,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Playbook {
     pub path: PathBuf,

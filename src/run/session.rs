@@ -613,20 +613,12 @@ impl Engine {
 impl Engine {
     /// A play-less play: inventory, extra and magic variables only.
     fn state_play(&self) -> Play {
-        Play {
-            name: "deployer state".into(),
-            loc: crate::yaml::Loc::file_only(std::path::Path::new("<command line>")),
-            hosts: "all".into(),
-            vars: Default::default(),
-            vars_files: Vec::new(),
-            use_become: false,
-            become_user: None,
-            gather_facts: false,
-            tags: Vec::new(),
-            tasks: Vec::new(),
-            handlers: Vec::new(),
-            base_dir: self.playbook_dir.clone(),
-        }
+        Play::empty(
+            "deployer state",
+            crate::yaml::Loc::file_only(std::path::Path::new("<command line>")),
+            "all",
+            self.playbook_dir.clone(),
+        )
     }
 
     /// As whom the host's state is read and written, from host-level
