@@ -12,8 +12,10 @@
 //!   releases/<id>/         one release: release.json + saved files (see releases.rs)
 //! ```
 //!
-//! `<project>` is [`project_id`]: the project root directory's name, reduced to
-//! `[A-Za-z0-9._-]`.
+//! `<project>` is [`project_id`]: the first line of the project root's
+//! `.deployer-project` file when there is one (so every checkout of the project,
+//! whatever its directory is called, shares one lock and one release history),
+//! else the project root directory's name; reduced to `[A-Za-z0-9._-]`.
 
 use std::path::{Path, PathBuf};
 
@@ -26,20 +28,34 @@ pub mod pending;
 pub mod releases;
 pub mod rollback;
 
+/// The file in the project root that names the project on the hosts.
+pub const PROJECT_FILE: &str = ".deployer-project";
+
 /// Root of the state directory used when the host runs tasks as root.
 pub const SYSTEM_STATE_ROOT: &str = "/var/lib/deployer";
 
 /// Root used when the host has no `become` (relative to the SSH user's home).
 pub const USER_STATE_ROOT: &str = ".local/state/deployer";
 
-/// The project's identifier on hosts: the project root's directory name with
-/// every character outside `[A-Za-z0-9._-]` replaced by `_`.
+/// The project's identifier on hosts: the first non-empty line of the project
+/// root's [`PROJECT_FILE`], else the project root's directory name; every
+/// character outside `[A-Za-z0-9._-]` replaced by `_`.
 pub fn project_id(project_root: &Path) -> String {
-    let name = project_root
-        .canonicalize()
+    let named = std::fs::read_to_string(project_root.join(PROJECT_FILE))
         .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "project".to_string());
+        .and_then(|t| {
+            t.lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(str::to_string)
+        });
+    let name = named.unwrap_or_else(|| {
+        project_root
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "project".to_string())
+    });
     let id: String = name
         .chars()
         .map(|c| {
@@ -84,6 +100,10 @@ mod tests {
         let dir = std::env::temp_dir().join("deployer state: test!");
         std::fs::create_dir_all(&dir).expect("temp dir");
         assert_eq!(project_id(&dir), "deployer_state__test_");
+        // .deployer-project names it, whatever the checkout's directory is called.
+        std::fs::write(dir.join(PROJECT_FILE), "\n  plane on sese \n").expect("write");
+        assert_eq!(project_id(&dir), "plane_on_sese");
+        std::fs::remove_file(dir.join(PROJECT_FILE)).expect("rm");
         assert_eq!(state_root("p", true), "/var/lib/deployer/p");
         assert_eq!(state_root("p", false), "$HOME/.local/state/deployer/p");
     }
