@@ -160,10 +160,12 @@ fn deploy_rollback_and_automatic_rollback_on_a_failed_healthcheck() {
         r["hosts"]["tb1"]["remote_executions"]
             .as_u64()
             .unwrap_or(99)
-            <= 3,
+            <= 5,
         "{}",
         again.stdout
     );
+    // (At most 3 before the deploy lock; the lock adds
+    // its 2: take it at the start, audit + release at the end. Releases add none.)
     assert_eq!(releases(&p).len(), 1, "a no-op run wrote a release");
     let conf_a = on_host("tb1", &format!("cat {dir}/app.conf"));
     assert_eq!(conf_a, CONF_A.replace("IMG", &tag_a));
