@@ -413,13 +413,15 @@ async fn api_address(
                 names()
             )
         })?,
-        None if networks.len() == 1 => networks.values().next().expect("one network"),
-        None => {
-            return Err(format!(
-                "plane_users: the api container '{container}' is on networks {}: set api_network to the one the host reaches it on",
-                names()
-            ));
-        }
+        None => match networks.values().collect::<Vec<_>>().as_slice() {
+            [only] => *only,
+            _ => {
+                return Err(format!(
+                    "plane_users: the api container '{container}' is on networks [{}]: set api_network to the one the host reaches it on",
+                    names()
+                ));
+            }
+        },
     };
     let ip = endpoint
         .ip_address

@@ -71,6 +71,38 @@ pub struct Task {
 }
 
 impl Task {
+    /// A task with every keyword at its default and no module (`meta: noop`),
+    /// at `loc` in `scope`: the loader fills it in, the engine's own tasks
+    /// (rollback) use it as is.
+    pub fn blank(loc: Loc, scope: Arc<Scope>) -> Task {
+        Task {
+            name: None,
+            loc,
+            kind: TaskKind::MetaNoop,
+            when: Vec::new(),
+            loop_items: None,
+            loop_var: "item".into(),
+            index_var: None,
+            loop_label: None,
+            register: None,
+            notify: Vec::new(),
+            listen: Vec::new(),
+            changed_when: None,
+            failed_when: None,
+            ignore_errors: false,
+            tags: Vec::new(),
+            no_log: false,
+            use_become: None,
+            become_user: None,
+            check_mode: None,
+            diff: None,
+            run_once: false,
+            delegate_to: None,
+            vars: Vars::new(),
+            scope,
+        }
+    }
+
     pub fn display_name(&self) -> String {
         if let Some(n) = &self.name {
             return n.clone();
@@ -206,32 +238,7 @@ fn parse_task(
     is_handler: bool,
 ) -> Result<Vec<Task>, LocatedError> {
     let entries = node.expect_map("a task")?;
-    let mut task = Task {
-        name: None,
-        loc: node.loc.clone(),
-        kind: TaskKind::MetaNoop,
-        when: Vec::new(),
-        loop_items: None,
-        loop_var: "item".into(),
-        index_var: None,
-        loop_label: None,
-        register: None,
-        notify: Vec::new(),
-        listen: Vec::new(),
-        changed_when: None,
-        failed_when: None,
-        ignore_errors: false,
-        tags: Vec::new(),
-        no_log: false,
-        use_become: None,
-        become_user: None,
-        check_mode: None,
-        diff: None,
-        run_once: false,
-        delegate_to: None,
-        vars: Vars::new(),
-        scope: scope.clone(),
-    };
+    let mut task = Task::blank(node.loc.clone(), scope.clone());
     let mut module: Option<(String, Node)> = None;
     let mut args_kw: Option<Node> = None;
     let (mut block, mut rescue, mut always) = (None, None, None);

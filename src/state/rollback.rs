@@ -547,29 +547,10 @@ fn restore_script(plan: &HostPlan, rec: &Recorder) -> String {
 fn rollback_task(name: &str) -> crate::project::Task {
     crate::project::Task {
         name: Some(name.to_string()),
-        loc: crate::yaml::Loc::new(Path::new("<rollback>"), 0, 0),
-        kind: crate::project::TaskKind::MetaNoop,
-        when: Vec::new(),
-        loop_items: None,
-        loop_var: "item".into(),
-        index_var: None,
-        loop_label: None,
-        register: None,
-        notify: Vec::new(),
-        listen: Vec::new(),
-        changed_when: None,
-        failed_when: None,
-        ignore_errors: false,
-        tags: Vec::new(),
-        no_log: false,
-        use_become: None,
-        become_user: None,
-        check_mode: None,
-        diff: None,
-        run_once: false,
-        delegate_to: None,
-        vars: Default::default(),
-        scope: Arc::new(Default::default()),
+        ..crate::project::Task::blank(
+            crate::yaml::Loc::new(Path::new("<rollback>"), 0, 0),
+            Arc::new(Default::default()),
+        )
     }
 }
 
