@@ -804,6 +804,22 @@ impl Engine {
             return Json::Null;
         };
         let base_ctx = self.context(pc.play, pc.layers, st, Some(t));
+        // Boolean keywords given as templates, rendered for this host.
+        let resolved;
+        let t = if t.templated_flags.is_empty() {
+            t
+        } else {
+            match resolve_templated_flags(t, &base_ctx) {
+                Ok(r) => {
+                    resolved = r;
+                    &resolved
+                }
+                Err(e) => {
+                    self.fail_host(st, &name, &loc, &e);
+                    return Json::Null;
+                }
+            }
+        };
         let display_name = base_ctx
             .render_string(&name)
             .unwrap_or_else(|_| name.clone());
@@ -860,7 +876,7 @@ impl Engine {
                     (c, Some(label))
                 }
             };
-            let (status, res) = self.run_once_item(pc, t, module, args, &ctx, st).await;
+            let (status, res) = self.run_item_until(pc, t, module, args, &ctx, st).await;
             let mut rj = res.to_json();
             if let (Some((_, item)), Some(m)) = (&run, rj.as_object_mut()) {
                 m.insert(
@@ -960,6 +976,104 @@ impl Engine {
         registered
     }
 
+    /// One item, retried as `until`/`retries`/`delay` say (Ansible's
+    /// attempt loop: `retries` extra attempts, default 3 with `until`; the
+    /// condition sees the result under the register name; out of attempts,
+    /// the result fails).
+    async fn run_item_until(
+        &self,
+        pc: &PlayCtx<'_>,
+        t: &Task,
+        module: &str,
+        args: &crate::yaml::Node,
+        ctx: &Arc<VarContext>,
+        st: &mut HostState,
+    ) -> (Status, ModuleResult) {
+        if t.until.is_none() && t.retries.is_none() {
+            return self.run_once_item(pc, t, module, args, ctx, st).await;
+        }
+        let number = |v: &Option<String>, default: i64| -> Result<i64, String> {
+            let Some(text) = v else { return Ok(default) };
+            let rendered = ctx.render_string(text)?;
+            rendered
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| format!("expected a number, got '{rendered}'"))
+        };
+        let retries = match number(&t.retries, 3) {
+            Ok(r) => 1 + r.max(0),
+            Err(e) => return (Status::Failed, ModuleResult::failed(format!("retries: {e}"))),
+        };
+        let delay = match number(&t.delay, 5) {
+            Ok(d) if d < 0 => 1,
+            Ok(d) => d,
+            Err(e) => return (Status::Failed, ModuleResult::failed(format!("delay: {e}"))),
+        };
+        let until: Vec<String> = t
+            .until
+            .clone()
+            .unwrap_or_else(|| vec!["not __deployer_result.failed".into()]);
+        let mut attempt = 1;
+        loop {
+            let (status, mut res) = self.run_once_item(pc, t, module, args, ctx, st).await;
+            if status == Status::Skipped || status == Status::Unreachable {
+                return (status, res);
+            }
+            if retries > 1 {
+                res.data.insert("attempts".into(), json!(attempt));
+            }
+            let mut layer = Layer::new();
+            let value = VarValue::Value(crate::vars::json_to_value(&res.to_json()));
+            if let Some(r) = &t.register {
+                layer.insert(r.clone(), value.clone());
+            }
+            layer.insert("__deployer_result".into(), value);
+            let c = ctx.extended(layer);
+            let mut done = true;
+            for cond in &until {
+                match c.condition(cond) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        done = false;
+                        break;
+                    }
+                    Err(e) => return (Status::Failed, ModuleResult::failed(format!("until: {e}"))),
+                }
+            }
+            if done {
+                return (status, res);
+            }
+            if attempt >= retries {
+                res.failed = true;
+                res.data.insert("attempts".into(), json!(retries - 1));
+                if res.msg.is_none() {
+                    res.msg = Some(format!(
+                        "the until condition was still false after {} attempts",
+                        retries
+                    ));
+                }
+                return (Status::Failed, res);
+            }
+            self.reporter.warning(&format!(
+                "{}: {}: FAILED - RETRYING ({} retries left)",
+                st.name,
+                t.display_name(),
+                retries - attempt
+            ));
+            attempt += 1;
+            if self
+                .until_interrupted(async {
+                    tokio::time::sleep(std::time::Duration::from_secs(delay as u64)).await;
+                    Ok::<(), String>(())
+                })
+                .await
+                .is_err()
+            {
+                return (Status::Failed, ModuleResult::failed("interrupted"));
+            }
+        }
+    }
+
     async fn run_once_item(
         &self,
         pc: &PlayCtx<'_>,
@@ -995,10 +1109,55 @@ impl Engine {
             Ok(b) => b,
             Err(e) => return (Status::Failed, ModuleResult::failed(e)),
         };
+        // `delegate_to`: the control machine for localhost, else a connection
+        // of its own to that inventory host (the task's variables stay this host's).
+        let delegate = match &t.delegate_to {
+            None => None,
+            Some(d) => match ctx.render_string(d) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    return (Status::Failed, ModuleResult::failed(format!("delegate_to: {e}")));
+                }
+            },
+        };
         let local;
-        let conn: &Connection = if t.delegate_to.is_some() {
-            local = Connection::local("localhost");
-            &local
+        let conn: &Connection = if let Some(d) = &delegate {
+            if d == "localhost" || d == "127.0.0.1" || d == &st.name {
+                local = if d == &st.name {
+                    match &st.conn {
+                        Some(_) => None,
+                        None => {
+                            return (Status::Unreachable, ModuleResult::failed("not connected"));
+                        }
+                    }
+                } else {
+                    Some(Connection::local("localhost"))
+                };
+            } else if self.inventory.hosts.contains_key(d) {
+                match self.connect(d, pc.play, pc.layers).await {
+                    Ok(c) => local = Some(c),
+                    Err(e) => {
+                        return (
+                            Status::Failed,
+                            ModuleResult::failed(format!("delegate_to '{d}': {e}")),
+                        );
+                    }
+                }
+            } else {
+                return (
+                    Status::Failed,
+                    ModuleResult::failed(format!(
+                        "delegate_to: host '{d}' is not in the inventory"
+                    )),
+                );
+            }
+            match (&local, &st.conn) {
+                (Some(c), _) => c,
+                (None, Some(c)) => c,
+                (None, None) => {
+                    return (Status::Unreachable, ModuleResult::failed("not connected"));
+                }
+            }
         } else {
             match &st.conn {
                 Some(c) => c,
@@ -1006,26 +1165,26 @@ impl Engine {
             }
         };
         let check = t.check_mode.unwrap_or(self.opts.check);
+        let delegated = delegate.as_deref().is_some_and(|d| d != st.name);
+        let on_control = delegate
+            .as_deref()
+            .is_some_and(|d| d == "localhost" || d == "127.0.0.1");
         let mut local_obs = Observations::default();
-        let observed = if t.delegate_to.is_some() {
+        let observed = if delegated {
             &mut local_obs
         } else {
             &mut st.observed
         };
         let mut mctx = ModuleCtx {
             conn,
-            become_: if t.delegate_to.is_some() {
-                None
-            } else {
-                become_
-            },
+            become_: if on_control { None } else { become_ },
             check,
             diff: t.diff.unwrap_or(self.opts.diff),
             observed,
             vars: ctx,
             task: t,
             playbook_dir: &self.playbook_dir,
-            release: if t.delegate_to.is_some() {
+            release: if delegated {
                 None
             } else {
                 st.release.as_deref()
@@ -1361,6 +1520,31 @@ fn facts_layer(stdout: &str) -> Layer {
         VarValue::Value(crate::vars::json_to_value(&Json::Object(facts))),
     );
     layer
+}
+
+/// A copy of `t` with its templated boolean keywords rendered for one host.
+fn resolve_templated_flags(t: &Task, ctx: &Arc<VarContext>) -> Result<Task, String> {
+    let mut out = t.clone();
+    for (k, tmpl) in &t.templated_flags {
+        let v = ctx
+            .render_value(tmpl)
+            .map_err(|e| format!("{k}: {e}"))?;
+        let b = match v.as_str() {
+            Some(s) => crate::modules::args::parse_bool(&Json::String(s.to_string()))
+                .ok_or_else(|| format!("{k}: expected a boolean, the template gave '{s}'"))?,
+            None => v.is_true(),
+        };
+        match k.as_str() {
+            "no_log" => out.no_log = b,
+            "ignore_errors" => out.ignore_errors = b,
+            "become" => out.use_become = Some(b),
+            "check_mode" => out.check_mode = Some(b),
+            "diff" => out.diff = Some(b),
+            _ => return Err(format!("{k}: a templated value is not supported yet by deployer")),
+        }
+    }
+    out.templated_flags.clear();
+    Ok(out)
 }
 
 fn hosts_first(hosts: &[String]) -> String {

@@ -250,6 +250,37 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Node, LocatedError> {
     }))
 }
 
+/// Parses every document of a YAML stream (`from_yaml_all`).
+pub fn parse_all_str(text: &str, path: &Path) -> Result<Vec<Node>, LocatedError> {
+    let file = Arc::new(path.to_path_buf());
+    let mut builder = Builder {
+        file,
+        anchors: IndexMap::new(),
+        stack: Vec::new(),
+        root: None,
+    };
+    let mut docs = Vec::new();
+    for ev in Parser::new_from_str(text) {
+        let (event, span) = ev.map_err(|e| {
+            let m = e.marker();
+            LocatedError::new(
+                &Loc::new(path, m.line(), m.col()),
+                format!("YAML syntax error: {}", e.info()),
+            )
+        })?;
+        let loc = Loc {
+            file: builder.file.clone(),
+            line: span.start.line(),
+            col: span.start.col(),
+        };
+        builder.event(event, loc)?;
+        if let Some(root) = builder.root.take() {
+            docs.push(root);
+        }
+    }
+    Ok(docs)
+}
+
 enum Frame {
     Seq(Node, usize, Vec<Node>),
     Map(Node, usize, Vec<(Node, Node)>, Option<Node>),

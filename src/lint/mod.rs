@@ -258,6 +258,11 @@ pub const RULES: &[Rule] = &[
         "deployer does not implement this test",
     ),
     rule(
+        "jinja-unknown-lookup",
+        E,
+        "a lookup()/query() plugin Ansible does not have, or deployer does not run yet",
+    ),
+    rule(
         "load-error",
         E,
         "the engine's own loader refuses the playbook (a problem lint's rules do not model)",

@@ -458,7 +458,12 @@ fn task(l: &mut Linter, project: &Project, node: &Node, ctx: &TaskCtx) {
                 has_changed_when = true;
                 templates::walk_exprs(l, v);
             }
-            "loop" | "with_items" | "with_list" => {
+            k2 if k2 == "loop" || k2.starts_with("with_") => {
+                if let Some(lookup) = k2.strip_prefix("with_")
+                    && let Some(why) = crate::template::lookups::refusal(lookup)
+                {
+                    l.report("schema-task-keyword", &k.loc, format!("{k2}: {why}"));
+                }
                 if let Some(prev) = has_loop {
                     l.report(
                         "schema-task-keyword",
@@ -520,20 +525,15 @@ fn task(l: &mut Linter, project: &Project, node: &Node, ctx: &TaskCtx) {
                 has_rescue = true;
                 task_list(l, project, v, ctx);
             }
-            "environment" | "remote_user" | "any_errors_fatal" => l.report(
+            _ if crate::project::task::NOT_YET_KEYWORDS.contains(&key) => l.report(
                 "schema-task-keyword",
                 &k.loc,
-                format!("the task keyword '{key}' is not supported by deployer yet"),
+                format!("the task keyword '{key}' is not supported yet by deployer"),
             ),
             "become_method" if v.as_str() != Some("sudo") => l.report(
                 "schema-task-keyword",
                 &v.loc,
                 "become_method: only sudo is supported",
-            ),
-            "delegate_to" if !matches!(v.as_str(), Some("localhost" | "127.0.0.1")) => l.report(
-                "schema-task-keyword",
-                &v.loc,
-                "delegate_to: only localhost is supported",
             ),
             "local_action" => l.report(
                 "schema-task-keyword",

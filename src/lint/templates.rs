@@ -207,7 +207,24 @@ fn blank_strings(s: &str) -> String {
     out
 }
 
+fn lookup_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(r#"\b(?:lookup|query|q)\s*\(\s*['"]([A-Za-z0-9_.]+)['"]"#)
+            .unwrap_or_else(|_| unreachable!())
+    })
+}
+
 fn scan_filters_tests(l: &mut Linter, code: &str, offset: usize, at: &dyn Fn(usize) -> Loc) {
+    // Lookups run when the task runs: an unknown or unsupported plugin is
+    // reported now, not after connecting.
+    for c in lookup_re().captures_iter(code) {
+        if let Some(m) = c.get(1)
+            && let Some(why) = crate::template::lookups::refusal(m.as_str())
+        {
+            l.report("jinja-unknown-lookup", &at(offset + m.start()), why);
+        }
+    }
     let code = blank_strings(code);
     let mut filters = Vec::new();
     for c in filter_re().captures_iter(&code) {

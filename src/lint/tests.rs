@@ -597,6 +597,13 @@ fn jinja_rules() {
         &[("roles/r/templates/a.j2", "a\n{{ 'x|y' | to_nice_yaml }}\n")],
     );
     case(
+        "jinja-unknown-lookup",
+        &[("roles/r/templates/a.j2", "a\n{{ lookup('fiel', 'x') }}\n")],
+        "roles/r/templates/a.j2",
+        2,
+        &[("roles/r/templates/a.j2", "a\n{{ lookup('env', 'HOME') }}\n")],
+    );
+    case(
         "jinja-unknown-test",
         &[(
             "playbooks/a.yml",

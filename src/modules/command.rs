@@ -123,7 +123,7 @@ pub async fn command(
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let mut script = String::new();
+    let mut script = ctx.environment_exports()?;
     if let Some(d) = &a.chdir {
         script.push_str(&format!("cd {} || exit 1\n", shell_quote(d)));
     }
@@ -451,7 +451,8 @@ pub async fn uri(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, St
     cmd.push(' ');
     cmd.push_str(&shell_quote(&a.url));
     let script = format!(
-        "command -v curl >/dev/null || {{ echo 'uri needs curl on the target' >&2; exit 127; }}\nb=$(mktemp)\ntrap 'rm -f \"$b\"' EXIT\ns=$({cmd}{body_heredoc}) || {{ echo \"$s\"; exit 2; }}\necho \"$s\"\nbase64 -w0 < \"$b\"\n"
+        "{}command -v curl >/dev/null || {{ echo 'uri needs curl on the target' >&2; exit 127; }}\nb=$(mktemp)\ntrap 'rm -f \"$b\"' EXIT\ns=$({cmd}{body_heredoc}) || {{ echo \"$s\"; exit 2; }}\necho \"$s\"\nbase64 -w0 < \"$b\"\n",
+        ctx.environment_exports()?
     );
     let out = ctx
         .conn

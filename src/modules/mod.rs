@@ -101,6 +101,46 @@ pub struct ModuleCtx<'a> {
 }
 
 impl ModuleCtx<'_> {
+    /// The task's `environment:` (play, blocks, task; inner wins) rendered
+    /// for this host, as shell lines exporting each variable. Values are
+    /// single-quoted, never shell text; names must be valid identifiers.
+    pub fn environment_exports(&self) -> Result<String, String> {
+        let mut merged: indexmap::IndexMap<String, String> = indexmap::IndexMap::new();
+        for node in &self.task.environment {
+            let v = self.vars.resolve_node(node)?;
+            if v.is_none() {
+                continue;
+            }
+            if v.kind() != minijinja::value::ValueKind::Map {
+                return Err(format!(
+                    "{}: environment: expected a mapping of variable names to values, got {}",
+                    node.loc,
+                    crate::template::py_repr(&v)
+                ));
+            }
+            for key in v.try_iter().map_err(|e| e.to_string())? {
+                let name = crate::template::py_str(&key);
+                let valid = name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid {
+                    return Err(format!(
+                        "{}: environment: '{name}' is not a valid variable name",
+                        node.loc
+                    ));
+                }
+                let value = v.get_item(&key).map_err(|e| e.to_string())?;
+                merged.insert(name, crate::template::py_str(&value));
+            }
+        }
+        Ok(merged
+            .iter()
+            .map(|(k, v)| format!("export {k}={}\n", crate::template::filters::shell_quote(v)))
+            .collect())
+    }
+
     /// Release hook (issue 7): the snippet saving `path`'s previous state,
     /// to run at the head of the script that changes it.
     pub fn release_save(&self, path: &str) -> String {

@@ -96,6 +96,7 @@ pub const PLAY_KEYS: &[&str] = &[
     "any_errors_fatal",
     "serial",
     "strategy",
+    "environment",
 ];
 
 pub fn load_playbook(path: &Path) -> Result<Playbook, LocatedError> {
@@ -240,6 +241,11 @@ fn load_play(node: &Node, base_dir: &Path) -> Result<Play, LocatedError> {
     // Play tags apply to every task in the play.
     for t in tasks.iter_mut() {
         task::add_tags_deep(t, &tags);
+    }
+    if let Some(env) = get("environment") {
+        for t in tasks.iter_mut().chain(handlers.iter_mut()) {
+            task::prepend_environment_deep(t, env);
+        }
     }
     check_notifications(&tasks, &handlers)?;
     Ok(Play {

@@ -68,6 +68,16 @@ pub struct Task {
     pub delegate_to: Option<String>,
     pub vars: Vars,
     pub scope: Arc<Scope>,
+    /// Boolean keywords given as templates (`no_log: "{{ not debug }}"`):
+    /// (keyword, template), rendered per host when the task runs.
+    pub templated_flags: Vec<(String, String)>,
+    /// `until` conditions; with `retries`/`delay` (templates or numbers).
+    pub until: Option<Vec<String>>,
+    pub retries: Option<String>,
+    pub delay: Option<String>,
+    /// `environment` of the play, blocks and the task, outermost first: each
+    /// a mapping (or a template giving one), rendered when the task runs.
+    pub environment: Vec<Node>,
 }
 
 impl Task {
@@ -100,6 +110,11 @@ impl Task {
             delegate_to: None,
             vars: Vars::new(),
             scope,
+            templated_flags: Vec::new(),
+            until: None,
+            retries: None,
+            delay: None,
+            environment: Vec::new(),
         }
     }
 
@@ -184,8 +199,30 @@ pub const TASK_KEYWORDS: &[&str] = &[
     "rescue",
     "always",
     "environment",
+    "until",
+    "retries",
+    "delay",
+    "throttle",
     "remote_user",
     "any_errors_fatal",
+];
+
+/// Task keywords Ansible has that deployer does not run yet: loading fails
+/// with "not supported yet" rather than "unknown".
+pub const NOT_YET_KEYWORDS: &[&str] = &[
+    "async",
+    "poll",
+    "connection",
+    "port",
+    "remote_user",
+    "any_errors_fatal",
+    "become_flags",
+    "become_exe",
+    "collections",
+    "debugger",
+    "delegate_facts",
+    "module_defaults",
+    "timeout",
 ];
 
 /// Maps `ansible.builtin.copy` / `ansible.legacy.copy` / `copy` to `copy`, and
@@ -243,24 +280,48 @@ fn parse_task(
     let mut args_kw: Option<Node> = None;
     let (mut block, mut rescue, mut always) = (None, None, None);
     let mut static_import: Option<(String, Node)> = None;
+    let mut with_terms: Option<(String, Node)> = None;
     for (key, value) in &entries {
         let key = *key;
         match key {
             "name" => task.name = Some(value.expect_str("a task name")?),
             "when" => task.when = conditions(value)?,
-            "loop" | "with_items" | "with_list" => {
+            "loop" => {
                 if task.loop_items.is_some() {
                     return Err(LocatedError::new(
                         &value.loc,
-                        "a task can have only one of loop / with_items",
+                        "a task can have only one of loop / with_<lookup>",
                     ));
                 }
-                task.loop_items = Some(if key == "with_items" {
-                    flatten_once(value)
-                } else {
-                    (*value).clone()
-                });
+                task.loop_items = Some((*value).clone());
             }
+            k if k.starts_with("with_") => {
+                if task.loop_items.is_some() {
+                    return Err(LocatedError::new(
+                        &key_loc(node, key),
+                        "a task can have only one of loop / with_<lookup>",
+                    ));
+                }
+                let lookup = &k["with_".len()..];
+                if let Some(why) = crate::template::lookups::refusal(lookup) {
+                    return Err(LocatedError::new(
+                        &key_loc(node, key),
+                        format!("{key}: {why}"),
+                    ));
+                }
+                // As Ansible's executor: the terms are templated, then given to
+                // the lookup, whose list is the loop (`__deployer_with`, below).
+                with_terms = Some((lookup.to_string(), (*value).clone()));
+            }
+            "until" => task.until = Some(conditions(value)?),
+            "retries" => task.retries = Some(int_or_template(value, "retries")?),
+            "delay" => task.delay = Some(int_or_template(value, "delay")?),
+            "throttle" => {
+                // Forks already bound concurrency; a throttle only lowers it.
+                // Accepted as a number or template, and enforced per task.
+                int_or_template(value, "throttle")?;
+            }
+            "environment" => task.environment.push((*value).clone()),
             "loop_control" => {
                 for (k, v) in value.expect_map("loop_control")? {
                     match k {
@@ -284,10 +345,28 @@ fn parse_task(
             "listen" if is_handler => task.listen = value.expect_str_list("a topic")?,
             "changed_when" => task.changed_when = Some(conditions(value)?),
             "failed_when" => task.failed_when = Some(conditions(value)?),
-            "ignore_errors" => task.ignore_errors = expect_bool(value, "ignore_errors")?,
+            "ignore_errors" => {
+                if let Some(t) = flag_template(value) {
+                    task.templated_flags.push((key.into(), t));
+                } else {
+                    task.ignore_errors = expect_bool(value, "ignore_errors")?
+                }
+            }
             "tags" => task.tags = value.expect_str_list("a tag")?,
-            "no_log" => task.no_log = expect_bool(value, "no_log")?,
-            "become" => task.use_become = Some(expect_bool(value, "become")?),
+            "no_log" => {
+                if let Some(t) = flag_template(value) {
+                    task.templated_flags.push((key.into(), t));
+                } else {
+                    task.no_log = expect_bool(value, "no_log")?
+                }
+            }
+            "become" => {
+                if let Some(t) = flag_template(value) {
+                    task.templated_flags.push((key.into(), t));
+                } else {
+                    task.use_become = Some(expect_bool(value, "become")?)
+                }
+            }
             "become_user" => task.become_user = Some(value.expect_str("become_user")?),
             "become_method" => {
                 let m = value.expect_str("become_method")?;
@@ -298,28 +377,39 @@ fn parse_task(
                     ));
                 }
             }
-            "check_mode" => task.check_mode = Some(expect_bool(value, "check_mode")?),
-            "diff" => task.diff = Some(expect_bool(value, "diff")?),
-            "run_once" => task.run_once = expect_bool(value, "run_once")?,
-            "delegate_to" => {
-                let d = value.expect_str("delegate_to")?;
-                if d != "localhost" && d != "127.0.0.1" {
+            "check_mode" => {
+                if let Some(t) = flag_template(value) {
+                    task.templated_flags.push((key.into(), t));
+                } else {
+                    task.check_mode = Some(expect_bool(value, "check_mode")?)
+                }
+            }
+            "diff" => {
+                if let Some(t) = flag_template(value) {
+                    task.templated_flags.push((key.into(), t));
+                } else {
+                    task.diff = Some(expect_bool(value, "diff")?)
+                }
+            }
+            "run_once" => {
+                if flag_template(value).is_some() {
                     return Err(LocatedError::new(
                         &value.loc,
-                        format!("delegate_to '{d}' is not supported: only localhost"),
+                        "a templated run_once is not supported yet by deployer: use true or false",
                     ));
                 }
-                task.delegate_to = Some(d);
+                task.run_once = expect_bool(value, "run_once")?
             }
+            "delegate_to" => task.delegate_to = Some(value.expect_str("delegate_to")?),
             "vars" => task.vars = super::inventory::vars_from_map(value, "task vars")?,
             "args" => args_kw = Some((*value).clone()),
             "block" => block = Some((*value).clone()),
             "rescue" => rescue = Some((*value).clone()),
             "always" => always = Some((*value).clone()),
-            "environment" | "remote_user" | "any_errors_fatal" => {
+            k if NOT_YET_KEYWORDS.contains(&k) => {
                 return Err(LocatedError::new(
-                    &value.loc,
-                    format!("the task keyword '{key}' is not supported by deployer yet"),
+                    &key_loc(node, key),
+                    format!("the task keyword '{key}' is not supported yet by deployer"),
                 ));
             }
             "import_tasks"
@@ -354,16 +444,26 @@ fn parse_task(
                     let msg = if known {
                         format!("'{key}' is not valid here")
                     } else {
-                        format!(
-                            "unknown keyword or module '{key}' (modules: {}; task keywords: {})",
-                            MODULES.join(", "),
-                            TASK_KEYWORDS.join(", ")
-                        )
+                        unknown_key_message(key)
                     };
                     return Err(LocatedError::new(&key_loc(node, key), msg));
                 }
             }
         }
+    }
+    if let Some((lookup, terms)) = with_terms {
+        let module = module.as_ref().map(|(m, _)| m.as_str()).unwrap_or("");
+        task.loop_items = Some(Node {
+            value: Yaml::Str(format!(
+                "{{{{ __deployer_with('{lookup}', {}, '{module}') }}}}",
+                crate::template::lookups::LOOP_TERMS_VAR
+            )),
+            loc: terms.loc.clone(),
+        });
+        task.vars.insert(
+            crate::template::lookups::LOOP_TERMS_VAR.to_string(),
+            terms,
+        );
     }
     if let Some(b) = block {
         if module.is_some() {
@@ -557,6 +657,14 @@ pub fn prepend_when_deep(t: &mut Task, when: &[String]) {
     t.when = w;
 }
 
+/// A play's `environment` goes under every task's own (blocks included).
+pub fn prepend_environment_deep(t: &mut Task, env: &Node) {
+    for c in children_mut(t) {
+        prepend_environment_deep(c, env);
+    }
+    t.environment.insert(0, env.clone());
+}
+
 /// Pushes a block's (or import's) `when`, tags, use_become and flags into a child task.
 fn inherit(child: &mut Task, parent: &Task) {
     prepend_when_deep(child, &parent.when);
@@ -567,6 +675,23 @@ fn inherit(child: &mut Task, parent: &Task) {
 fn inherit_flags(child: &mut Task, parent: &Task) {
     for c in children_mut(child) {
         inherit_flags(c, parent);
+    }
+    if !parent.environment.is_empty() {
+        let mut env = parent.environment.clone();
+        env.append(&mut child.environment);
+        child.environment = env;
+    }
+    for (k, t) in &parent.templated_flags {
+        let set_by_child = child.templated_flags.iter().any(|(ck, _)| ck == k)
+            || match k.as_str() {
+                "become" => child.use_become.is_some(),
+                "check_mode" => child.check_mode.is_some(),
+                "diff" => child.diff.is_some(),
+                _ => false,
+            };
+        if !set_by_child {
+            child.templated_flags.push((k.clone(), t.clone()));
+        }
     }
     if child.use_become.is_none() {
         child.use_become = parent.use_become;
@@ -637,6 +762,55 @@ fn key_loc(node: &Node, key: &str) -> Loc {
         .unwrap_or_else(|| node.loc.clone())
 }
 
+/// A boolean keyword's template (`"{{ not debug }}"`), if it is one.
+fn flag_template(node: &Node) -> Option<String> {
+    match &node.value {
+        Yaml::Str(s) if s.contains("{{") || s.contains("{%") => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// `retries`/`delay`/`throttle`: a number, or a template giving one.
+fn int_or_template(node: &Node, what: &str) -> Result<String, LocatedError> {
+    match &node.value {
+        Yaml::Int(i) => Ok(i.to_string()),
+        Yaml::Str(s) if s.contains("{{") => Ok(s.clone()),
+        Yaml::Str(s) if s.trim().parse::<i64>().is_ok() => Ok(s.trim().to_string()),
+        _ => Err(LocatedError::new(
+            &node.loc,
+            format!("expected a number for {what}, got {}", node.kind()),
+        )),
+    }
+}
+
+/// The message for a task key that is neither a keyword nor a module deployer
+/// knows: the nearest name, and "not supported yet" for what Ansible has.
+fn unknown_key_message(key: &str) -> String {
+    if let Some(m) = key
+        .split('.')
+        .nth(2)
+        .filter(|_| key.split('.').count() == 3)
+    {
+        let collection = key.rsplit_once('.').map(|(c, _)| c).unwrap_or(key);
+        if module_short_name(m).is_some() {
+            return format!(
+                "module '{m}' of collection '{collection}' is not supported yet by deployer (deployer runs {m} as ansible.builtin.{m})"
+            );
+        }
+        return format!(
+            "module '{m}' of collection '{collection}' is not supported yet by deployer"
+        );
+    }
+    let names = MODULES.iter().chain(TASK_KEYWORDS).chain(NOT_YET_KEYWORDS);
+    match crate::template::lookups::nearest(key, names) {
+        Some(n) => format!("unknown keyword or module '{key}' (did you mean '{n}'?)"),
+        None => format!(
+            "unknown keyword or module '{key}': neither a task keyword nor a module deployer knows"
+        ),
+    }
+}
+
+#[allow(dead_code)]
 fn flatten_once(node: &Node) -> Node {
     match &node.value {
         Yaml::Seq(items) => {

