@@ -135,12 +135,17 @@ impl Engine {
                     Err(e) => self.reporter.warning(&e),
                 }
             }
+            let matched = !hosts.is_empty();
             hosts.retain(|h| !states.get(h).is_some_and(|s| s.failed));
             if hosts.is_empty() {
-                self.reporter.warning(&format!(
-                    "play '{}': no hosts matched '{}'",
-                    play.name, play.hosts
-                ));
+                // Hosts that failed or were unreachable are in the recap;
+                // "no hosts matched" is only for a pattern that matched none.
+                if !matched {
+                    self.reporter.warning(&format!(
+                        "play '{}': no hosts matched '{}'",
+                        play.name, play.hosts
+                    ));
+                }
                 continue;
             }
             self.reporter.play_start(&play.name, &hosts);
