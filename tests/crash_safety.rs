@@ -127,7 +127,9 @@ fn kill9(pid: u32) {
 fn hashes(host: &str, root: &str) -> BTreeMap<String, String> {
     on_host(
         host,
-        &format!("cd {root} 2>/dev/null && for f in f*.txt; do [ -e \"$f\" ] && sha256sum \"$f\"; done"),
+        &format!(
+            "cd {root} 2>/dev/null && for f in f*.txt; do [ -e \"$f\" ] && sha256sum \"$f\"; done"
+        ),
     )
     .lines()
     .filter_map(|l| {
@@ -171,10 +173,21 @@ enum Cut {
 }
 
 fn trials_of(kind: Cut, host: &str) {
-    let root = format!("/srv/dt-crash-{}", if kind == Cut::KillDeployer { "kill" } else { "link" });
+    let root = format!(
+        "/srv/dt-crash-{}",
+        if kind == Cut::KillDeployer {
+            "kill"
+        } else {
+            "link"
+        }
+    );
     let p = long_project(host, &root);
     let dir = p.path();
-    let name = dir.file_name().expect("name").to_string_lossy().into_owned();
+    let name = dir
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
     let state = format!("/var/lib/deployer/{name}");
     let reset = || on_host(host, &format!("rm -rf {root} {state}"));
     reset();
@@ -224,7 +237,8 @@ fn trials_of(kind: Cut, host: &str) {
         if seen.len() < FILES {
             partial += 1;
         }
-        let locked = on_host(host, &format!("test -e {state}/lock && echo locked")).contains("locked");
+        let locked =
+            on_host(host, &format!("test -e {state}/lock && echo locked")).contains("locked");
         // The next run converges, with no manual step.
         let again = deployer(dir, &["apply", "-i", &inv(), "site.yml"]);
         assert_eq!(
@@ -242,7 +256,11 @@ fn trials_of(kind: Cut, host: &str) {
             );
             took_over += 1;
         }
-        assert_eq!(hashes(host, &root), complete, "trial {trial} ({kind:?} after {at:?})");
+        assert_eq!(
+            hashes(host, &root),
+            complete,
+            "trial {trial} ({kind:?} after {at:?})"
+        );
         for pid in ssh_processes_of(dir, false) {
             kill9(pid);
         }
@@ -253,7 +271,10 @@ fn trials_of(kind: Cut, host: &str) {
     );
     // The trials must have interrupted runs, not only watched finished ones.
     assert!(partial > 0, "no trial interrupted the apply before its end");
-    let noop = deployer(dir, &["apply", "-i", &inv(), "site.yml", "--format", "json"]);
+    let noop = deployer(
+        dir,
+        &["apply", "-i", &inv(), "site.yml", "--format", "json"],
+    );
     assert_eq!(noop.code, 0, "{}", noop.all());
     assert_eq!(total(&recap(&noop.stdout), "changed"), 0, "{}", noop.stdout);
     reset();

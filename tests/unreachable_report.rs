@@ -22,15 +22,30 @@ fn unreachable_project() -> tempfile::TempDir {
 #[test]
 fn the_markdown_plan_names_the_unreachable_host_and_never_says_no_changes() {
     let p = unreachable_project();
-    let md = deployer(p.path(), &["plan", "--format", "markdown", "-i", "inv.yml", "site.yml"]);
+    let md = deployer(
+        p.path(),
+        &["plan", "--format", "markdown", "-i", "inv.yml", "site.yml"],
+    );
     assert_eq!(md.code, 1, "{}", md.all());
     assert!(!md.stdout.contains("No changes."), "{}", md.stdout);
-    assert!(md.stdout.contains("| host | ok | would change | failed | unreachable | skipped |"), "{}", md.stdout);
-    assert!(md.stdout.contains("| down | 0 | 0 | 0 | 1 | 0 |"), "{}", md.stdout);
+    assert!(
+        md.stdout
+            .contains("| host | ok | would change | failed | unreachable | skipped |"),
+        "{}",
+        md.stdout
+    );
+    assert!(
+        md.stdout.contains("| down | 0 | 0 | 0 | 1 | 0 |"),
+        "{}",
+        md.stdout
+    );
     assert!(md.stdout.contains("### UNREACHABLE: down"), "{}", md.stdout);
     assert!(!md.all().contains("no hosts matched"), "{}", md.all());
 
-    let js = deployer(p.path(), &["plan", "--format", "json", "-i", "inv.yml", "site.yml"]);
+    let js = deployer(
+        p.path(),
+        &["plan", "--format", "json", "-i", "inv.yml", "site.yml"],
+    );
     assert_eq!(js.code, 1, "{}", js.all());
     let v: serde_json::Value = serde_json::from_str(&js.stdout).expect("plan json");
     assert_eq!(v["unreachable"], serde_json::json!(["down"]), "{v}");
@@ -43,12 +58,23 @@ fn apply_reports_the_unreachable_host_in_the_recap_and_json_without_a_false_no_h
     let p = unreachable_project();
     let human = deployer(p.path(), &["apply", "-i", "inv.yml", "site.yml"]);
     assert_eq!(human.code, 1, "{}", human.all());
-    assert!(human.stdout.contains("unreachable: [down]"), "{}", human.stdout);
-    assert!(human.stdout.contains("UNREACHABLE: down"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("unreachable: [down]"),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        human.stdout.contains("UNREACHABLE: down"),
+        "{}",
+        human.stdout
+    );
     assert!(human.stdout.contains("unreachable=1"), "{}", human.stdout);
     assert!(!human.all().contains("no hosts matched"), "{}", human.all());
 
-    let json = deployer(p.path(), &["apply", "-i", "inv.yml", "site.yml", "--format", "json"]);
+    let json = deployer(
+        p.path(),
+        &["apply", "-i", "inv.yml", "site.yml", "--format", "json"],
+    );
     assert_eq!(json.code, 1, "{}", json.all());
     let r = recap(&json.stdout);
     assert_eq!(r["unreachable"], serde_json::json!(["down"]), "{r}");
@@ -62,5 +88,9 @@ fn apply_reports_the_unreachable_host_in_the_recap_and_json_without_a_false_no_h
     )
     .expect("write");
     let none = deployer(p.path(), &["apply", "-i", "inv.yml", "none.yml"]);
-    assert!(none.all().contains("no hosts matched 'no_such_group'"), "{}", none.all());
+    assert!(
+        none.all().contains("no hosts matched 'no_such_group'"),
+        "{}",
+        none.all()
+    );
 }

@@ -777,7 +777,11 @@ fn plaintext_secret_findings_show_the_key_and_mask_the_value() {
         assert!(!human.contains(s), "{s} in {human}");
     }
     // The other finding on the line that repeats the secret is still there.
-    assert!(f.iter().any(|x| x.rule == "jinja-unknown-filter"), "{:#?}", rules(&f));
+    assert!(
+        f.iter().any(|x| x.rule == "jinja-unknown-filter"),
+        "{:#?}",
+        rules(&f)
+    );
 }
 
 /// `{% raw %}` is text: a filter-looking thing inside it is not a finding.
@@ -788,7 +792,10 @@ fn raw_blocks_are_not_jinja() {
             "roles/r/templates/t.j2",
             "{% raw %}{{ x | not_a_filter }} {% if y is not_a_test %}{% endraw %}\n{%- raw -%}\n{{ z | nor_this }}\n{%- endraw %}\n{{ 1 | bad_after_raw }}\n",
         ),
-        ("roles/r/tasks/main.yml", "- name: t\n  ansible.builtin.debug:\n    msg: \"{% raw %}{{ a | nope_in_task }}{% endraw %}\"\n"),
+        (
+            "roles/r/tasks/main.yml",
+            "- name: t\n  ansible.builtin.debug:\n    msg: \"{% raw %}{{ a | nope_in_task }}{% endraw %}\"\n",
+        ),
     ]);
     let unknown: Vec<String> = f
         .iter()
@@ -796,7 +803,10 @@ fn raw_blocks_are_not_jinja() {
         .map(|x| format!("{}:{} {}", x.file.display(), x.line, x.message))
         .collect();
     assert_eq!(unknown.len(), 1, "{unknown:#?}");
-    assert!(unknown[0].contains("bad_after_raw") && unknown[0].contains(":5 "), "{unknown:?}");
+    assert!(
+        unknown[0].contains("bad_after_raw") && unknown[0].contains(":5 "),
+        "{unknown:?}"
+    );
 }
 
 /// A role with a link back to its parent (molecule layouts) and a link out
@@ -813,35 +823,57 @@ fn symlinks_back_into_or_out_of_the_project_are_not_followed() {
     let p = dir.path();
     for (f, c) in [
         ("playbooks/site.yml", ROLE_PB),
-        ("roles/r/tasks/main.yml", "- name: t\n  ansible.builtin.debug:\n    msg: \"{{ 1 | nope }}\"\n"),
-        ("shared/extra.yml", "- name: e\n  ansible.builtin.debug:\n    msg: hi\n"),
+        (
+            "roles/r/tasks/main.yml",
+            "- name: t\n  ansible.builtin.debug:\n    msg: \"{{ 1 | nope }}\"\n",
+        ),
+        (
+            "shared/extra.yml",
+            "- name: e\n  ansible.builtin.debug:\n    msg: hi\n",
+        ),
     ] {
         std::fs::create_dir_all(p.join(f).parent().expect("parent")).expect("mkdir");
         std::fs::write(p.join(f), c).expect("write");
     }
     std::fs::create_dir_all(p.join("roles/r/molecule/default")).expect("mkdir");
-    std::os::unix::fs::symlink("../../..", p.join("roles/r/molecule/default/roles"))
-        .expect("link");
+    std::os::unix::fs::symlink("../../..", p.join("roles/r/molecule/default/roles")).expect("link");
     std::os::unix::fs::symlink(p.join("roles"), p.join("roles/r/molecule/loop")).expect("link");
     std::os::unix::fs::symlink(outside.path(), p.join("roles/r/outside")).expect("link");
-    std::os::unix::fs::symlink(outside.path().join("evil.yml"), p.join("playbooks/evil.yml"))
-        .expect("link");
+    std::os::unix::fs::symlink(
+        outside.path().join("evil.yml"),
+        p.join("playbooks/evil.yml"),
+    )
+    .expect("link");
     // A link to a directory elsewhere inside the project is followed.
     std::os::unix::fs::symlink(p.join("shared"), p.join("roles/r/tasks/shared")).expect("link");
     let target = default_target(p, &[]);
     assert!(
-        target.files.iter().any(|f| f.ends_with("roles/r/tasks/shared/extra.yml")),
+        target
+            .files
+            .iter()
+            .any(|f| f.ends_with("roles/r/tasks/shared/extra.yml")),
         "{:?}",
         target.files
     );
-    let mut names: Vec<String> = target.files.iter().map(|f| f.display().to_string()).collect();
+    let mut names: Vec<String> = target
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
     let n = names.len();
     names.sort();
     names.dedup();
     assert_eq!(names.len(), n);
     assert!(n < 10, "{names:#?}");
     let findings = Linter::new().run(&target);
-    let nope: Vec<&Finding> = findings.iter().filter(|f| f.message.contains("nope")).collect();
+    let nope: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.message.contains("nope"))
+        .collect();
     assert_eq!(nope.len(), 1, "{:#?}", rules(&findings));
-    assert!(!rules(&findings).iter().any(|r| r.contains("bogus_module")), "{:#?}", rules(&findings));
+    assert!(
+        !rules(&findings).iter().any(|r| r.contains("bogus_module")),
+        "{:#?}",
+        rules(&findings)
+    );
 }

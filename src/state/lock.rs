@@ -736,7 +736,11 @@ mod takeover_tests {
         let me = control_identity();
         let dead = holder("dead", me.clone(), dead_pid());
         assert!(matches!(dead.liveness(), Liveness::Gone(_)), "{dead:?}");
-        assert!(dead.describe().contains("stale: process"), "{}", dead.describe());
+        assert!(
+            dead.describe().contains("stale: process"),
+            "{}",
+            dead.describe()
+        );
         let mut alive = LockHolder::for_this_run(Path::new("."), "x".into(), None);
         assert_eq!(alive.liveness(), Liveness::Running);
         // The same pid with another start time: the pid was reused.
@@ -773,7 +777,10 @@ mod takeover_tests {
         assert_eq!(run(acquire_sh(&stale)), Some(LockState::Acquired));
         assert_eq!(run(take_over_sh(&stale, &a)), Some(LockState::Acquired));
         // The second one finds a's lock, puts it back and is refused.
-        assert_eq!(run(take_over_sh(&stale, &b)), Some(LockState::Held(Some(a.clone()))));
+        assert_eq!(
+            run(take_over_sh(&stale, &b)),
+            Some(LockState::Held(Some(a.clone())))
+        );
         assert_eq!(run(peek_sh()), Some(LockState::Held(Some(a.clone()))));
         // A lock released meanwhile is simply taken.
         assert_eq!(run(release_sh(&a)), Some(LockState::Released));

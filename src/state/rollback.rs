@@ -992,10 +992,9 @@ impl Locks {
                         }
                         Ok(())
                     }
-                    Ok(LockState::Held(Some(other))) => Err(format!(
-                        "the deploy lock is held by {}",
-                        other.describe()
-                    )),
+                    Ok(LockState::Held(Some(other))) => {
+                        Err(format!("the deploy lock is held by {}", other.describe()))
+                    }
                     Ok(other) => Err(format!("could not take the deploy lock ({other:?})")),
                     Err(e) => Err(format!("could not take the deploy lock: {e}")),
                 }
