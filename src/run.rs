@@ -543,52 +543,8 @@ impl Engine {
             let TaskKind::Module { name, args } = &t.kind else {
                 continue;
             };
-            let keys: &[(&str, Want)] = match name.as_str() {
-                "template" | "copy" => &[(
-                    "dest",
-                    Want {
-                        content: false,
-                        sha1: false,
-                    },
-                )],
-                "file" => &[
-                    ("path", Want::default()),
-                    ("dest", Want::default()),
-                    ("name", Want::default()),
-                ],
-                "lineinfile" | "blockinfile" => &[
-                    (
-                        "path",
-                        Want {
-                            content: true,
-                            sha1: false,
-                        },
-                    ),
-                    (
-                        "dest",
-                        Want {
-                            content: true,
-                            sha1: false,
-                        },
-                    ),
-                    (
-                        "name",
-                        Want {
-                            content: true,
-                            sha1: false,
-                        },
-                    ),
-                ],
-                "stat" => &[(
-                    "path",
-                    Want {
-                        content: false,
-                        sha1: true,
-                    },
-                )],
-                "command" | "shell" => {
-                    &[("creates", Want::default()), ("removes", Want::default())]
-                }
+            let keys = match modules::registry::find(name) {
+                Some(m) if !m.prefetch().is_empty() => m.prefetch(),
                 _ => continue,
             };
             let ctx = self.context(play, pl, st, Some(t));

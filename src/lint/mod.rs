@@ -439,7 +439,9 @@ impl Linter {
         let own_errors = self.findings.iter().any(|f| f.severity == Severity::Error);
         if !own_errors {
             for pb in &project.playbooks {
-                if let Err(e) = crate::project::load_playbook(pb) {
+                if let Err(e) =
+                    crate::project::load_playbook(pb, &crate::modules::registry::Registry)
+                {
                     self.report("load-error", &e.loc, e.msg);
                 }
             }
