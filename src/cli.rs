@@ -54,6 +54,8 @@ pub enum Command {
     Lock(crate::state::commands::LockArgs),
     /// The last runs: the local run log and each host's audit log (issue 7).
     Audit(crate::state::commands::AuditArgs),
+    /// The effective Ansible settings deployer reads (ansible.cfg, ANSIBLE_*) and where each comes from.
+    Config,
     /// List each host's releases (what each apply changed), oldest first.
     Releases(ReleaseArgs),
     /// Undo the newest release on each host (or every release newer than --to ID):
@@ -137,8 +139,9 @@ pub struct RunArgs {
     /// Extra variables: key=value, @file.yml, or a JSON/YAML mapping.
     #[arg(short = 'e', long = "extra-vars")]
     pub extra_vars: Vec<String>,
-    #[arg(short = 'f', long = "forks", default_value_t = 10)]
-    pub forks: usize,
+    /// Hosts worked on in parallel (default: forks in ansible.cfg, else 10).
+    #[arg(short = 'f', long = "forks")]
+    pub forks: Option<usize>,
     /// Show unified diffs of what changes (or would change).
     #[arg(short = 'D', long = "diff")]
     pub diff: bool,
@@ -185,12 +188,25 @@ pub struct PasswordArgs {
 pub(crate) fn passwords_from(
     a: &PasswordArgs,
 ) -> Result<Option<crate::vault::VaultPasswords>, String> {
-    let p = crate::vault::VaultPasswords::new(
-        &a.vault_password_files,
-        &a.vault_ids,
-        a.ask_vault_password,
-    )
-    .map_err(|e| e.to_string())?;
+    // Nothing on the command line nor in DEPLOYER_VAULT_PASSWORD_FILE: the
+    // Ansible configuration's vault_identity_list / vault_password_file.
+    let (mut files, mut ids) = (a.vault_password_files.clone(), a.vault_ids.clone());
+    let env_file = std::env::var_os("DEPLOYER_VAULT_PASSWORD_FILE").is_some_and(|v| !v.is_empty());
+    if files.is_empty() && ids.is_empty() && !a.ask_vault_password && !env_file {
+        let cfg = project::config::current().map_err(|e| e.to_string())?;
+        if let Some(s) = cfg.get("vault_identity_list") {
+            ids = s
+                .raw
+                .split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+        files.extend(cfg.path("vault_password_file"));
+    }
+    let p = crate::vault::VaultPasswords::new(&files, &ids, a.ask_vault_password)
+        .map_err(|e| e.to_string())?;
     Ok(if p.is_empty() { None } else { Some(p) })
 }
 
@@ -227,6 +243,16 @@ pub async fn run(cli: Cli) -> i32 {
             }
         },
         Command::Lint(a) => crate::lint::cli::run(a),
+        Command::Config => match project::config::current() {
+            Ok(cfg) => {
+                print!("{}", cfg.describe());
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        },
         Command::Releases(a) => match release_engine(&a, false) {
             Ok((engine, hosts)) => {
                 crate::state::rollback::list(&engine, &hosts, a.format == Some(OutputFormat::Json))
@@ -306,10 +332,50 @@ fn release_engine(a: &ReleaseArgs, diff: bool) -> Result<(Engine, Vec<String>), 
 }
 
 pub(crate) fn load_inventory(paths: &[PathBuf]) -> Result<Inventory, String> {
-    if paths.is_empty() {
-        return Err("no inventory given: pass -i FILE (for the local testbed: -i tests/testbed/inventory.yml)".into());
+    let cfg = project::config::current().map_err(|e| e.to_string())?;
+    for w in cfg.warnings() {
+        eprintln!("warning: {w}");
     }
-    Inventory::load(paths).map_err(|e| e.to_string())
+    let from_cfg;
+    let paths = if paths.is_empty() {
+        from_cfg = cfg.inventory();
+        &from_cfg
+    } else {
+        paths
+    };
+    if paths.is_empty() {
+        return Err("no inventory given: pass -i FILE or set inventory in ansible.cfg (for the local testbed: -i tests/testbed/inventory.yml)".into());
+    }
+    let mut inv = Inventory::load(paths).map_err(|e| e.to_string())?;
+    // ansible.cfg's connection defaults: below every inventory variable.
+    let defaults = [
+        ("remote_user", "ansible_user"),
+        ("private_key_file", "ansible_ssh_private_key_file"),
+    ];
+    if let Some(all) = inv.groups.get_mut("all") {
+        for (key, var) in defaults {
+            let value = match key {
+                "private_key_file" => cfg.path(key).map(|p| p.display().to_string()),
+                _ => cfg.text(key),
+            };
+            if let Some(v) = value
+                && !all.vars.contains_key(var)
+            {
+                all.vars.insert(
+                    var.to_string(),
+                    crate::yaml::Node {
+                        value: crate::yaml::Yaml::Str(v),
+                        loc: crate::yaml::Loc::file_only(
+                            cfg.file
+                                .as_deref()
+                                .unwrap_or(std::path::Path::new("ansible.cfg")),
+                        ),
+                    },
+                );
+            }
+        }
+    }
+    Ok(inv)
 }
 
 async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 {
@@ -362,7 +428,10 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
             tags: a.tags,
             skip_tags: a.skip_tags,
             limit: a.limit,
-            forks: a.forks,
+            forks: a
+                .forks
+                .or_else(|| project::config::current().ok().and_then(|c| c.int("forks")))
+                .unwrap_or(10),
             extra_vars: extra,
             project: project_id(),
             keep_releases: a.keep_releases,

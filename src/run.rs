@@ -963,7 +963,12 @@ impl Engine {
         };
         let retries = match number(&t.retries, 3) {
             Ok(r) => 1 + r.max(0),
-            Err(e) => return (Status::Failed, ModuleResult::failed(format!("retries: {e}"))),
+            Err(e) => {
+                return (
+                    Status::Failed,
+                    ModuleResult::failed(format!("retries: {e}")),
+                );
+            }
         };
         let delay = match number(&t.delay, 5) {
             Ok(d) if d < 0 => 1,
@@ -1077,7 +1082,10 @@ impl Engine {
             Some(d) => match ctx.render_string(d) {
                 Ok(d) => Some(d),
                 Err(e) => {
-                    return (Status::Failed, ModuleResult::failed(format!("delegate_to: {e}")));
+                    return (
+                        Status::Failed,
+                        ModuleResult::failed(format!("delegate_to: {e}")),
+                    );
                 }
             },
         };
@@ -1487,9 +1495,7 @@ fn facts_layer(stdout: &str) -> Layer {
 fn resolve_templated_flags(t: &Task, ctx: &Arc<VarContext>) -> Result<Task, String> {
     let mut out = t.clone();
     for (k, tmpl) in &t.templated_flags {
-        let v = ctx
-            .render_value(tmpl)
-            .map_err(|e| format!("{k}: {e}"))?;
+        let v = ctx.render_value(tmpl).map_err(|e| format!("{k}: {e}"))?;
         let b = match v.as_str() {
             Some(s) => crate::modules::args::parse_bool(&Json::String(s.to_string()))
                 .ok_or_else(|| format!("{k}: expected a boolean, the template gave '{s}'"))?,
@@ -1501,7 +1507,11 @@ fn resolve_templated_flags(t: &Task, ctx: &Arc<VarContext>) -> Result<Task, Stri
             "become" => out.use_become = Some(b),
             "check_mode" => out.check_mode = Some(b),
             "diff" => out.diff = Some(b),
-            _ => return Err(format!("{k}: a templated value is not supported yet by deployer")),
+            _ => {
+                return Err(format!(
+                    "{k}: a templated value is not supported yet by deployer"
+                ));
+            }
         }
     }
     out.templated_flags.clear();

@@ -46,10 +46,22 @@ impl Project {
     }
 
     pub fn find_role(&self, name: &str) -> Option<PathBuf> {
+        if name.matches('.').count() == 2 {
+            return crate::project::config::collection_role(name)
+                .ok()
+                .and_then(Result::ok);
+        }
         self.roles_dirs
             .iter()
             .map(|d| d.join(name))
             .find(|p| p.is_dir())
+            .or_else(|| {
+                crate::project::config::roles_path()
+                    .ok()?
+                    .into_iter()
+                    .map(|d| d.join(name))
+                    .find(|p| p.is_dir())
+            })
     }
 }
 

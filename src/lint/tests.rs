@@ -175,7 +175,7 @@ fn schema_task_keyword() {
         "schema-task-keyword",
         &[(
             "playbooks/a.yml",
-            &pb("    - name: t\n      ansible.builtin.ping:\n      environment: {A: 1}\n"),
+            &pb("    - name: t\n      ansible.builtin.ping:\n      async: 10\n"),
         )],
         "playbooks/a.yml",
         6,

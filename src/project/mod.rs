@@ -1,6 +1,7 @@
 //! Loading a project: inventory, playbooks, plays, roles, tasks and handlers.
 //! Everything is checked here, before any host is contacted.
 
+pub mod config;
 pub mod inventory;
 pub mod task;
 
@@ -177,13 +178,17 @@ fn load_play(
             vars_files.push((f.expect_str("a vars file path")?, f.loc.clone()));
         }
     }
+    // ansible.cfg's [privilege_escalation] gives the defaults a play overrides.
+    let cfg = config::current()?;
     let use_become = get("become")
         .map(|b| task::expect_bool(b, "become"))
         .transpose()?
+        .or_else(|| cfg.bool("become"))
         .unwrap_or(false);
     let become_user = get("become_user")
         .map(|b| b.expect_str("become_user"))
-        .transpose()?;
+        .transpose()?
+        .or_else(|| cfg.text("become_user"));
     let gather_facts = get("gather_facts")
         .map(|b| task::expect_bool(b, "gather_facts"))
         .transpose()?
@@ -214,7 +219,8 @@ fn load_play(
         vars: Vec::new(),
         base_dir: base_dir.to_path_buf(),
     });
-    let roles_dirs = vec![base_dir.join("roles"), base_dir.join("..").join("roles")];
+    let mut roles_dirs = vec![base_dir.join("roles"), base_dir.join("..").join("roles")];
+    roles_dirs.extend(config::roles_path()?);
     let mut ctx = LoadCtx {
         roles_dirs,
         role_stack: Vec::new(),
@@ -402,6 +408,25 @@ impl LoadCtx<'_> {
     }
 
     fn find_role(&self, name: &str, loc: &Loc) -> Result<PathBuf, LocatedError> {
+        if name.matches('.').count() == 2 {
+            return match config::collection_role(name)? {
+                Ok(p) => Ok(p.canonicalize().unwrap_or(p)),
+                Err(tried) => {
+                    let coll = name.rsplit_once('.').map_or(name, |(c, _)| c);
+                    Err(LocatedError::new(
+                        loc,
+                        format!(
+                            "role '{name}' not found: collection '{coll}' has no such role or is not installed (looked in {}; set collections_path in ansible.cfg or ANSIBLE_COLLECTIONS_PATH)",
+                            tried
+                                .iter()
+                                .map(|d| d.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ))
+                }
+            };
+        }
         for d in &self.roles_dirs {
             let p = d.join(name);
             if p.is_dir() {

@@ -254,7 +254,7 @@ fn parse_task(
                 if task.loop_items.is_some() {
                     return Err(LocatedError::new(
                         &value.loc,
-                        "a task can have only one of loop / with_<lookup>",
+                        "a task can have only one of loop / with_items / with_<lookup>",
                     ));
                 }
                 task.loop_items = Some((*value).clone());
@@ -263,7 +263,7 @@ fn parse_task(
                 if task.loop_items.is_some() {
                     return Err(LocatedError::new(
                         &key_loc(node, key),
-                        "a task can have only one of loop / with_<lookup>",
+                        "a task can have only one of loop / with_items / with_<lookup>",
                     ));
                 }
                 let lookup = &k["with_".len()..];
@@ -424,10 +424,8 @@ fn parse_task(
             )),
             loc: terms.loc.clone(),
         });
-        task.vars.insert(
-            crate::template::lookups::LOOP_TERMS_VAR.to_string(),
-            terms,
-        );
+        task.vars
+            .insert(crate::template::lookups::LOOP_TERMS_VAR.to_string(), terms);
     }
     if let Some(b) = block {
         if module.is_some() {
@@ -732,6 +730,73 @@ fn key_loc(node: &Node, key: &str) -> Loc {
         .unwrap_or_else(|| node.loc.clone())
 }
 
+/// Free-form `k=v` arguments split as Ansible's `split_args` does: on
+/// whitespace, but never inside quotes or a `{{ }}` / `{% %}` block, so
+/// `path={{ item.file }}` stays one word. Quotes outside Jinja are removed.
+fn split_args_jinja(s: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    let mut depth = 0usize;
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if depth > 0 {
+            if (c == '}' && next == Some('}')) || (c == '%' && next == Some('}')) {
+                depth -= 1;
+                cur.push(c);
+                cur.push('}');
+                i += 2;
+                continue;
+            }
+            cur.push(c);
+            i += 1;
+            continue;
+        }
+        if c == '{' && matches!(next, Some('{') | Some('%')) {
+            depth += 1;
+            in_word = true;
+            cur.push(c);
+            cur.push(next.unwrap_or('{'));
+            i += 2;
+            continue;
+        }
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) if c == '\\' && next.is_some() => {
+                cur.push(next.unwrap_or_default());
+                i += 1;
+            }
+            Some(_) => cur.push(c),
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                in_word = true;
+            }
+            None if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            None => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+        i += 1;
+    }
+    if quote.is_some() || depth > 0 {
+        return None;
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Some(words)
+}
+
 /// A boolean keyword's template (`"{{ not debug }}"`), if it is one.
 fn flag_template(node: &Node) -> Option<String> {
     match &node.value {
@@ -853,7 +918,7 @@ pub(crate) fn merge_args(
         Yaml::Map(m) => entries.extend(m.iter().cloned()),
         Yaml::Str(s) => {
             let free_form = matches!(module, "command" | "shell");
-            let words = super::inventory::shlex_split(s)
+            let words = split_args_jinja(s)
                 .ok_or_else(|| LocatedError::new(&loc, "unbalanced quotes in module arguments"))?;
             let mut raw = Vec::new();
             for w in &words {
@@ -940,4 +1005,20 @@ pub(crate) fn merge_args(
         value: Yaml::Map(entries),
         loc,
     })
+}
+
+#[cfg(test)]
+mod split_tests {
+    #[test]
+    fn free_form_words_keep_jinja_blocks_whole() {
+        assert_eq!(
+            super::split_args_jinja("path={{ item.file }} state=touch msg='a b'"),
+            Some(vec![
+                "path={{ item.file }}".to_string(),
+                "state=touch".to_string(),
+                "msg=a b".to_string()
+            ])
+        );
+        assert_eq!(super::split_args_jinja("a='b"), None);
+    }
 }

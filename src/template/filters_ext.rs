@@ -93,7 +93,9 @@ impl PyRandom {
             if f.fract() == 0.0 && f.abs() < 1e18 {
                 return PyRandom::from_seed(&Value::from(f as i64));
             }
-            return Err(invalid("random: a non-integral float seed is not supported yet by deployer"));
+            return Err(invalid(
+                "random: a non-integral float seed is not supported yet by deployer",
+            ));
         } else {
             return Err(invalid(format!(
                 "random: unsupported seed {}",
@@ -223,7 +225,9 @@ fn int_arg(v: &Value, what: &str) -> Result<i64, Error> {
 }
 
 fn random(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {
-    let seed: Option<Value> = kwargs.get::<Option<Value>>("seed")?.filter(|s| !s.is_none());
+    let seed: Option<Value> = kwargs
+        .get::<Option<Value>>("seed")?
+        .filter(|s| !s.is_none());
     let mut start: Option<Value> = kwargs.get("start")?;
     let mut step: Option<Value> = kwargs.get("step")?;
     kwargs.assert_all_used()?;
@@ -243,8 +247,16 @@ fn random(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Err
     };
     if value.is_integer() {
         let end = int_arg(value, "end")?;
-        let start = start.filter(|v| v.is_true()).map(|v| int_arg(&v, "start")).transpose()?.unwrap_or(0);
-        let step = step.filter(|v| v.is_true()).map(|v| int_arg(&v, "step")).transpose()?.unwrap_or(1);
+        let start = start
+            .filter(|v| v.is_true())
+            .map(|v| int_arg(&v, "start"))
+            .transpose()?
+            .unwrap_or(0);
+        let step = step
+            .filter(|v| v.is_true())
+            .map(|v| int_arg(&v, "step"))
+            .transpose()?
+            .unwrap_or(1);
         let width = end - start;
         let n = if step > 0 {
             (width + step - 1) / step
@@ -252,12 +264,16 @@ fn random(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Err
             (width + step + 1) / step
         };
         if n <= 0 {
-            return Err(invalid(format!("random: empty range ({start}, {end}, {step})")));
+            return Err(invalid(format!(
+                "random: empty range ({start}, {end}, {step})"
+            )));
         }
         return Ok(Value::from(start + step * below(n as u64) as i64));
     }
     if start.is_some_and(|v| v.is_true()) || step.is_some_and(|v| v.is_true()) {
-        return Err(invalid("random: start and step can only be used with integer values"));
+        return Err(invalid(
+            "random: start and step can only be used with integer values",
+        ));
     }
     let items = seq(value, "random")?;
     if items.is_empty() {
@@ -267,7 +283,9 @@ fn random(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Err
 }
 
 fn shuffle(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
-    let seed: Option<Value> = kwargs.get::<Option<Value>>("seed")?.filter(|s| !s.is_none());
+    let seed: Option<Value> = kwargs
+        .get::<Option<Value>>("seed")?
+        .filter(|s| !s.is_none());
     kwargs.assert_all_used()?;
     let mut items = seq(value, "shuffle")?;
     let mut rng = match &seed {
@@ -296,8 +314,7 @@ fn password_hash(
 ) -> Result<String, Error> {
     let salt: Option<String> = match salt {
         Some(s) if !s.is_none() => Some(crate::template::py_str(&s)),
-        _ => kwargs
-            .get::<Option<String>>("salt")?,
+        _ => kwargs.get::<Option<String>>("salt")?,
     };
     let rounds: Option<u32> = kwargs.get("rounds")?;
     let hashtype = hashtype
@@ -323,7 +340,9 @@ fn password_hash(
     let salt = match salt {
         Some(s) => {
             if !s.bytes().all(|b| CRYPT64.contains(&b)) {
-                return Err(invalid("password_hash: the salt may only hold [./0-9A-Za-z]"));
+                return Err(invalid(
+                    "password_hash: the salt may only hold [./0-9A-Za-z]",
+                ));
             }
             s
         }
@@ -349,9 +368,8 @@ fn password_hash(
 /// The SHA-crypt digest (Drepper's specification, as glibc and passlib).
 fn sha_crypt<D: Digest>(pw: &[u8], salt: &[u8], rounds: u32) -> Vec<u8> {
     let n = <D as Digest>::output_size();
-    let repeat = |block: &[u8], len: usize| -> Vec<u8> {
-        block.iter().copied().cycle().take(len).collect()
-    };
+    let repeat =
+        |block: &[u8], len: usize| -> Vec<u8> { block.iter().copied().cycle().take(len).collect() };
     let b = D::new()
         .chain_update(pw)
         .chain_update(salt)
@@ -473,7 +491,9 @@ fn urlsplit(value: &Value, query: Option<String>) -> Result<Value, Error> {
         Some((sc, r))
             if !sc.is_empty()
                 && sc.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                && sc.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+                && sc
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
         {
             (sc.to_ascii_lowercase(), r.to_string())
         }
@@ -568,7 +588,9 @@ fn strftime(value: &Value, second: Option<Value>, kwargs: Kwargs) -> Result<Stri
                 s.as_str()
                     .and_then(|x| x.trim().parse::<f64>().ok())
                     .map(|f| f as i64)
-                    .ok_or_else(|| invalid(format!("strftime: invalid value for epoch value ({s})")))?
+                    .ok_or_else(|| {
+                        invalid(format!("strftime: invalid value for epoch value ({s})"))
+                    })?
             }
         }
         None => std::time::SystemTime::now()
@@ -596,12 +618,7 @@ fn c_strftime(format: &str, t: i64, utc: bool) -> Result<String, Error> {
             return Err(invalid(format!("strftime: time {t} is out of range")));
         }
         let mut buf = vec![0u8; 256 + format.len() * 8];
-        let n = libc::strftime(
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            fmt.as_ptr(),
-            &tm,
-        );
+        let n = libc::strftime(buf.as_mut_ptr().cast(), buf.len(), fmt.as_ptr(), &tm);
         if n == 0 && !format.is_empty() {
             return Ok(String::new());
         }
@@ -626,7 +643,9 @@ fn zip(value: &Value, others: Rest<Value>) -> Result<Value, Error> {
 }
 
 fn zip_longest(value: &Value, others: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {
-    let fill: Value = kwargs.get::<Option<Value>>("fillvalue")?.unwrap_or(Value::from(()));
+    let fill: Value = kwargs
+        .get::<Option<Value>>("fillvalue")?
+        .unwrap_or(Value::from(()));
     kwargs.assert_all_used()?;
     let mut lists = vec![seq(value, "zip_longest")?];
     for o in others.iter() {
@@ -704,7 +723,10 @@ fn extract(item: &Value, container: &Value, morekeys: Option<Value>) -> Result<V
         for k in keys {
             v = v.get_item(&k)?;
             if v.is_undefined() {
-                return Err(invalid(format!("extract: no key {}", crate::template::py_repr(&k))));
+                return Err(invalid(format!(
+                    "extract: no key {}",
+                    crate::template::py_repr(&k)
+                )));
             }
         }
     }
@@ -753,7 +775,11 @@ fn expanduser(value: &Value) -> Result<String, Error> {
     };
     Ok(match home {
         Some(h) => {
-            let h = if h.len() > 1 { h.trim_end_matches('/') } else { &h };
+            let h = if h.len() > 1 {
+                h.trim_end_matches('/')
+            } else {
+                &h
+            };
             format!("{h}{tail}")
         }
         None => s.clone(),
@@ -831,20 +857,31 @@ fn relpath(value: &Value, start: Option<String>) -> Result<String, Error> {
             .map_err(|e| invalid(e.to_string()))?,
     };
     let split = |p: &str| -> Vec<String> {
-        p.split('/').filter(|x| !x.is_empty() && *x != ".").map(str::to_string).collect()
+        p.split('/')
+            .filter(|x| !x.is_empty() && *x != ".")
+            .map(str::to_string)
+            .collect()
     };
     let (a, b) = (split(&path), split(&start));
     let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
     let mut parts: Vec<String> = std::iter::repeat_n("..".to_string(), b.len() - common).collect();
     parts.extend(a[common..].iter().cloned());
-    Ok(if parts.is_empty() { ".".into() } else { parts.join("/") })
+    Ok(if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    })
 }
 
 // ---------------------------------------------------------------- sizes
 
 /// `human_to_bytes`: `'10M'` is 10485760, `'1 KB'` 1024, `'2Mb'` (with
 /// `isbits=True`) 2097152.
-fn human_to_bytes(value: &Value, default_unit: Option<String>, kwargs: Kwargs) -> Result<i64, Error> {
+fn human_to_bytes(
+    value: &Value,
+    default_unit: Option<String>,
+    kwargs: Kwargs,
+) -> Result<i64, Error> {
     let isbits: bool = kwargs.get::<Option<bool>>("isbits")?.unwrap_or(false);
     let default_unit = default_unit.or(kwargs.get::<Option<String>>("default_unit")?);
     kwargs.assert_all_used()?;
@@ -854,9 +891,11 @@ fn human_to_bytes(value: &Value, default_unit: Option<String>, kwargs: Kwargs) -
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (num, unit) = (&s[..split], s[split..].trim());
-    let n: f64 = num
-        .parse()
-        .map_err(|_| invalid(format!("human_to_bytes() can't interpret following string: {s}")))?;
+    let n: f64 = num.parse().map_err(|_| {
+        invalid(format!(
+            "human_to_bytes() can't interpret following string: {s}"
+        ))
+    })?;
     let unit = if unit.is_empty() {
         default_unit.unwrap_or_default()
     } else {
@@ -879,7 +918,8 @@ fn human_to_bytes(value: &Value, default_unit: Option<String>, kwargs: Kwargs) -
         let last = unit.chars().last().unwrap_or('B');
         let want = if isbits { 'b' } else { 'B' };
         let rest = &unit[1..];
-        if !(rest == want.to_string() || (rest.len() == 2 && rest.starts_with('i') && last == want)) {
+        if !(rest == want.to_string() || (rest.len() == 2 && rest.starts_with('i') && last == want))
+        {
             let what = if isbits { "bit" } else { "byte" };
             return Err(invalid(format!(
                 "human_to_bytes() failed to convert {s} (unit = {unit}). The suffix must be one of {want}/{what}"
@@ -919,7 +959,11 @@ fn human_readable(value: &Value, kwargs: Kwargs) -> Result<String, Error> {
     }
     let v = n / 1024f64.powi(i as i32);
     let name = if i == 0 {
-        if isbits { "bits".to_string() } else { "Bytes".to_string() }
+        if isbits {
+            "bits".to_string()
+        } else {
+            "Bytes".to_string()
+        }
     } else {
         format!("{}{suffix}", units[i])
     };
@@ -986,7 +1030,7 @@ impl Net {
         }
     }
 
-    fn from_bits(&self, v: u128) -> std::net::IpAddr {
+    fn addr_of(&self, v: u128) -> std::net::IpAddr {
         match self.addr {
             std::net::IpAddr::V4(_) => std::net::IpAddr::V4(std::net::Ipv4Addr::from(v as u32)),
             std::net::IpAddr::V6(_) => std::net::IpAddr::V6(std::net::Ipv6Addr::from(v)),
@@ -995,7 +1039,11 @@ impl Net {
 
     fn mask(&self) -> u128 {
         let (_, width) = self.bits();
-        let full: u128 = if width == 128 { u128::MAX } else { (1u128 << width) - 1 };
+        let full: u128 = if width == 128 {
+            u128::MAX
+        } else {
+            (1u128 << width) - 1
+        };
         if self.prefix == 0 {
             0
         } else {
@@ -1009,7 +1057,11 @@ impl Net {
 
     fn broadcast(&self) -> u128 {
         let (_, width) = self.bits();
-        let full: u128 = if width == 128 { u128::MAX } else { (1u128 << width) - 1 };
+        let full: u128 = if width == 128 {
+            u128::MAX
+        } else {
+            (1u128 << width) - 1
+        };
         self.network() | (full & !self.mask())
     }
 }
@@ -1029,26 +1081,24 @@ fn ip_query(v: &Value, query: &str, version: Option<u8>) -> Result<Value, Error>
     let out = match query {
         "" => {
             if n.has_prefix {
-                let max = if n.addr.is_ipv4() { 32 } else { 128 };
-                if n.prefix == max {
-                    format!("{}/{}", n.addr, n.prefix)
-                } else {
-                    format!("{}/{}", n.addr, n.prefix)
-                }
+                format!("{}/{}", n.addr, n.prefix)
             } else {
                 n.addr.to_string()
             }
         }
         "address" => {
-            if n.has_prefix && n.network() == n.bits().0 && n.prefix < if n.addr.is_ipv4() { 31 } else { 127 } {
+            if n.has_prefix
+                && n.network() == n.bits().0
+                && n.prefix < if n.addr.is_ipv4() { 31 } else { 127 }
+            {
                 return Ok(Value::from(false));
             }
             n.addr.to_string()
         }
-        "network" => n.from_bits(n.network()).to_string(),
-        "netmask" => n.from_bits(n.mask()).to_string(),
-        "hostmask" => n.from_bits(!n.mask() & n.broadcast()).to_string(),
-        "broadcast" => n.from_bits(n.broadcast()).to_string(),
+        "network" => n.addr_of(n.network()).to_string(),
+        "netmask" => n.addr_of(n.mask()).to_string(),
+        "hostmask" => n.addr_of(!n.mask() & n.broadcast()).to_string(),
+        "broadcast" => n.addr_of(n.broadcast()).to_string(),
         "prefix" => return Ok(Value::from(n.prefix)),
         "size" => {
             let (_, width) = n.bits();
@@ -1059,7 +1109,7 @@ fn ip_query(v: &Value, query: &str, version: Option<u8>) -> Result<Value, Error>
             if query == "net" && n.network() != n.bits().0 {
                 return Ok(Value::from(false));
             }
-            format!("{}/{}", n.from_bits(n.network()), n.prefix)
+            format!("{}/{}", n.addr_of(n.network()), n.prefix)
         }
         "public" => {
             if is_private(&n.addr) {
@@ -1089,7 +1139,7 @@ fn ip_query(v: &Value, query: &str, version: Option<u8>) -> Result<Value, Error>
                 }
                 return Ok(Value::from(format!(
                     "{}/{}",
-                    n.from_bits(n.network() + idx as u128),
+                    n.addr_of(n.network() + idx as u128),
                     n.prefix
                 )));
             }
@@ -1105,7 +1155,9 @@ fn is_private(a: &std::net::IpAddr) -> bool {
     match a {
         std::net::IpAddr::V4(v) => v.is_private() || v.is_loopback() || v.is_link_local(),
         std::net::IpAddr::V6(v) => {
-            v.is_loopback() || (v.segments()[0] & 0xfe00) == 0xfc00 || (v.segments()[0] & 0xffc0) == 0xfe80
+            v.is_loopback()
+                || (v.segments()[0] & 0xfe00) == 0xfc00
+                || (v.segments()[0] & 0xffc0) == 0xfe80
         }
     }
 }
@@ -1176,7 +1228,6 @@ fn json_query(_state: &State, _value: &Value, _query: String) -> Result<Value, E
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use minijinja::context;
 
     fn r(src: &str) -> String {
@@ -1188,7 +1239,10 @@ mod tests {
     fn seeded_random_matches_python() {
         // python3 -c "import random; print(random.Random('web1').randrange(0, 59, 1))"
         // and friends: the numbers below come from CPython 3.11.
-        assert_eq!(r("{{ 59 | random(seed='web1') }}"), r("{{ 59 | random(seed=h) }}"));
+        assert_eq!(
+            r("{{ 59 | random(seed='web1') }}"),
+            r("{{ 59 | random(seed=h) }}")
+        );
         assert_eq!(
             r("{{ 59 | random(seed='web1') }}"),
             r("{{ 59 | random(seed='web1') }}")
@@ -1214,13 +1268,28 @@ mod tests {
             "example.com"
         );
         assert_eq!(r("{{ 'https://e.com:8443/a' | urlsplit('port') }}"), "8443");
-        assert_eq!(r("{{ [1, 2] | zip(['a', 'b', 'c']) | list }}"), "[[1, 'a'], [2, 'b']]");
+        assert_eq!(
+            r("{{ [1, 2] | zip(['a', 'b', 'c']) | list }}"),
+            "[[1, 'a'], [2, 'b']]"
+        );
         assert_eq!(r("{{ [0, 1] is any }} {{ [0, 1] is all }}"), "True False");
-        assert_eq!(r("{{ '192.168.1.5/24' | ipaddr('network') }}"), "192.168.1.0");
-        assert_eq!(r("{{ '192.168.1.5/24' | ipaddr('netmask') }}"), "255.255.255.0");
-        assert_eq!(r("{{ '192.168.1.5/24' | ipaddr('broadcast') }}"), "192.168.1.255");
+        assert_eq!(
+            r("{{ '192.168.1.5/24' | ipaddr('network') }}"),
+            "192.168.1.0"
+        );
+        assert_eq!(
+            r("{{ '192.168.1.5/24' | ipaddr('netmask') }}"),
+            "255.255.255.0"
+        );
+        assert_eq!(
+            r("{{ '192.168.1.5/24' | ipaddr('broadcast') }}"),
+            "192.168.1.255"
+        );
         assert_eq!(r("{{ '10.0.0.0/8' | ipaddr('1') }}"), "10.0.0.1/8");
         assert_eq!(r("{{ 'x' | ipaddr }}"), "False");
-        assert_eq!(r("{{ '%Y-%m-%d %H:%M' | strftime(86400, utc=True) }}"), "1970-01-02 00:00");
+        assert_eq!(
+            r("{{ '%Y-%m-%d %H:%M' | strftime(86400, utc=True) }}"),
+            "1970-01-02 00:00"
+        );
     }
 }

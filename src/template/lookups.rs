@@ -81,7 +81,9 @@ pub fn refusal(name: &str) -> Option<String> {
 }
 
 fn is_builtin(name: &str) -> bool {
-    !name.contains('.') || name.starts_with("ansible.builtin.") || name.starts_with("ansible.legacy.")
+    !name.contains('.')
+        || name.starts_with("ansible.builtin.")
+        || name.starts_with("ansible.legacy.")
 }
 
 fn short_name(name: &str) -> &str {
@@ -171,7 +173,12 @@ fn munge(list: Vec<Value>) -> Value {
 /// `with_<name>: terms` as Ansible's task executor runs it: the templated
 /// terms, a string made a one-element list, given to the lookup, its list
 /// the loop's items.
-fn with_loop(state: &State, name: String, terms: Value, module: Option<String>) -> Result<Value, Error> {
+fn with_loop(
+    state: &State,
+    name: String,
+    terms: Value,
+    module: Option<String>,
+) -> Result<Value, Error> {
     let terms = match terms.kind() {
         ValueKind::String => vec![terms],
         ValueKind::Seq | ValueKind::Iterable => terms.try_iter()?.collect(),
@@ -188,7 +195,10 @@ fn with_loop(state: &State, name: String, terms: Value, module: Option<String>) 
     run(state, &name, terms, &mut opts, Some(&subdir)).map(Value::from)
 }
 
-fn split_args(args: &[Value]) -> Result<(Vec<Value>, Vec<(String, Value)>), Error> {
+/// Keyword arguments by name, in the order given.
+type NamedArgs = Vec<(String, Value)>;
+
+fn split_args(args: &[Value]) -> Result<(Vec<Value>, NamedArgs), Error> {
     let mut positional = Vec::new();
     let mut kwargs = Vec::new();
     for a in args {
@@ -328,9 +338,10 @@ fn run(
                     }
                     _ => vars,
                 };
-                let rendered = state
-                    .env()
-                    .render_named_str(&path.display().to_string(), &text, ctx)?;
+                let rendered =
+                    state
+                        .env()
+                        .render_named_str(&path.display().to_string(), &text, ctx)?;
                 out.push(Value::from(rendered));
             }
             out
@@ -533,12 +544,18 @@ fn read_text(path: &Path) -> Result<String, Error> {
 
 /// `ansible_search_path`: the task's role, then the playbook's directory.
 fn search_roots(state: &State) -> Vec<PathBuf> {
+    let cwd = std::env::current_dir().unwrap_or_default();
     let mut roots = Vec::new();
     for var in ["role_path", "playbook_dir"] {
-        if let Some(p) = state.lookup(var).and_then(|v| v.as_str().map(PathBuf::from))
-            && !roots.contains(&p)
+        if let Some(p) = state
+            .lookup(var)
+            .and_then(|v| v.as_str().map(PathBuf::from))
         {
-            roots.push(p);
+            // Relative (a playbook named without a directory): from here.
+            let p = if p.is_absolute() { p } else { cwd.join(p) };
+            if !roots.contains(&p) {
+                roots.push(p);
+            }
         }
     }
     if roots.is_empty()
@@ -957,7 +974,11 @@ fn sequence(term: &str) -> Result<Vec<Value>, Error> {
         if end.is_some() {
             return Err(bad("can't specify both count and end".into()));
         }
-        end = Some(if c == 0 { start - stride } else { start + (c - 1) * stride });
+        end = Some(if c == 0 {
+            start - stride
+        } else {
+            start + (c - 1) * stride
+        });
         if c == 0 {
             return Ok(Vec::new());
         }
@@ -1018,7 +1039,9 @@ fn printf_int(format: &str, i: i64) -> Result<String, String> {
 fn subelements(terms: &[Value], opts: &mut Options) -> Result<Vec<Value>, Error> {
     let bad = |m: &str| lookup_error(format!("subelements lookup {m}"));
     if terms.len() < 2 || terms.len() > 3 {
-        return Err(bad("expects a list of two or three items: a list, a key and optional flags"));
+        return Err(bad(
+            "expects a list of two or three items: a list, a key and optional flags",
+        ));
     }
     let mut skip_missing = opts.take_bool("skip_missing")?.unwrap_or(false);
     if let Some(flags) = terms.get(2) {
@@ -1139,7 +1162,10 @@ mod tests {
                 .join(" ")
         };
         assert_eq!(s("start=1 end=3"), "1 2 3");
-        assert_eq!(s("start=0 end=8 stride=4 format=host%02d"), "host00 host04 host08");
+        assert_eq!(
+            s("start=0 end=8 stride=4 format=host%02d"),
+            "host00 host04 host08"
+        );
         assert_eq!(s("4"), "1 2 3 4");
         assert_eq!(s("2-6/2:x%x"), "x2 x4 x6");
         assert_eq!(s("start=5 count=2"), "5 6");
@@ -1150,10 +1176,21 @@ mod tests {
     fn unknown_and_unsupported_lookups_are_told_apart() {
         assert!(refusal("file").is_none());
         assert!(refusal("ansible.builtin.env").is_none());
-        assert!(refusal("url").unwrap().contains("not supported yet by deployer"));
+        assert!(
+            refusal("url")
+                .unwrap()
+                .contains("not supported yet by deployer")
+        );
         let e = refusal("fiel").unwrap();
-        assert!(e.contains("unknown lookup plugin 'fiel'") && e.contains("'file'"), "{e}");
-        assert!(refusal("community.general.onepassword").unwrap().contains("not supported yet"));
+        assert!(
+            e.contains("unknown lookup plugin 'fiel'") && e.contains("'file'"),
+            "{e}"
+        );
+        assert!(
+            refusal("community.general.onepassword")
+                .unwrap()
+                .contains("not supported yet")
+        );
     }
 
     #[test]
@@ -1180,9 +1217,10 @@ mod tests {
             r("{{ query('subelements', [{'n': 'u', 'k': [1, 2]}], 'k') | length }}"),
             "2"
         );
-        assert!(e
-            .render_str("{{ query('subelements', [{'n': 'u'}], 'k') }}", context! {})
-            .is_err());
+        assert!(
+            e.render_str("{{ query('subelements', [{'n': 'u'}], 'k') }}", context! {})
+                .is_err()
+        );
         assert_eq!(
             r("{{ query('subelements', [{'n': 'u'}], 'k', {'skip_missing': True}) }}"),
             "[]"
@@ -1212,27 +1250,38 @@ mod tests {
         );
         assert!(err.contains("could not find 'nope.txt'"), "{err}");
         assert_eq!(r("{{ lookup('template', 't.j2') }}").unwrap(), "hi you\n");
-        assert!(r("{{ lookup('first_found', ['x', 'b.txt']) }}")
-            .unwrap()
-            .ends_with("/b.txt"));
+        assert!(
+            r("{{ lookup('first_found', ['x', 'b.txt']) }}")
+                .unwrap()
+                .ends_with("/b.txt")
+        );
         // lookup() looks in the roots themselves, with_first_found in files/.
         assert!(r("{{ lookup('first_found', ['a.txt']) }}").is_err());
-        assert!(r("{{ __deployer_with('first_found', ['a.txt'], 'copy') }}")
-            .unwrap()
-            .ends_with("/files/a.txt"));
+        assert!(
+            r("{{ __deployer_with('first_found', ['a.txt'], 'copy') | first }}")
+                .unwrap()
+                .ends_with("/files/a.txt")
+        );
         assert!(r("{{ lookup('first_found', ['x', 'y']) }}").is_err());
         assert_eq!(
             r("{{ lookup('first_found', ['x'], skip=True) }}").unwrap(),
             ""
         );
-        assert!(r("{{ query('fileglob', '*.txt') }}").unwrap().contains("a.txt"));
+        assert!(
+            r("{{ query('fileglob', '*.txt') }}")
+                .unwrap()
+                .contains("a.txt")
+        );
         assert_eq!(r("{{ lookup('pipe', 'echo hi; echo') }}").unwrap(), "hi");
         assert!(r("{{ lookup('pipe', 'exit 3') }}").is_err());
         assert_eq!(r("{{ lookup('vars', 'who') }}").unwrap(), "you");
         assert_eq!(r("{{ lookup('vars', 'x', default='d') }}").unwrap(), "d");
         assert_eq!(r("{{ query('varnames', '^wh') }}").unwrap(), "['who']");
         let pw_file = dir.path().join("creds/pw");
-        let t = format!("{{{{ lookup('password', '{} length=12') }}}}", pw_file.display());
+        let t = format!(
+            "{{{{ lookup('password', '{} length=12') }}}}",
+            pw_file.display()
+        );
         let first = r(&t).unwrap();
         assert_eq!(first.len(), 12);
         assert_eq!(r(&t).unwrap(), first);

@@ -240,7 +240,9 @@ fn detail_after_undefined(detail: &str) -> Option<&str> {
 
 /// If `source` is exactly one `{{ expr }}`, returns `expr`.
 fn single_expression(source: &str) -> Option<&str> {
-    let s = source.trim();
+    // A line break outside the braces is text Ansible keeps: `content: |`
+    // holding `{{ x }}` renders as the string "x\n", not x's own value.
+    let s = source.trim_matches([' ', '\t']);
     let inner = s.strip_prefix("{{")?.strip_suffix("}}")?;
     let inner = inner.strip_prefix(['-', '+']).unwrap_or(inner);
     let inner = inner.strip_suffix(['-', '+']).unwrap_or(inner);
@@ -601,6 +603,20 @@ mod tests {
             Value::from("plain")
         );
         assert!(render_value(&env, "{{ missing }}", ctx).is_err());
+    }
+
+    #[test]
+    fn a_trailing_line_break_keeps_the_text() {
+        let env = environment();
+        let ctx = context! { n => 3, s => "out" };
+        assert_eq!(
+            render_value(&env, "{{ s }}\n", ctx.clone()).unwrap(),
+            Value::from("out\n")
+        );
+        assert_eq!(
+            render_value(&env, "{{ n }}\n", ctx).unwrap(),
+            Value::from("3\n")
+        );
     }
 
     #[test]
