@@ -395,3 +395,117 @@ fn the_api_container_reach_says_what_is_missing() {
         out.stdout
     );
 }
+
+fn playbook_with_agents(port: u16, n: usize) -> String {
+    let mut agents = String::new();
+    for i in 1..=n {
+        agents.push_str(&format!(
+            "          - {{id: ag{i}, email: ag{i}@example.test, display_name: Agent {i}, role: {}}}\n",
+            if i % 3 == 0 { "Admin" } else { "Member" }
+        ));
+    }
+    format!(
+        "- hosts: localhost\n  gather_facts: false\n  vars_files: [secrets.yml]\n  tasks:\n    - name: Provision Plane users\n      deployer.plane.plane_users:\n        api_url: http://127.0.0.1:{port}\n        workspace: {{name: Javisi, slug: javisi}}\n        admin: {{email: admin@example.test, first_name: Admin}}\n        admin_password: \"{{{{ vault_plane_admin_password }}}}\"\n        vault_file: secrets.yml\n        agents:\n{agents}"
+    )
+}
+
+/// The number in "..., N anonymous)" of the hook's message.
+fn anonymous_count(out: &str) -> u64 {
+    events(out)
+        .iter()
+        .filter(|e| e["event"] == "task_result")
+        .filter_map(|e| e["msg"].as_str())
+        .find_map(|m| {
+            let head = m.strip_suffix(" anonymous)")?;
+            head.rsplit(' ').next()?.parse::<u64>().ok()
+        })
+        .unwrap_or_else(|| panic!("no request counts in:\n{out}"))
+}
+
+/// Ten agents against a stand-in that throttles anonymous calls as Plane
+/// does (30 a minute per IP) and answers 500 without a User-Agent: two
+/// applies and a check in a row all pass, the second apply changes nothing,
+/// and each run makes only a few anonymous calls.
+#[test]
+fn ten_agents_apply_apply_check_in_a_row_under_plane_s_anonymous_throttle() {
+    let (_s, port) = standin();
+    let pw = repo()
+        .join("tests/fixtures/vault-password.txt")
+        .display()
+        .to_string();
+    let p = project(&[
+        (
+            "hosts.yml",
+            "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n",
+        ),
+        ("site.yml", &playbook_with_agents(port, 10)),
+        (
+            "secrets.yml",
+            "vault_plane_admin_password: fixture-Adm1n-pw-Qx7vLr2mZt9wBk4Ns8\n",
+        ),
+    ]);
+    let dir = p.path();
+    let enc = deployer(
+        dir,
+        &[
+            "vault",
+            "encrypt",
+            "secrets.yml",
+            "--vault-password-file",
+            &pw,
+        ],
+    );
+    assert_eq!(enc.code, 0, "{}", enc.all());
+    let run = |cmd: &str| {
+        deployer(
+            dir,
+            &[
+                cmd,
+                "-i",
+                "hosts.yml",
+                "site.yml",
+                "--vault-password-file",
+                &pw,
+                "--format",
+                "json",
+            ],
+        )
+    };
+    let t0 = std::time::Instant::now();
+    let first = run("apply");
+    assert_eq!(first.code, 0, "{}", first.all());
+    assert_eq!(total(&recap(&first.stdout), "changed"), 1);
+    let second = run("apply");
+    assert_eq!(second.code, 0, "{}", second.all());
+    assert_eq!(
+        total(&recap(&second.stdout), "changed"),
+        0,
+        "{}",
+        second.stdout
+    );
+    let check = run("check");
+    assert_eq!(check.code, 0, "{}", check.all());
+    let anonymous = [&first, &second, &check].map(|o| anonymous_count(&o.stdout));
+    assert!(
+        anonymous.iter().all(|n| *n <= 3),
+        "anonymous calls per run: {anonymous:?}"
+    );
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(60),
+        "no run waited on the throttle: {:?}",
+        t0.elapsed()
+    );
+    let view = deployer(
+        dir,
+        &["vault", "view", "secrets.yml", "--vault-password-file", &pw],
+    );
+    assert_eq!(
+        view.stdout
+            .lines()
+            .filter(|l| l.contains("_token:") && l.contains("plane_api_"))
+            .count(),
+        11,
+        "a token for the admin and each agent"
+    );
+    forget_local_state(dir);
+}
