@@ -334,20 +334,16 @@ pub async fn plane_users(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleRe
     result
         .data
         .insert("requests".into(), json!(client.requests_sent()));
-    result
-        .data
-        .insert("anonymous_requests".into(), json!(client.anonymous_requests()));
+    result.data.insert(
+        "anonymous_requests".into(),
+        json!(client.anonymous_requests()),
+    );
     match outcome {
         Ok(()) => {
-            let counts = format!(
-                "{} requests to Plane, {} anonymous",
-                client.requests_sent(),
-                client.anonymous_requests()
-            );
             result.msg = Some(if p.actions.is_empty() {
-                format!("users, roles and tokens are in place ({counts})")
+                "users, roles and tokens are in place".into()
             } else {
-                format!("{} ({counts})", p.actions.join("; "))
+                p.actions.join("; ")
             });
             Ok(result)
         }

@@ -301,8 +301,12 @@ impl PlaneClient {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .unwrap_or(1);
-            self.wait(step, Duration::from_secs(secs.max(1)), "its Retry-After asks")
-                .await?;
+            self.wait(
+                step,
+                Duration::from_secs(secs.max(1)),
+                "its Retry-After asks",
+            )
+            .await?;
         }
         Err(PlaneError::RateLimited {
             step: step.into(),
@@ -491,14 +495,15 @@ impl PlaneClient {
                 step: step.into(),
                 what: "no csrf_token in /auth/get-csrf-token/".into(),
             })?;
-        let secret = session
-            .cookies
-            .get(CSRF_COOKIE)
-            .cloned()
-            .ok_or_else(|| PlaneError::Unexpected {
-                step: step.into(),
-                what: "no csrftoken cookie from /auth/get-csrf-token/".into(),
-            })?;
+        let secret =
+            session
+                .cookies
+                .get(CSRF_COOKIE)
+                .cloned()
+                .ok_or_else(|| PlaneError::Unexpected {
+                    step: step.into(),
+                    what: "no csrftoken cookie from /auth/get-csrf-token/".into(),
+                })?;
         session.csrf = Some((secret, token.clone()));
         Ok(token)
     }

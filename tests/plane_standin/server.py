@@ -422,6 +422,8 @@ class State:
         self.anon_throttle = Throttle(os.environ.get("PLANE_STANDIN_ANON_RATE", ANON_RATE))
         # NOT Plane: seconds added to the clock sessions expire by (POST /__standin__/clock)
         self.clock_offset = 0.0
+        # NOT Plane: anonymous calls to the throttled views, for tests
+        self.anonymous_calls = 0
         self.faults = {"fail_next": 0, "status": 500, "path_prefix": "", "csrf_failure": False}
         env_faults = os.environ.get("PLANE_STANDIN_FAULTS")
         if env_faults:
@@ -868,6 +870,7 @@ class App:
             with st.lock:
                 session_kind = "admin" if "instances" in req.path else "app"
                 if self.session_user(req, session_kind) is None:
+                    st.anonymous_calls += 1  # NOT Plane: counted for /__standin__/state
                     allowed, headers = st.anon_throttle.check("anon:" + req.client_ip)
                     if not allowed:
                         # apps/api/plane/authentication/adapter/exception.py
@@ -1670,6 +1673,7 @@ class App:
                 "workspaces": workspaces,
                 "tokens_count": len(st.tokens),
                 "sessions_count": len(st.sessions),
+                "anonymous_calls": st.anonymous_calls,
                 "faults": st.fault_view(),
             },
         )
