@@ -472,20 +472,23 @@ impl Engine {
         task: Option<&Task>,
         ctx: &Arc<VarContext>,
     ) -> Result<Option<Become>, String> {
-        let var_bool = |k: &str| {
-            ctx.lookup(k)
-                .filter(|v| !v.is_undefined() && !v.is_none())
-                .and_then(|v| {
-                    crate::modules::args::parse_bool(
-                        &crate::vars::value_to_json(&v).unwrap_or(Json::Null),
-                    )
-                })
+        // A value that is not a boolean is an error, as in Ansible ("could
+        // not be converted to 'bool'"), never a silent fallback to the play.
+        let var_bool = |k: &str| -> Result<Option<bool>, String> {
+            let Some(v) = ctx.lookup(k).filter(|v| !v.is_undefined() && !v.is_none()) else {
+                return Ok(None);
+            };
+            let j = crate::vars::value_to_json(&v).unwrap_or(Json::Null);
+            crate::modules::args::parse_bool(&j)
+                .map(Some)
+                .ok_or_else(|| format!("{k}: the value {j} could not be converted to a boolean"))
         };
+        let looked_up = var_bool("ansible_become");
         let _ = ctx.take_error();
         // A task's `become` wins; then the `ansible_become` variable; then the play's.
         let on = match task.and_then(|t| t.use_become) {
             Some(b) => b,
-            None => var_bool("ansible_become").unwrap_or(play.use_become),
+            None => looked_up?.unwrap_or(play.use_become),
         };
         if !on {
             return Ok(None);

@@ -193,3 +193,33 @@ fn diff_false_on_a_block_hides_the_secret_and_diff_true_shows_without_the_flag()
         ),
     );
 }
+
+/// `ansible_become: maybe` is not a boolean: the task fails naming the
+/// variable (Ansible: "could not be converted to 'bool'") instead of falling
+/// back to the play's become.
+#[test]
+fn ansible_become_that_is_not_a_boolean_fails_the_task() {
+    let root = "/srv/parity-become-maybe";
+    clean(root);
+    let dir = project(&[(
+        "site.yml",
+        r#"- hosts: tb1
+  gather_facts: false
+  vars:
+    ansible_become: maybe
+  tasks:
+    - command: touch {{ root }}
+"#,
+    )]);
+    let (a, d) = both(dir.path(), root, &[], (2, 1));
+    same_recaps(&a, &d, &["tb1"]);
+    assert!(a.contains("could not be converted to 'bool'"), "{a}");
+    assert!(
+        d.contains("ansible_become: the value \"maybe\" could not be converted to a boolean"),
+        "{d}"
+    );
+    on_host(
+        "tb1",
+        &format!("test ! -e {root}-ansible && test ! -e {root}-deployer"),
+    );
+}
