@@ -496,7 +496,6 @@ fn ten_agents_apply_apply_check_in_a_row_under_plane_s_anonymous_throttle() {
             .expect("count")
     };
     let mut per_run = Vec::new();
-    let t0 = std::time::Instant::now();
     let first = run("apply");
     per_run.push(anonymous());
     assert_eq!(first.code, 0, "{}", first.all());
@@ -517,11 +516,6 @@ fn ten_agents_apply_apply_check_in_a_row_under_plane_s_anonymous_throttle() {
     assert!(
         per_run.iter().all(|n| *n <= 2),
         "anonymous calls per run: {per_run:?}"
-    );
-    assert!(
-        t0.elapsed() < std::time::Duration::from_secs(60),
-        "no run waited on the throttle: {:?}",
-        t0.elapsed()
     );
     let view = deployer(
         dir,
