@@ -422,13 +422,19 @@ mod tests {
 
     #[test]
     fn paths_split_into_directory_and_name() {
-        assert_eq!(split_path("/etc/app.conf"), ("/etc".into(), "app.conf".into()));
+        assert_eq!(
+            split_path("/etc/app.conf"),
+            ("/etc".into(), "app.conf".into())
+        );
         assert_eq!(split_path("/x"), ("/".into(), "x".into()));
         assert_eq!(split_path("rel"), (".".into(), "rel".into()));
         assert_eq!(split_path("/srv/d/"), ("/srv".into(), "d".into()));
         assert_eq!(split_path("/"), ("/".into(), ".".into()));
         assert!(split_dest("/srv/d/").is_err());
-        assert_eq!(dir_prefixes("/home/m/sub"), vec!["/home", "/home/m", "/home/m/sub"]);
+        assert_eq!(
+            dir_prefixes("/home/m/sub"),
+            vec!["/home", "/home/m", "/home/m/sub"]
+        );
         assert_eq!(dir_prefixes("/"), Vec::<String>::new());
         assert_eq!(dir_prefixes("a/b"), vec!["a", "a/b"]);
     }
@@ -471,7 +477,10 @@ mod tests {
         let w = RemoteWrite::new(&dest_s, b"second").backup(true);
         let done = c.write_file(&w, None).await.expect("write");
         let b = done.backup_file.expect("a backup");
-        assert_eq!(std::fs::read_to_string(&b).expect("backup"), "new $(x) `y`\n__DEPLOYER_EOF__\n");
+        assert_eq!(
+            std::fs::read_to_string(&b).expect("backup"),
+            "new $(x) `y`\n__DEPLOYER_EOF__\n"
+        );
         // Kept the old file's mode; nothing left behind but dest, target, backup.
         let meta = std::fs::metadata(&dest).expect("meta");
         assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
@@ -501,13 +510,23 @@ mod tests {
         let s = attributes_script(&link.display().to_string(), &attrs, false).expect("script");
         let o = c.run_script(&s, None).await.expect("run");
         assert_ne!(o.rc, 0);
-        assert!(o.stderr_str().contains("symbolic link"), "{}", o.stderr_str());
-        let mode = std::fs::metadata(&target).expect("meta").permissions().mode();
+        assert!(
+            o.stderr_str().contains("symbolic link"),
+            "{}",
+            o.stderr_str()
+        );
+        let mode = std::fs::metadata(&target)
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o7777, 0o600);
         let s = attributes_script(&target.display().to_string(), &attrs, false).expect("script");
         let o = c.run_script(&s, None).await.expect("run");
         assert_eq!(o.rc, 0, "{}", o.stderr_str());
-        let mode = std::fs::metadata(&target).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(&target)
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o7777, 0o644);
     }
 }
