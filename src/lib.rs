@@ -1,4 +1,5 @@
 //! deployer: a declarative provisioning engine that runs Ansible-layout projects.
+pub mod args;
 pub mod cli;
 pub mod connection;
 pub mod lint;
@@ -8,6 +9,7 @@ pub mod project;
 pub mod report;
 pub mod run;
 pub mod secrets;
+pub mod shell;
 pub mod state;
 pub mod template;
 pub mod vars;

@@ -472,7 +472,7 @@ impl Engine {
             ctx.lookup(k)
                 .filter(|v| !v.is_undefined() && !v.is_none())
                 .and_then(|v| {
-                    crate::modules::args::parse_bool(
+                    crate::args::parse_bool(
                         &crate::vars::value_to_json(&v).unwrap_or(Json::Null),
                     )
                 })
@@ -1108,7 +1108,7 @@ fn is_deploy_gate(t: &Task, module: &str, args: &crate::yaml::Node, ctx: &Arc<Va
             .ok()
             .and_then(|v| crate::vars::value_to_json(&v).ok())
             .unwrap_or(Json::Null);
-        crate::modules::args::parse_bool(&v).unwrap_or(false)
+        crate::args::parse_bool(&v).unwrap_or(false)
     };
     match module {
         "docker_compose_v2" => args.get("wait").is_some_and(truthy),
@@ -1147,7 +1147,7 @@ impl Engine {
             let _ = ctx.take_error();
             v
         };
-        let flag = |k: &str| get(k).and_then(|v| crate::modules::args::parse_bool(&v));
+        let flag = |k: &str| get(k).and_then(|v| crate::args::parse_bool(&v));
         if flag("deployer_releases") == Some(false) {
             return None;
         }
@@ -1342,7 +1342,7 @@ fn expand_home(p: &str) -> PathBuf {
 /// The subset of ssh options deployer maps onto its SSH session; anything
 /// else is refused rather than silently dropped.
 fn apply_ssh_args(t: &mut SshTarget, args: &str) -> Result<(), String> {
-    let words = crate::project::inventory::shlex_split(args)
+    let words = crate::shell::split(args)
         .ok_or("ansible_ssh_common_args: unbalanced quotes")?;
     let mut it = words.into_iter();
     while let Some(w) = it.next() {

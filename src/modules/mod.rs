@@ -3,7 +3,9 @@
 //! is listed once, in [`registry::MODULES`]; read the top of `registry.rs` to
 //! add one.
 
-pub mod args;
+/// Argument coercion lives at the crate root (loading uses it too); modules
+/// keep naming it `super::args`.
+pub use crate::args;
 pub mod blockinfile;
 pub mod command;
 pub mod compose;
@@ -167,7 +169,3 @@ pub async fn run(name: &str, args: Json, ctx: &mut ModuleCtx<'_>) -> Result<Modu
 pub fn parse_args<T: serde::de::DeserializeOwned>(module: &str, args: Json) -> Result<T, String> {
     serde_json::from_value(args).map_err(|e| format!("invalid arguments for {module}: {e}"))
 }
-#[cfg(test)]
-mod textedit_oracle;
-#[cfg(test)]
-mod textedit_oracle_check;
