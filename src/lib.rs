@@ -1,6 +1,7 @@
 //! deployer: a declarative provisioning engine that runs Ansible-layout projects.
 pub mod args;
 pub mod cli;
+pub mod commands;
 pub mod connection;
 pub mod lint;
 pub mod modules;

@@ -278,7 +278,6 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
-
     #[tokio::test]
     async fn local_scripts_run_and_are_counted() {
         let c = Connection::local("localhost");

@@ -648,13 +648,14 @@ pub fn conditions(node: &Node) -> Result<Vec<String>, LocatedError> {
 pub fn expect_bool(node: &Node, what: &str) -> Result<bool, LocatedError> {
     match &node.value {
         Yaml::Bool(b) => Ok(*b),
-        Yaml::Str(s) => crate::args::parse_bool(&serde_json::Value::String(s.clone()))
-            .ok_or_else(|| {
+        Yaml::Str(s) => {
+            crate::args::parse_bool(&serde_json::Value::String(s.clone())).ok_or_else(|| {
                 LocatedError::new(
                     &node.loc,
                     format!("expected a boolean for {what}, got '{s}'"),
                 )
-            }),
+            })
+        }
         _ => Err(LocatedError::new(
             &node.loc,
             format!("expected a boolean for {what}, got {}", node.kind()),
