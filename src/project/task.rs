@@ -548,6 +548,11 @@ fn inherit_flags(child: &mut Task, parent: &Task) {
     if child.check_mode.is_none() {
         child.check_mode = parent.check_mode;
     }
+    // `diff: false` on a block or an import hides the diffs of everything in
+    // it (a task that writes a secret), as in Ansible.
+    if child.diff.is_none() {
+        child.diff = parent.diff;
+    }
     child.no_log |= parent.no_log;
     child.ignore_errors |= parent.ignore_errors;
     if child.delegate_to.is_none() {
