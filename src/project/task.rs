@@ -666,6 +666,11 @@ fn inherit_flags(child: &mut Task, parent: &Task) {
     if child.check_mode.is_none() {
         child.check_mode = parent.check_mode;
     }
+    // `diff: false` on a block or an import hides the diffs of everything in
+    // it (a task that writes a secret), as in Ansible.
+    if child.diff.is_none() {
+        child.diff = parent.diff;
+    }
     child.no_log |= parent.no_log;
     child.ignore_errors |= parent.ignore_errors;
     if child.delegate_to.is_none() {
@@ -886,13 +891,14 @@ pub fn conditions(node: &Node) -> Result<Vec<String>, LocatedError> {
 pub fn expect_bool(node: &Node, what: &str) -> Result<bool, LocatedError> {
     match &node.value {
         Yaml::Bool(b) => Ok(*b),
-        Yaml::Str(s) => crate::modules::args::parse_bool(&serde_json::Value::String(s.clone()))
-            .ok_or_else(|| {
+        Yaml::Str(s) => {
+            crate::args::parse_bool(&serde_json::Value::String(s.clone())).ok_or_else(|| {
                 LocatedError::new(
                     &node.loc,
                     format!("expected a boolean for {what}, got '{s}'"),
                 )
-            }),
+            })
+        }
         _ => Err(LocatedError::new(
             &node.loc,
             format!("expected a boolean for {what}, got {}", node.kind()),

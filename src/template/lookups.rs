@@ -784,7 +784,7 @@ fn all_var_names(state: &State) -> Vec<String> {
 /// `password`: a file on the control machine holding a generated password,
 /// made on first use (owner-only) and read afterwards.
 fn password(state: &State, term: &str) -> Result<String, Error> {
-    let mut words = crate::project::inventory::shlex_split(term)
+    let mut words = crate::shell::split(term)
         .ok_or_else(|| lookup_error("lookup 'password': unbalanced quotes"))?
         .into_iter();
     let path = words

@@ -117,7 +117,11 @@ pub fn render_value(env: &Environment, source: &str, ctx: Value) -> Result<Value
         && let Ok(compiled) = env.compile_expression(expr)
     {
         let value = compiled.eval(ctx.clone())?;
-        if !value.is_undefined() {
+        // Line breaks around the expression (`content: |` holding `{{ x }}`)
+        // are text Ansible keeps when x is a string ("x\n"); a list, dict or
+        // number stays itself, as Ansible's native concatenation gives it.
+        let padded = source.trim_matches([' ', '\t']) != source.trim();
+        if !value.is_undefined() && !(padded && value.kind() == ValueKind::String) {
             return Ok(value);
         }
     }
@@ -240,9 +244,7 @@ fn detail_after_undefined(detail: &str) -> Option<&str> {
 
 /// If `source` is exactly one `{{ expr }}`, returns `expr`.
 fn single_expression(source: &str) -> Option<&str> {
-    // A line break outside the braces is text Ansible keeps: `content: |`
-    // holding `{{ x }}` renders as the string "x\n", not x's own value.
-    let s = source.trim_matches([' ', '\t']);
+    let s = source.trim();
     let inner = s.strip_prefix("{{")?.strip_suffix("}}")?;
     let inner = inner.strip_prefix(['-', '+']).unwrap_or(inner);
     let inner = inner.strip_suffix(['-', '+']).unwrap_or(inner);
@@ -614,8 +616,8 @@ mod tests {
             Value::from("out\n")
         );
         assert_eq!(
-            render_value(&env, "{{ n }}\n", ctx).unwrap(),
-            Value::from("3\n")
+            render_value(&env, "{{ [n, s] }}\n", ctx).unwrap(),
+            Value::from(vec![Value::from(3), Value::from("out")])
         );
     }
 
