@@ -73,6 +73,7 @@ pub fn register(env: &mut Environment<'_>) {
     env.add_filter("symmetric_difference", symmetric_difference);
     env.add_filter("comment", comment);
     env.add_filter("type_debug", type_debug);
+    env.add_filter("center", center);
 
     env.add_test("match", test_match);
     env.add_test("search", test_search);
@@ -1042,6 +1043,11 @@ fn comment(value: &Value, style: Option<String>, kwargs: Kwargs) -> Result<Strin
     Ok(out)
 }
 
+/// Python's type name of a value (`str`, `int`, `list`, `NoneType`, ...).
+pub fn python_type_name(value: &Value) -> &'static str {
+    type_name(value)
+}
+
 /// Python's type name of a value.
 fn type_name(value: &Value) -> &'static str {
     match value.kind() {
@@ -1061,6 +1067,20 @@ fn type_name(value: &Value) -> &'static str {
         ValueKind::Map => "dict",
         _ => "object",
     }
+}
+
+/// Jinja's `center(width=80)`: Python's `str.center`.
+fn center(value: &Value, width: Option<usize>) -> Result<String, Error> {
+    let s = text(value)?;
+    let width = width.unwrap_or(80);
+    let len = s.chars().count();
+    if width <= len {
+        return Ok(s);
+    }
+    let pad = width - len;
+    // Python puts the extra space on the left when the string is odd-length.
+    let left = pad / 2 + (pad & width & 1);
+    Ok(format!("{}{s}{}", " ".repeat(left), " ".repeat(pad - left)))
 }
 
 fn type_debug(value: &Value) -> String {
