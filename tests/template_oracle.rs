@@ -23,7 +23,7 @@ use minijinja::value::{Value, ValueKind};
 
 const CASES: &str = "tests/template_oracle/cases";
 /// The corpus never shrinks below this.
-const MIN_CASES: usize = 90;
+const MIN_CASES: usize = 900;
 const EXPECTED: &str = "tests/template_oracle/expected.json";
 /// The template module's `src` and `dest` in file cases (as oracle.py names them).
 const TEMPLATE_NAME: &str = "case.j2";
@@ -111,13 +111,7 @@ fn load_cases() -> Vec<Case> {
                         vars.insert(k, v);
                     }
                     let s = |k: &str| map_get(case, k).and_then(Node::as_str).map(str::to_owned);
-                    (
-                        kinds[0],
-                        src,
-                        s("err"),
-                        s("deployer"),
-                        s("deployer_err"),
-                    )
+                    (kinds[0], src, s("err"), s("deployer"), s("deployer_err"))
                 }
                 _ => panic!("{}: a case is a string or a map", case.loc),
             };
@@ -153,7 +147,10 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 /// What deployer gives for a case: `Ok((type, repr-or-text))` or the error.
-fn render(case: &Case, env: &Arc<minijinja::Environment<'static>>) -> Result<(String, String), String> {
+fn render(
+    case: &Case,
+    env: &Arc<minijinja::Environment<'static>>,
+) -> Result<(String, String), String> {
     let layer: IndexMap<String, VarValue> = layer_from_vars(&case.vars);
     let ctx = VarContext::new(vec![layer], env.clone(), Arc::new(VaultAccess::new(None)));
     match case.kind {
@@ -198,7 +195,10 @@ fn first_difference(a: &str, b: &str) -> String {
         .zip(vb.chars())
         .take_while(|(x, y)| x == y)
         .count();
-    format!("{}^ first difference", " ".repeat(at + "   ansible:  ".len()))
+    format!(
+        "{}^ first difference",
+        " ".repeat(at + "   ansible:  ".len())
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -308,7 +308,7 @@ fn deployer_renders_every_case_like_ansible() {
                 };
                 let located = match case.kind {
                     "file" => e.contains(&format!("{TEMPLATE_NAME}:")),
-                    "t" => e.starts_with("<template>:"),
+                    "t" => e.contains("<template>:"),
                     _ => true,
                 };
                 if !e.contains(word.as_str()) || !located {

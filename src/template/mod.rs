@@ -55,10 +55,17 @@ pub fn environment() -> Environment<'static> {
         env.set_syntax(syntax);
     }
     env.set_auto_escape_callback(|_| AutoEscape::None);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_unknown_method_callback(filters::python_method);
     env.set_formatter(|out, _state, value| {
         // Like Ansible's finalize: a bare `None` prints as nothing.
         if value.is_none() {
+            return Ok(());
+        }
+        if value.is_undefined() {
+            // Only the "silent" undefined of an inline `if` without `else`
+            // reaches the formatter (strict mode stops the others): Jinja
+            // prints it as nothing, but it cannot be a value on its own.
+            record_printed(value);
             return Ok(());
         }
         check_no_undefined(value)?;
@@ -120,7 +127,12 @@ pub fn render_value(env: &Environment, source: &str, ctx: Value) -> Result<Value
 /// Renders a file of the template module like Ansible's template action:
 /// the same rules as [`render_value`] without backslash escaping, then
 /// `str()` of the result (`None` is the empty file).
-pub fn render_file(env: &Environment, name: &str, source: &str, ctx: Value) -> Result<String, Error> {
+pub fn render_file(
+    env: &Environment,
+    name: &str,
+    source: &str,
+    ctx: Value,
+) -> Result<String, Error> {
     let value = render_native(env, name, source, ctx, false)?;
     Ok(text_of(&value))
 }
@@ -224,7 +236,12 @@ impl PrintedFrame {
     }
 
     fn take(&self) -> Vec<Value> {
-        PRINTED.with(|p| p.borrow_mut().last_mut().map(std::mem::take).unwrap_or_default())
+        PRINTED.with(|p| {
+            p.borrow_mut()
+                .last_mut()
+                .map(std::mem::take)
+                .unwrap_or_default()
+        })
     }
 }
 
@@ -266,6 +283,14 @@ fn render_native(
     let result = match printed.as_slice() {
         // Jinja's output had no node at all: Ansible's result is None.
         [] if out.is_empty() => return Ok(Value::from(())),
+        [only] if only.is_undefined() && out.is_empty() => {
+            return Err(Error::new(
+                ErrorKind::UndefinedError,
+                format!(
+                    "{name}: the template's only value is undefined (an inline `if` without `else` that is false)"
+                ),
+            ));
+        }
         // One node: its own value.
         [only] if py_str(only) == out => only.clone(),
         _ => Value::from(out),
@@ -510,6 +535,12 @@ pub fn render_error_message(err: &Error) -> String {
                 let _ = write!(msg, "{kind}");
             }
         }
+        // Name the expression at fault (the filter or test and its input).
+        if undefined_name.is_none()
+            && let Some(snippet) = error_snippet(err)
+        {
+            let _ = write!(msg, " (in `{snippet}`)");
+        }
     }
     let mut source = chain_start;
     while let Some(cause) = source {
@@ -525,6 +556,24 @@ pub fn render_error_message(err: &Error) -> String {
         source = cause.source();
     }
     msg
+}
+
+/// The template text of the expression an error points at, on one line and
+/// at most 120 characters long.
+fn error_snippet(err: &Error) -> Option<String> {
+    let range = err.range()?;
+    let source = err.template_source()?;
+    let text = source.get(range)?.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    Some(if one_line.chars().count() > 120 {
+        let cut: String = one_line.chars().take(117).collect();
+        format!("{cut}...")
+    } else {
+        one_line
+    })
 }
 
 /// Extracts `foo` from minijinja details like "`foo` is undefined" or
