@@ -160,6 +160,32 @@ impl Reporter {
         diffs: &[FileDiff],
         item: Option<&str>,
     ) {
+        self.task_result_diff(
+            host,
+            task,
+            location,
+            status,
+            msg,
+            diffs,
+            item,
+            self.show_diff,
+        );
+    }
+
+    /// [`Reporter::task_result`] for a task whose own `diff` keyword decides
+    /// whether its diffs are shown (instead of `--diff`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn task_result_diff(
+        &self,
+        host: &str,
+        task: &str,
+        location: &str,
+        status: Status,
+        msg: Option<&str>,
+        diffs: &[FileDiff],
+        item: Option<&str>,
+        show_diff: bool,
+    ) {
         if let Ok(mut p) = self.plan.lock() {
             p.push(PlannedTask {
                 host: host.to_string(),
@@ -188,7 +214,7 @@ impl Reporter {
                         line.push_str(&format!(" => {m}"));
                     }
                 self.line(&line);
-                if self.show_diff {
+                if show_diff {
                     for d in diffs {
                         self.line(unified_diff(d).trim_end());
                     }
@@ -197,7 +223,7 @@ impl Reporter {
             Format::Json => self.event(json!({
                 "event": "task_result", "host": host, "task": task, "location": location,
                 "status": status, "item": item, "msg": msg,
-                "diff": if self.show_diff { serde_json::to_value(diffs).unwrap_or(Json::Null) } else { Json::Null },
+                "diff": if show_diff { serde_json::to_value(diffs).unwrap_or(Json::Null) } else { Json::Null },
             })),
             Format::Quiet => {}
         }
@@ -245,6 +271,22 @@ impl Reporter {
                         ""
                     }
                 ));
+                let unreachable: Vec<&str> = stats
+                    .iter()
+                    .filter(|(_, s)| s.unreachable > 0)
+                    .map(|(h, _)| h.as_str())
+                    .collect();
+                if !unreachable.is_empty() {
+                    self.line(&format!(
+                        "UNREACHABLE: {} (nothing is known about {})",
+                        unreachable.join(", "),
+                        if unreachable.len() == 1 {
+                            "this host"
+                        } else {
+                            "these hosts"
+                        }
+                    ));
+                }
                 for (h, s) in stats {
                     self.line(&format!(
                         "{h:<20} : ok={} changed={} unreachable={} failed={} skipped={} rescued={} ignored={} remote_executions={}",
@@ -257,7 +299,12 @@ impl Reporter {
                     .iter()
                     .map(|(h, s)| (h.clone(), serde_json::to_value(s).unwrap_or(Json::Null)))
                     .collect();
-                self.event(json!({"event": "recap", "check_mode": check, "hosts": hosts}));
+                let unreachable: Vec<&String> = stats
+                    .iter()
+                    .filter(|(_, s)| s.unreachable > 0)
+                    .map(|(h, _)| h)
+                    .collect();
+                self.event(json!({"event": "recap", "check_mode": check, "hosts": hosts, "unreachable": unreachable}));
             }
             Format::Quiet => {}
         }
@@ -274,8 +321,14 @@ impl Reporter {
             .iter()
             .filter(|t| t.status == Status::Changed)
             .collect();
+        let names = |f: fn(&HostStats) -> bool| -> Vec<&String> {
+            stats.iter().filter(|(_, s)| f(s)).map(|(h, _)| h).collect()
+        };
         mask_json(&json!({
             "would_change": !changes.is_empty(),
+            "complete": stats.iter().all(|(_, s)| s.unreachable == 0 && s.failed == 0),
+            "unreachable": names(|s| s.unreachable > 0),
+            "failed": names(|s| s.failed > 0),
             "hosts": hosts,
             "tasks": tasks,
         }))
@@ -284,28 +337,54 @@ impl Reporter {
     pub fn plan_markdown(&self, stats: &[(String, HostStats)]) -> String {
         let tasks = self.plan.lock().map(|p| p.clone()).unwrap_or_default();
         let mut s = String::from(
-            "## deployer plan\n\n| host | ok | would change | failed | skipped |\n|---|---|---|---|---|\n",
+            "## deployer plan\n\n| host | ok | would change | failed | unreachable | skipped |\n|---|---|---|---|---|---|\n",
         );
         for (h, st) in stats {
             s.push_str(&format!(
-                "| {h} | {} | {} | {} | {} |\n",
-                st.ok, st.changed, st.failed, st.skipped
+                "| {h} | {} | {} | {} | {} | {} |\n",
+                st.ok, st.changed, st.failed, st.unreachable, st.skipped
+            ));
+        }
+        let unreachable: Vec<&String> = stats
+            .iter()
+            .filter(|(_, st)| st.unreachable > 0)
+            .map(|(h, _)| h)
+            .collect();
+        let failed_hosts = stats.iter().any(|(_, st)| st.failed > 0);
+        if !unreachable.is_empty() {
+            s.push_str(&format!(
+                "\n### UNREACHABLE: {}\n\nThe plan is incomplete: nothing is known about what would change on {}.\n",
+                unreachable
+                    .iter()
+                    .map(|h| h.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if unreachable.len() == 1 {
+                    "this host"
+                } else {
+                    "these hosts"
+                }
             ));
         }
         let changed: Vec<&PlannedTask> = tasks
             .iter()
-            .filter(|t| matches!(t.status, Status::Changed | Status::Failed))
+            .filter(|t| {
+                matches!(
+                    t.status,
+                    Status::Changed | Status::Failed | Status::Unreachable
+                )
+            })
             .collect();
-        if changed.is_empty() {
+        if changed.is_empty() && unreachable.is_empty() && !failed_hosts {
             s.push_str("\nNo changes.\n");
         }
         for t in changed {
             s.push_str(&format!(
                 "\n### {} `{}` on {}\n",
-                if t.status == Status::Failed {
-                    "FAILED"
-                } else {
-                    "change"
+                match t.status {
+                    Status::Failed => "FAILED",
+                    Status::Unreachable => "UNREACHABLE",
+                    _ => "change",
                 },
                 t.task,
                 t.host

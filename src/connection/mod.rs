@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod forward;
+pub mod write;
 
 use std::path::PathBuf;
 use std::process::Stdio;
