@@ -122,7 +122,7 @@ pub async fn command(
         let exe = a.executable.clone().unwrap_or_else(|| "/bin/sh".into());
         format!("{} -c {}", shell_quote(&exe), shell_quote(&text))
     } else {
-        let words = crate::project::inventory::shlex_split(&text)
+        let words = crate::shell::split(&text)
             .ok_or_else(|| format!("{module}: unbalanced quotes in '{text}'"))?;
         words
             .iter()
@@ -203,7 +203,7 @@ pub async fn command(
         if shell {
             json!(text)
         } else {
-            json!(crate::project::inventory::shlex_split(&text).unwrap_or_default())
+            json!(crate::shell::split(&text).unwrap_or_default())
         },
     );
     r.data.insert("rc".into(), json!(out.rc));
