@@ -393,8 +393,8 @@ fn validate_command(v: &str) -> Result<String, String> {
             "validate must contain %s (the path of the file to check): '{v}'"
         ));
     }
-    let words = crate::project::inventory::shlex_split(v)
-        .ok_or_else(|| format!("validate: unbalanced quotes in '{v}'"))?;
+    let words =
+        crate::shell::split(v).ok_or_else(|| format!("validate: unbalanced quotes in '{v}'"))?;
     if words.is_empty() {
         return Err("validate: empty command".into());
     }
