@@ -338,10 +338,12 @@ fn run(
                     }
                     _ => vars,
                 };
-                let rendered =
-                    state
-                        .env()
-                        .render_named_str(&path.display().to_string(), &text, ctx)?;
+                let rendered = crate::template::render_file(
+                    state.env(),
+                    &path.display().to_string(),
+                    &text,
+                    ctx,
+                )?;
                 out.push(Value::from(rendered));
             }
             out
