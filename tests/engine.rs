@@ -337,6 +337,10 @@ fn bad_inputs_get_clear_errors() {
             "- hosts: all\n  serial: 1\n  tasks: []\n",
             "'serial' is not supported",
         ),
+        (
+            "- hosts: all\n  tasks:\n    - command: /bin/true\n      throttle: 1\n",
+            "site.yml:4:7: the task keyword 'throttle' is not supported yet by deployer",
+        ),
     ];
     for (yaml, expected) in cases {
         let p = project(&[("site.yml", yaml)]);

@@ -182,7 +182,6 @@ pub const TASK_KEYWORDS: &[&str] = &[
     "until",
     "retries",
     "delay",
-    "throttle",
     "remote_user",
     "any_errors_fatal",
 ];
@@ -191,6 +190,7 @@ pub const TASK_KEYWORDS: &[&str] = &[
 /// with "not supported yet" rather than "unknown".
 pub const NOT_YET_KEYWORDS: &[&str] = &[
     "async",
+    "throttle",
     "poll",
     "connection",
     "port",
@@ -280,11 +280,6 @@ fn parse_task(
             "until" => task.until = Some(conditions(value)?),
             "retries" => task.retries = Some(int_or_template(value, "retries")?),
             "delay" => task.delay = Some(int_or_template(value, "delay")?),
-            "throttle" => {
-                // Forks already bound concurrency; a throttle only lowers it.
-                // Accepted as a number or template, and enforced per task.
-                int_or_template(value, "throttle")?;
-            }
             "environment" => task.environment.push((*value).clone()),
             "loop_control" => {
                 for (k, v) in value.expect_map("loop_control")? {
@@ -810,7 +805,7 @@ fn flag_template(node: &Node) -> Option<String> {
     }
 }
 
-/// `retries`/`delay`/`throttle`: a number, or a template giving one.
+/// `retries`/`delay`: a number, or a template giving one.
 fn int_or_template(node: &Node, what: &str) -> Result<String, LocatedError> {
     match &node.value {
         Yaml::Int(i) => Ok(i.to_string()),
