@@ -199,7 +199,7 @@ async fn converge_file(
     } else {
         write::attributes_script(dest, &attrs.path_attrs(), false)?
     };
-    // Release hook (issue 7): the previous state is saved by the same script.
+    // For the release: the previous state is saved by the same script.
     let script = format!("{}{script}", ctx.release_save(dest));
     let out = ctx
         .conn
@@ -527,7 +527,7 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
     if ctx.check {
         return Ok(result);
     }
-    // Release hook (issue 7): the previous state is saved by the same script.
+    // For the release: the previous state is saved by the same script.
     let save = ctx.release_save(&path);
     let out = ctx
         .conn
