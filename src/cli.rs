@@ -264,12 +264,37 @@ fn project_id() -> String {
 }
 
 /// An engine (no playbook) and the targeted hosts, for releases and rollback.
+/// The pre-flight ([`crate::preflight`]): every problem found is printed, and
+/// the run stops before any connection.
+fn preflight(
+    playbook: Option<&std::path::Path>,
+    inventories: &[PathBuf],
+    extra: &crate::project::inventory::Vars,
+    passwords: Option<&crate::vault::VaultPasswords>,
+) -> Result<(), String> {
+    let findings = crate::preflight::check(&crate::preflight::RunInput {
+        playbook,
+        inventories,
+        extra_var_names: extra.keys().cloned().collect(),
+        passwords,
+    });
+    if findings.is_empty() {
+        return Ok(());
+    }
+    crate::preflight::report(&findings);
+    Err(format!(
+        "{} problem(s) found before connecting to any host; nothing was changed",
+        findings.len()
+    ))
+}
+
 fn release_engine(a: &ReleaseArgs, diff: bool) -> Result<(Engine, Vec<String>), String> {
     let mut inv = load_inventory(&a.inventory)?;
     let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
     inv.load_vars_dirs(&cwd).map_err(|e| e.to_string())?;
     let extra = project::parse_extra_vars(&a.extra_vars).map_err(|e| e.to_string())?;
     let passwords = passwords_from(&a.vault)?;
+    preflight(None, &a.inventory, &extra, passwords.as_ref())?;
     let format = match a.format {
         None | Some(OutputFormat::Human) => Format::Human,
         Some(OutputFormat::Json) => Format::Json,
@@ -314,6 +339,18 @@ pub(crate) fn load_inventory(paths: &[PathBuf]) -> Result<Inventory, String> {
 
 async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 {
     let loaded = (|| -> Result<_, String> {
+        let extra = project::parse_extra_vars(&a.extra_vars).map_err(|e| e.to_string())?;
+        let passwords = passwords_from(&a.vault)?;
+        if a.inventory.is_empty() {
+            load_inventory(&a.inventory)?;
+        }
+        // Everything knowable without a host, all at once, before any connection.
+        preflight(
+            Some(&a.playbook),
+            &a.inventory,
+            &extra,
+            passwords.as_ref(),
+        )?;
         let mut inv = load_inventory(&a.inventory)?;
         let pb = project::load_playbook(&a.playbook, &crate::modules::registry::Registry)
             .map_err(|e| e.to_string())?;
@@ -324,8 +361,6 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
             .unwrap_or_default();
         // group_vars/ next to the playbook count too, as in Ansible.
         inv.load_vars_dirs(&pb_dir).map_err(|e| e.to_string())?;
-        let extra = project::parse_extra_vars(&a.extra_vars).map_err(|e| e.to_string())?;
-        let passwords = passwords_from(&a.vault)?;
         let lock_wait = a
             .lock_wait
             .as_deref()

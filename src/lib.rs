@@ -1,9 +1,12 @@
 //! deployer: a declarative provisioning engine that runs Ansible-layout projects.
 pub mod cli;
 pub mod connection;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lint;
 pub mod modules;
 pub mod plane;
+pub mod preflight;
 pub mod project;
 pub mod report;
 pub mod run;

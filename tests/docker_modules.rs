@@ -449,7 +449,7 @@ fn unsupported_arguments_are_load_errors_at_their_line_and_nothing_runs() {
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
         r.all()
-            .contains("site.yml:9:9: docker_container: unsupported argument 'privileged'"),
+            .contains("site.yml:9:9: error[schema-unknown-arg] docker_container has no argument 'privileged'"),
         "{}",
         r.all()
     );
@@ -467,7 +467,7 @@ fn unsupported_arguments_are_load_errors_at_their_line_and_nothing_runs() {
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
         r.all()
-            .contains("site.yml:8:9: docker_network: unsupported argument 'scope'"),
+            .contains("site.yml:8:9: error[schema-unknown-arg] docker_network has no argument 'scope'"),
         "{}",
         r.all()
     );
