@@ -345,12 +345,7 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
             load_inventory(&a.inventory)?;
         }
         // Everything knowable without a host, all at once, before any connection.
-        preflight(
-            Some(&a.playbook),
-            &a.inventory,
-            &extra,
-            passwords.as_ref(),
-        )?;
+        preflight(Some(&a.playbook), &a.inventory, &extra, passwords.as_ref())?;
         let mut inv = load_inventory(&a.inventory)?;
         let pb = project::load_playbook(&a.playbook, &crate::modules::registry::Registry)
             .map_err(|e| e.to_string())?;

@@ -60,9 +60,29 @@ pub fn template_render(data: &[u8]) {
         return;
     };
     const UNBOUNDED: &[&str] = &[
-        "for", "range", "*", "macro", "call", "recursive", "include", "import", "extends",
-        "loop", "product", "lookup", "query", "pause", "sleep", "repeat", "center", "indent",
-        "format", "%", "ljust", "rjust", "zfill",
+        "for",
+        "range",
+        "*",
+        "macro",
+        "call",
+        "recursive",
+        "include",
+        "import",
+        "extends",
+        "loop",
+        "product",
+        "lookup",
+        "query",
+        "pause",
+        "sleep",
+        "repeat",
+        "center",
+        "indent",
+        "format",
+        "%",
+        "ljust",
+        "rjust",
+        "zfill",
     ];
     if UNBOUNDED.iter().any(|w| text.contains(w)) {
         return;

@@ -121,7 +121,8 @@ pub fn check(input: &RunInput) -> Vec<Finding> {
         }));
     }
     findings.extend(vault_findings(input, &root));
-    findings.sort_by(|a, b| (&a.file, a.line, a.col, a.rule).cmp(&(&b.file, b.line, b.col, b.rule)));
+    findings
+        .sort_by(|a, b| (&a.file, a.line, a.col, a.rule).cmp(&(&b.file, b.line, b.col, b.rule)));
     findings.dedup_by(|a, b| a.file == b.file && a.line == b.line && a.message == b.message);
     findings
 }
@@ -202,9 +203,7 @@ impl Used {
             "playbooks" => rel.components().count() > 2,
             _ => {
                 let top_level_yaml = rel.components().count() == 1
-                    && rel
-                        .extension()
-                        .is_some_and(|e| e == "yml" || e == "yaml");
+                    && rel.extension().is_some_and(|e| e == "yml" || e == "yaml");
                 !top_level_yaml
             }
         }
@@ -242,7 +241,12 @@ fn vault_findings(input: &RunInput, root: &Path) -> Vec<Finding> {
                         files.push(play.base_dir.join(vf));
                     }
                 }
-                let all: Vec<_> = play.tasks.iter().chain(play.handlers.iter()).cloned().collect();
+                let all: Vec<_> = play
+                    .tasks
+                    .iter()
+                    .chain(play.handlers.iter())
+                    .cloned()
+                    .collect();
                 for t in crate::project::flatten_tasks(&all) {
                     if let Some(r) = role_dir_of(&t.loc.file) {
                         roles.insert(r);
@@ -272,7 +276,9 @@ fn vault_findings(input: &RunInput, root: &Path) -> Vec<Finding> {
         if crate::vault::is_encrypted(&bytes) {
             // A whole vault file of variables: Ansible decrypts it when it
             // loads the vars, so a password is required.
-            if let Some(msg) = vault_problem(&bytes, input.passwords, &f.display().to_string(), true) {
+            if let Some(msg) =
+                vault_problem(&bytes, input.passwords, &f.display().to_string(), true)
+            {
                 out.push(vault_finding(&f, 1, 1, msg));
             }
             continue;
@@ -296,7 +302,9 @@ fn vault_findings(input: &RunInput, root: &Path) -> Vec<Finding> {
                 continue;
             };
             let origin = format!("{}:{}", f.display(), n.loc.line);
-            if let Some(msg) = vault_problem(cipher.trim().as_bytes(), input.passwords, &origin, false) {
+            if let Some(msg) =
+                vault_problem(cipher.trim().as_bytes(), input.passwords, &origin, false)
+            {
                 out.push(vault_finding(&f, n.loc.line, n.loc.col + 1, msg));
             }
         }

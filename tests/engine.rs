@@ -366,11 +366,7 @@ fn undefined_variable_in_a_template_names_file_line_and_variable() {
     let out = deployer(p.path(), &["apply", "-i", &inv(), "site.yml"]);
     assert_eq!(out.code, 1, "{}", out.all());
     assert!(out.all().contains("t.j2:2"), "{}", out.all());
-    assert!(
-        out.all().contains("not_defined_anywhere"),
-        "{}",
-        out.all()
-    );
+    assert!(out.all().contains("not_defined_anywhere"), "{}", out.all());
 }
 
 #[test]

@@ -16,11 +16,61 @@ use std::time::{Duration, Instant};
 type Target = fn(&[u8]);
 
 const TOKENS: &[&str] = &[
-    "{{", "}}", "{%", "%}", "{#", "#}", "|", "-", ":", "[", "]", "{", "}", "\n", "  ", "\t", "'",
-    "\"", "&a", "*a", "!vault", "<<:", "? ", "---", "...", "\\u00e9", "=", "[g:vars]", "[g:children]",
-    "$ANSIBLE_VAULT;1.1;AES256\n", "$ANSIBLE_VAULT;1.2;AES256;dev\n", "0x", "0o", ".inf", "~", "\u{feff}",
-    " if ", " else ", " endif ", " is ", " not ", " in ", "default(", ")", "(", ".", ",", "%",
-    "raw", "endraw", "\r\n", "\0", "\u{1F600}", "[1:3]", "h[a:c]",
+    "{{",
+    "}}",
+    "{%",
+    "%}",
+    "{#",
+    "#}",
+    "|",
+    "-",
+    ":",
+    "[",
+    "]",
+    "{",
+    "}",
+    "\n",
+    "  ",
+    "\t",
+    "'",
+    "\"",
+    "&a",
+    "*a",
+    "!vault",
+    "<<:",
+    "? ",
+    "---",
+    "...",
+    "\\u00e9",
+    "=",
+    "[g:vars]",
+    "[g:children]",
+    "$ANSIBLE_VAULT;1.1;AES256\n",
+    "$ANSIBLE_VAULT;1.2;AES256;dev\n",
+    "0x",
+    "0o",
+    ".inf",
+    "~",
+    "\u{feff}",
+    " if ",
+    " else ",
+    " endif ",
+    " is ",
+    " not ",
+    " in ",
+    "default(",
+    ")",
+    "(",
+    ".",
+    ",",
+    "%",
+    "raw",
+    "endraw",
+    "\r\n",
+    "\0",
+    "\u{1F600}",
+    "[1:3]",
+    "h[a:c]",
 ];
 
 struct Rng(u64);
@@ -110,11 +160,15 @@ fn one(name: &str, target: Target, input: &[u8]) -> Result<(), String> {
 }
 
 fn fxhash(d: &[u8]) -> u64 {
-    d.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3))
+    d.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100000001b3)
+    })
 }
 
 fn drive(name: &str, target: Target) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(name);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(name);
     let mut corpus: Vec<Vec<u8>> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .flatten()
@@ -151,7 +205,10 @@ fn drive(name: &str, target: Target) {
         runs += 1;
     }
     std::panic::set_hook(hook);
-    eprintln!("{name}: {} corpus inputs, {runs} mutations in {secs} s (seed {seed})", corpus.len());
+    eprintln!(
+        "{name}: {} corpus inputs, {runs} mutations in {secs} s (seed {seed})",
+        corpus.len()
+    );
     assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
 

@@ -498,7 +498,7 @@ impl Module for DockerContainer {
         if !args.contains_key("name") && !args.contains_key("network_name") {
             return Err("`name` is required".into());
         }
-        Ok(())
+        super::args::check_choice(args, "state", &["started", "stopped", "absent"])
     }
     fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
         Box::pin(docker_container(args, ctx))
