@@ -9,16 +9,19 @@ use indexmap::{IndexMap, IndexSet};
 use minijinja::Environment;
 use minijinja::value::Value;
 use serde_json::{Value as Json, json};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::connection::{Become, Connection, SshTarget};
 use crate::modules::observe::{Observations, Want};
-use crate::modules::{self, ModuleCtx, ModuleResult};
+use crate::modules::{self, ModuleCtx, ModuleResult, ReleaseSave, ReleaseStage};
 use crate::project::{Inventory, Play, Playbook, Task, TaskKind, Vars};
 use crate::report::{HostStats, Reporter, Status};
+use crate::state::releases::Recorder;
 use crate::vars::{VarContext, VarValue, VaultAccess, layer_from_vars};
 
 // Issue 7 part A (lock, audit, pending handlers): see run/session.rs.
+pub mod rollback;
+mod run_once;
 mod session;
 pub use session::{Interrupt, RunSession, SessionOutcome};
 
@@ -63,6 +66,8 @@ struct HostState {
     release: Option<Arc<crate::state::releases::Recorder>>,
     gate_failure: Option<String>,
     changed_tasks: Vec<String>,
+    /// How often this host has reached each `run_once` task (by address).
+    run_once_reached: HashMap<usize, usize>,
 }
 
 impl HostState {
@@ -82,11 +87,10 @@ impl HostState {
             release: None,
             gate_failure: None,
             changed_tasks: Vec::new(),
+            run_once_reached: HashMap::new(),
         }
     }
 }
-
-type RunOnceCells = Arc<std::sync::Mutex<HashMap<usize, Arc<OnceCell<Json>>>>>;
 
 pub struct Engine {
     pub inventory: Arc<Inventory>,
@@ -150,21 +154,20 @@ impl Engine {
             }
             self.reporter.play_start(&play.name, &hosts);
             let sem = Arc::new(Semaphore::new(self.opts.forks.max(1)));
-            let run_once: RunOnceCells = Arc::new(std::sync::Mutex::new(HashMap::new()));
-            let first = hosts_first(&hosts);
+            let run_once = run_once::RunOnce::new(&hosts);
             let mut futures = Vec::new();
             for h in &hosts {
                 let state = states.shift_remove(h).unwrap_or_else(|| HostState::new(h));
                 let sem = sem.clone();
-                let run_once = run_once.clone();
-                let first = first.clone();
+                let run_once = &run_once;
                 let release_id = &release_id;
                 futures.push(async move {
                     let _permit = sem.acquire().await;
                     let mut state = state;
                     state.ended = false;
-                    self.run_play_on_host(play, &mut state, &run_once, &first, release_id)
+                    self.run_play_on_host(play, &mut state, run_once, release_id)
                         .await;
+                    run_once.finished(&state.name);
                     state
                 });
             }
@@ -219,8 +222,7 @@ impl Engine {
         &self,
         play: &Play,
         st: &mut HostState,
-        run_once: &RunOnceCells,
-        first: &str,
+        run_once: &run_once::RunOnce,
         release_id: &str,
     ) {
         let play_layers = match self.play_layers(play) {
@@ -266,7 +268,6 @@ impl Engine {
             play,
             layers: &play_layers,
             run_once,
-            first,
         };
         self.run_tasks(&ctx, &play.tasks, st).await;
         if !st.failed {
@@ -473,20 +474,23 @@ impl Engine {
         task: Option<&Task>,
         ctx: &Arc<VarContext>,
     ) -> Result<Option<Become>, String> {
-        let var_bool = |k: &str| {
-            ctx.lookup(k)
-                .filter(|v| !v.is_undefined() && !v.is_none())
-                .and_then(|v| {
-                    crate::modules::args::parse_bool(
-                        &crate::vars::value_to_json(&v).unwrap_or(Json::Null),
-                    )
-                })
+        // A value that is not a boolean is an error, as in Ansible ("could
+        // not be converted to 'bool'"), never a silent fallback to the play.
+        let var_bool = |k: &str| -> Result<Option<bool>, String> {
+            let Some(v) = ctx.lookup(k).filter(|v| !v.is_undefined() && !v.is_none()) else {
+                return Ok(None);
+            };
+            let j = crate::vars::value_to_json(&v).unwrap_or(Json::Null);
+            crate::args::parse_bool(&j)
+                .map(Some)
+                .ok_or_else(|| format!("{k}: the value {j} could not be converted to a boolean"))
         };
+        let looked_up = var_bool("ansible_become");
         let _ = ctx.take_error();
         // A task's `become` wins; then the `ansible_become` variable; then the play's.
         let on = match task.and_then(|t| t.use_become) {
             Some(b) => b,
-            None => var_bool("ansible_become").unwrap_or(play.use_become),
+            None => looked_up?.unwrap_or(play.use_become),
         };
         if !on {
             return Ok(None);
@@ -718,31 +722,7 @@ impl Engine {
             return;
         }
         if t.run_once {
-            let key = t as *const Task as usize;
-            let cell = {
-                let Ok(mut m) = pc.run_once.lock() else {
-                    return;
-                };
-                m.entry(key)
-                    .or_insert_with(|| Arc::new(OnceCell::new()))
-                    .clone()
-            };
-            if st.name != pc.first {
-                // Wait for the first host's result and share it, as Ansible does.
-                let shared = cell
-                    .get_or_init(|| async { json!({"skipped": true, "changed": false}) })
-                    .await
-                    .clone();
-                if let Some(r) = &t.register {
-                    st.runtime.insert(
-                        r.clone(),
-                        VarValue::Value(crate::vars::json_to_value(&shared)),
-                    );
-                }
-                return;
-            }
-            let result = self.run_module_task(pc, t, st).await;
-            let _ = cell.set(result);
+            self.run_task_once(pc, t, st).await;
             return;
         }
         self.run_module_task(pc, t, st).await;
@@ -757,12 +737,27 @@ impl Engine {
         Ok(true)
     }
 
-    /// Runs one module task (with its loop) and returns its registered value.
-    async fn run_module_task(&self, pc: &PlayCtx<'_>, t: &Task, st: &mut HostState) -> Json {
+    /// Runs one module task (with its loop) and returns what it left on the
+    /// host: its registered value, the variables it set, whether it failed.
+    async fn run_module_task(
+        &self,
+        pc: &PlayCtx<'_>,
+        t: &Task,
+        st: &mut HostState,
+    ) -> run_once::Shared {
+        let failed = |registered| run_once::Shared {
+            registered,
+            facts: Vec::new(),
+            failed: true,
+        };
         let loc = t.loc.to_string();
         let name = t.display_name();
         let TaskKind::Module { name: module, args } = &t.kind else {
-            return Json::Null;
+            return run_once::Shared {
+                registered: Json::Null,
+                facts: Vec::new(),
+                failed: false,
+            };
         };
         let base_ctx = self.context(pc.play, pc.layers, st, Some(t));
         let display_name = base_ctx
@@ -781,12 +776,12 @@ impl Engine {
                             &loc,
                             &format!("loop: expected a list, got {v}"),
                         );
-                        return Json::Null;
+                        return failed(Json::Null);
                     }
                 },
                 Err(e) => {
                     self.fail_host(st, &display_name, &loc, &e);
-                    return Json::Null;
+                    return failed(Json::Null);
                 }
             },
         };
@@ -795,6 +790,7 @@ impl Engine {
         let mut any_changed = false;
         let mut any_failed = false;
         let mut all_skipped = true;
+        let mut facts = Vec::new();
         let runs: Vec<Option<(usize, Value)>> = match &items {
             None => vec![None],
             Some(list) => list.iter().cloned().enumerate().map(Some).collect(),
@@ -835,12 +831,16 @@ impl Engine {
             } else {
                 res.msg.clone()
             };
-            let diffs = if t.no_log {
+            // The task's `diff` (its own, or its block's) wins over --diff both
+            // ways, as in Ansible: `diff: false` hides what a module computed
+            // anyway (containers, networks), `diff: true` shows it without --diff.
+            let show_diff = t.diff.unwrap_or(self.opts.diff);
+            let diffs = if t.no_log || !show_diff {
                 Vec::new()
             } else {
                 res.diffs.clone()
             };
-            self.reporter.task_result(
+            self.reporter.task_result_diff(
                 &st.name,
                 &display_name,
                 &loc,
@@ -848,6 +848,7 @@ impl Engine {
                 shown_msg.as_deref(),
                 &diffs,
                 label.as_deref(),
+                show_diff,
             );
             if !t.no_log
                 && matches!(status, Status::Changed | Status::Ok)
@@ -870,6 +871,7 @@ impl Engine {
                 for (k, v) in &res.facts {
                     st.runtime
                         .insert(k.clone(), VarValue::Value(crate::vars::json_to_value(v)));
+                    facts.push((k.clone(), v.clone()));
                 }
             }
             results.push(rj);
@@ -918,7 +920,50 @@ impl Engine {
         } else {
             st.stats.ok += 1;
         }
-        registered
+        run_once::Shared {
+            registered,
+            facts,
+            failed: any_failed && !t.ignore_errors,
+        }
+    }
+
+    /// A `run_once` task: the play's first host runs it (see run/run_once.rs),
+    /// the others wait for it and take its registered value, its variables
+    /// and its failure, as Ansible does; only the host that ran it reports
+    /// and counts it, and only its handlers are notified.
+    async fn run_task_once(&self, pc: &PlayCtx<'_>, t: &Task, st: &mut HostState) {
+        let addr = t as *const Task as usize;
+        let reached = st.run_once_reached.entry(addr).or_insert(0);
+        let key = (addr, *reached);
+        *reached += 1;
+        let turn = self
+            .until_interrupted(async { Ok(pc.run_once.reach(&st.name, key).await) })
+            .await;
+        let shared = match turn {
+            Ok(run_once::Turn::Run(runner)) => {
+                let result = self.run_module_task(pc, t, st).await;
+                runner.finish(result);
+                return;
+            }
+            Ok(run_once::Turn::Take(shared)) => shared,
+            Err(e) => {
+                return self.fail_host(st, &t.display_name(), &t.loc.to_string(), &e);
+            }
+        };
+        if let Some(r) = &t.register {
+            st.runtime.insert(
+                r.clone(),
+                VarValue::Value(crate::vars::json_to_value(&shared.registered)),
+            );
+        }
+        for (k, v) in &shared.facts {
+            st.runtime
+                .insert(k.clone(), VarValue::Value(crate::vars::json_to_value(v)));
+        }
+        if shared.failed {
+            // Ansible marks every host failed; only the runner counts the failure.
+            st.failed = true;
+        }
     }
 
     async fn run_once_item(
@@ -989,13 +1034,18 @@ impl Engine {
             release: if t.delegate_to.is_some() {
                 None
             } else {
-                st.release.as_deref()
+                st.release.as_deref().map(|r| r as &dyn ReleaseStage)
             },
+            saved: Vec::new(),
         };
-        let mut res = match self
+        let outcome = self
             .until_interrupted(modules::run(module, json_args, &mut mctx))
-            .await
-        {
+            .await;
+        // What the module saved counts even when it failed or was interrupted.
+        if let Some(rec) = mctx.release.and(st.release.as_deref()) {
+            record_saved(rec, &t.display_name(), std::mem::take(&mut mctx.saved));
+        }
+        let mut res = match outcome {
             Ok(r) => r,
             Err(e) => ModuleResult::failed(e),
         };
@@ -1113,7 +1163,7 @@ fn is_deploy_gate(t: &Task, module: &str, args: &crate::yaml::Node, ctx: &Arc<Va
             .ok()
             .and_then(|v| crate::vars::value_to_json(&v).ok())
             .unwrap_or(Json::Null);
-        crate::modules::args::parse_bool(&v).unwrap_or(false)
+        crate::args::parse_bool(&v).unwrap_or(false)
     };
     match module {
         "docker_compose_v2" => args.get("wait").is_some_and(truthy),
@@ -1152,7 +1202,7 @@ impl Engine {
             let _ = ctx.take_error();
             v
         };
-        let flag = |k: &str| get(k).and_then(|v| crate::modules::args::parse_bool(&v));
+        let flag = |k: &str| get(k).and_then(|v| crate::args::parse_bool(&v));
         if flag("deployer_releases") == Some(false) {
             return None;
         }
@@ -1257,7 +1307,7 @@ impl Engine {
             ));
             return;
         }
-        crate::state::rollback::auto_rollback(self, &st.name, &conn, &rec, &gate).await;
+        rollback::auto_rollback(self, &st.name, &conn, &rec, &gate).await;
     }
 }
 
@@ -1272,8 +1322,7 @@ struct PlayLayers {
 struct PlayCtx<'a> {
     play: &'a Play,
     layers: &'a PlayLayers,
-    run_once: &'a RunOnceCells,
-    first: &'a str,
+    run_once: &'a run_once::RunOnce,
 }
 
 /// Facts, one `name\tvalue` line each (also appended to the run's first
@@ -1324,10 +1373,6 @@ fn facts_layer(stdout: &str) -> Layer {
     layer
 }
 
-fn hosts_first(hosts: &[String]) -> String {
-    hosts.first().cloned().unwrap_or_default()
-}
-
 fn py_repr(v: &Value) -> String {
     match v.as_str() {
         Some(s) => s.to_string(),
@@ -1347,8 +1392,7 @@ fn expand_home(p: &str) -> PathBuf {
 /// The subset of ssh options deployer maps onto its SSH session; anything
 /// else is refused rather than silently dropped.
 fn apply_ssh_args(t: &mut SshTarget, args: &str) -> Result<(), String> {
-    let words = crate::project::inventory::shlex_split(args)
-        .ok_or("ansible_ssh_common_args: unbalanced quotes")?;
+    let words = crate::shell::split(args).ok_or("ansible_ssh_common_args: unbalanced quotes")?;
     let mut it = words.into_iter();
     while let Some(w) = it.next() {
         let opt = if w == "-o" {
@@ -1391,4 +1435,25 @@ fn apply_ssh_args(t: &mut SshTarget, args: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+impl ReleaseStage for Recorder {
+    fn save_snippet(&self, path: &str) -> Option<String> {
+        Recorder::save_snippet(self, path)
+    }
+}
+
+/// Records in the host's release what a module saved (see [`ReleaseSave`]).
+pub(crate) fn record_saved(rec: &Recorder, task: &str, saved: Vec<ReleaseSave>) {
+    for s in saved {
+        match s {
+            ReleaseSave::File { path, stdout } => rec.note_saved(&path, task, &stdout),
+            ReleaseSave::ComposeBefore {
+                project,
+                args,
+                before,
+            } => rec.note_compose_before(&project, task, args, before),
+            ReleaseSave::ComposeAfter { project, after } => rec.note_compose_after(&project, after),
+        }
+    }
 }
