@@ -112,10 +112,16 @@ pub fn check(input: &RunInput) -> Vec<Finding> {
             .know
             .defined
             .extend(input.extra_var_names.iter().cloned());
+        // Whole-file vaults of variables: their names count as defined when
+        // they decrypt; when they cannot be read (no password), any name may
+        // come from them, so undefined names are not judged.
+        let (vault_names, unreadable_vault) = whole_file_vault_names(input, &root);
+        linter.know.defined.extend(vault_names);
         let all = linter.run(&target);
         let used = Used::of(pb, &root, &inventories);
         findings.extend(all.into_iter().filter(|f| {
-            f.severity == Severity::Error
+            !(unreadable_vault && f.rule == "ref-undefined-var")
+                && f.severity == Severity::Error
                 && !CONVENTION_RULES.contains(&f.rule)
                 && used.keeps(&f.file)
         }));
@@ -312,6 +318,54 @@ fn vault_findings(input: &RunInput, root: &Path) -> Vec<Finding> {
     out
 }
 
+/// Names defined by whole-file vault vars files next to the inventories and
+/// the playbook, and whether one of them could not be decrypted.
+fn whole_file_vault_names(input: &RunInput, root: &Path) -> (Vec<String>, bool) {
+    let mut files = Vec::new();
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for inv in input.inventories {
+        let d = if inv.is_dir() {
+            Some(inv.as_path())
+        } else {
+            inv.parent()
+        };
+        if let Some(d) = d {
+            dirs.push(d.join("group_vars"));
+            dirs.push(d.join("host_vars"));
+        }
+    }
+    dirs.push(root.join("group_vars"));
+    dirs.push(root.join("host_vars"));
+    if let Some(pb) = input.playbook.and_then(Path::parent) {
+        dirs.push(pb.join("group_vars"));
+        dirs.push(pb.join("host_vars"));
+        dirs.push(pb.join("vars"));
+    }
+    for d in dirs {
+        lint::walk(&d, &mut files);
+    }
+    let (mut names, mut unreadable) = (Vec::new(), false);
+    for f in files {
+        let Ok(bytes) = std::fs::read(&f) else {
+            continue;
+        };
+        if !crate::vault::is_encrypted(&bytes) {
+            continue;
+        }
+        let plain = input
+            .passwords
+            .and_then(|pw| crate::vault::decrypt(&bytes, pw, &f.display().to_string()).ok());
+        let node = plain
+            .and_then(|p| String::from_utf8(p).ok())
+            .and_then(|t| crate::yaml::parse_str(&t, &f).ok());
+        match node.as_ref().and_then(|n| n.as_map()) {
+            Some(m) => names.extend(m.iter().filter_map(|(k, _)| k.as_str().map(str::to_string))),
+            None => unreadable = true,
+        }
+    }
+    (names, unreadable)
+}
+
 fn collect_vault<'a>(n: &'a Node, out: &mut Vec<&'a Node>) {
     match &n.value {
         Yaml::Vault(_) => out.push(n),
@@ -321,9 +375,10 @@ fn collect_vault<'a>(n: &'a Node, out: &mut Vec<&'a Node>) {
     }
 }
 
-/// Why a vault blob cannot be used, if it cannot. Without a password, an
-/// inline value is only checked for its format (it is decrypted when used, as
-/// in Ansible); a whole vars file needs the password.
+/// Why a vault blob cannot be used, if it cannot. Without a password, a
+/// vault (inline value or whole vars file) is only checked for its format:
+/// it is decrypted when a variable of it is used, and a run that uses none
+/// needs no password.
 fn vault_problem(
     data: &[u8],
     passwords: Option<&crate::vault::VaultPasswords>,
@@ -333,10 +388,9 @@ fn vault_problem(
     if let Err(e) = crate::vault::parse(data, origin) {
         return Some(crate::secrets::mask(&e.to_string()));
     }
+    let _ = whole_file;
     match passwords {
-        None if whole_file => Some(format!(
-            "{origin} is vault-encrypted, but no vault password was given (use --vault-password-file, --vault-id or DEPLOYER_VAULT_PASSWORD_FILE)"
-        )),
+        // Decrypted when used (a run that uses no secret needs no password).
         None => None,
         Some(pw) => crate::vault::decrypt(data, pw, origin)
             .err()

@@ -633,7 +633,7 @@ fn a_container_with_a_missing_image_or_network_is_a_clear_error_and_nothing_is_l
     let r = run(&format!("        image: {IMAGE}\n        state: present\n"));
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
-        r.stdout
+        r.all()
             .contains("state=present (created but not started) is not supported"),
         "{}",
         r.all()

@@ -319,15 +319,15 @@ fn bad_inputs_get_clear_errors() {
         ),
         (
             "- hosts: all\n  tasks:\n    - file: {path: /a}\n      loop: [1]\n      with_items: [2]\n",
-            "only one of loop / with_items",
+            "a task can have only one loop",
         ),
         (
             "- hosts: all\n  tasks:\n    - a: 1\n      b: 2\n",
-            "unknown keyword or module 'a'",
+            "unknown task keyword 'a'",
         ),
         (
             "- hosts: all\n  tasks:\n    - file: {path: /a}\n      copy: {dest: /b}\n",
-            "names both 'file' and 'copy'",
+            "this one names file and copy",
         ),
         (
             "- hosts: all\n  tasks:\n    - community.docker.docker_image: {name: x}\n",

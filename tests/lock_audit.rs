@@ -459,7 +459,7 @@ fn stale_lock_status_release_check_warning_and_the_audit_command() {
         ],
     );
     // Long enough for the run to reach its wait on a loaded machine.
-    std::thread::sleep(Duration::from_secs(6));
+    std::thread::sleep(Duration::from_secs(10));
     let t = Instant::now();
     Command::new("kill")
         .args(["-INT", &waiting.id().to_string()])

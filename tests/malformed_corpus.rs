@@ -776,10 +776,13 @@ fn corpus() -> Vec<Case> {
     // --- vault -----------------------------------------------------------------------
     let corrupt = blob.replacen("\n", "\nzz", 1);
     c.push(case(
-        "vault-file-without-password",
+        "vault-file-unknown-version",
         vec![
             ("site.yml", play("    - ansible.builtin.ping:\n")),
-            ("group_vars/all.yml", format!("{blob}\n").into_bytes()),
+            (
+                "group_vars/all.yml",
+                format!("{}\n", blob.replacen("1.1", "9.9", 1)).into_bytes(),
+            ),
         ],
         "group_vars/all.yml",
         "$ANSIBLE_VAULT",
@@ -843,7 +846,23 @@ fn corpus() -> Vec<Case> {
         "group_vars/all.yml",
         "db_password",
     ));
-    c.push(case("vault-vars-file-without-password", vec![("site.yml", s("- name: Corpus\n  hosts: all\n  vars_files:\n    - secrets.yml\n  tasks:\n    - ansible.builtin.ping:\n")), ("secrets.yml", format!("{blob}\n").into_bytes())], "secrets.yml", "$ANSIBLE_VAULT"));
+    let mut k = case(
+        "vault-vars-file-wrong-password",
+        vec![
+            (
+                "site.yml",
+                s(
+                    "- name: Corpus\n  hosts: all\n  vars_files:\n    - secrets.yml\n  tasks:\n    - ansible.builtin.ping:\n",
+                ),
+            ),
+            ("secrets.yml", format!("{blob}\n").into_bytes()),
+            ("pw", s("not-the-password\n")),
+        ],
+        "secrets.yml",
+        "$ANSIBLE_VAULT",
+    );
+    k.args = vec!["--vault-password-file", "pw"];
+    c.push(k);
     let mut k = case(
         "vault-role-vars-wrong-password",
         vec![
