@@ -339,7 +339,7 @@ fn bad_inputs_get_clear_errors() {
         ),
         (
             "- hosts: all\n  tasks:\n    - command: /bin/true\n      throttle: 1\n",
-            "site.yml:4:7: the task keyword 'throttle' is not supported yet by deployer",
+            "site.yml:4:7: error[schema-task-keyword] the task keyword 'throttle' is not supported yet by deployer",
         ),
     ];
     for (yaml, expected) in cases {
