@@ -1,6 +1,7 @@
 //! deployer: a declarative provisioning engine that runs Ansible-layout projects.
 pub mod cli;
 pub mod connection;
+pub mod facts;
 pub mod lint;
 pub mod modules;
 pub mod plane;

@@ -12,6 +12,7 @@ pub mod lineinfile;
 pub mod misc;
 pub mod observe;
 pub mod plane_users;
+pub mod setup;
 pub mod text_edit;
 
 use std::path::{Path, PathBuf};
@@ -166,6 +167,7 @@ pub async fn run(name: &str, args: Json, ctx: &mut ModuleCtx<'_>) -> Result<Modu
         "docker_container" => docker_container::docker_container(args, ctx).await,
         "docker_network" => docker_network::docker_network(args, ctx).await,
         "plane_users" => plane_users::plane_users(args, ctx).await,
+        "setup" => setup::setup(args, ctx).await,
         "debug" => misc::debug(args, ctx),
         "assert" => misc::assert(args, ctx),
         "fail" => misc::fail(args),
@@ -185,6 +187,7 @@ pub fn known_args(module: &str) -> Option<&'static [&'static str]> {
     match module {
         "docker_container" => Some(docker_container::ARGS),
         "docker_network" => Some(docker_network::ARGS),
+        "setup" => Some(setup::ARGS),
         _ => None,
     }
 }

@@ -45,6 +45,8 @@ pub struct Play {
     pub use_become: bool,
     pub become_user: Option<String>,
     pub gather_facts: bool,
+    /// `gather_subset` (Ansible's default: `all`).
+    pub gather_subset: Vec<String>,
     pub tags: Vec<String>,
     pub tasks: Vec<Task>,
     pub handlers: Vec<Task>,
@@ -64,6 +66,7 @@ impl Play {
             use_become: false,
             become_user: None,
             gather_facts: false,
+            gather_subset: vec!["all".into()],
             tags: Vec::new(),
             tasks: Vec::new(),
             handlers: Vec::new(),
@@ -92,6 +95,7 @@ pub const PLAY_KEYS: &[&str] = &[
     "become_user",
     "become_method",
     "gather_facts",
+    "gather_subset",
     "tags",
     "any_errors_fatal",
     "serial",
@@ -179,6 +183,14 @@ fn load_play(node: &Node, base_dir: &Path) -> Result<Play, LocatedError> {
         .map(|b| task::expect_bool(b, "gather_facts"))
         .transpose()?
         .unwrap_or(true);
+    let gather_subset = match get("gather_subset") {
+        Some(v) => {
+            let list = v.expect_str_list("a gather_subset name")?;
+            crate::facts::subsets(&list).map_err(|e| LocatedError::new(&v.loc, e))?;
+            list
+        }
+        None => vec!["all".into()],
+    };
     let tags = get("tags")
         .map(|t| t.expect_str_list("a tag"))
         .transpose()?
@@ -251,6 +263,7 @@ fn load_play(node: &Node, base_dir: &Path) -> Result<Play, LocatedError> {
         use_become,
         become_user,
         gather_facts,
+        gather_subset,
         tags,
         tasks,
         handlers,

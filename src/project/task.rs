@@ -137,6 +137,7 @@ pub const MODULES: &[&str] = &[
     "uri",
     "pause",
     "ping",
+    "setup",
     "docker_compose_v2",
     "docker_container",
     "docker_network",

@@ -1,0 +1,290 @@
+//! Facts and server modules against the real thing: `ansible -m setup` and
+//! ansible-playbook (the `ansible` 12.2.0 package: ansible-core 2.19.14 plus
+//! the collections) on the testbed.
+//!
+//! Needs the plain testbed (`tests/testbed/up.sh 3`), the systemd hosts
+//! (`tests/testbed/up-systemd.sh 2`) and the CI venv; FAILS (never skips)
+//! when any is missing.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{Map, Value as Json};
+
+use common::{deployer, repo, testbed_inventory};
+
+fn ansible_bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("DEPLOYER_ANSIBLE_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/deployer-ci/venv/bin"));
+    let bin = dir.join(name);
+    assert!(
+        bin.is_file(),
+        "{} not found: run tests/testbed/install-deps.sh (it installs ansible==12.2.0 there)",
+        bin.display()
+    );
+    bin
+}
+
+fn systemd_inventory() -> PathBuf {
+    let p = repo().join("tests/testbed/inventory-systemd.yml");
+    assert!(
+        p.exists(),
+        "{} missing: run tests/testbed/up-systemd.sh 2 first",
+        p.display()
+    );
+    p
+}
+
+/// The inventory that holds `host`.
+fn inventory_of(host: &str) -> PathBuf {
+    if host.starts_with("sd") {
+        systemd_inventory()
+    } else {
+        testbed_inventory()
+    }
+}
+
+/// A shell command on a testbed host as root; stdout.
+fn root_sh(host: &str, script: &str) -> String {
+    let cfg = if host.starts_with("sd") {
+        repo().join("tests/testbed/state/systemd/ssh_config")
+    } else {
+        repo().join("tests/testbed/state/ssh_config")
+    };
+    let o = Command::new("timeout")
+        .arg("120")
+        .arg("ssh")
+        .arg("-F")
+        .arg(&cfg)
+        .arg(format!("root@{host}"))
+        .arg(script)
+        .output()
+        .expect("ssh");
+    assert!(
+        o.status.success(),
+        "on {host}: {script}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// An isolated environment for Ansible's own state.
+fn ansible_cmd(bin: &str, home: &Path) -> Command {
+    let mut c = Command::new(ansible_bin(bin));
+    c.current_dir(home)
+        .env("ANSIBLE_HOME", home.join("home"))
+        .env("ANSIBLE_LOCAL_TEMP", home.join("tmp"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_FORCE_COLOR", "0")
+        .env("ANSIBLE_HOST_KEY_CHECKING", "True")
+        .env_remove("ANSIBLE_VAULT_PASSWORD_FILE")
+        .stdin(Stdio::null());
+    c
+}
+
+/// `ansible HOST -m setup -a gather_subset=SUBSET`: the facts, without the
+/// `ansible_` prefix.
+fn ansible_setup(host: &str, subset: &str) -> Map<String, Json> {
+    let home = tempfile::tempdir().expect("tempdir");
+    let o = ansible_cmd("ansible", home.path())
+        .arg("-i")
+        .arg(inventory_of(host))
+        .arg(host)
+        .args(["-m", "setup", "-a"])
+        .arg(format!("gather_subset={subset}"))
+        .output()
+        .expect("ansible");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "ansible -m setup on {host}: {out}");
+    let json = &out[out.find('{').expect("json in ansible's output")..];
+    let v: Json = serde_json::from_str(json).expect("ansible's json");
+    strip(v["ansible_facts"].as_object().expect("ansible_facts"))
+}
+
+fn strip(m: &Map<String, Json>) -> Map<String, Json> {
+    m.iter()
+        .map(|(k, v)| {
+            (
+                k.strip_prefix("ansible_").unwrap_or(k).to_string(),
+                v.clone(),
+            )
+        })
+        .collect()
+}
+
+/// deployer's facts on `host` with a play's `gather_subset`, as the play sees
+/// them in `ansible_facts`.
+fn deployer_facts(host: &str, subset: &str) -> Map<String, Json> {
+    let dest = format!("/tmp/deployer-facts-{}.json", subset.replace(['!', ','], "_"));
+    let dir = common::project(&[(
+        "site.yml",
+        &format!(
+            "- hosts: {host}\n  gather_subset: {subset:?}\n  tasks:\n    - copy:\n        content: \"{{{{ ansible_facts | to_nice_json }}}}\"\n        dest: {dest}\n"
+        ),
+    )]);
+    let inv = inventory_of(host).display().to_string();
+    let o = deployer(dir.path(), &["apply", "-i", &inv, "site.yml"]);
+    assert_eq!(o.code, 0, "deployer apply: {}", o.all());
+    let text = root_sh(host, &format!("cat {dest}; rm -f {dest}"));
+    serde_json::from_str::<Json>(&text)
+        .expect("facts json")
+        .as_object()
+        .cloned()
+        .expect("object")
+}
+
+/// Facts deployer does not gather (documented in README): the block-device
+/// inventory and the per-interface facts (`ansible_eth0`, ...).
+fn not_gathered(name: &str, ansible: &Map<String, Json>) -> bool {
+    let interfaces: BTreeSet<&str> = ansible
+        .get("interfaces")
+        .and_then(Json::as_array)
+        .map(|a| a.iter().filter_map(Json::as_str).collect())
+        .unwrap_or_default();
+    name == "devices" || name == "device_links" || interfaces.contains(name)
+}
+
+fn keys(m: &Json) -> BTreeSet<String> {
+    m.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn set_of(v: &Json) -> BTreeSet<String> {
+    v.as_array()
+        .map(|a| a.iter().map(|x| x.to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Compares two fact sets: every name Ansible reports (less the documented
+/// ones) must be there with the same value, except values that change from
+/// one second to the next, which must have the same shape.
+fn compare(host: &str, ansible: &Map<String, Json>, ours: &Map<String, Json>) {
+    let mut problems = Vec::new();
+    for (k, a) in ansible {
+        if not_gathered(k, ansible) {
+            continue;
+        }
+        let Some(d) = ours.get(k) else {
+            problems.push(format!("missing fact {k} (ansible: {a})"));
+            continue;
+        };
+        let same = match k.as_str() {
+            "date_time" => {
+                keys(a) == keys(d)
+                    && ["tz", "tz_dst", "tz_offset", "year"]
+                        .iter()
+                        .all(|f| a[f] == d[f])
+                    && {
+                        let e = |v: &Json| v["epoch_int"].as_str().and_then(|s| s.parse::<i64>().ok());
+                        matches!((e(a), e(d)), (Some(x), Some(y)) if (x - y).abs() < 900)
+                    }
+            }
+            "loadavg" => keys(a) == keys(d),
+            "memfree_mb" | "uptime_seconds" => a.is_i64() && d.is_i64(),
+            "memory_mb" => {
+                keys(a) == keys(d)
+                    && a["real"]["total"] == d["real"]["total"]
+                    && a["swap"]["total"] == d["swap"]["total"]
+            }
+            "mounts" => {
+                let shape = |v: &Json| -> BTreeSet<String> {
+                    v.as_array()
+                        .map(|l| {
+                            l.iter()
+                                .map(|m| {
+                                    format!(
+                                        "{} {} {} {} {} {} {} {} {}",
+                                        m["mount"], m["device"], m["fstype"], m["options"],
+                                        m["size_total"], m["block_total"], m["block_size"],
+                                        m["inode_total"], m["uuid"]
+                                    ) + &format!(" {:?}", keys(m))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                shape(a) == shape(d)
+            }
+            "env" => ["HOME", "USER", "LOGNAME", "PATH", "SHELL", "LANG", "SUDO_USER"]
+                .iter()
+                .all(|f| a.get(f) == d.get(f)),
+            "interfaces" | "virtualization_tech_guest" | "virtualization_tech_host" => {
+                set_of(a) == set_of(d)
+            }
+            _ => a == d,
+        };
+        if !same {
+            problems.push(format!("{k}: ansible {a}\n    deployer {d}"));
+        }
+    }
+    for k in ours.keys() {
+        if !ansible.contains_key(k) {
+            problems.push(format!("extra fact {k} = {}", ours[k]));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "facts on {host} differ from ansible -m setup:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+/// Every fact Ansible gathers on a plain host (PID 1 docker-init, no `ip`)
+/// and on a systemd host (PID 1 systemd, iproute2): same names, types and
+/// values; then the key sets of narrower `gather_subset`s.
+#[test]
+fn facts_match_ansible_setup() {
+    for host in ["tb1", "sd1"] {
+        let ansible = ansible_setup(host, "all");
+        let ours = deployer_facts(host, "all");
+        compare(host, &ansible, &ours);
+        // Sanity on what roles branch on most.
+        assert_eq!(ours["distribution"], "Debian");
+        assert_eq!(ours["os_family"], "Debian");
+        assert_eq!(ours["pkg_mgr"], "apt");
+    }
+    assert_eq!(deployer_facts("sd1", "all")["service_mgr"], "systemd");
+    for subset in ["!all", "!all,network", "all,!hardware"] {
+        let ansible = ansible_setup("sd1", subset);
+        let ours = deployer_facts("sd1", subset);
+        let a: BTreeSet<&String> = ansible
+            .keys()
+            .filter(|k| !not_gathered(k, &ansible))
+            .collect();
+        let d: BTreeSet<&String> = ours.keys().collect();
+        assert_eq!(a, d, "gather_subset {subset}: fact names differ");
+    }
+}
+
+/// `setup` as a task: a narrower gather keeps the facts gathered before, the
+/// registered result carries `ansible_facts`, `filter` limits it.
+#[test]
+fn setup_task_and_ansible_managed() {
+    let dir = common::project(&[
+        (
+            "site.yml",
+            "- hosts: tb2\n  gather_facts: false\n  tasks:\n    - assert: {that: [\"ansible_facts.distribution is not defined\"]}\n    - setup: {gather_subset: ['!all'], filter: ['ansible_distribution*', 'ansible_os_family']}\n      register: s\n    - assert:\n        that:\n          - ansible_distribution == 'Debian'\n          - ansible_facts.os_family == 'Debian'\n          - s.ansible_facts.ansible_os_family == 'Debian'\n          - s.ansible_facts.ansible_pkg_mgr is not defined\n          - ansible_pkg_mgr is not defined\n    - setup:\n    - assert: {that: [\"ansible_pkg_mgr == 'apt'\", \"ansible_distribution == 'Debian'\"]}\n    - template: {src: m.j2, dest: /tmp/deployer-managed.txt}\n",
+        ),
+        ("templates/m.j2", "# {{ ansible_managed }}\n{{ template_path }}\n"),
+    ]);
+    let inv = testbed_inventory().display().to_string();
+    let o = deployer(dir.path(), &["apply", "-i", &inv, "site.yml"]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(
+        root_sh("tb2", "cat /tmp/deployer-managed.txt; rm -f /tmp/deployer-managed.txt"),
+        "# Ansible managed\nm.j2\n"
+    );
+    // Unknown subsets and setup arguments are refused before any host is touched.
+    let bad = common::project(&[(
+        "site.yml",
+        "- hosts: tb2\n  gather_subset: [facter]\n  tasks: []\n",
+    )]);
+    let o = deployer(bad.path(), &["apply", "-i", &inv, "site.yml"]);
+    assert_eq!(o.code, 1);
+    assert!(o.all().contains("gather_subset 'facter' is not supported yet"), "{}", o.all());
+}
