@@ -315,7 +315,8 @@ pub(crate) fn load_inventory(paths: &[PathBuf]) -> Result<Inventory, String> {
 async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 {
     let loaded = (|| -> Result<_, String> {
         let mut inv = load_inventory(&a.inventory)?;
-        let pb = project::load_playbook(&a.playbook).map_err(|e| e.to_string())?;
+        let pb = project::load_playbook(&a.playbook, &crate::modules::registry::Registry)
+            .map_err(|e| e.to_string())?;
         let pb_dir = a
             .playbook
             .parent()

@@ -245,6 +245,22 @@ impl Reporter {
                         ""
                     }
                 ));
+                let unreachable: Vec<&str> = stats
+                    .iter()
+                    .filter(|(_, s)| s.unreachable > 0)
+                    .map(|(h, _)| h.as_str())
+                    .collect();
+                if !unreachable.is_empty() {
+                    self.line(&format!(
+                        "UNREACHABLE: {} (nothing is known about {})",
+                        unreachable.join(", "),
+                        if unreachable.len() == 1 {
+                            "this host"
+                        } else {
+                            "these hosts"
+                        }
+                    ));
+                }
                 for (h, s) in stats {
                     self.line(&format!(
                         "{h:<20} : ok={} changed={} unreachable={} failed={} skipped={} rescued={} ignored={} remote_executions={}",
@@ -257,7 +273,12 @@ impl Reporter {
                     .iter()
                     .map(|(h, s)| (h.clone(), serde_json::to_value(s).unwrap_or(Json::Null)))
                     .collect();
-                self.event(json!({"event": "recap", "check_mode": check, "hosts": hosts}));
+                let unreachable: Vec<&String> = stats
+                    .iter()
+                    .filter(|(_, s)| s.unreachable > 0)
+                    .map(|(h, _)| h)
+                    .collect();
+                self.event(json!({"event": "recap", "check_mode": check, "hosts": hosts, "unreachable": unreachable}));
             }
             Format::Quiet => {}
         }
@@ -274,8 +295,14 @@ impl Reporter {
             .iter()
             .filter(|t| t.status == Status::Changed)
             .collect();
+        let names = |f: fn(&HostStats) -> bool| -> Vec<&String> {
+            stats.iter().filter(|(_, s)| f(s)).map(|(h, _)| h).collect()
+        };
         mask_json(&json!({
             "would_change": !changes.is_empty(),
+            "complete": stats.iter().all(|(_, s)| s.unreachable == 0 && s.failed == 0),
+            "unreachable": names(|s| s.unreachable > 0),
+            "failed": names(|s| s.failed > 0),
             "hosts": hosts,
             "tasks": tasks,
         }))
@@ -284,28 +311,54 @@ impl Reporter {
     pub fn plan_markdown(&self, stats: &[(String, HostStats)]) -> String {
         let tasks = self.plan.lock().map(|p| p.clone()).unwrap_or_default();
         let mut s = String::from(
-            "## deployer plan\n\n| host | ok | would change | failed | skipped |\n|---|---|---|---|---|\n",
+            "## deployer plan\n\n| host | ok | would change | failed | unreachable | skipped |\n|---|---|---|---|---|---|\n",
         );
         for (h, st) in stats {
             s.push_str(&format!(
-                "| {h} | {} | {} | {} | {} |\n",
-                st.ok, st.changed, st.failed, st.skipped
+                "| {h} | {} | {} | {} | {} | {} |\n",
+                st.ok, st.changed, st.failed, st.unreachable, st.skipped
+            ));
+        }
+        let unreachable: Vec<&String> = stats
+            .iter()
+            .filter(|(_, st)| st.unreachable > 0)
+            .map(|(h, _)| h)
+            .collect();
+        let failed_hosts = stats.iter().any(|(_, st)| st.failed > 0);
+        if !unreachable.is_empty() {
+            s.push_str(&format!(
+                "\n### UNREACHABLE: {}\n\nThe plan is incomplete: nothing is known about what would change on {}.\n",
+                unreachable
+                    .iter()
+                    .map(|h| h.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if unreachable.len() == 1 {
+                    "this host"
+                } else {
+                    "these hosts"
+                }
             ));
         }
         let changed: Vec<&PlannedTask> = tasks
             .iter()
-            .filter(|t| matches!(t.status, Status::Changed | Status::Failed))
+            .filter(|t| {
+                matches!(
+                    t.status,
+                    Status::Changed | Status::Failed | Status::Unreachable
+                )
+            })
             .collect();
-        if changed.is_empty() {
+        if changed.is_empty() && unreachable.is_empty() && !failed_hosts {
             s.push_str("\nNo changes.\n");
         }
         for t in changed {
             s.push_str(&format!(
                 "\n### {} `{}` on {}\n",
-                if t.status == Status::Failed {
-                    "FAILED"
-                } else {
-                    "change"
+                match t.status {
+                    Status::Failed => "FAILED",
+                    Status::Unreachable => "UNREACHABLE",
+                    _ => "change",
                 },
                 t.task,
                 t.host

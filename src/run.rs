@@ -135,12 +135,17 @@ impl Engine {
                     Err(e) => self.reporter.warning(&e),
                 }
             }
+            let matched = !hosts.is_empty();
             hosts.retain(|h| !states.get(h).is_some_and(|s| s.failed));
             if hosts.is_empty() {
-                self.reporter.warning(&format!(
-                    "play '{}': no hosts matched '{}'",
-                    play.name, play.hosts
-                ));
+                // Hosts that failed or were unreachable are in the recap;
+                // "no hosts matched" is only for a pattern that matched none.
+                if !matched {
+                    self.reporter.warning(&format!(
+                        "play '{}': no hosts matched '{}'",
+                        play.name, play.hosts
+                    ));
+                }
                 continue;
             }
             self.reporter.play_start(&play.name, &hosts);
@@ -548,52 +553,8 @@ impl Engine {
             let TaskKind::Module { name, args } = &t.kind else {
                 continue;
             };
-            let keys: &[(&str, Want)] = match name.as_str() {
-                "template" | "copy" => &[(
-                    "dest",
-                    Want {
-                        content: false,
-                        sha1: false,
-                    },
-                )],
-                "file" => &[
-                    ("path", Want::default()),
-                    ("dest", Want::default()),
-                    ("name", Want::default()),
-                ],
-                "lineinfile" | "blockinfile" => &[
-                    (
-                        "path",
-                        Want {
-                            content: true,
-                            sha1: false,
-                        },
-                    ),
-                    (
-                        "dest",
-                        Want {
-                            content: true,
-                            sha1: false,
-                        },
-                    ),
-                    (
-                        "name",
-                        Want {
-                            content: true,
-                            sha1: false,
-                        },
-                    ),
-                ],
-                "stat" => &[(
-                    "path",
-                    Want {
-                        content: false,
-                        sha1: true,
-                    },
-                )],
-                "command" | "shell" => {
-                    &[("creates", Want::default()), ("removes", Want::default())]
-                }
+            let keys = match modules::registry::find(name) {
+                Some(m) if !m.prefetch().is_empty() => m.prefetch(),
                 _ => continue,
             };
             let ctx = self.context(play, pl, st, Some(t));

@@ -109,6 +109,15 @@ pub fn check_secret(l: &mut Linter, name: &str, v: &Node) {
     }
     let mut found = Vec::new();
     leaves(v, &mut found);
+    for n in &found {
+        let text = match &n.value {
+            Yaml::Str(s) => s.clone(),
+            Yaml::Int(i) => i.to_string(),
+            Yaml::Float(f) => f.to_string(),
+            _ => continue,
+        };
+        l.know.secret_values.push(text);
+    }
     for n in found {
         l.report(
             "plaintext-secret",
@@ -256,6 +265,7 @@ pub fn check_env_template(l: &mut Linter, path: &Path, text: &str) {
         };
         let v = v.trim().trim_matches('"').trim_matches('\'');
         if is_secret_name(k.trim()) && !v.is_empty() && !is_templated(v) {
+            l.know.secret_values.push(v.to_string());
             l.report_at(
                 "plaintext-secret",
                 path,

@@ -313,6 +313,9 @@ pub struct Knowledge {
     pub restarted_compose: Vec<(PathBuf, Loc)>,
     /// Images named in compose files and docker tasks, checked once all values are known.
     pub images: Vec<(String, Loc)>,
+    /// Literal values of secret-named variables: never printed (findings
+    /// show the key and `********`).
+    pub secret_values: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -436,7 +439,9 @@ impl Linter {
         let own_errors = self.findings.iter().any(|f| f.severity == Severity::Error);
         if !own_errors {
             for pb in &project.playbooks {
-                if let Err(e) = crate::project::load_playbook(pb) {
+                if let Err(e) =
+                    crate::project::load_playbook(pb, &crate::modules::registry::Registry)
+                {
                     self.report("load-error", &e.loc, e.msg);
                 }
             }
@@ -508,12 +513,37 @@ impl Linter {
             !ig.silences(f.rule, f.line)
         });
         findings.extend(extra);
+        let mut secrets: Vec<&str> = self
+            .know
+            .secret_values
+            .iter()
+            .flat_map(|v| v.lines())
+            .map(str::trim)
+            .filter(|v| v.len() >= 3)
+            .collect();
+        // Longest first, so a secret containing another is masked whole.
+        secrets.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        let hide = |text: &str| -> String {
+            let mut t = crate::secrets::mask(text);
+            for v in &secrets {
+                t = t.replace(v, "********");
+            }
+            t
+        };
         for f in &mut findings {
             if f.line > 0
                 && let Some(t) = self.sources.get(&f.file)
             {
-                f.snippet = t.lines().nth(f.line - 1).map(|l| l.to_string());
+                f.snippet = t.lines().nth(f.line - 1).map(|l| {
+                    if f.rule == "plaintext-secret" {
+                        mask_secret_line(l, f.col)
+                    } else {
+                        l.to_string()
+                    }
+                });
             }
+            f.snippet = f.snippet.as_deref().map(&hide);
+            f.message = hide(&f.message);
             f.file = display_path(&self.display_base, &f.file);
         }
         findings.sort_by(|a, b| {
@@ -523,6 +553,25 @@ impl Linter {
             a.file == b.file && a.line == b.line && a.rule == b.rule && a.message == b.message
         });
         findings
+    }
+}
+
+/// The source line of a plaintext secret: the key stays, the value is masked.
+/// `col` (1-based) is where the value starts; at column 1 (an env file line)
+/// the value is what follows the first `=` or `:`.
+fn mask_secret_line(line: &str, col: usize) -> String {
+    let cut = if col > 1 && col - 1 < line.len() && line.is_char_boundary(col - 1) {
+        Some(col - 1)
+    } else {
+        line.find(['=', ':']).map(|p| p + 1)
+    };
+    match cut {
+        Some(c) => {
+            let (key, value) = line.split_at(c);
+            let lead = &value[..value.len() - value.trim_start().len()];
+            format!("{key}{lead}********")
+        }
+        None => "********".to_string(),
     }
 }
 
@@ -743,7 +792,21 @@ fn project_root_of(p: &Path) -> PathBuf {
 }
 
 /// Files under `dir`, sorted, skipping hidden entries and build output.
+/// Symbolic links are followed only within the project that holds `dir`
+/// (the nearest ancestor with `roles/` or `playbooks/`): never out of it, and
+/// never back into a directory already walked (a role linking to its parent,
+/// as molecule layouts do, would otherwise be walked again and again).
 pub fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let root = project_root_of(dir);
+    let root = root.canonicalize().unwrap_or(root);
+    let mut seen = HashSet::new();
+    if let Ok(c) = dir.canonicalize() {
+        seen.insert(c);
+    }
+    walk_in(&root, dir, out, &mut seen);
+}
+
+fn walk_in(root: &Path, dir: &Path, out: &mut Vec<PathBuf>, seen: &mut HashSet<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
@@ -757,8 +820,20 @@ pub fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         if name == "target" || name == "node_modules" {
             continue;
         }
+        let is_link = std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink());
+        if is_link {
+            // Out of the project, or dangling: not ours to read.
+            match p.canonicalize() {
+                Ok(real) if real.starts_with(root) => {}
+                _ => continue,
+            }
+        }
         if p.is_dir() {
-            walk(&p, out);
+            let real = p.canonicalize().unwrap_or_else(|_| p.clone());
+            if !seen.insert(real) {
+                continue;
+            }
+            walk_in(root, &p, out, seen);
         } else {
             out.push(p);
         }

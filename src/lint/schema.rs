@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value as Json, json};
 
 use super::{Linter, Target, conventions, references, templates};
+use crate::modules::registry;
 use crate::project::PLAY_KEYS;
-use crate::project::task::{MODULES, NOT_YET, TASK_KEYWORDS, merge_args, module_short_name};
+use crate::project::task::{TASK_KEYWORDS, merge_args};
 use crate::yaml::{Loc, Node, Yaml};
 
 /// The project a file belongs to: where roles and playbooks are.
@@ -551,10 +552,8 @@ fn task(l: &mut Linter, project: &Project, node: &Node, ctx: &TaskCtx) {
                     short.trim_start_matches("ansible.legacy.").to_string(),
                 ))
             }
-            _ if module_short_name(key).is_some() => {
-                modules.push((k, v, module_short_name(key).unwrap_or("").to_string()))
-            }
-            _ if NOT_YET.iter().any(|(m, _)| *m == key) => modules.push((k, v, key.to_string())),
+            _ if let Some(m) = registry::find(key) => modules.push((k, v, m.name().to_string())),
+            _ if registry::not_yet(key).is_some() => modules.push((k, v, key.to_string())),
             _ => unknown.push(k),
         }
     }
@@ -572,8 +571,11 @@ fn task(l: &mut Linter, project: &Project, node: &Node, ctx: &TaskCtx) {
                 "schema-unknown-module",
                 &k.loc,
                 format!(
-                    "unknown module '{key}' (deployer runs: {})",
-                    MODULES.join(", ")
+                    "unknown module '{key}' ({}deployer runs: {})",
+                    registry::nearest(key)
+                        .map(|n| format!("did you mean '{n}'? "))
+                        .unwrap_or_default(),
+                    registry::names().join(", ")
                 ),
             );
             // Still check what it can: images of docker modules.
@@ -622,7 +624,7 @@ fn task(l: &mut Linter, project: &Project, node: &Node, ctx: &TaskCtx) {
                 &node.loc,
                 format!(
                     "this task names no module (expected one of: {})",
-                    MODULES.join(", ")
+                    registry::names().join(", ")
                 ),
             );
         }
@@ -703,12 +705,7 @@ fn task(l: &mut Linter, project: &Project, node: &Node, ctx: &TaskCtx) {
                 format!("meta action must be one of: {}", META_ACTIONS.join(", ")),
             ),
         },
-        m if NOT_YET.iter().any(|(n, _)| *n == m) => {
-            let why = NOT_YET
-                .iter()
-                .find(|(n, _)| *n == m)
-                .map(|(_, w)| *w)
-                .unwrap_or("");
+        m if let Some(why) = registry::not_yet(m) => {
             l.report(
                 "schema-unsupported-module",
                 &mkey.loc,
@@ -792,96 +789,20 @@ fn str_list(v: &Node) -> Vec<String> {
     }
 }
 
-type Check = fn(Json) -> Result<(), String>;
-
-fn typed<T: serde::de::DeserializeOwned>(j: Json) -> Result<(), String> {
-    serde_json::from_value::<T>(j)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
-fn keys_only(allowed: &'static [&'static str]) -> impl Fn(Json) -> Result<(), String> {
-    move |j: Json| {
-        if let Some(m) = j.as_object() {
-            for k in m.keys() {
-                if !allowed.contains(&k.as_str()) {
-                    return Err(format!(
-                        "unknown field `{k}`, expected one of {}",
-                        allowed
-                            .iter()
-                            .map(|a| format!("`{a}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The module's arguments, checked by the module's own argument type.
+/// The module's arguments, checked by the module's own argument type and
+/// its constraints between arguments (both from the module registry).
 pub fn module_args(l: &mut Linter, module: &str, args: &Node, at: &Loc) {
-    use crate::modules::{blockinfile, command, files, lineinfile};
-    let check: Box<dyn Fn(Json) -> Result<(), String>> = match module {
-        "template" => Box::new(typed::<files::TemplateArgs> as Check),
-        "copy" => Box::new(typed::<files::CopyArgs> as Check),
-        "file" => Box::new(typed::<files::FileArgs> as Check),
-        "stat" => Box::new(typed::<files::StatArgs> as Check),
-        "lineinfile" => Box::new(typed::<lineinfile::LineinfileArgs> as Check),
-        "blockinfile" => Box::new(typed::<blockinfile::BlockinfileArgs> as Check),
-        "command" | "shell" => Box::new(typed::<command::CommandArgs> as Check),
-        "wait_for" => Box::new(typed::<command::WaitForArgs> as Check),
-        "uri" => Box::new(typed::<command::UriArgs> as Check),
-        "docker_compose_v2" => Box::new(typed::<crate::modules::compose::ComposeArgs> as Check),
-        "docker_container" => {
-            Box::new(typed::<crate::modules::docker_container::ContainerArgs> as Check)
-        }
-        "docker_network" => Box::new(typed::<crate::modules::docker_network::NetworkArgs> as Check),
-        "plane_users" => Box::new(typed::<crate::modules::plane_users::PlaneUsersArgs> as Check),
-        "debug" => Box::new(keys_only(&["msg", "var", "verbosity"])),
-        "assert" => Box::new(keys_only(&[
-            "that",
-            "fail_msg",
-            "msg",
-            "success_msg",
-            "quiet",
-        ])),
-        "fail" => Box::new(keys_only(&["msg"])),
-        "pause" => Box::new(keys_only(&["seconds", "minutes", "prompt"])),
-        "ping" => Box::new(keys_only(&["data"])),
-        _ => return,
+    let Some(m) = registry::find(module) else {
+        return;
     };
     let Json::Object(map) = args.to_json() else {
         return;
     };
-    if let Err(msg) = tolerant(&*check, map.clone()) {
+    if let Err(msg) = tolerant(&m.args().parse, map.clone()) {
         report_arg_error(l, module, args, at, &msg);
     }
-    // What the types cannot say.
-    let has = |k: &str| map.contains_key(k);
-    let missing = match module {
-        "copy" if !has("src") && !has("content") => Some("one of src or content is required"),
-        "copy" if has("src") && has("content") => Some("src and content are mutually exclusive"),
-        "command" | "shell"
-            if map
-                .get("_raw_params")
-                .is_none_or(|v| v.as_str() == Some(""))
-                && !has("cmd")
-                && !has("argv") =>
-        {
-            Some("no command given")
-        }
-        "assert" if !has("that") => Some("`that` is required"),
-        "docker_container" | "docker_network" if !has("name") && !has("network_name") => {
-            Some("`name` is required")
-        }
-        "set_fact" if map.keys().all(|k| k == "cacheable") => Some("no facts given"),
-        "wait_for" if !has("port") && !has("path") => Some("one of port or path is required"),
-        _ => None,
-    };
-    if let Some(m) = missing {
-        l.report("schema-missing-arg", at, format!("{module}: {m}"));
+    if let Err(msg) = m.check_combination(&map) {
+        l.report("schema-missing-arg", at, format!("{module}: {msg}"));
     }
 }
 

@@ -152,11 +152,37 @@ fn regions(s: &str) -> Vec<(usize, usize)> {
             out.push((start + 2, end));
         }
         i = (end + 2).min(s.len());
+        // `{% raw %}` ... `{% endraw %}`: text, not Jinja.
+        if close == "%}" && block_name(&s[start + 2..end]) == "raw" {
+            let mut j = i;
+            loop {
+                let Some(p) = s[j..].find("{%") else {
+                    i = s.len();
+                    break;
+                };
+                let open = j + p;
+                let Some(e) = s[open + 2..].find("%}") else {
+                    i = s.len();
+                    break;
+                };
+                let close_at = open + 2 + e;
+                j = close_at + 2;
+                if block_name(&s[open + 2..close_at]) == "endraw" {
+                    i = j;
+                    break;
+                }
+            }
+        }
         if i >= s.len() {
             break;
         }
     }
     out
+}
+
+/// The statement of a `{% ... %}` body, without whitespace control marks.
+fn block_name(body: &str) -> &str {
+    body.trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace())
 }
 
 fn filter_re() -> &'static Regex {

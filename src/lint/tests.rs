@@ -738,3 +738,142 @@ fn docker_container_and_network_arguments_are_checked() {
         )],
     );
 }
+
+/// Every finding of every format: the plaintext secret's key is shown, its
+/// value never (also not in the source snippet, nor in other findings).
+#[test]
+fn plaintext_secret_findings_show_the_key_and_mask_the_value() {
+    let (_d, f) = lint_project(&[
+        (
+            "inventory/group_vars/all.yml",
+            "db_password: Tr0ub4dor-and-3\napi_token: \"s3cr3t-token-value\"\nsession_key: |\n  multi-line-secret\n  second-line-secret\n",
+        ),
+        (
+            "roles/r/templates/app.env.j2",
+            "API_SECRET=env-literal-secret\nGOOD={{ x }}\n",
+        ),
+        (
+            "playbooks/site.yml",
+            "- name: P\n  hosts: all\n  tasks:\n    - name: t\n      ansible.builtin.debug:\n        msg: \"Tr0ub4dor-and-3 {{ undefined_thing | nope }}\"\n",
+        ),
+    ]);
+    let secrets = [
+        "Tr0ub4dor-and-3",
+        "s3cr3t-token-value",
+        "multi-line-secret",
+        "second-line-secret",
+        "env-literal-secret",
+    ];
+    let plain: Vec<&Finding> = f.iter().filter(|x| x.rule == "plaintext-secret").collect();
+    assert!(plain.len() >= 4, "{:#?}", rules(&f));
+    let snippets: Vec<&str> = plain.iter().filter_map(|x| x.snippet.as_deref()).collect();
+    assert!(snippets.contains(&"db_password: ********"), "{snippets:?}");
+    assert!(snippets.contains(&"api_token: ********"), "{snippets:?}");
+    assert!(snippets.contains(&"API_SECRET=********"), "{snippets:?}");
+    let all = serde_json::to_string(&f).expect("json");
+    let human = output::human(&f);
+    for s in secrets {
+        assert!(!all.contains(s), "{s} in {all}");
+        assert!(!human.contains(s), "{s} in {human}");
+    }
+    // The other finding on the line that repeats the secret is still there.
+    assert!(
+        f.iter().any(|x| x.rule == "jinja-unknown-filter"),
+        "{:#?}",
+        rules(&f)
+    );
+}
+
+/// `{% raw %}` is text: a filter-looking thing inside it is not a finding.
+#[test]
+fn raw_blocks_are_not_jinja() {
+    let (_d, f) = lint_project(&[
+        (
+            "roles/r/templates/t.j2",
+            "{% raw %}{{ x | not_a_filter }} {% if y is not_a_test %}{% endraw %}\n{%- raw -%}\n{{ z | nor_this }}\n{%- endraw %}\n{{ 1 | bad_after_raw }}\n",
+        ),
+        (
+            "roles/r/tasks/main.yml",
+            "- name: t\n  ansible.builtin.debug:\n    msg: \"{% raw %}{{ a | nope_in_task }}{% endraw %}\"\n",
+        ),
+    ]);
+    let unknown: Vec<String> = f
+        .iter()
+        .filter(|x| x.rule.starts_with("jinja-unknown"))
+        .map(|x| format!("{}:{} {}", x.file.display(), x.line, x.message))
+        .collect();
+    assert_eq!(unknown.len(), 1, "{unknown:#?}");
+    assert!(
+        unknown[0].contains("bad_after_raw") && unknown[0].contains(":5 "),
+        "{unknown:?}"
+    );
+}
+
+/// A role with a link back to its parent (molecule layouts) and a link out
+/// of the project: each file is read once, nothing outside is read.
+#[test]
+fn symlinks_back_into_or_out_of_the_project_are_not_followed() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        outside.path().join("evil.yml"),
+        "- name: outside\n  hosts: all\n  tasks:\n    - bogus_module: {}\n",
+    )
+    .expect("write");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    for (f, c) in [
+        ("playbooks/site.yml", ROLE_PB),
+        (
+            "roles/r/tasks/main.yml",
+            "- name: t\n  ansible.builtin.debug:\n    msg: \"{{ 1 | nope }}\"\n",
+        ),
+        (
+            "shared/extra.yml",
+            "- name: e\n  ansible.builtin.debug:\n    msg: hi\n",
+        ),
+    ] {
+        std::fs::create_dir_all(p.join(f).parent().expect("parent")).expect("mkdir");
+        std::fs::write(p.join(f), c).expect("write");
+    }
+    std::fs::create_dir_all(p.join("roles/r/molecule/default")).expect("mkdir");
+    std::os::unix::fs::symlink("../../..", p.join("roles/r/molecule/default/roles")).expect("link");
+    std::os::unix::fs::symlink(p.join("roles"), p.join("roles/r/molecule/loop")).expect("link");
+    std::os::unix::fs::symlink(outside.path(), p.join("roles/r/outside")).expect("link");
+    std::os::unix::fs::symlink(
+        outside.path().join("evil.yml"),
+        p.join("playbooks/evil.yml"),
+    )
+    .expect("link");
+    // A link to a directory elsewhere inside the project is followed.
+    std::os::unix::fs::symlink(p.join("shared"), p.join("roles/r/tasks/shared")).expect("link");
+    let target = default_target(p, &[]);
+    assert!(
+        target
+            .files
+            .iter()
+            .any(|f| f.ends_with("roles/r/tasks/shared/extra.yml")),
+        "{:?}",
+        target.files
+    );
+    let mut names: Vec<String> = target
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    let n = names.len();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), n);
+    assert!(n < 10, "{names:#?}");
+    let findings = Linter::new().run(&target);
+    let nope: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.message.contains("nope"))
+        .collect();
+    assert_eq!(nope.len(), 1, "{:#?}", rules(&findings));
+    assert!(
+        !rules(&findings).iter().any(|r| r.contains("bogus_module")),
+        "{:#?}",
+        rules(&findings)
+    );
+}

@@ -37,6 +37,13 @@ pub fn de_opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::E
         .ok_or_else(|| D::Error::custom(format!("expected a boolean, got {v}")))
 }
 
+/// Any value, kept as given when present (even `null`): for `Option<Json>`
+/// parameters with `#[serde(default, deserialize_with = "de_present")]`, where a
+/// given `null` must differ from an absent argument.
+pub fn de_present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
 /// A string parameter that also accepts numbers and booleans, as Ansible does.
 pub fn de_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let v = Value::deserialize(d)?;

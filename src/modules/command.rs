@@ -5,6 +5,7 @@ use serde_json::{Value as Json, json};
 
 use super::args::{de_bool, de_opt_string, de_opt_u64};
 use super::observe::Want;
+use super::registry::{ArgSchema, Module, ModuleFuture};
 use super::{ModuleCtx, ModuleResult, parse_args};
 use crate::connection::shell_quote;
 
@@ -497,4 +498,138 @@ pub async fn uri(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, St
         r.msg = Some(format!("OK ({} bytes)", content.len()));
     }
     Ok(r)
+}
+
+// The registry's entries for these modules. Not yet split into plan and apply (plans, and outside check mode applies, in one function).
+
+/// `command`: runs a program (no shell).
+pub struct Command;
+
+impl Module for Command {
+    fn name(&self) -> &'static str {
+        "command"
+    }
+    fn fqcn(&self) -> &'static str {
+        "ansible.builtin.command"
+    }
+    fn args(&self) -> ArgSchema {
+        ArgSchema::of::<CommandArgs>()
+    }
+    fn check_combination(&self, args: &serde_json::Map<String, Json>) -> Result<(), String> {
+        let no_raw = args
+            .get("_raw_params")
+            .is_none_or(|v| v.as_str() == Some(""));
+        if no_raw && !args.contains_key("cmd") && !args.contains_key("argv") {
+            return Err("no command given".into());
+        }
+        Ok(())
+    }
+    fn prefetch(&self) -> &'static [(&'static str, Want)] {
+        &[
+            (
+                "creates",
+                Want {
+                    content: false,
+                    sha1: false,
+                },
+            ),
+            (
+                "removes",
+                Want {
+                    content: false,
+                    sha1: false,
+                },
+            ),
+        ]
+    }
+    fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
+        Box::pin(command(args, ctx, false))
+    }
+}
+
+/// `shell`: runs a command through the shell.
+pub struct Shell;
+
+impl Module for Shell {
+    fn name(&self) -> &'static str {
+        "shell"
+    }
+    fn fqcn(&self) -> &'static str {
+        "ansible.builtin.shell"
+    }
+    fn args(&self) -> ArgSchema {
+        ArgSchema::of::<CommandArgs>()
+    }
+    fn check_combination(&self, args: &serde_json::Map<String, Json>) -> Result<(), String> {
+        let no_raw = args
+            .get("_raw_params")
+            .is_none_or(|v| v.as_str() == Some(""));
+        if no_raw && !args.contains_key("cmd") && !args.contains_key("argv") {
+            return Err("no command given".into());
+        }
+        Ok(())
+    }
+    fn prefetch(&self) -> &'static [(&'static str, Want)] {
+        &[
+            (
+                "creates",
+                Want {
+                    content: false,
+                    sha1: false,
+                },
+            ),
+            (
+                "removes",
+                Want {
+                    content: false,
+                    sha1: false,
+                },
+            ),
+        ]
+    }
+    fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
+        Box::pin(command(args, ctx, true))
+    }
+}
+
+/// `wait_for`: waits for a port or a path on the host.
+pub struct WaitFor;
+
+impl Module for WaitFor {
+    fn name(&self) -> &'static str {
+        "wait_for"
+    }
+    fn fqcn(&self) -> &'static str {
+        "ansible.builtin.wait_for"
+    }
+    fn args(&self) -> ArgSchema {
+        ArgSchema::of::<WaitForArgs>()
+    }
+    fn check_combination(&self, args: &serde_json::Map<String, Json>) -> Result<(), String> {
+        if !args.contains_key("port") && !args.contains_key("path") {
+            return Err("one of port or path is required".into());
+        }
+        Ok(())
+    }
+    fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
+        Box::pin(wait_for(args, ctx))
+    }
+}
+
+/// `uri`: HTTP from the target with its curl.
+pub struct Uri;
+
+impl Module for Uri {
+    fn name(&self) -> &'static str {
+        "uri"
+    }
+    fn fqcn(&self) -> &'static str {
+        "ansible.builtin.uri"
+    }
+    fn args(&self) -> ArgSchema {
+        ArgSchema::of::<UriArgs>()
+    }
+    fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
+        Box::pin(uri(args, ctx))
+    }
 }

@@ -2,7 +2,8 @@
 //! machinery: the arguments are translated to one compose service, so the
 //! container gets the same spec, config hash, field-level diff and secret
 //! masking as a compose service. Only Ansible's argument names are accepted
-//! (`ARGS`); the loader refuses any other at its file:line.
+//! (the fields of `ContainerArgs`); the loader refuses any other at its
+//! file:line.
 
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
@@ -12,45 +13,9 @@ use super::compose::engine::{Engine, EngineKind};
 use super::compose::plan::{self, Action, Recreate, State};
 use super::compose::spec::{self, ComposeProject, ComposeService, NetworkDef, VolumeDef};
 use super::compose::{Pull, docker_socket};
+use super::registry::{ArgSchema, Module, ModuleFuture};
 use super::{FileDiff, ModuleCtx, ModuleResult, parse_args};
 use crate::yaml::{Loc, Node, Yaml};
-
-/// Every argument `docker_container` takes (Ansible's names and aliases).
-pub const ARGS: &[&str] = &[
-    "name",
-    "image",
-    "command",
-    "entrypoint",
-    "env",
-    "env_file",
-    "published_ports",
-    "ports",
-    "exposed_ports",
-    "exposed",
-    "expose",
-    "networks",
-    "networks_cli_compatible",
-    "volumes",
-    "mounts",
-    "capabilities",
-    "cap_drop",
-    "memory",
-    "cpus",
-    "healthcheck",
-    "restart_policy",
-    "restart_retries",
-    "labels",
-    "user",
-    "read_only",
-    "security_opts",
-    "tmpfs",
-    "state",
-    "recreate",
-    "restart",
-    "pull",
-    "stop_timeout",
-    "docker_host",
-];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -514,6 +479,32 @@ fn json_to_node(j: &Json, loc: &Loc) -> Node {
     }
 }
 
+// The registry's entry. Not yet split into plan and apply (plans, and outside check mode applies, in one function).
+
+/// `docker_container`: one container, converged as a one-service compose project.
+pub struct DockerContainer;
+
+impl Module for DockerContainer {
+    fn name(&self) -> &'static str {
+        "docker_container"
+    }
+    fn fqcn(&self) -> &'static str {
+        "community.docker.docker_container"
+    }
+    fn args(&self) -> ArgSchema {
+        ArgSchema::of::<ContainerArgs>()
+    }
+    fn check_combination(&self, args: &serde_json::Map<String, Json>) -> Result<(), String> {
+        if !args.contains_key("name") && !args.contains_key("network_name") {
+            return Err("`name` is required".into());
+        }
+        Ok(())
+    }
+    fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
+        Box::pin(docker_container(args, ctx))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,7 +581,7 @@ mod tests {
 
     #[test]
     fn every_listed_argument_is_accepted() {
-        for a in ARGS {
+        for a in DockerContainer.args().names.unwrap_or_default() {
             let j = json!({ *a: null });
             assert!(
                 serde_json::from_value::<ContainerArgs>(j).is_ok(),

@@ -2,7 +2,7 @@
 //! given settings (or not exist). A network whose settings differ is
 //! recreated only when no container is attached to it; otherwise the task
 //! fails naming the attached containers (Ansible silently disconnects them),
-//! and nothing is changed. Only Ansible's argument names are accepted (`ARGS`).
+//! and nothing is changed. Only Ansible's argument names are accepted (the fields of `NetworkArgs`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,22 +13,8 @@ use serde_json::{Value as Json, json};
 use super::args::{de_opt_bool, de_opt_string};
 use super::compose::docker_socket;
 use super::compose::engine::{is_not_found, reason};
+use super::registry::{ArgSchema, Module, ModuleFuture};
 use super::{FileDiff, ModuleCtx, ModuleResult, parse_args};
-
-/// Every argument `docker_network` takes (Ansible's names and aliases).
-pub const ARGS: &[&str] = &[
-    "name",
-    "network_name",
-    "state",
-    "driver",
-    "driver_options",
-    "internal",
-    "ipam_config",
-    "labels",
-    "attachable",
-    "enable_ipv6",
-    "docker_host",
-];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -368,6 +354,32 @@ fn network_json(n: &NetworkInspect) -> Json {
     })
 }
 
+// The registry's entry. Not yet split into plan and apply (plans, and outside check mode applies, in one function).
+
+/// `docker_network`: a Docker network.
+pub struct DockerNetwork;
+
+impl Module for DockerNetwork {
+    fn name(&self) -> &'static str {
+        "docker_network"
+    }
+    fn fqcn(&self) -> &'static str {
+        "community.docker.docker_network"
+    }
+    fn args(&self) -> ArgSchema {
+        ArgSchema::of::<NetworkArgs>()
+    }
+    fn check_combination(&self, args: &serde_json::Map<String, Json>) -> Result<(), String> {
+        if !args.contains_key("name") && !args.contains_key("network_name") {
+            return Err("`name` is required".into());
+        }
+        Ok(())
+    }
+    fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
+        Box::pin(docker_network(args, ctx))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,7 +462,7 @@ mod tests {
         .err()
         .unwrap_or_default();
         assert!(e.contains("unknown field `aux_addresses`"), "{e}");
-        for a in ARGS {
+        for a in DockerNetwork.args().names.unwrap_or_default() {
             assert!(
                 serde_json::from_value::<NetworkArgs>(json!({ *a: null })).is_ok(),
                 "{a} is listed but not accepted"

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::args::{Mode, de_bool, de_opt_bool, de_opt_string, de_string};
 use super::observe::{FileKind, ObservedFile, Want};
+use super::registry::{ArgSchema, Module, ModuleFuture};
 use super::{FileDiff, ModuleCtx, ModuleResult, parse_args};
 use crate::connection::shell_quote;
 
@@ -743,4 +744,226 @@ pub async fn stat(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
     let mut r = ModuleResult::ok();
     r.data.insert("stat".into(), stat);
     Ok(r)
+}
+
+// The registry's entries for the file modules. Not yet split into plan and apply (plans, and outside check mode applies, in one function).
+
+/// `template`: renders a Jinja2 template to a file.
+pub struct Template;
+
+impl Module for Template {
+    fn name(&self) -> &'static str {
+        "template"
+    }
+    fn fqcn(&self) -> &'static str {
+        "ansible.builtin.template"
+    }
+    fn args(&self) -> ArgSchema {
+        ArgSchema::of::<TemplateArgs>()
+    }
+    fn prefetch(&self) -> &'static [(&'static str, Want)] {
+        &[(
+            "dest",
+            Want {
+                content: false,
+                sha1: false,
+            },
+        )]
+    }
+    fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
+        Box::pin(template(args, ctx))
+    }
+}
+
+/// `copy`: writes a local file or given content to a file.
+pub struct Copy;
+
+impl Module for Copy {
+    fn name(&self) -> &'static str {
+        "copy"
+    }
+    fn fqcn(&self) -> &'static str {
+        "ansible.builtin.copy"
+    }
+    fn args(&self) -> ArgSchema {
+        ArgSchema::of::<CopyArgs>()
+    }
+    fn check_combination(&self, args: &serde_json::Map<String, Json>) -> Result<(), String> {
+        let has = |k: &str| args.contains_key(k);
+        if !has("src") && !has("content") {
+            return Err("one of src or content is required".into());
+        }
+        if has("src") && has("content") {
+            return Err("src and content are mutually exclusive".into());
+        }
+        Ok(())
+    }
+    fn prefetch(&self) -> &'static [(&'static str, Want)] {
+        &[(
+            "dest",
+            Want {
+                content: false,
+                sha1: false,
+            },
+        )]
+    }
+    fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
+        Box::pin(copy(args, ctx))
+    }
+}
+
+/// `file`: a file's state (file, directory, link, absent, touch) and attributes.
+pub struct File;
+
+impl Module for File {
+    fn name(&self) -> &'static str {
+        "file"
+    }
+    fn fqcn(&self) -> &'static str {
+        "ansible.builtin.file"
+    }
+    fn args(&self) -> ArgSchema {
+        ArgSchema::of::<FileArgs>()
+    }
+    fn prefetch(&self) -> &'static [(&'static str, Want)] {
+        &[
+            (
+                "path",
+                Want {
+                    content: false,
+                    sha1: false,
+                },
+            ),
+            (
+                "dest",
+                Want {
+                    content: false,
+                    sha1: false,
+                },
+            ),
+            (
+                "name",
+                Want {
+                    content: false,
+                    sha1: false,
+                },
+            ),
+        ]
+    }
+    fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
+        Box::pin(file(args, ctx))
+    }
+}
+
+/// `lineinfile`: one line in a file.
+pub struct Lineinfile;
+
+impl Module for Lineinfile {
+    fn name(&self) -> &'static str {
+        "lineinfile"
+    }
+    fn fqcn(&self) -> &'static str {
+        "ansible.builtin.lineinfile"
+    }
+    fn args(&self) -> ArgSchema {
+        ArgSchema::of::<super::lineinfile::LineinfileArgs>()
+    }
+    fn prefetch(&self) -> &'static [(&'static str, Want)] {
+        &[
+            (
+                "path",
+                Want {
+                    content: true,
+                    sha1: false,
+                },
+            ),
+            (
+                "dest",
+                Want {
+                    content: true,
+                    sha1: false,
+                },
+            ),
+            (
+                "name",
+                Want {
+                    content: true,
+                    sha1: false,
+                },
+            ),
+        ]
+    }
+    fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
+        Box::pin(lineinfile(args, ctx))
+    }
+}
+
+/// `blockinfile`: a marked block in a file.
+pub struct Blockinfile;
+
+impl Module for Blockinfile {
+    fn name(&self) -> &'static str {
+        "blockinfile"
+    }
+    fn fqcn(&self) -> &'static str {
+        "ansible.builtin.blockinfile"
+    }
+    fn args(&self) -> ArgSchema {
+        ArgSchema::of::<super::blockinfile::BlockinfileArgs>()
+    }
+    fn prefetch(&self) -> &'static [(&'static str, Want)] {
+        &[
+            (
+                "path",
+                Want {
+                    content: true,
+                    sha1: false,
+                },
+            ),
+            (
+                "dest",
+                Want {
+                    content: true,
+                    sha1: false,
+                },
+            ),
+            (
+                "name",
+                Want {
+                    content: true,
+                    sha1: false,
+                },
+            ),
+        ]
+    }
+    fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
+        Box::pin(blockinfile(args, ctx))
+    }
+}
+
+/// `stat`: reads a path's state (Ansible's result shape).
+pub struct Stat;
+
+impl Module for Stat {
+    fn name(&self) -> &'static str {
+        "stat"
+    }
+    fn fqcn(&self) -> &'static str {
+        "ansible.builtin.stat"
+    }
+    fn args(&self) -> ArgSchema {
+        ArgSchema::of::<StatArgs>()
+    }
+    fn prefetch(&self) -> &'static [(&'static str, Want)] {
+        &[(
+            "path",
+            Want {
+                content: false,
+                sha1: true,
+            },
+        )]
+    }
+    fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
+        Box::pin(stat(args, ctx))
+    }
 }

@@ -1,5 +1,7 @@
 //! Modules: each one turns desired arguments and observed state into a plan
-//! (pure, so check mode can never touch a host), then applies it.
+//! (pure, so check mode can never touch a host), then applies it. Every module
+//! is listed once, in [`registry::MODULES`]; read the top of `registry.rs` to
+//! add one.
 
 pub mod args;
 pub mod blockinfile;
@@ -12,6 +14,7 @@ pub mod lineinfile;
 pub mod misc;
 pub mod observe;
 pub mod plane_users;
+pub mod registry;
 pub mod setup;
 pub mod text_edit;
 
@@ -151,44 +154,12 @@ impl ModuleCtx<'_> {
     }
 }
 
+/// Runs the module `name` (a short name, as loading leaves it) on one host,
+/// through the registry's table.
 pub async fn run(name: &str, args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
-    match name {
-        "template" => files::template(args, ctx).await,
-        "copy" => files::copy(args, ctx).await,
-        "file" => files::file(args, ctx).await,
-        "lineinfile" => files::lineinfile(args, ctx).await,
-        "blockinfile" => files::blockinfile(args, ctx).await,
-        "stat" => files::stat(args, ctx).await,
-        "command" => command::command(args, ctx, false).await,
-        "shell" => command::command(args, ctx, true).await,
-        "wait_for" => command::wait_for(args, ctx).await,
-        "uri" => command::uri(args, ctx).await,
-        "docker_compose_v2" => compose::docker_compose_v2(args, ctx).await,
-        "docker_container" => docker_container::docker_container(args, ctx).await,
-        "docker_network" => docker_network::docker_network(args, ctx).await,
-        "plane_users" => plane_users::plane_users(args, ctx).await,
-        "setup" => setup::setup(args, ctx).await,
-        "debug" => misc::debug(args, ctx),
-        "assert" => misc::assert(args, ctx),
-        "fail" => misc::fail(args),
-        "set_fact" => misc::set_fact(args),
-        "pause" => misc::pause(args).await,
-        "ping" => Ok(ModuleResult {
-            data: misc::obj(&[("ping", Json::String("pong".into()))]),
-            ..Default::default()
-        }),
-        other => Err(format!("module '{other}' is not implemented")),
-    }
-}
-
-/// The argument names a module accepts, for modules whose arguments the
-/// loader checks before any host is contacted.
-pub fn known_args(module: &str) -> Option<&'static [&'static str]> {
-    match module {
-        "docker_container" => Some(docker_container::ARGS),
-        "docker_network" => Some(docker_network::ARGS),
-        "setup" => Some(setup::ARGS),
-        _ => None,
+    match registry::find(name) {
+        Some(m) => m.run(args, ctx).await,
+        None => Err(format!("module '{name}' is not implemented")),
     }
 }
 

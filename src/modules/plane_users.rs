@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use super::args::de_string;
+use super::registry::{ArgSchema, Module, ModuleFuture};
 use super::{ModuleCtx, ModuleResult, parse_args};
 use crate::plane::{PlaneClient, PlaneError, Session};
 
@@ -839,6 +840,26 @@ impl Provision<'_> {
             .await
             .map_err(|e| format!("verify the new token of {who}: {e}"))?;
         Ok(())
+    }
+}
+
+// The registry's entry. Not yet split into plan and apply (plans, and outside check mode applies, in one function).
+
+/// `plane_users`: Plane's admin, agent users, memberships and API tokens.
+pub struct PlaneUsers;
+
+impl Module for PlaneUsers {
+    fn name(&self) -> &'static str {
+        "plane_users"
+    }
+    fn fqcn(&self) -> &'static str {
+        "deployer.plane.plane_users"
+    }
+    fn args(&self) -> ArgSchema {
+        ArgSchema::of::<PlaneUsersArgs>()
+    }
+    fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
+        Box::pin(plane_users(args, ctx))
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::yaml::{self, Loc, LocatedError, Node, Yaml};
 pub use inventory::{Inventory, Vars};
-pub use task::{Scope, Task, TaskKind};
+pub use task::{ModuleCatalog, Scope, Task, TaskKind};
 
 #[derive(Debug)]
 pub struct Role {
@@ -102,9 +102,12 @@ pub const PLAY_KEYS: &[&str] = &[
     "strategy",
 ];
 
-pub fn load_playbook(path: &Path) -> Result<Playbook, LocatedError> {
+/// Loads a playbook with its imports, roles and task files, checking every
+/// task's module and argument names against `modules` (the module registry).
+/// Touches no host.
+pub fn load_playbook(path: &Path, modules: &dyn ModuleCatalog) -> Result<Playbook, LocatedError> {
     let mut plays = Vec::new();
-    load_playbook_into(path, &mut plays, &mut Vec::new())?;
+    load_playbook_into(path, modules, &mut plays, &mut Vec::new())?;
     Ok(Playbook {
         path: path.to_path_buf(),
         plays,
@@ -113,6 +116,7 @@ pub fn load_playbook(path: &Path) -> Result<Playbook, LocatedError> {
 
 fn load_playbook_into(
     path: &Path,
+    modules: &dyn ModuleCatalog,
     plays: &mut Vec<Play>,
     stack: &mut Vec<PathBuf>,
 ) -> Result<(), LocatedError> {
@@ -131,16 +135,20 @@ fn load_playbook_into(
             .or_else(|| play.get("ansible.builtin.import_playbook"))
         {
             let file = imp.expect_str("a playbook path")?;
-            load_playbook_into(&base_dir.join(file), plays, stack)?;
+            load_playbook_into(&base_dir.join(file), modules, plays, stack)?;
             continue;
         }
-        plays.push(load_play(play, &base_dir)?);
+        plays.push(load_play(play, &base_dir, modules)?);
     }
     stack.pop();
     Ok(())
 }
 
-fn load_play(node: &Node, base_dir: &Path) -> Result<Play, LocatedError> {
+fn load_play(
+    node: &Node,
+    base_dir: &Path,
+    modules: &dyn ModuleCatalog,
+) -> Result<Play, LocatedError> {
     let entries = node.expect_map("a play")?;
     for (k, v) in &entries {
         if !PLAY_KEYS.contains(k) {
@@ -221,6 +229,7 @@ fn load_play(node: &Node, base_dir: &Path) -> Result<Play, LocatedError> {
     let mut ctx = LoadCtx {
         roles_dirs,
         role_stack: Vec::new(),
+        modules,
     };
 
     let mut tasks = Vec::new();
@@ -340,22 +349,24 @@ fn role_ref(r: &Node) -> Result<RoleRef, LocatedError> {
     }
 }
 
-struct LoadCtx {
+struct LoadCtx<'m> {
     roles_dirs: Vec<PathBuf>,
     role_stack: Vec<String>,
+    modules: &'m dyn ModuleCatalog,
 }
 
-impl LoadCtx {
+impl LoadCtx<'_> {
     fn parse_tasks(
         &mut self,
         node: &Node,
         scope: &Arc<Scope>,
         is_handler: bool,
     ) -> Result<Vec<Task>, LocatedError> {
+        let modules = self.modules;
         let (dirs, st) = (self.roles_dirs.clone(), self.role_stack.clone());
         let mut load_file =
             move |n: &Node, file: &str, scope: &Arc<Scope>| -> Result<Vec<Task>, LocatedError> {
-                load_task_file(n, file, scope, &dirs, &st)
+                load_task_file(n, file, scope, &dirs, &st, modules)
             };
         let roles_dirs = self.roles_dirs.clone();
         let stack = self.role_stack.clone();
@@ -366,6 +377,7 @@ impl LoadCtx {
             let mut sub = LoadCtx {
                 roles_dirs: roles_dirs.clone(),
                 role_stack: stack.clone(),
+                modules,
             };
             let tasks_from = n
                 .get("tasks_from")
@@ -391,6 +403,7 @@ impl LoadCtx {
         let mut loader = task::TaskLoader {
             load_file: &mut load_file,
             load_role: &mut load_role,
+            modules,
         };
         task::parse_tasks(node, scope, &mut loader, is_handler)
     }
@@ -517,6 +530,7 @@ fn load_task_file(
     scope: &Arc<Scope>,
     roles_dirs: &[PathBuf],
     role_stack: &[String],
+    modules: &dyn ModuleCatalog,
 ) -> Result<Vec<Task>, LocatedError> {
     let mut cands = vec![scope.base_dir.join(file)];
     if let Some(role) = &scope.role {
@@ -544,6 +558,7 @@ fn load_task_file(
     let mut ctx = LoadCtx {
         roles_dirs: roles_dirs.to_vec(),
         role_stack: role_stack.to_vec(),
+        modules,
     };
     ctx.parse_tasks(&node, &inner, false)
 }

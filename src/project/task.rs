@@ -119,43 +119,22 @@ impl Task {
     }
 }
 
-/// Modules deployer implements, by short name.
-pub const MODULES: &[&str] = &[
-    "template",
-    "copy",
-    "file",
-    "lineinfile",
-    "blockinfile",
-    "command",
-    "shell",
-    "stat",
-    "debug",
-    "assert",
-    "fail",
-    "set_fact",
-    "wait_for",
-    "uri",
-    "pause",
-    "ping",
-    "setup",
-    "docker_compose_v2",
-    "docker_container",
-    "docker_network",
-    "plane_users",
-];
-
-/// Modules an Ansible project may name that deployer knows but does not run yet:
-/// loading fails with this message instead of silently skipping them.
-pub const NOT_YET: &[(&str, &str)] = &[
-    (
-        "community.docker.docker_image",
-        "docker_image is not implemented: images are pulled by docker_compose_v2 and docker_container (pull)",
-    ),
-    (
-        "docker_image",
-        "docker_image is not implemented: images are pulled by docker_compose_v2 and docker_container (pull)",
-    ),
-];
+/// What loading needs to know about modules. The module registry implements it
+/// (`modules::registry::Registry`): `project` does not import `modules`, the
+/// caller of [`super::load_playbook`] hands the registry in.
+pub trait ModuleCatalog: Sync {
+    /// The short name of the module a task key names (`ansible.builtin.copy` →
+    /// `copy`), if deployer runs it.
+    fn resolve(&self, key: &str) -> Option<&'static str>;
+    /// Every module's short name, for messages.
+    fn names(&self) -> Vec<&'static str>;
+    /// Why a module deployer knows of is refused ("not implemented: ..."), if it is.
+    fn not_yet(&self, key: &str) -> Option<&'static str>;
+    /// The module name closest to a misspelt key, if one is close.
+    fn nearest(&self, key: &str) -> Option<&'static str>;
+    /// The argument names a module takes; `None` when it takes any (`set_fact`).
+    fn arg_names(&self, module: &str) -> Option<&'static [&'static str]>;
+}
 
 pub const TASK_KEYWORDS: &[&str] = &[
     "name",
@@ -189,24 +168,6 @@ pub const TASK_KEYWORDS: &[&str] = &[
     "any_errors_fatal",
 ];
 
-/// Maps `ansible.builtin.copy` / `ansible.legacy.copy` / `copy` to `copy`, and
-/// `community.docker.docker_compose_v2` to `docker_compose_v2`.
-pub fn module_short_name(key: &str) -> Option<&'static str> {
-    let short = key
-        .strip_prefix("ansible.builtin.")
-        .or_else(|| key.strip_prefix("ansible.legacy."))
-        .or_else(|| {
-            key.strip_prefix("community.docker.")
-                .filter(|m| m.starts_with("docker_"))
-        })
-        .or_else(|| {
-            key.strip_prefix("deployer.plane.")
-                .filter(|m| *m == "plane_users")
-        })
-        .unwrap_or(key);
-    MODULES.iter().copied().find(|m| *m == short)
-}
-
 /// Loads the tasks a task names (a task file, a role) from where it stands.
 pub type LoadTasksFn<'a> =
     dyn FnMut(&Node, &str, &Arc<Scope>) -> Result<Vec<Task>, LocatedError> + 'a;
@@ -214,6 +175,8 @@ pub type LoadTasksFn<'a> =
 pub struct TaskLoader<'a> {
     pub load_file: &'a mut LoadTasksFn<'a>,
     pub load_role: &'a mut LoadTasksFn<'a>,
+    /// The modules deployer runs (the module registry).
+    pub modules: &'a dyn ModuleCatalog,
 }
 
 pub fn parse_tasks(
@@ -343,9 +306,9 @@ fn parse_task(
                 ));
             }
             _ => {
-                if module_short_name(key).is_some() {
+                if loader.modules.resolve(key).is_some() {
                     set_module(&mut module, key, value)?;
-                } else if let Some((_, why)) = NOT_YET.iter().find(|(m, _)| *m == key) {
+                } else if let Some(why) = loader.modules.not_yet(key) {
                     return Err(LocatedError::new(
                         &key_loc(node, key),
                         format!("module '{key}': {why}"),
@@ -355,9 +318,14 @@ fn parse_task(
                     let msg = if known {
                         format!("'{key}' is not valid here")
                     } else {
+                        let hint = loader
+                            .modules
+                            .nearest(key)
+                            .map(|n| format!("did you mean '{n}'? "))
+                            .unwrap_or_default();
                         format!(
-                            "unknown keyword or module '{key}' (modules: {}; task keywords: {})",
-                            MODULES.join(", "),
+                            "unknown keyword or module '{key}' ({hint}modules: {}; task keywords: {})",
+                            loader.modules.names().join(", "),
                             TASK_KEYWORDS.join(", ")
                         )
                     };
@@ -411,7 +379,9 @@ fn parse_task(
     let Some((mkey, mval)) = module else {
         return Err(LocatedError::new(
             &node.loc,
-            "this task names no module (expected one of: ".to_string() + &MODULES.join(", ") + ")",
+            "this task names no module (expected one of: ".to_string()
+                + &loader.modules.names().join(", ")
+                + ")",
         ));
     };
     let short = mkey
@@ -490,9 +460,9 @@ fn parse_task(
             };
         }
         _ => {
-            let name = module_short_name(&mkey).unwrap_or("").to_string();
+            let name = loader.modules.resolve(&mkey).unwrap_or("").to_string();
             let args = merge_args(&name, &mval, args_kw.as_ref())?;
-            check_known_args(&name, &args)?;
+            check_arg_names(loader.modules, &name, &args)?;
             task.kind = TaskKind::Module { name, args };
         }
     }
@@ -592,10 +562,14 @@ fn inherit_flags(child: &mut Task, parent: &Task) {
     }
 }
 
-/// For modules that list their arguments (`modules::known_args`), an argument
-/// they do not take is an error at its own line, before any host is contacted.
-fn check_known_args(module: &str, args: &Node) -> Result<(), LocatedError> {
-    let (Some(known), Some(map)) = (crate::modules::known_args(module), args.as_map()) else {
+/// An argument the module does not take is an error at its own line, before
+/// any host is contacted.
+fn check_arg_names(
+    modules: &dyn ModuleCatalog,
+    module: &str,
+    args: &Node,
+) -> Result<(), LocatedError> {
+    let (Some(known), Some(map)) = (modules.arg_names(module), args.as_map()) else {
         return Ok(());
     };
     for (k, _) in map {

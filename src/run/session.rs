@@ -339,6 +339,36 @@ impl Engine {
         st.session.become_ = become_;
         match lock::lock_state(&secs) {
             Some(LockState::Acquired) => st.session.locked = true,
+            // A holder of this machine whose process is gone (a killed run):
+            // taken over, with a note.
+            Some(LockState::Held(Some(h)))
+                if !s.check && matches!(h.liveness(), lock::Liveness::Gone(_)) =>
+            {
+                let took = lock::take_over_on(
+                    &conn,
+                    st.session.become_.as_ref(),
+                    &s.project,
+                    &h,
+                    &s.holder,
+                )
+                .await;
+                match took {
+                    Ok(LockState::Acquired) => {
+                        st.session.locked = true;
+                        self.reporter.note(&st.name, &lock::took_over_note(&h));
+                    }
+                    Ok(LockState::Held(other)) => return Begun::Held(other),
+                    Ok(other) => {
+                        let msg = format!("taking over a stale deploy lock: {other:?}");
+                        self.fail_host(st, "deploy lock", &loc, &msg);
+                        return Begun::Failed;
+                    }
+                    Err(e) => {
+                        self.fail_host(st, "deploy lock", &loc, &e);
+                        return Begun::Failed;
+                    }
+                }
+            }
             Some(LockState::Held(h)) if !s.check => return Begun::Held(h),
             Some(LockState::Held(h)) => {
                 self.finish_begin(s, st, &secs, with_facts, &loc);

@@ -41,6 +41,25 @@ pub struct LockHolder {
     pub message: Option<String>,
     /// The deployer process on the control machine.
     pub pid: u32,
+    /// That process's start time (clock ticks after boot, field 22 of
+    /// `/proc/<pid>/stat`): a pid reused by another process is not the holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
+    /// The control machine's boot id when the run started: after a reboot,
+    /// no process of the holder's can still run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+}
+
+/// Whether a lock's holder may still be running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// Another machine (or this machine cannot tell): the holder is respected.
+    Unknown,
+    /// The holder's process runs on this machine.
+    Running,
+    /// The holder was a process of this machine that no longer exists (why).
+    Gone(String),
 }
 
 impl LockHolder {
@@ -57,6 +76,8 @@ impl LockHolder {
             command,
             message,
             pid: std::process::id(),
+            start_time: process_start_time(std::process::id()),
+            boot_id: boot_id(),
         }
     }
 
@@ -85,20 +106,52 @@ impl LockHolder {
     }
 
     /// When the holder is this machine, whether its process still runs: a
-    /// lock whose process is gone is stale (release it with `deployer lock release`).
+    /// lock whose process is gone is stale (the next run takes it over).
     pub fn local_process_note(&self) -> Option<String> {
-        let machine = self.who.rsplit_once('@').map(|(_, m)| m)?;
+        match self.liveness() {
+            Liveness::Gone(why) => Some(format!("stale: {why}")),
+            _ => None,
+        }
+    }
+
+    /// Is the holder a process of this machine that no longer exists?
+    /// Only a holder recorded as `user@<this machine's name>` is judged, and
+    /// only when this process can see every process of the machine (`/proc`
+    /// mounted without `hidepid`, or the holder is the same user).
+    pub fn liveness(&self) -> Liveness {
+        let Some((user, machine)) = self.who.rsplit_once('@') else {
+            return Liveness::Unknown;
+        };
         if machine != machine_name() {
-            return None;
+            return Liveness::Unknown;
         }
-        if Path::new(&format!("/proc/{}", self.pid)).exists() {
-            None
-        } else {
-            Some(format!(
-                "stale: process {} is no longer running on this machine",
+        if let (Some(then), Some(now)) = (&self.boot_id, boot_id())
+            && *then != now
+        {
+            return Liveness::Gone(format!(
+                "process {} ran before this machine restarted",
                 self.pid
-            ))
+            ));
         }
+        let proc_dir = format!("/proc/{}", self.pid);
+        if Path::new(&proc_dir).exists() {
+            return match (self.start_time, process_start_time(self.pid)) {
+                (Some(then), Some(now)) if then != now => Liveness::Gone(format!(
+                    "process {} is no longer running on this machine (the pid now belongs to another process)",
+                    self.pid
+                )),
+                _ => Liveness::Running,
+            };
+        }
+        let sees_all = Path::new("/proc/1/stat").exists()
+            || control_identity().rsplit_once('@').map(|(u, _)| u) == Some(user);
+        if !sees_all {
+            return Liveness::Unknown;
+        }
+        Liveness::Gone(format!(
+            "process {} is no longer running on this machine",
+            self.pid
+        ))
     }
 
     pub fn to_json_line(&self) -> String {
@@ -155,6 +208,61 @@ pub fn force_release_sh() -> String {
     format!(
         "if [ -e \"$D/lock\" ]; then echo '{MARK}lock removed'; cat \"$D/lock\"; echo; rm -f \"$D/lock\"; else echo '{MARK}lock none'; fi\n"
     )
+}
+
+/// Takes over the lock of `stale` (a holder whose process is gone, see
+/// [`LockHolder::liveness`]) for `holder`, printing `acquired`, or `held` and
+/// whoever holds it now. The lock is renamed aside first (one rename: of two
+/// runs taking over at once, one gets the file); when it is no longer the stale
+/// holder's (another run took it over first), it is put back. The new holder
+/// is linked in complete, as in [`acquire_sh`].
+pub fn take_over_sh(stale: &LockHolder, holder: &LockHolder) -> String {
+    format!(
+        "T=\"$D/.lock.$$\"; S=\"$D/.lock.stale.$$\"
+printf '%s\\n' {json} > \"$T\" || {{ echo '{MARK}error cannot write in the state directory'; exit 3; }}
+if mv \"$D/lock\" \"$S\" 2>/dev/null; then
+  if grep -qF {old} \"$S\"; then
+    if ln \"$T\" \"$D/lock\" 2>/dev/null; then echo '{MARK}lock acquired'; else echo '{MARK}lock held'; cat \"$D/lock\" 2>/dev/null; echo; fi
+  else
+    ln \"$S\" \"$D/lock\" 2>/dev/null; echo '{MARK}lock held'; cat \"$D/lock\" 2>/dev/null; echo
+  fi
+  rm -f \"$S\"
+elif ln \"$T\" \"$D/lock\" 2>/dev/null; then echo '{MARK}lock acquired'
+else echo '{MARK}lock held'; cat \"$D/lock\" 2>/dev/null; echo
+fi
+rm -f \"$T\"
+",
+        json = shell_quote(&holder.to_json_line()),
+        old = shell_quote(&stale.run_id_fragment())
+    )
+}
+
+/// The one-line note of a takeover.
+pub fn took_over_note(stale: &LockHolder) -> String {
+    let why = match stale.liveness() {
+        Liveness::Gone(why) => why,
+        _ => format!("process {} is gone", stale.pid),
+    };
+    format!(
+        "took over the deploy lock of run {} ({} since {}): {why}",
+        stale.run_id, stale.who, stale.since
+    )
+}
+
+/// Takes `holder`'s lock over `conn` when `stale` holds it and is gone.
+pub async fn take_over_on(
+    conn: &crate::connection::Connection,
+    become_: Option<&crate::connection::Become>,
+    project: &str,
+    stale: &LockHolder,
+    holder: &LockHolder,
+) -> Result<LockState, String> {
+    let script = format!(
+        "umask 077\n{}{}",
+        state_dir_sh(project),
+        take_over_sh(stale, holder)
+    );
+    state_on(conn, become_, &script).await
 }
 
 /// For commands that are not playbook runs (`rollback`): takes the host's
@@ -331,6 +439,22 @@ fn user_from_passwd() -> Option<String> {
     })
 }
 
+/// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks
+/// after boot (the command name, field 2, may hold spaces and parentheses).
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    after_comm.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// This boot of the machine (Linux: a random id per boot).
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
 fn machine_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
@@ -455,6 +579,8 @@ mod tests {
             command: "deployer apply -i inv.yml -e 'db_password=********'".into(),
             message: Some("it's friday".into()),
             pid: 4242,
+            start_time: None,
+            boot_id: None,
         }
     }
 
@@ -574,5 +700,95 @@ mod tests {
                 && d.contains("message: \"it's friday\""),
             "{d}"
         );
+    }
+}
+
+#[cfg(test)]
+mod takeover_tests {
+    use super::*;
+
+    fn holder(run_id: &str, who: String, pid: u32) -> LockHolder {
+        LockHolder {
+            run_id: run_id.into(),
+            who,
+            since: "2026-11-22T06:15:00Z".into(),
+            revision: None,
+            dirty: false,
+            command: "deployer apply".into(),
+            message: None,
+            pid,
+            start_time: None,
+            boot_id: None,
+        }
+    }
+
+    /// A pid no process has: above the kernel's pid_max.
+    fn dead_pid() -> u32 {
+        let max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(4_194_304);
+        max + 1
+    }
+
+    #[test]
+    fn liveness_tells_a_dead_local_holder_from_a_live_or_remote_one() {
+        let me = control_identity();
+        let dead = holder("dead", me.clone(), dead_pid());
+        assert!(matches!(dead.liveness(), Liveness::Gone(_)), "{dead:?}");
+        assert!(
+            dead.describe().contains("stale: process"),
+            "{}",
+            dead.describe()
+        );
+        let mut alive = LockHolder::for_this_run(Path::new("."), "x".into(), None);
+        assert_eq!(alive.liveness(), Liveness::Running);
+        // The same pid with another start time: the pid was reused.
+        alive.start_time = alive.start_time.map(|t| t + 1);
+        assert!(matches!(alive.liveness(), Liveness::Gone(_)));
+        // A holder recorded before a reboot.
+        let mut rebooted = LockHolder::for_this_run(Path::new("."), "x".into(), None);
+        rebooted.boot_id = Some("00000000-0000-0000-0000-000000000000".into());
+        assert!(matches!(rebooted.liveness(), Liveness::Gone(w) if w.contains("restarted")));
+        // Another machine's holder is never judged from here.
+        let remote = holder("remote", "alice@some-other-machine".into(), dead_pid());
+        assert_eq!(remote.liveness(), Liveness::Unknown);
+        assert_eq!(remote.local_process_note(), None);
+    }
+
+    #[test]
+    fn two_runs_taking_over_one_stale_lock_get_it_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = |body: String| {
+            let script = format!(
+                "D={}\n{body}",
+                shell_quote(&dir.path().display().to_string())
+            );
+            let o = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(script)
+                .output()
+                .expect("sh");
+            lock_state(&sections(&String::from_utf8_lossy(&o.stdout)))
+        };
+        let stale = holder("stale", control_identity(), dead_pid());
+        let a = holder("run-a", control_identity(), std::process::id());
+        let b = holder("run-b", control_identity(), std::process::id());
+        assert_eq!(run(acquire_sh(&stale)), Some(LockState::Acquired));
+        assert_eq!(run(take_over_sh(&stale, &a)), Some(LockState::Acquired));
+        // The second one finds a's lock, puts it back and is refused.
+        assert_eq!(
+            run(take_over_sh(&stale, &b)),
+            Some(LockState::Held(Some(a.clone())))
+        );
+        assert_eq!(run(peek_sh()), Some(LockState::Held(Some(a.clone()))));
+        // A lock released meanwhile is simply taken.
+        assert_eq!(run(release_sh(&a)), Some(LockState::Released));
+        assert_eq!(run(take_over_sh(&stale, &b)), Some(LockState::Acquired));
+        assert_eq!(run(peek_sh()), Some(LockState::Held(Some(b.clone()))));
+        assert_eq!(run(release_sh(&b)), Some(LockState::Released));
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert!(took_over_note(&stale).contains("took over the deploy lock of run stale"));
     }
 }

@@ -973,6 +973,32 @@ impl Locks {
                 }
                 Ok(())
             }
+            Ok(LockState::Held(Some(stale)))
+                if matches!(stale.liveness(), lock::Liveness::Gone(_)) =>
+            {
+                let took = lock::take_over_on(
+                    conn,
+                    become_.as_ref(),
+                    &engine.opts.project,
+                    &stale,
+                    holder,
+                )
+                .await;
+                match took {
+                    Ok(LockState::Acquired) => {
+                        engine.reporter.note(host, &lock::took_over_note(&stale));
+                        if let Ok(mut h) = self.held.lock() {
+                            h.push((conn.clone(), become_));
+                        }
+                        Ok(())
+                    }
+                    Ok(LockState::Held(Some(other))) => {
+                        Err(format!("the deploy lock is held by {}", other.describe()))
+                    }
+                    Ok(other) => Err(format!("could not take the deploy lock ({other:?})")),
+                    Err(e) => Err(format!("could not take the deploy lock: {e}")),
+                }
+            }
             Ok(LockState::Held(Some(other))) => Err(format!(
                 "the deploy lock is held by {} (if that run is gone: `deployer lock release -l {host}`)",
                 other.describe()

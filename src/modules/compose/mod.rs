@@ -15,6 +15,7 @@ use serde_json::{Value as Json, json};
 
 use super::args::{de_bool, de_opt_list, de_opt_string, de_opt_u64};
 use super::observe::{FileKind, Want};
+use super::registry::{ArgSchema, Module, ModuleFuture};
 use super::{FileDiff, ModuleCtx, ModuleResult, parse_args};
 use plan::{Action, Operation, Recreate, State};
 use spec::ComposeProject;
@@ -375,4 +376,24 @@ pub(crate) async fn read_files(
         out.insert(p.clone(), text);
     }
     Ok(out)
+}
+
+// The registry's entry. Not yet split into plan and apply (plans, and outside check mode applies, in one function).
+
+/// `docker_compose_v2`: a compose project, converged natively over the Docker API.
+pub struct DockerComposeV2;
+
+impl Module for DockerComposeV2 {
+    fn name(&self) -> &'static str {
+        "docker_compose_v2"
+    }
+    fn fqcn(&self) -> &'static str {
+        "community.docker.docker_compose_v2"
+    }
+    fn args(&self) -> ArgSchema {
+        ArgSchema::of::<ComposeArgs>()
+    }
+    fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
+        Box::pin(docker_compose_v2(args, ctx))
+    }
 }
