@@ -251,7 +251,10 @@ const OS_FAMILY_MAP: &[(&str, &[&str])] = &[
     ("Darwin", &["MacOSX"]),
     ("FreeBSD", &["FreeBSD", "TrueOS"]),
     ("ClearLinux", &["Clear Linux OS", "Clear Linux Mix"]),
-    ("DragonFly", &["DragonflyBSD", "DragonFlyBSD", "Gentoo/DragonflyBSD"]),
+    (
+        "DragonFly",
+        &["DragonflyBSD", "DragonFlyBSD", "Gentoo/DragonflyBSD"],
+    ),
     ("NetBSD", &["NetBSD"]),
 ];
 
@@ -377,6 +380,7 @@ pub fn distribution(files: &BTreeMap<String, String>) -> Map<String, Json> {
         ("/etc/os-release", "Debian", false),
         ("/etc/os-release", "NA", false),
     ];
+    let pretty_release = regex::Regex::new(r"PRETTY_NAME=[^(]+ \(?([^)]+?)\)").ok();
     for (path, dname, allow_empty) in order {
         let present = if *allow_empty {
             files.contains_key(*path)
@@ -460,10 +464,7 @@ pub fn distribution(files: &BTreeMap<String, String>) -> Map<String, Json> {
                 let mut m = Map::new();
                 if data.contains("Debian") || data.contains("Raspbian") {
                     m.insert("distribution".into(), json!("Debian"));
-                    if let Some(c) = regex::Regex::new(r"PRETTY_NAME=[^(]+ \(?([^)]+?)\)")
-                        .ok()
-                        .and_then(|r| r.captures(data))
-                    {
+                    if let Some(c) = pretty_release.as_ref().and_then(|r| r.captures(data)) {
                         m.insert("distribution_release".into(), json!(c[1].to_string()));
                     }
                     Some(m)
@@ -474,7 +475,11 @@ pub fn distribution(files: &BTreeMap<String, String>) -> Map<String, Json> {
                     m.insert("distribution".into(), json!("SteamOS"));
                     Some(m)
                 } else if data.contains("Kali") || data.contains("Parrot") {
-                    let n = if data.contains("Kali") { "Kali" } else { "Parrot" };
+                    let n = if data.contains("Kali") {
+                        "Kali"
+                    } else {
+                        "Parrot"
+                    };
                     m.insert("distribution".into(), json!(n));
                     Some(m)
                 } else if data.contains("Devuan") {
@@ -551,9 +556,13 @@ fn service_mgr(r: &Raw) -> String {
     }
     let systemctl = r.get("tools", 0).is_some_and(|s| !s.is_empty());
     if systemctl
-        && ["/run/systemd/system/", "/dev/.run/systemd/", "/dev/.systemd/"]
-            .iter()
-            .any(|c| r.exists(c))
+        && [
+            "/run/systemd/system/",
+            "/dev/.run/systemd/",
+            "/dev/.systemd/",
+        ]
+        .iter()
+        .any(|c| r.exists(c))
     {
         return "systemd".into();
     }
@@ -641,7 +650,10 @@ fn cpu_facts(r: &Raw, f: &mut Map<String, Json>) {
             }
             "cpu cores" => cores_per_socket = int(v),
             "flags" if !f.contains_key("flags") => {
-                f.insert("flags".into(), json!(v.split_whitespace().collect::<Vec<_>>()));
+                f.insert(
+                    "flags".into(),
+                    json!(v.split_whitespace().collect::<Vec<_>>()),
+                );
             }
             "siblings" => siblings = int(v),
             _ => {}
@@ -703,10 +715,12 @@ fn unescape_mtab(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\'
-            && i + 3 < b.len() + 0
+            && i + 3 < b.len()
             && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
-            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
             out.push(v as u8);
             i += 4;
         } else {
@@ -726,7 +740,7 @@ fn mount_facts(r: &Raw, f: &mut Map<String, Json>) {
         let device = unescape_mtab(&m[0]);
         let mount = unescape_mtab(&m[1]);
         let mut options = m[3].clone();
-        if r.binds.iter().any(|b| *b == mount) {
+        if r.binds.contains(&mount) {
             options.push_str(",bind");
         }
         let mut o = Map::new();
@@ -888,7 +902,7 @@ fn netmask(prefix: u32) -> String {
 }
 
 fn network_facts(r: &Raw, f: &mut Map<String, Json>) {
-    if !r.get("tools", 2).is_some_and(|s| !s.is_empty()) {
+    if r.get("tools", 2).is_none_or(|s| s.is_empty()) {
         // Without `ip`, Ansible gathers no interface facts either.
         return;
     }
@@ -969,7 +983,11 @@ fn network_facts(r: &Raw, f: &mut Map<String, Json>) {
     let mut local6: Vec<Json> = Vec::new();
     for l in r.one_all("local") {
         let a = json!(l);
-        let list = if l.contains(':') { &mut local6 } else { &mut local4 };
+        let list = if l.contains(':') {
+            &mut local6
+        } else {
+            &mut local4
+        };
         if !list.contains(&a) {
             list.push(a);
         }
@@ -1063,17 +1081,31 @@ fn virtual_facts(r: &Raw, f: &mut Map<String, Json>) {
 /// Which Ansible collector (and so which `gather_subset`) each fact belongs to.
 fn subset_of(fact: &str) -> &'static str {
     match fact {
-        "processor" | "processor_count" | "processor_cores" | "processor_threads_per_core"
-        | "processor_vcpus" | "processor_nproc" | "memtotal_mb" | "memfree_mb"
-        | "swaptotal_mb" | "swapfree_mb" | "memory_mb" | "mounts" | "uptime_seconds" => {
-            "hardware"
-        }
-        "default_ipv4" | "default_ipv6" | "all_ipv4_addresses" | "all_ipv6_addresses"
-        | "interfaces" | "locally_reachable_ips" => "network",
-        "virtualization_type" | "virtualization_role" | "virtualization_tech_guest"
+        "processor"
+        | "processor_count"
+        | "processor_cores"
+        | "processor_threads_per_core"
+        | "processor_vcpus"
+        | "processor_nproc"
+        | "memtotal_mb"
+        | "memfree_mb"
+        | "swaptotal_mb"
+        | "swapfree_mb"
+        | "memory_mb"
+        | "mounts"
+        | "uptime_seconds" => "hardware",
+        "default_ipv4"
+        | "default_ipv6"
+        | "all_ipv4_addresses"
+        | "all_ipv6_addresses"
+        | "interfaces"
+        | "locally_reachable_ips" => "network",
+        "virtualization_type"
+        | "virtualization_role"
+        | "virtualization_tech_guest"
         | "virtualization_tech_host" => "virtual",
-        "flags" | "lvm" | "bios_date" | "bios_vendor" | "bios_version"
-        | "board_asset_tag" | "board_name" | "board_serial" | "board_vendor" | "board_version"
+        "flags" | "lvm" | "bios_date" | "bios_vendor" | "bios_version" | "board_asset_tag"
+        | "board_name" | "board_serial" | "board_vendor" | "board_version"
         | "chassis_asset_tag" | "chassis_serial" | "chassis_vendor" | "chassis_version"
         | "form_factor" | "product_name" | "product_serial" | "product_uuid"
         | "product_version" | "system_vendor" => "hardware",
@@ -1284,13 +1316,43 @@ pub fn parse(stdout: &str, interpreter: Option<&str>) -> Map<String, Json> {
 
 /// Ansible's form_factor names, by SMBIOS chassis type.
 const FORM_FACTORS: &[&str] = &[
-    "Unknown", "Other", "Unknown", "Desktop", "Low Profile Desktop", "Pizza Box",
-    "Mini Tower", "Tower", "Portable", "Laptop", "Notebook", "Hand Held", "Docking Station",
-    "All In One", "Sub Notebook", "Space-saving", "Lunch Box", "Main Server Chassis",
-    "Expansion Chassis", "Sub Chassis", "Bus Expansion Chassis", "Peripheral Chassis",
-    "RAID Chassis", "Rack Mount Chassis", "Sealed-case PC", "Multi-system",
-    "CompactPCI", "AdvancedTCA", "Blade", "Blade Enclosure", "Tablet", "Convertible",
-    "Detachable", "IoT Gateway", "Embedded PC", "Mini PC", "Stick PC",
+    "Unknown",
+    "Other",
+    "Unknown",
+    "Desktop",
+    "Low Profile Desktop",
+    "Pizza Box",
+    "Mini Tower",
+    "Tower",
+    "Portable",
+    "Laptop",
+    "Notebook",
+    "Hand Held",
+    "Docking Station",
+    "All In One",
+    "Sub Notebook",
+    "Space-saving",
+    "Lunch Box",
+    "Main Server Chassis",
+    "Expansion Chassis",
+    "Sub Chassis",
+    "Bus Expansion Chassis",
+    "Peripheral Chassis",
+    "RAID Chassis",
+    "Rack Mount Chassis",
+    "Sealed-case PC",
+    "Multi-system",
+    "CompactPCI",
+    "AdvancedTCA",
+    "Blade",
+    "Blade Enclosure",
+    "Tablet",
+    "Convertible",
+    "Detachable",
+    "IoT Gateway",
+    "Embedded PC",
+    "Mini PC",
+    "Stick PC",
 ];
 
 /// The kernel command line as Ansible's `cmdline` (last value wins) and
@@ -1319,7 +1381,10 @@ fn cmdline(data: &str) -> (Map<String, Json>, Map<String, Json>) {
 
 fn misc_facts(r: &Raw, f: &mut Map<String, Json>) {
     if let Some(l) = r.get("loadavg", 0) {
-        let v: Vec<f64> = l.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        let v: Vec<f64> = l
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
         if let [a, b, c] = v[..] {
             f.insert("loadavg".into(), json!({"1m": a, "5m": b, "15m": c}));
         }
@@ -1357,9 +1422,17 @@ fn misc_facts(r: &Raw, f: &mut Map<String, Json>) {
             dmi.insert(
                 match k.as_str() {
                     "sys_vendor" => "system_vendor",
-                    other => FACT_NAMES.iter().find(|n| **n == other).copied().unwrap_or(""),
+                    other => FACT_NAMES
+                        .iter()
+                        .find(|n| **n == other)
+                        .copied()
+                        .unwrap_or(""),
                 },
-                if v.is_empty() { "NA".into() } else { v.to_string() },
+                if v.is_empty() {
+                    "NA".into()
+                } else {
+                    v.to_string()
+                },
             );
         }
     }
@@ -1432,20 +1505,19 @@ fn misc_facts(r: &Raw, f: &mut Map<String, Json>) {
         f.insert("system_capabilities_enforced".into(), json!("N/A"));
     } else if let Some(line) = r.get("capsh", 0) {
         // Ansible's parsing of `capsh --print`'s Current: line, quirks kept.
-        let (enforced, caps): (&str, Vec<String>) =
-            match line.split(':').nth(1).map(str::trim) {
-                Some("=ep") => ("False", vec![]),
-                Some(_) => (
-                    "True",
-                    line.split('=')
-                        .nth(1)
-                        .unwrap_or("")
-                        .split(',')
-                        .map(|c| c.trim().to_string())
-                        .collect(),
-                ),
-                None => ("NA", vec![]),
-            };
+        let (enforced, caps): (&str, Vec<String>) = match line.split(':').nth(1).map(str::trim) {
+            Some("=ep") => ("False", vec![]),
+            Some(_) => (
+                "True",
+                line.split('=')
+                    .nth(1)
+                    .unwrap_or("")
+                    .split(',')
+                    .map(|c| c.trim().to_string())
+                    .collect(),
+            ),
+            None => ("NA", vec![]),
+        };
         f.insert("system_capabilities".into(), json!(caps));
         f.insert("system_capabilities_enforced".into(), json!(enforced));
     }
@@ -1469,10 +1541,23 @@ fn misc_facts(r: &Raw, f: &mut Map<String, Json>) {
 
 /// DMI files whose fact has the file's name.
 const FACT_NAMES: &[&str] = &[
-    "bios_date", "bios_vendor", "bios_version", "board_asset_tag", "board_name",
-    "board_serial", "board_vendor", "board_version", "chassis_asset_tag", "chassis_serial",
-    "chassis_vendor", "chassis_version", "chassis_type", "product_name", "product_serial",
-    "product_uuid", "product_version",
+    "bios_date",
+    "bios_vendor",
+    "bios_version",
+    "board_asset_tag",
+    "board_name",
+    "board_serial",
+    "board_vendor",
+    "board_version",
+    "chassis_asset_tag",
+    "chassis_serial",
+    "chassis_vendor",
+    "chassis_version",
+    "chassis_type",
+    "product_name",
+    "product_serial",
+    "product_uuid",
+    "product_version",
 ];
 
 /// The facts of the selected subsets, plus `gather_subset` and

@@ -881,6 +881,9 @@ impl Engine {
                     st.runtime
                         .insert(k.clone(), VarValue::Value(crate::vars::json_to_value(v)));
                 }
+                for (k, n) in &res.var_nodes {
+                    st.runtime.insert(k.clone(), VarValue::Node(n.clone()));
+                }
             }
             results.push(rj);
             if any_failed && !t.ignore_errors && !looped {
@@ -1293,7 +1296,11 @@ const FACTS_SCRIPT: &str = crate::facts::SCRIPT;
 /// The facts layer from [`FACTS_SCRIPT`]'s output: every fact as
 /// `ansible_NAME` and under `ansible_facts`, limited to the play's
 /// `gather_subset`.
-fn facts_layer(stdout: &str, subset: &[String], interpreter: Option<&str>) -> Result<Layer, String> {
+fn facts_layer(
+    stdout: &str,
+    subset: &[String],
+    interpreter: Option<&str>,
+) -> Result<Layer, String> {
     let all = crate::facts::parse(stdout, interpreter);
     let facts = crate::facts::select(&all, subset)?;
     Ok(facts_to_layer(facts))

@@ -119,7 +119,10 @@ fn strip(m: &Map<String, Json>) -> Map<String, Json> {
 /// deployer's facts on `host` with a play's `gather_subset`, as the play sees
 /// them in `ansible_facts`.
 fn deployer_facts(host: &str, subset: &str) -> Map<String, Json> {
-    let dest = format!("/tmp/deployer-facts-{}.json", subset.replace(['!', ','], "_"));
+    let dest = format!(
+        "/tmp/deployer-facts-{}.json",
+        subset.replace(['!', ','], "_")
+    );
     let dir = common::project(&[(
         "site.yml",
         &format!(
@@ -180,7 +183,8 @@ fn compare(host: &str, ansible: &Map<String, Json>, ours: &Map<String, Json>) {
                         .iter()
                         .all(|f| a[f] == d[f])
                     && {
-                        let e = |v: &Json| v["epoch_int"].as_str().and_then(|s| s.parse::<i64>().ok());
+                        let e =
+                            |v: &Json| v["epoch_int"].as_str().and_then(|s| s.parse::<i64>().ok());
                         matches!((e(a), e(d)), (Some(x), Some(y)) if (x - y).abs() < 900)
                     }
             }
@@ -199,9 +203,15 @@ fn compare(host: &str, ansible: &Map<String, Json>, ours: &Map<String, Json>) {
                                 .map(|m| {
                                     format!(
                                         "{} {} {} {} {} {} {} {} {}",
-                                        m["mount"], m["device"], m["fstype"], m["options"],
-                                        m["size_total"], m["block_total"], m["block_size"],
-                                        m["inode_total"], m["uuid"]
+                                        m["mount"],
+                                        m["device"],
+                                        m["fstype"],
+                                        m["options"],
+                                        m["size_total"],
+                                        m["block_total"],
+                                        m["block_size"],
+                                        m["inode_total"],
+                                        m["uuid"]
                                     ) + &format!(" {:?}", keys(m))
                                 })
                                 .collect()
@@ -210,9 +220,17 @@ fn compare(host: &str, ansible: &Map<String, Json>, ours: &Map<String, Json>) {
                 };
                 shape(a) == shape(d)
             }
-            "env" => ["HOME", "USER", "LOGNAME", "PATH", "SHELL", "LANG", "SUDO_USER"]
-                .iter()
-                .all(|f| a.get(f) == d.get(f)),
+            "env" => [
+                "HOME",
+                "USER",
+                "LOGNAME",
+                "PATH",
+                "SHELL",
+                "LANG",
+                "SUDO_USER",
+            ]
+            .iter()
+            .all(|f| a.get(f) == d.get(f)),
             "interfaces" | "virtualization_tech_guest" | "virtualization_tech_host" => {
                 set_of(a) == set_of(d)
             }
@@ -270,13 +288,19 @@ fn setup_task_and_ansible_managed() {
             "site.yml",
             "- hosts: tb2\n  gather_facts: false\n  tasks:\n    - assert: {that: [\"ansible_facts.distribution is not defined\"]}\n    - setup: {gather_subset: ['!all'], filter: ['ansible_distribution*', 'ansible_os_family']}\n      register: s\n    - assert:\n        that:\n          - ansible_distribution == 'Debian'\n          - ansible_facts.os_family == 'Debian'\n          - s.ansible_facts.ansible_os_family == 'Debian'\n          - s.ansible_facts.ansible_pkg_mgr is not defined\n          - ansible_pkg_mgr is not defined\n    - setup:\n    - assert: {that: [\"ansible_pkg_mgr == 'apt'\", \"ansible_distribution == 'Debian'\"]}\n    - template: {src: m.j2, dest: /tmp/deployer-managed.txt}\n",
         ),
-        ("templates/m.j2", "# {{ ansible_managed }}\n{{ template_path }}\n"),
+        (
+            "templates/m.j2",
+            "# {{ ansible_managed }}\n{{ template_path }}\n",
+        ),
     ]);
     let inv = testbed_inventory().display().to_string();
     let o = deployer(dir.path(), &["apply", "-i", &inv, "site.yml"]);
     assert_eq!(o.code, 0, "{}", o.all());
     assert_eq!(
-        root_sh("tb2", "cat /tmp/deployer-managed.txt; rm -f /tmp/deployer-managed.txt"),
+        root_sh(
+            "tb2",
+            "cat /tmp/deployer-managed.txt; rm -f /tmp/deployer-managed.txt"
+        ),
         "# Ansible managed\nm.j2\n"
     );
     // Unknown subsets and setup arguments are refused before any host is touched.
@@ -286,5 +310,201 @@ fn setup_task_and_ansible_managed() {
     )]);
     let o = deployer(bad.path(), &["apply", "-i", &inv, "site.yml"]);
     assert_eq!(o.code, 1);
-    assert!(o.all().contains("gather_subset 'facter' is not supported yet"), "{}", o.all());
+    assert!(
+        o.all()
+            .contains("gather_subset 'facter' is not supported yet"),
+        "{}",
+        o.all()
+    );
+}
+
+const ANSIBLE_SD: &str = "sd1";
+const DEPLOYER_SD: &str = "sd2";
+
+fn fixture() -> PathBuf {
+    repo().join("tests/fixtures/server_modules")
+}
+
+/// Per task, in order: (task name, changed, failed, msg) from ansible-playbook's
+/// `ansible.posix.json` callback.
+fn ansible_playbook(playbook: &str, check: bool) -> (i32, Vec<(String, bool, bool, String)>) {
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut c = ansible_cmd("ansible-playbook", home.path());
+    c.arg("-i")
+        .arg(systemd_inventory())
+        .args(["-l", ANSIBLE_SD])
+        .arg(fixture().join(playbook))
+        .env("ANSIBLE_STDOUT_CALLBACK", "ansible.posix.json");
+    if check {
+        c.arg("--check");
+    }
+    let o = c.output().expect("ansible-playbook");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let v: Json = serde_json::from_str(&out[out.find('{').unwrap_or(0)..]).unwrap_or_else(|e| {
+        panic!(
+            "ansible json ({e}): {out}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    let mut tasks = Vec::new();
+    for play in v["plays"].as_array().into_iter().flatten() {
+        for t in play["tasks"].as_array().into_iter().flatten() {
+            let name = t["task"]["name"].as_str().unwrap_or("").to_string();
+            if name == "Gathering Facts" {
+                continue;
+            }
+            let h = &t["hosts"][ANSIBLE_SD];
+            if h.is_null() {
+                continue;
+            }
+            tasks.push((
+                name,
+                h["changed"].as_bool().unwrap_or(false),
+                h["failed"].as_bool().unwrap_or(false),
+                h["msg"].as_str().unwrap_or("").to_string(),
+            ));
+        }
+    }
+    (o.status.code().unwrap_or(-1), tasks)
+}
+
+/// The same from deployer's JSON events.
+fn deployer_run(playbook: &str, cmd: &str) -> (i32, Vec<(String, bool, bool, String)>) {
+    let inv = systemd_inventory().display().to_string();
+    let o = deployer(
+        &fixture(),
+        &[
+            cmd,
+            "-i",
+            &inv,
+            "-l",
+            DEPLOYER_SD,
+            "--format",
+            "json",
+            playbook,
+        ],
+    );
+    let tasks = common::events(&o.stdout)
+        .into_iter()
+        .filter(|e| e["event"] == "task_result")
+        .map(|e| {
+            (
+                e["task"].as_str().unwrap_or("").to_string(),
+                e["status"] == "changed",
+                e["status"] == "failed",
+                e["msg"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    if o.code != 0 && o.code != 2 && cmd != "apply" {
+        panic!("deployer {cmd}: {}", o.all());
+    }
+    (o.code, tasks)
+}
+
+fn changed_list(t: &[(String, bool, bool, String)]) -> Vec<(String, bool)> {
+    t.iter().map(|(n, c, _, _)| (n.clone(), *c)).collect()
+}
+
+/// What the test compares between the two hosts.
+fn host_state(host: &str) -> String {
+    root_sh(
+        host,
+        "for p in hello tree sl; do printf '%s ' $p; dpkg-query -W -f='${db:Status-Abbrev}\\n' $p 2>/dev/null || echo none; done; \
+         for u in deployer-demo.service cron.service e2scrub_all.timer; do printf '%s %s %s\\n' $u \"$(systemctl is-active $u)\" \"$(systemctl is-enabled $u)\"; done; \
+         stat -c '%a %U %G %s' /etc/systemd/system/deployer-demo.service",
+    )
+}
+
+fn reset(host: &str) {
+    root_sh(
+        host,
+        "export DEBIAN_FRONTEND=noninteractive; apt-get remove -y -q hello tree sl >/dev/null 2>&1; \
+         systemctl disable --now deployer-demo.service >/dev/null 2>&1; rm -f /etc/systemd/system/deployer-demo.service; \
+         systemctl unmask e2scrub_all.timer >/dev/null 2>&1; systemctl enable --now cron e2scrub_all.timer >/dev/null 2>&1; \
+         systemctl daemon-reload; true",
+    );
+}
+
+/// apt, package, systemd, systemd_service, service and include_vars: the
+/// same role under ansible-playbook (sd1) and deployer (sd2) leaves the same
+/// packages and units, with the same per-task `changed`; check mode predicts
+/// the first run; the second run changes nothing; bad input fails clearly and
+/// changes nothing.
+#[test]
+fn server_modules_match_ansible() {
+    reset(ANSIBLE_SD);
+    reset(DEPLOYER_SD);
+    let (code, a_prep) = ansible_playbook("prep.yml", false);
+    assert_eq!(code, 0, "{a_prep:?}");
+    let (code, d_prep) = deployer_run("prep.yml", "apply");
+    assert_eq!(code, 0, "{d_prep:?}");
+    assert_eq!(changed_list(&a_prep), changed_list(&d_prep), "prep.yml");
+
+    let (_, predicted) = deployer_run("site.yml", "check");
+    let (code, a1) = ansible_playbook("site.yml", false);
+    assert_eq!(code, 0, "ansible first run: {a1:?}");
+    let (code, d1) = deployer_run("site.yml", "apply");
+    assert_eq!(code, 0, "deployer first run: {d1:?}");
+    assert_eq!(
+        changed_list(&a1),
+        changed_list(&d1),
+        "first run: per-task changed"
+    );
+    assert_eq!(
+        changed_list(&predicted),
+        changed_list(&d1),
+        "check mode's prediction"
+    );
+    assert_eq!(
+        host_state(ANSIBLE_SD),
+        host_state(DEPLOYER_SD),
+        "host state after the first run"
+    );
+
+    let (_, a2) = ansible_playbook("site.yml", false);
+    let (code, d2) = deployer_run("site.yml", "apply");
+    assert_eq!(code, 0);
+    assert_eq!(changed_list(&a2), changed_list(&d2), "second run");
+    assert!(
+        d2.iter().all(|t| !t.1),
+        "second run changed something: {d2:?}"
+    );
+
+    let (_, a3) = ansible_playbook("restart.yml", false);
+    let (_, d3) = deployer_run("restart.yml", "apply");
+    assert_eq!(changed_list(&a3), changed_list(&d3), "restarted/reloaded");
+    assert_eq!(
+        host_state(ANSIBLE_SD),
+        host_state(DEPLOYER_SD),
+        "after restart.yml"
+    );
+
+    // Bad input: the task fails naming the package / unit; nothing changed.
+    let before = host_state(DEPLOYER_SD);
+    let (code, bad) = deployer_run("bad.yml", "apply");
+    assert_eq!(code, 1);
+    assert!(
+        bad[0].2
+            && bad[0]
+                .3
+                .contains("No package matching 'deployer-no-such-package' is available"),
+        "{bad:?}"
+    );
+    let (_, abad) = ansible_playbook("bad.yml", false);
+    assert!(
+        abad[0].2 && abad[0].3.contains("deployer-no-such-package"),
+        "{abad:?}"
+    );
+    let (code, bad) = deployer_run("bad_unit.yml", "apply");
+    assert_eq!(code, 1);
+    assert!(
+        bad[0].2 && bad[0].3.contains("deployer-no-such-unit"),
+        "{bad:?}"
+    );
+    assert_eq!(
+        host_state(DEPLOYER_SD),
+        before,
+        "a failed task changed the host"
+    );
 }

@@ -36,7 +36,7 @@ impl Module for Setup {
     }
     fn check_combination(&self, args: &Map<String, Json>) -> Result<(), String> {
         match args.get("gather_subset") {
-            Some(Json::String(s)) => crate::facts::subsets(&[s.clone()]).map(|_| ()),
+            Some(Json::String(s)) => crate::facts::subsets(std::slice::from_ref(s)).map(|_| ()),
             Some(Json::Array(a)) => crate::facts::subsets(
                 &a.iter()
                     .filter_map(|v| v.as_str().map(str::to_string))

@@ -724,7 +724,16 @@ pub(crate) fn merge_args(
                     },
                 ));
             } else if !raw.is_empty() {
-                if module == "debug" || module == "fail" {
+                if module == "include_vars" && words.len() == 1 {
+                    // `include_vars: file.yml`: the free form is the file.
+                    entries.push((
+                        key("file", &loc),
+                        Node {
+                            value: Yaml::Str(s.trim().to_string()),
+                            loc: loc.clone(),
+                        },
+                    ));
+                } else if module == "debug" || module == "fail" {
                     entries.push((
                         key("msg", &loc),
                         Node {

@@ -284,7 +284,12 @@ impl Engine {
         let with_facts = (first.gather_facts
             && st.facts.is_none()
             && facts_become.is_some_and(|fb| same_become(&fb, &become_)))
-        .then(|| (first.gather_subset.as_slice(), super::python_interpreter(&ctx)));
+        .then(|| {
+            (
+                first.gather_subset.as_slice(),
+                super::python_interpreter(&ctx),
+            )
+        });
         let mut script = String::from("umask 077\n");
         script.push_str(&lock::state_dir_sh(&s.project));
         script.push_str(&if s.check {
