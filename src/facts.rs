@@ -1358,7 +1358,7 @@ const FORM_FACTORS: &[&str] = &[
 /// The kernel command line as Ansible's `cmdline` (last value wins) and
 /// `proc_cmdline` (repeated keys become lists).
 fn cmdline(data: &str) -> (Map<String, Json>, Map<String, Json>) {
-    let words = crate::project::inventory::shlex_split(data.trim())
+    let words = crate::shell::split(data.trim())
         .unwrap_or_else(|| data.split_whitespace().map(str::to_string).collect());
     let mut last = Map::new();
     let mut all = Map::new();

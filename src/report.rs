@@ -160,6 +160,32 @@ impl Reporter {
         diffs: &[FileDiff],
         item: Option<&str>,
     ) {
+        self.task_result_diff(
+            host,
+            task,
+            location,
+            status,
+            msg,
+            diffs,
+            item,
+            self.show_diff,
+        );
+    }
+
+    /// [`Reporter::task_result`] for a task whose own `diff` keyword decides
+    /// whether its diffs are shown (instead of `--diff`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn task_result_diff(
+        &self,
+        host: &str,
+        task: &str,
+        location: &str,
+        status: Status,
+        msg: Option<&str>,
+        diffs: &[FileDiff],
+        item: Option<&str>,
+        show_diff: bool,
+    ) {
         if let Ok(mut p) = self.plan.lock() {
             p.push(PlannedTask {
                 host: host.to_string(),
@@ -188,7 +214,7 @@ impl Reporter {
                         line.push_str(&format!(" => {m}"));
                     }
                 self.line(&line);
-                if self.show_diff {
+                if show_diff {
                     for d in diffs {
                         self.line(unified_diff(d).trim_end());
                     }
@@ -197,7 +223,7 @@ impl Reporter {
             Format::Json => self.event(json!({
                 "event": "task_result", "host": host, "task": task, "location": location,
                 "status": status, "item": item, "msg": msg,
-                "diff": if self.show_diff { serde_json::to_value(diffs).unwrap_or(Json::Null) } else { Json::Null },
+                "diff": if show_diff { serde_json::to_value(diffs).unwrap_or(Json::Null) } else { Json::Null },
             })),
             Format::Quiet => {}
         }
@@ -224,7 +250,7 @@ impl Reporter {
         }
     }
 
-    /// Something about a host worth saying that is not a task result (issue 7:
+    /// Something about a host worth saying that is not a task result (such as
     /// pending handlers): `note: [host] text`, or a `note` event.
     pub fn note(&self, host: &str, text: &str) {
         match self.format {

@@ -9,16 +9,19 @@ use indexmap::{IndexMap, IndexSet};
 use minijinja::Environment;
 use minijinja::value::Value;
 use serde_json::{Value as Json, json};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::connection::{Become, Connection, SshTarget};
 use crate::modules::observe::{Observations, Want};
-use crate::modules::{self, ModuleCtx, ModuleResult};
+use crate::modules::{self, ModuleCtx, ModuleResult, ReleaseSave, ReleaseStage};
 use crate::project::{Inventory, Play, Playbook, Task, TaskKind, Vars};
 use crate::report::{HostStats, Reporter, Status};
+use crate::state::releases::Recorder;
 use crate::vars::{VarContext, VarValue, VaultAccess, layer_from_vars};
 
-// Issue 7 part A (lock, audit, pending handlers): see run/session.rs.
+// The deploy lock, audit log and pending handlers of a run: see run/session.rs.
+pub mod rollback;
+mod run_once;
 mod session;
 pub use session::{Interrupt, RunSession, SessionOutcome};
 
@@ -32,7 +35,7 @@ pub struct RunOptions {
     pub limit: Option<String>,
     pub forks: usize,
     pub extra_vars: Vars,
-    /// Releases (issue 7): the project's id on hosts (`state::project_id`).
+    /// The project's id on hosts (`state::project_id`).
     pub project: String,
     /// `--keep-releases` (else the `deployer_keep_releases` variable, else 5).
     pub keep_releases: Option<usize>,
@@ -56,13 +59,15 @@ struct HostState {
     /// filter them (the task that notified was selected).
     in_handlers: bool,
     stats: HostStats,
-    /// Issue 7: lock, pending handlers (run/session.rs).
+    /// The deploy lock and pending handlers (run/session.rs).
     session: session::HostSession,
-    /// Releases (issue 7): this run's release on the host, and the deploy
+    /// This run's release on the host, and the deploy
     /// gate that failed on it, if any.
     release: Option<Arc<crate::state::releases::Recorder>>,
     gate_failure: Option<String>,
     changed_tasks: Vec<String>,
+    /// How often this host has reached each `run_once` task (by address).
+    run_once_reached: HashMap<usize, usize>,
 }
 
 impl HostState {
@@ -82,11 +87,10 @@ impl HostState {
             release: None,
             gate_failure: None,
             changed_tasks: Vec::new(),
+            run_once_reached: HashMap::new(),
         }
     }
 }
-
-type RunOnceCells = Arc<std::sync::Mutex<HashMap<usize, Arc<OnceCell<Json>>>>>;
 
 pub struct Engine {
     pub inventory: Arc<Inventory>,
@@ -95,7 +99,7 @@ pub struct Engine {
     pub vault: Arc<VaultAccess>,
     pub reporter: Arc<Reporter>,
     pub playbook_dir: PathBuf,
-    /// Issue 7: deploy lock, pending handlers, audit; `None`: no host state.
+    /// Deploy lock, pending handlers, audit; `None`: no host state.
     pub session: Option<Arc<RunSession>>,
 }
 
@@ -104,7 +108,7 @@ pub struct Outcome {
     pub stats: Vec<(String, HostStats)>,
     pub changed: bool,
     pub failed: bool,
-    /// Issue 7: lock refusals, interruption, audit entries.
+    /// Lock refusals, interruption, audit entries.
     pub session: SessionOutcome,
 }
 
@@ -112,7 +116,7 @@ impl Engine {
     pub async fn run(&self, pb: &Playbook) -> Outcome {
         let mut states: IndexMap<String, HostState> = IndexMap::new();
         let release_id = crate::state::releases::new_release_id();
-        // Issue 7: every host's lock before any change (refused: nothing ran).
+        // Every host's deploy lock before any change (refused: nothing ran).
         if let Some(s) = &self.session
             && let Some(refused) = self.begin_session(s, pb, &mut states).await
         {
@@ -150,21 +154,20 @@ impl Engine {
             }
             self.reporter.play_start(&play.name, &hosts);
             let sem = Arc::new(Semaphore::new(self.opts.forks.max(1)));
-            let run_once: RunOnceCells = Arc::new(std::sync::Mutex::new(HashMap::new()));
-            let first = hosts_first(&hosts);
+            let run_once = run_once::RunOnce::new(&hosts);
             let mut futures = Vec::new();
             for h in &hosts {
                 let state = states.shift_remove(h).unwrap_or_else(|| HostState::new(h));
                 let sem = sem.clone();
-                let run_once = run_once.clone();
-                let first = first.clone();
+                let run_once = &run_once;
                 let release_id = &release_id;
                 futures.push(async move {
                     let _permit = sem.acquire().await;
                     let mut state = state;
                     state.ended = false;
-                    self.run_play_on_host(play, &mut state, &run_once, &first, release_id)
+                    self.run_play_on_host(play, &mut state, run_once, release_id)
                         .await;
+                    run_once.finished(&state.name);
                     state
                 });
             }
@@ -172,10 +175,10 @@ impl Engine {
                 states.insert(s.name.clone(), s);
             }
         }
-        // Releases (issue 7): record each changed host's release, then roll
+        // Record each changed host's release, then roll
         // back the hosts whose deploy gate failed.
         futures::future::join_all(states.values_mut().map(|s| self.finish_release(s))).await;
-        // Issue 7: pending handlers, audit line, lock release.
+        // Pending handlers, audit line, lock release.
         let session = match &self.session {
             Some(s) => self.end_session(s, &mut states).await,
             None => SessionOutcome::default(),
@@ -219,8 +222,7 @@ impl Engine {
         &self,
         play: &Play,
         st: &mut HostState,
-        run_once: &RunOnceCells,
-        first: &str,
+        run_once: &run_once::RunOnce,
         release_id: &str,
     ) {
         let play_layers = match self.play_layers(play) {
@@ -261,19 +263,18 @@ impl Engine {
         }
         // One round trip for the state of every file the play will look at.
         self.prefetch(play, st, &play_layers).await;
-        self.restore_pending(play, st); // issue 7
+        self.restore_pending(play, st); // handlers a failed run left notified
         let ctx = PlayCtx {
             play,
             layers: &play_layers,
             run_once,
-            first,
         };
         self.run_tasks(&ctx, &play.tasks, st).await;
         if !st.failed {
             self.flush_handlers(&ctx, st).await;
         }
         if st.gate_failure.is_some() {
-            // Releases (issue 7): roll back now, not after the other hosts' plays.
+            // A failed deploy gate: roll back now, not after the other hosts' plays.
             self.finish_release(st).await;
         }
     }
@@ -478,20 +479,23 @@ impl Engine {
         task: Option<&Task>,
         ctx: &Arc<VarContext>,
     ) -> Result<Option<Become>, String> {
-        let var_bool = |k: &str| {
-            ctx.lookup(k)
-                .filter(|v| !v.is_undefined() && !v.is_none())
-                .and_then(|v| {
-                    crate::modules::args::parse_bool(
-                        &crate::vars::value_to_json(&v).unwrap_or(Json::Null),
-                    )
-                })
+        // A value that is not a boolean is an error, as in Ansible ("could
+        // not be converted to 'bool'"), never a silent fallback to the play.
+        let var_bool = |k: &str| -> Result<Option<bool>, String> {
+            let Some(v) = ctx.lookup(k).filter(|v| !v.is_undefined() && !v.is_none()) else {
+                return Ok(None);
+            };
+            let j = crate::vars::value_to_json(&v).unwrap_or(Json::Null);
+            crate::args::parse_bool(&j)
+                .map(Some)
+                .ok_or_else(|| format!("{k}: the value {j} could not be converted to a boolean"))
         };
+        let looked_up = var_bool("ansible_become");
         let _ = ctx.take_error();
         // A task's `become` wins; then the `ansible_become` variable; then the play's.
         let on = match task.and_then(|t| t.use_become) {
             Some(b) => b,
-            None => var_bool("ansible_become").unwrap_or(play.use_become),
+            None => looked_up?.unwrap_or(play.use_become),
         };
         if !on {
             return Ok(None);
@@ -728,31 +732,7 @@ impl Engine {
             return;
         }
         if t.run_once {
-            let key = t as *const Task as usize;
-            let cell = {
-                let Ok(mut m) = pc.run_once.lock() else {
-                    return;
-                };
-                m.entry(key)
-                    .or_insert_with(|| Arc::new(OnceCell::new()))
-                    .clone()
-            };
-            if st.name != pc.first {
-                // Wait for the first host's result and share it, as Ansible does.
-                let shared = cell
-                    .get_or_init(|| async { json!({"skipped": true, "changed": false}) })
-                    .await
-                    .clone();
-                if let Some(r) = &t.register {
-                    st.runtime.insert(
-                        r.clone(),
-                        VarValue::Value(crate::vars::json_to_value(&shared)),
-                    );
-                }
-                return;
-            }
-            let result = self.run_module_task(pc, t, st).await;
-            let _ = cell.set(result);
+            self.run_task_once(pc, t, st).await;
             return;
         }
         self.run_module_task(pc, t, st).await;
@@ -767,12 +747,27 @@ impl Engine {
         Ok(true)
     }
 
-    /// Runs one module task (with its loop) and returns its registered value.
-    async fn run_module_task(&self, pc: &PlayCtx<'_>, t: &Task, st: &mut HostState) -> Json {
+    /// Runs one module task (with its loop) and returns what it left on the
+    /// host: its registered value, the variables it set, whether it failed.
+    async fn run_module_task(
+        &self,
+        pc: &PlayCtx<'_>,
+        t: &Task,
+        st: &mut HostState,
+    ) -> run_once::Shared {
+        let failed = |registered| run_once::Shared {
+            registered,
+            facts: Vec::new(),
+            failed: true,
+        };
         let loc = t.loc.to_string();
         let name = t.display_name();
         let TaskKind::Module { name: module, args } = &t.kind else {
-            return Json::Null;
+            return run_once::Shared {
+                registered: Json::Null,
+                facts: Vec::new(),
+                failed: false,
+            };
         };
         let base_ctx = self.context(pc.play, pc.layers, st, Some(t));
         let display_name = base_ctx
@@ -791,12 +786,12 @@ impl Engine {
                             &loc,
                             &format!("loop: expected a list, got {v}"),
                         );
-                        return Json::Null;
+                        return failed(Json::Null);
                     }
                 },
                 Err(e) => {
                     self.fail_host(st, &display_name, &loc, &e);
-                    return Json::Null;
+                    return failed(Json::Null);
                 }
             },
         };
@@ -805,6 +800,7 @@ impl Engine {
         let mut any_changed = false;
         let mut any_failed = false;
         let mut all_skipped = true;
+        let mut facts = Vec::new();
         let runs: Vec<Option<(usize, Value)>> = match &items {
             None => vec![None],
             Some(list) => list.iter().cloned().enumerate().map(Some).collect(),
@@ -845,12 +841,16 @@ impl Engine {
             } else {
                 res.msg.clone()
             };
-            let diffs = if t.no_log {
+            // The task's `diff` (its own, or its block's) wins over --diff both
+            // ways, as in Ansible: `diff: false` hides what a module computed
+            // anyway (containers, networks), `diff: true` shows it without --diff.
+            let show_diff = t.diff.unwrap_or(self.opts.diff);
+            let diffs = if t.no_log || !show_diff {
                 Vec::new()
             } else {
                 res.diffs.clone()
             };
-            self.reporter.task_result(
+            self.reporter.task_result_diff(
                 &st.name,
                 &display_name,
                 &loc,
@@ -858,6 +858,7 @@ impl Engine {
                 shown_msg.as_deref(),
                 &diffs,
                 label.as_deref(),
+                show_diff,
             );
             if !t.no_log
                 && matches!(status, Status::Changed | Status::Ok)
@@ -880,6 +881,7 @@ impl Engine {
                 for (k, v) in &res.facts {
                     st.runtime
                         .insert(k.clone(), VarValue::Value(crate::vars::json_to_value(v)));
+                    facts.push((k.clone(), v.clone()));
                 }
                 for (k, n) in &res.var_nodes {
                     st.runtime.insert(k.clone(), VarValue::Node(n.clone()));
@@ -912,7 +914,7 @@ impl Engine {
             } else {
                 st.failed = true;
                 st.stats.failed += 1;
-                // Releases (issue 7): a failed deploy gate.
+                // A failed deploy gate.
                 if st.gate_failure.is_none() && is_deploy_gate(t, module, args, &base_ctx) {
                     st.gate_failure =
                         Some(format!("{display_name}: {}", last_msg.unwrap_or_default()));
@@ -931,7 +933,50 @@ impl Engine {
         } else {
             st.stats.ok += 1;
         }
-        registered
+        run_once::Shared {
+            registered,
+            facts,
+            failed: any_failed && !t.ignore_errors,
+        }
+    }
+
+    /// A `run_once` task: the play's first host runs it (see run/run_once.rs),
+    /// the others wait for it and take its registered value, its variables
+    /// and its failure, as Ansible does; only the host that ran it reports
+    /// and counts it, and only its handlers are notified.
+    async fn run_task_once(&self, pc: &PlayCtx<'_>, t: &Task, st: &mut HostState) {
+        let addr = t as *const Task as usize;
+        let reached = st.run_once_reached.entry(addr).or_insert(0);
+        let key = (addr, *reached);
+        *reached += 1;
+        let turn = self
+            .until_interrupted(async { Ok(pc.run_once.reach(&st.name, key).await) })
+            .await;
+        let shared = match turn {
+            Ok(run_once::Turn::Run(runner)) => {
+                let result = self.run_module_task(pc, t, st).await;
+                runner.finish(result);
+                return;
+            }
+            Ok(run_once::Turn::Take(shared)) => shared,
+            Err(e) => {
+                return self.fail_host(st, &t.display_name(), &t.loc.to_string(), &e);
+            }
+        };
+        if let Some(r) = &t.register {
+            st.runtime.insert(
+                r.clone(),
+                VarValue::Value(crate::vars::json_to_value(&shared.registered)),
+            );
+        }
+        for (k, v) in &shared.facts {
+            st.runtime
+                .insert(k.clone(), VarValue::Value(crate::vars::json_to_value(v)));
+        }
+        if shared.failed {
+            // Ansible marks every host failed; only the runner counts the failure.
+            st.failed = true;
+        }
     }
 
     async fn run_once_item(
@@ -1002,13 +1047,18 @@ impl Engine {
             release: if t.delegate_to.is_some() {
                 None
             } else {
-                st.release.as_deref()
+                st.release.as_deref().map(|r| r as &dyn ReleaseStage)
             },
+            saved: Vec::new(),
         };
-        let mut res = match self
+        let outcome = self
             .until_interrupted(modules::run(module, json_args, &mut mctx))
-            .await
-        {
+            .await;
+        // What the module saved counts even when it failed or was interrupted.
+        if let Some(rec) = mctx.release.and(st.release.as_deref()) {
+            record_saved(rec, &t.display_name(), std::mem::take(&mut mctx.saved));
+        }
+        let mut res = match outcome {
             Ok(r) => r,
             Err(e) => ModuleResult::failed(e),
         };
@@ -1093,7 +1143,7 @@ impl Engine {
                     self.run_task(pc, h, st).await;
                     st.in_handlers = outer;
                     if st.failed {
-                        // Issue 7: what this and the later handlers answer
+                        // Pending handlers: what this and the later handlers answer
                         // stays pending (saved for the next apply).
                         for later in &pc.play.handlers[i..] {
                             for n in later.name.iter().chain(later.listen.iter()) {
@@ -1113,7 +1163,7 @@ impl Engine {
     }
 }
 
-// ---- Releases, rollback and deploy gates (issue 7) -------------------------
+// ---- Releases, rollback and deploy gates -------------------------------------
 
 /// A deploy gate: a `docker_compose_v2` task with `wait: true` (its services
 /// must become healthy), or a `uri`/`wait_for` task whose vars set
@@ -1126,7 +1176,7 @@ fn is_deploy_gate(t: &Task, module: &str, args: &crate::yaml::Node, ctx: &Arc<Va
             .ok()
             .and_then(|v| crate::vars::value_to_json(&v).ok())
             .unwrap_or(Json::Null);
-        crate::modules::args::parse_bool(&v).unwrap_or(false)
+        crate::args::parse_bool(&v).unwrap_or(false)
     };
     match module {
         "docker_compose_v2" => args.get("wait").is_some_and(truthy),
@@ -1165,7 +1215,7 @@ impl Engine {
             let _ = ctx.take_error();
             v
         };
-        let flag = |k: &str| get(k).and_then(|v| crate::modules::args::parse_bool(&v));
+        let flag = |k: &str| get(k).and_then(|v| crate::args::parse_bool(&v));
         if flag("deployer_releases") == Some(false) {
             return None;
         }
@@ -1270,7 +1320,7 @@ impl Engine {
             ));
             return;
         }
-        crate::state::rollback::auto_rollback(self, &st.name, &conn, &rec, &gate).await;
+        rollback::auto_rollback(self, &st.name, &conn, &rec, &gate).await;
     }
 }
 
@@ -1285,8 +1335,7 @@ struct PlayLayers {
 struct PlayCtx<'a> {
     play: &'a Play,
     layers: &'a PlayLayers,
-    run_once: &'a RunOnceCells,
-    first: &'a str,
+    run_once: &'a run_once::RunOnce,
 }
 
 /// The facts script (also appended to the run's first execution on a host
@@ -1337,10 +1386,6 @@ fn facts_to_layer(facts: serde_json::Map<String, Json>) -> Layer {
     layer
 }
 
-fn hosts_first(hosts: &[String]) -> String {
-    hosts.first().cloned().unwrap_or_default()
-}
-
 fn py_repr(v: &Value) -> String {
     match v.as_str() {
         Some(s) => s.to_string(),
@@ -1360,8 +1405,7 @@ fn expand_home(p: &str) -> PathBuf {
 /// The subset of ssh options deployer maps onto its SSH session; anything
 /// else is refused rather than silently dropped.
 fn apply_ssh_args(t: &mut SshTarget, args: &str) -> Result<(), String> {
-    let words = crate::project::inventory::shlex_split(args)
-        .ok_or("ansible_ssh_common_args: unbalanced quotes")?;
+    let words = crate::shell::split(args).ok_or("ansible_ssh_common_args: unbalanced quotes")?;
     let mut it = words.into_iter();
     while let Some(w) = it.next() {
         let opt = if w == "-o" {
@@ -1404,4 +1448,25 @@ fn apply_ssh_args(t: &mut SshTarget, args: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+impl ReleaseStage for Recorder {
+    fn save_snippet(&self, path: &str) -> Option<String> {
+        Recorder::save_snippet(self, path)
+    }
+}
+
+/// Records in the host's release what a module saved (see [`ReleaseSave`]).
+pub(crate) fn record_saved(rec: &Recorder, task: &str, saved: Vec<ReleaseSave>) {
+    for s in saved {
+        match s {
+            ReleaseSave::File { path, stdout } => rec.note_saved(&path, task, &stdout),
+            ReleaseSave::ComposeBefore {
+                project,
+                args,
+                before,
+            } => rec.note_compose_before(&project, task, args, before),
+            ReleaseSave::ComposeAfter { project, after } => rec.note_compose_after(&project, after),
+        }
+    }
 }

@@ -441,7 +441,20 @@ fn server_modules_match_ansible() {
     assert_eq!(code, 0, "{d_prep:?}");
     assert_eq!(changed_list(&a_prep), changed_list(&d_prep), "prep.yml");
 
+    // Check mode: as ansible-playbook --check predicts, and nothing changes.
+    let before_check = host_state(DEPLOYER_SD);
     let (_, predicted) = deployer_run("site.yml", "check");
+    let (_, a_predicted) = ansible_playbook("site.yml", true);
+    assert_eq!(
+        changed_list(&a_predicted),
+        changed_list(&predicted),
+        "check mode's prediction"
+    );
+    assert_eq!(
+        host_state(DEPLOYER_SD),
+        before_check,
+        "check mode changed the host"
+    );
     let (code, a1) = ansible_playbook("site.yml", false);
     assert_eq!(code, 0, "ansible first run: {a1:?}");
     let (code, d1) = deployer_run("site.yml", "apply");

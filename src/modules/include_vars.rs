@@ -74,21 +74,32 @@ impl Module for IncludeVars {
 /// Loads one vars file: a mapping at the top (or empty), decrypted when the
 /// whole file is a vault.
 fn load(path: &Path, ctx: &ModuleCtx<'_>) -> Result<Vec<(String, Node)>, String> {
-    let vars = crate::project::inventory::load_vars_file(path).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    for (k, v) in vars {
-        if k == crate::vars::VAULT_FILE_MARKER {
-            let Yaml::Vault(cipher) = &v.value else {
-                continue;
-            };
-            for (k2, v2) in ctx.vars.vault().vars_file(path, cipher)? {
-                out.push((k2, v2));
-            }
-            continue;
-        }
-        out.push((k, v));
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("{}: cannot read vars file: {e}", path.display()))?;
+    if crate::vault::is_encrypted(&bytes) {
+        let cipher = String::from_utf8_lossy(&bytes).into_owned();
+        return Ok(ctx
+            .vars
+            .vault()
+            .vars_file(path, &cipher)?
+            .into_iter()
+            .collect());
     }
-    Ok(out)
+    let text = String::from_utf8(bytes)
+        .map_err(|e| format!("{}: vars file is not valid UTF-8: {e}", path.display()))?;
+    let node = crate::yaml::parse_str(&text, path).map_err(|e| e.to_string())?;
+    match &node.value {
+        Yaml::Null => Ok(Vec::new()),
+        Yaml::Map(m) => Ok(m
+            .iter()
+            .map(|(k, v)| (crate::yaml::key_string(k), v.clone()))
+            .collect()),
+        _ => Err(format!(
+            "{}: a vars file must hold a mapping at the top, got {}",
+            node.loc,
+            node.kind()
+        )),
+    }
 }
 
 /// The files of `dir` Ansible would load: sorted, recursing to `depth`

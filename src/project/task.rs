@@ -548,6 +548,11 @@ fn inherit_flags(child: &mut Task, parent: &Task) {
     if child.check_mode.is_none() {
         child.check_mode = parent.check_mode;
     }
+    // `diff: false` on a block or an import hides the diffs of everything in
+    // it (a task that writes a secret), as in Ansible.
+    if child.diff.is_none() {
+        child.diff = parent.diff;
+    }
     child.no_log |= parent.no_log;
     child.ignore_errors |= parent.ignore_errors;
     if child.delegate_to.is_none() {
@@ -648,13 +653,14 @@ pub fn conditions(node: &Node) -> Result<Vec<String>, LocatedError> {
 pub fn expect_bool(node: &Node, what: &str) -> Result<bool, LocatedError> {
     match &node.value {
         Yaml::Bool(b) => Ok(*b),
-        Yaml::Str(s) => crate::modules::args::parse_bool(&serde_json::Value::String(s.clone()))
-            .ok_or_else(|| {
+        Yaml::Str(s) => {
+            crate::args::parse_bool(&serde_json::Value::String(s.clone())).ok_or_else(|| {
                 LocatedError::new(
                     &node.loc,
                     format!("expected a boolean for {what}, got '{s}'"),
                 )
-            }),
+            })
+        }
         _ => Err(LocatedError::new(
             &node.loc,
             format!("expected a boolean for {what}, got {}", node.kind()),
@@ -680,7 +686,7 @@ pub(crate) fn merge_args(
         Yaml::Map(m) => entries.extend(m.iter().cloned()),
         Yaml::Str(s) => {
             let free_form = matches!(module, "command" | "shell");
-            let words = super::inventory::shlex_split(s)
+            let words = crate::shell::split(s)
                 .ok_or_else(|| LocatedError::new(&loc, "unbalanced quotes in module arguments"))?;
             let mut raw = Vec::new();
             for w in &words {

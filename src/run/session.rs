@@ -1,4 +1,4 @@
-//! Issue 7, part A: the run's use of the per-host state (src/state/): take
+//! The run's use of the per-host state (src/state/): take
 //! the deploy lock on every host before anything changes (one remote
 //! execution per host, which also reads the pending handlers and, when it
 //! can, gathers the facts), fire handlers left pending by a failed run, and
@@ -684,7 +684,7 @@ impl Engine {
             return Ok(None);
         }
         let become_root = get("ansible_become")
-            .and_then(|v| crate::modules::args::parse_bool(&v))
+            .and_then(|v| crate::args::parse_bool(&v))
             .unwrap_or(false);
         Ok(become_root.then(|| Become {
             user: "root".into(),

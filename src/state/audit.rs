@@ -1,4 +1,4 @@
-//! The audit trail (issue 7): an append-only JSON-lines `audit.log` in each
+//! The audit trail: an append-only JSON-lines `audit.log` in each
 //! host's state directory (one line per apply that held the host's lock:
 //! time, performer, revision, masked command line, changed tasks, result),
 //! and a JSON-lines run log on the control machine, `.deployer/runs.jsonl`
@@ -271,7 +271,7 @@ fn mask_extra_var(v: &str) -> String {
             Err(_) => MASK.to_string(),
         };
     }
-    match crate::project::inventory::shlex_split(v) {
+    match crate::shell::split(v) {
         Some(words) if words.iter().all(|w| w.contains('=')) => words
             .iter()
             .map(|w| match w.split_once('=') {

@@ -161,3 +161,56 @@ pub fn docker_ok(args: &[&str]) {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// A program of the CI venv's ansible-core (`$DEPLOYER_ANSIBLE_BIN_DIR`, else
+/// /opt/deployer-ci/venv/bin); the test FAILS (never skips) when it is missing.
+pub fn ansible_bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("DEPLOYER_ANSIBLE_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/deployer-ci/venv/bin"));
+    let bin = dir.join(name);
+    assert!(
+        bin.is_file(),
+        "{} not found: run tests/testbed/install-deps.sh (ansible-core 2.19.14 in /opt/deployer-ci/venv)",
+        bin.display()
+    );
+    bin
+}
+
+/// The real `ansible-playbook` run in `dir` against the testbed inventory,
+/// with its own ANSIBLE_HOME (so parallel tests share no control sockets).
+pub fn ansible_playbook(dir: &Path, args: &[&str]) -> Out {
+    let home = dir.join(".ansible-home");
+    let o = Command::new(ansible_bin("ansible-playbook"))
+        .arg("-i")
+        .arg(testbed_inventory())
+        .args(args)
+        .current_dir(dir)
+        .env("ANSIBLE_CONFIG", repo().join("bench/ansible.cfg"))
+        .env("ANSIBLE_HOME", &home)
+        .env("ANSIBLE_LOCAL_TEMP", home.join("tmp"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_FORCE_COLOR", "0")
+        .env_remove("ANSIBLE_VAULT_PASSWORD_FILE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run ansible-playbook");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Ansible's recap counters for `host`, from its `host : ok=N changed=N ...` line.
+pub fn ansible_recap(stdout: &str, host: &str) -> std::collections::BTreeMap<String, u64> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.split_whitespace().next() == Some(host) && l.contains("changed="))
+        .unwrap_or_else(|| panic!("no recap line for {host} in:\n{stdout}"));
+    line.split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_string(), v)))
+        .collect()
+}
