@@ -432,6 +432,7 @@ fn reset(host: &str) {
 /// the first run; the second run changes nothing; bad input fails clearly and
 /// changes nothing.
 #[test]
+#[ignore = "slow (six ansible-playbook passes with real apt installs, over 20 min on a loaded 2-core machine); run: cargo test --test server_modules -- --ignored"]
 fn server_modules_match_ansible() {
     reset(ANSIBLE_SD);
     reset(DEPLOYER_SD);

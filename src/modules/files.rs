@@ -258,31 +258,15 @@ pub async fn template(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResul
     let source = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read template {}: {e}", path.display()))?;
     let name = path.display().to_string();
-    // The template module's own variables, as Ansible's template action
-    // adds them (`ansible_managed` only where the project does not set it).
-    let base = ctx.vars.value();
-    let managed = base
-        .get_attr("ansible_managed")
-        .ok()
-        .filter(|v| !v.is_undefined())
-        .unwrap_or_else(|| minijinja::Value::from("Ansible managed"));
-    // The control machine's name (Ansible: os.uname()[1]).
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
-    let tvars = minijinja::context! {
-        ansible_managed => managed,
-        template_path => a.src.clone(),
-        template_fullpath => name.clone(),
-        template_destpath => a.dest.clone(),
-        template_host => host,
-        ..base
-    };
-    let rendered = ctx
-        .vars
-        .env()
-        .render_named_str(&name, &source, tvars)
-        .map_err(|e| ctx.vars.explain(&e))?;
+    let user_managed = ctx.vars.names().iter().any(|n| n == "ansible_managed");
+    let vars = ctx.vars.extended(crate::template::template_file_vars(
+        &a.src,
+        &path,
+        &a.dest,
+        user_managed,
+    ));
+    let rendered = crate::template::render_file(vars.env(), &name, &source, vars.value())
+        .map_err(|e| vars.explain(&e))?;
     let attrs = Attrs::from_json(a.mode.as_ref(), a.owner, a.group)?;
     converge_file(
         ctx,
