@@ -4,9 +4,12 @@ pub mod cli;
 pub mod commands;
 pub mod connection;
 pub mod facts;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lint;
 pub mod modules;
 pub mod plane;
+pub mod preflight;
 pub mod project;
 pub mod report;
 pub mod run;

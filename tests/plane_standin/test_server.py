@@ -185,6 +185,35 @@ class HealthAndRouting(StandinCase):
         self.assertEqual(c.request("PUT", "/api/instances/").status, 405)
 
 
+class ConcurrentRequests(StandinCase):
+    def test_concurrent_request_keeps_the_sign_up_cookies(self):
+        # Regression: the Set-Cookie values were one list shared by every server
+        # thread, so the container's health check, answered while a sign-up was
+        # being answered, wiped the new user's session cookie (the next call of
+        # that user then got 401). Here another request runs to completion on its
+        # own thread after the sign-up's handler and before its response is sent.
+        self.setup_admin()
+        app = self.server.app
+        original = app._handle
+
+        def with_a_concurrent_request(req):
+            resp = original(req)
+            if req.path == "/auth/sign-up/":
+                t = threading.Thread(target=lambda: self.client().request("GET", "/"))
+                t.start()
+                t.join()
+            return resp
+
+        app._handle = with_a_concurrent_request
+        try:
+            c = self.sign_up("concurrent@example.com")
+        finally:
+            del app._handle
+        self.assertIn("session-id", c.cookies)
+        r = c.request("GET", "/api/users/me/")
+        self.assertEqual(r.status, 200, r.body)
+
+
 class Csrf(StandinCase):
     def test_csrf_token_and_cookie(self):
         c = self.client()
@@ -726,16 +755,18 @@ class UserProfile(StandinCase):
         me = c.json(c.request("GET", "/api/users/me/"))
         self.assertEqual((me["first_name"], me["display_name"]), ("Mobutoo", "Mobutoo (Concierge AI)"))
 
-    def test_patch_me_refuses_bad_or_missing_names(self):
+    def test_patch_me_refuses_only_names_with_urls(self):
+        # v1.2.3 apps/api/plane/app/serializers/user.py: names must not contain a URL
         c = self.app_admin()
-        r = c.request("PATCH", "/api/users/me/", json_body={"first_name": "Mo (x)", "last_name": ""})
-        self.assertEqual(r.status, 400)
-        r = c.request("PATCH", "/api/users/me/", json_body={"first_name": "", "last_name": ""})
-        self.assertEqual(r.status, 400)
-        # last_name missing: Plane's re.match(None) raises, a 500
-        r = c.request("PATCH", "/api/users/me/", json_body={"first_name": "Mo", "display_name": "x"})
-        self.assertEqual(r.status, 500)
-        self.assertEqual(c.json(c.request("GET", "/api/users/me/"))["display_name"], "admin")
+        r = c.request("PATCH", "/api/users/me/", json_body={"first_name": "Mo (x) Zoë", "last_name": ""})
+        self.assertEqual(r.status, 200, r.body)
+        for bad in ("see http://x", "www.example", "agent.example.com", "10.0.0.1"):
+            r = c.request("PATCH", "/api/users/me/", json_body={"first_name": bad})
+            self.assertEqual(r.status, 400, bad)
+            self.assertEqual(c.json(r), {"first_name": ["First name cannot contain a URL."]})
+        r = c.request("PATCH", "/api/users/me/", json_body={"display_name": "x"})
+        self.assertEqual(r.status, 200, "missing names are left as they are")
+        self.assertEqual(c.json(c.request("GET", "/api/users/me/"))["first_name"], "Mo (x) Zoë")
 
 
 class UserAgentRequired(StandinCase):
