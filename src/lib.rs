@@ -1,5 +1,7 @@
 //! deployer: a declarative provisioning engine that runs Ansible-layout projects.
+pub mod args;
 pub mod cli;
+pub mod commands;
 pub mod connection;
 pub mod lint;
 pub mod modules;
@@ -8,6 +10,7 @@ pub mod project;
 pub mod report;
 pub mod run;
 pub mod secrets;
+pub mod shell;
 pub mod state;
 pub mod template;
 pub mod vars;

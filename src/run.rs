@@ -13,12 +13,14 @@ use tokio::sync::Semaphore;
 
 use crate::connection::{Become, Connection, SshTarget};
 use crate::modules::observe::{Observations, Want};
-use crate::modules::{self, ModuleCtx, ModuleResult};
+use crate::modules::{self, ModuleCtx, ModuleResult, ReleaseSave, ReleaseStage};
 use crate::project::{Inventory, Play, Playbook, Task, TaskKind, Vars};
 use crate::report::{HostStats, Reporter, Status};
+use crate::state::releases::Recorder;
 use crate::vars::{VarContext, VarValue, VaultAccess, layer_from_vars};
 
 // Issue 7 part A (lock, audit, pending handlers): see run/session.rs.
+pub mod rollback;
 mod run_once;
 mod session;
 pub use session::{Interrupt, RunSession, SessionOutcome};
@@ -479,7 +481,7 @@ impl Engine {
                 return Ok(None);
             };
             let j = crate::vars::value_to_json(&v).unwrap_or(Json::Null);
-            crate::modules::args::parse_bool(&j)
+            crate::args::parse_bool(&j)
                 .map(Some)
                 .ok_or_else(|| format!("{k}: the value {j} could not be converted to a boolean"))
         };
@@ -1093,13 +1095,18 @@ impl Engine {
             release: if t.delegate_to.is_some() {
                 None
             } else {
-                st.release.as_deref()
+                st.release.as_deref().map(|r| r as &dyn ReleaseStage)
             },
+            saved: Vec::new(),
         };
-        let mut res = match self
+        let outcome = self
             .until_interrupted(modules::run(module, json_args, &mut mctx))
-            .await
-        {
+            .await;
+        // What the module saved counts even when it failed or was interrupted.
+        if let Some(rec) = mctx.release.and(st.release.as_deref()) {
+            record_saved(rec, &t.display_name(), std::mem::take(&mut mctx.saved));
+        }
+        let mut res = match outcome {
             Ok(r) => r,
             Err(e) => ModuleResult::failed(e),
         };
@@ -1217,7 +1224,7 @@ fn is_deploy_gate(t: &Task, module: &str, args: &crate::yaml::Node, ctx: &Arc<Va
             .ok()
             .and_then(|v| crate::vars::value_to_json(&v).ok())
             .unwrap_or(Json::Null);
-        crate::modules::args::parse_bool(&v).unwrap_or(false)
+        crate::args::parse_bool(&v).unwrap_or(false)
     };
     match module {
         "docker_compose_v2" => args.get("wait").is_some_and(truthy),
@@ -1256,7 +1263,7 @@ impl Engine {
             let _ = ctx.take_error();
             v
         };
-        let flag = |k: &str| get(k).and_then(|v| crate::modules::args::parse_bool(&v));
+        let flag = |k: &str| get(k).and_then(|v| crate::args::parse_bool(&v));
         if flag("deployer_releases") == Some(false) {
             return None;
         }
@@ -1361,7 +1368,7 @@ impl Engine {
             ));
             return;
         }
-        crate::state::rollback::auto_rollback(self, &st.name, &conn, &rec, &gate).await;
+        rollback::auto_rollback(self, &st.name, &conn, &rec, &gate).await;
     }
 }
 
@@ -1488,8 +1495,7 @@ fn expand_home(p: &str) -> PathBuf {
 /// The subset of ssh options deployer maps onto its SSH session; anything
 /// else is refused rather than silently dropped.
 fn apply_ssh_args(t: &mut SshTarget, args: &str) -> Result<(), String> {
-    let words = crate::project::inventory::shlex_split(args)
-        .ok_or("ansible_ssh_common_args: unbalanced quotes")?;
+    let words = crate::shell::split(args).ok_or("ansible_ssh_common_args: unbalanced quotes")?;
     let mut it = words.into_iter();
     while let Some(w) = it.next() {
         let opt = if w == "-o" {
@@ -1532,4 +1538,25 @@ fn apply_ssh_args(t: &mut SshTarget, args: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+impl ReleaseStage for Recorder {
+    fn save_snippet(&self, path: &str) -> Option<String> {
+        Recorder::save_snippet(self, path)
+    }
+}
+
+/// Records in the host's release what a module saved (see [`ReleaseSave`]).
+pub(crate) fn record_saved(rec: &Recorder, task: &str, saved: Vec<ReleaseSave>) {
+    for s in saved {
+        match s {
+            ReleaseSave::File { path, stdout } => rec.note_saved(&path, task, &stdout),
+            ReleaseSave::ComposeBefore {
+                project,
+                args,
+                before,
+            } => rec.note_compose_before(&project, task, args, before),
+            ReleaseSave::ComposeAfter { project, after } => rec.note_compose_after(&project, after),
+        }
+    }
 }

@@ -244,3 +244,104 @@ async fn rate_limit_is_waited_out_and_csrf_failure_is_detected() {
         .await;
     assert!(matches!(e, Err(PlaneError::Csrf { .. })), "{e:?}");
 }
+
+async fn set_faults(base: &str, faults: serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/__standin__/faults"))
+        .json(&faults)
+        .send()
+        .await
+        .expect("faults");
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
+/// Plane throttles anonymous calls (the CSRF token, the instance) to 30 a
+/// minute per IP and answers 500 to a sign-in without a User-Agent: the
+/// client fetches one CSRF token for all its sessions, sends a User-Agent,
+/// and waits out a 429 from any endpoint as its Retry-After asks.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_csrf_token_per_client_and_every_429_is_waited_out() {
+    let s = standin("1000/minute");
+    let base = format!("http://127.0.0.1:{}", s.1);
+    let c = PlaneClient::new(&base).expect("client");
+    let mut admin = Session::default();
+    c.form(
+        "create instance admin",
+        &mut admin,
+        "/api/instances/admins/sign-up/",
+        &[
+            ("email", "admin@example.test"),
+            ("password", ADMIN_PW),
+            ("first_name", "Admin"),
+        ],
+    )
+    .await
+    .expect("admin sign-up: the stand-in answers 500 without a User-Agent");
+    for i in 0..5 {
+        let mut app = Session::default();
+        c.form(
+            "sign in",
+            &mut app,
+            "/auth/sign-in/",
+            &[("email", "admin@example.test"), ("password", ADMIN_PW)],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("sign-in {i}: {e}"));
+        assert!(app.has("session-id"));
+    }
+    assert_eq!(
+        c.anonymous_requests(),
+        1,
+        "six form posts in six sessions share one anonymous CSRF token"
+    );
+
+    // An anonymous budget of 1 a second: three anonymous reads in a row wait, none fails.
+    set_faults(&base, json!({"anon_rate_limit": "1/second"})).await;
+    let t0 = std::time::Instant::now();
+    for _ in 0..3 {
+        let inst = c
+            .session_json(
+                "read the instance",
+                &mut Session::default(),
+                Method::GET,
+                "/api/instances/",
+                None,
+            )
+            .await
+            .expect("waited out");
+        assert_eq!(inst["instance"]["is_setup_done"], true);
+    }
+    assert!(
+        t0.elapsed() >= Duration::from_secs(2),
+        "the client waited as Retry-After asked: {:?}",
+        t0.elapsed()
+    );
+
+    // A Retry-After longer than a run may wait: an error at once naming the step.
+    set_faults(&base, json!({"anon_rate_limit": "1/hour"})).await;
+    let t0 = std::time::Instant::now();
+    let mut results = Vec::new();
+    for _ in 0..2 {
+        results.push(
+            c.session_json(
+                "read the instance",
+                &mut Session::default(),
+                Method::GET,
+                "/api/instances/",
+                None,
+            )
+            .await,
+        );
+    }
+    let e = results
+        .into_iter()
+        .find_map(Result::err)
+        .expect("the second call in an hour is refused");
+    assert!(matches!(e, PlaneError::RateLimited { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("read the instance: Plane still answers 429"),
+        "{e}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10), "no pointless wait");
+}

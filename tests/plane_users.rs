@@ -395,3 +395,139 @@ fn the_api_container_reach_says_what_is_missing() {
         out.stdout
     );
 }
+
+fn playbook_with_agents(port: u16, n: usize) -> String {
+    let mut agents = String::new();
+    for i in 1..=n {
+        agents.push_str(&format!(
+            "          - {{id: ag{i}, email: ag{i}@example.test, display_name: Agent {i}, role: {}}}\n",
+            if i % 3 == 0 { "Admin" } else { "Member" }
+        ));
+    }
+    format!(
+        "- hosts: localhost\n  gather_facts: false\n  vars_files: [secrets.yml]\n  tasks:\n    - name: Provision Plane users\n      deployer.plane.plane_users:\n        api_url: http://127.0.0.1:{port}\n        workspace: {{name: Javisi, slug: javisi}}\n        admin: {{email: admin@example.test, first_name: Admin}}\n        admin_password: \"{{{{ vault_plane_admin_password }}}}\"\n        vault_file: secrets.yml\n        agents:\n{agents}"
+    )
+}
+
+/// The stand-in's state (`GET /__standin__/state`: no secrets in it).
+fn standin_state(port: u16) -> serde_json::Value {
+    standin_call(port, "GET", "/__standin__/state", None)
+}
+
+/// One JSON call to the stand-in over plain HTTP/1.1 (test-only endpoints).
+fn standin_call(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: tests\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read");
+    let (head, text) = answer.split_once("\r\n\r\n").expect("HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 2"), "{method} {path}: {head}");
+    if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(text).expect("JSON answer")
+    }
+}
+
+/// Ten agents against a stand-in that throttles anonymous calls as Plane
+/// does (30 a minute per IP) and answers 500 without a User-Agent: two
+/// applies and a check in a row all pass, the second apply changes nothing,
+/// and each run makes only a few anonymous calls.
+#[test]
+fn ten_agents_apply_apply_check_in_a_row_under_plane_s_anonymous_throttle() {
+    let (_s, port) = standin();
+    let pw = repo()
+        .join("tests/fixtures/vault-password.txt")
+        .display()
+        .to_string();
+    let p = project(&[
+        (
+            "hosts.yml",
+            "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n",
+        ),
+        ("site.yml", &playbook_with_agents(port, 10)),
+        (
+            "secrets.yml",
+            "vault_plane_admin_password: fixture-Adm1n-pw-Qx7vLr2mZt9wBk4Ns8\n",
+        ),
+    ]);
+    let dir = p.path();
+    let enc = deployer(
+        dir,
+        &[
+            "vault",
+            "encrypt",
+            "secrets.yml",
+            "--vault-password-file",
+            &pw,
+        ],
+    );
+    assert_eq!(enc.code, 0, "{}", enc.all());
+    let run = |cmd: &str| {
+        deployer(
+            dir,
+            &[
+                cmd,
+                "-i",
+                "hosts.yml",
+                "site.yml",
+                "--vault-password-file",
+                &pw,
+                "--format",
+                "json",
+            ],
+        )
+    };
+    let anonymous = || {
+        standin_state(port)["anonymous_calls"]
+            .as_u64()
+            .expect("count")
+    };
+    let mut per_run = Vec::new();
+    let first = run("apply");
+    per_run.push(anonymous());
+    assert_eq!(first.code, 0, "{}", first.all());
+    assert_eq!(total(&recap(&first.stdout), "changed"), 1);
+    let second = run("apply");
+    per_run.push(anonymous() - per_run[0]);
+    assert_eq!(second.code, 0, "{}", second.all());
+    assert_eq!(
+        total(&recap(&second.stdout), "changed"),
+        0,
+        "{}",
+        second.stdout
+    );
+    let check = run("check");
+    per_run.push(anonymous() - per_run[0] - per_run[1]);
+    assert_eq!(check.code, 0, "{}", check.all());
+    // Per run: the instance read and one CSRF token (none in check mode, which posts no form).
+    assert!(
+        per_run.iter().all(|n| *n <= 2),
+        "anonymous calls per run: {per_run:?}"
+    );
+    let view = deployer(
+        dir,
+        &["vault", "view", "secrets.yml", "--vault-password-file", &pw],
+    );
+    assert_eq!(
+        view.stdout
+            .lines()
+            .filter(|l| l.contains("_token:") && l.contains("plane_api_"))
+            .count(),
+        11,
+        "a token for the admin and each agent"
+    );
+    forget_local_state(dir);
+}

@@ -5,12 +5,15 @@
 
 pub mod docker;
 pub mod forward;
+pub mod write;
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use openssh::{KnownHosts, Session, SessionBuilder};
+
+pub use crate::shell::quote as shell_quote;
 use tokio::io::AsyncWriteExt;
 
 #[derive(Debug, Clone)]
@@ -272,28 +275,9 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Quotes a word for a POSIX shell (what Python's `shlex.quote` does).
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\"'\"'"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting_matches_shlex_quote() {
-        assert_eq!(shell_quote("abc"), "abc");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), "'it'\"'\"'s'");
-        assert_eq!(shell_quote(""), "''");
-    }
 
     #[tokio::test]
     async fn local_scripts_run_and_are_counted() {

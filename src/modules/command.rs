@@ -1,5 +1,6 @@
 //! Modules that run something on the host: command, shell, wait_for, uri.
 
+use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
@@ -62,10 +63,15 @@ pub async fn command(
     for (path, want_exists) in [(&a.creates, true), (&a.removes, false)] {
         if let Some(p) = path {
             let exists = if p.contains(['*', '?', '[']) {
+                // The pattern is expanded from a variable: globbing happens,
+                // command substitution and word splitting do not.
                 let o = ctx
                     .conn
                     .run_script(
-                        &format!("for f in {p}; do [ -e \"$f\" ] && exit 0; done; exit 1\n"),
+                        &format!(
+                            "__p={}\nIFS=\nfor f in $__p; do [ -e \"$f\" ] && exit 0; done; exit 1\n",
+                            shell_quote(p)
+                        ),
                         ctx.become_.as_ref(),
                     )
                     .await
@@ -116,7 +122,7 @@ pub async fn command(
         let exe = a.executable.clone().unwrap_or_else(|| "/bin/sh".into());
         format!("{} -c {}", shell_quote(&exe), shell_quote(&text))
     } else {
-        let words = crate::project::inventory::shlex_split(&text)
+        let words = crate::shell::split(&text)
             .ok_or_else(|| format!("{module}: unbalanced quotes in '{text}'"))?;
         words
             .iter()
@@ -134,8 +140,11 @@ pub async fn command(
             if a.stdin_add_newline {
                 data.push('\n');
             }
+            // Base64 in a single-quoted word: no delimiter or quote in the
+            // data can end it, and `printf` is a shell builtin (no argv).
             script.push_str(&format!(
-                "{body} <<'__DEPLOYER_STDIN__'\n{data}__DEPLOYER_STDIN__\n"
+                "printf '%s' '{}' | base64 -d | {body}\n",
+                base64::engine::general_purpose::STANDARD.encode(data.as_bytes())
             ));
         }
         None => script.push_str(&format!("{body} </dev/null\n")),
@@ -194,7 +203,7 @@ pub async fn command(
         if shell {
             json!(text)
         } else {
-            json!(crate::project::inventory::shlex_split(&text).unwrap_or_default())
+            json!(crate::shell::split(&text).unwrap_or_default())
         },
     );
     r.data.insert("rc".into(), json!(out.rc));
@@ -410,16 +419,17 @@ pub async fn uri(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, St
         r.msg = Some("uri: non-GET requests are not run in check mode".into());
         return Ok(r);
     }
-    let mut cmd = format!(
-        "curl -sS -o \"$b\" -w '%{{http_code}}' -X {} --max-time {}",
-        shell_quote(&method),
-        a.timeout.unwrap_or(30)
-    );
+    // Everything the task gives (URL, headers, body) reaches curl through a
+    // config file and a body file in a private temp directory, never through
+    // curl's argv (which every local user sees in `ps`) nor as shell text.
+    let mut cfg = String::new();
+    cfg.push_str(&format!("request = {}\n", curl_quote(&method)));
+    cfg.push_str(&format!("max-time = {}\n", a.timeout.unwrap_or(30)));
     if !a.validate_certs {
-        cmd.push_str(" -k");
+        cfg.push_str("insecure\n");
     }
     if a.follow_redirects_bool {
-        cmd.push_str(" -L");
+        cfg.push_str("location\n");
     }
     if let Some(h) = &a.headers {
         for (k, v) in h {
@@ -427,10 +437,10 @@ pub async fn uri(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, St
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| v.to_string());
-            cmd.push_str(&format!(" -H {}", shell_quote(&format!("{k}: {v}"))));
+            cfg.push_str(&format!("header = {}\n", curl_quote(&format!("{k}: {v}"))));
         }
     }
-    let mut body_heredoc = String::new();
+    let mut body_file = String::new();
     if let Some(b) = &a.body {
         let (data, ctype) = match (a.body_format.as_deref(), b) {
             (Some("json"), v) => (
@@ -441,18 +451,25 @@ pub async fn uri(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, St
             (_, v) => (v.to_string(), None),
         };
         if let Some(ct) = ctype {
-            cmd.push_str(&format!(
-                " -H {}",
-                shell_quote(&format!("Content-Type: {ct}"))
+            cfg.push_str(&format!(
+                "header = {}\n",
+                curl_quote(&format!("Content-Type: {ct}"))
             ));
         }
-        cmd.push_str(" --data-binary @-");
-        body_heredoc = format!(" <<'__DEPLOYER_BODY__'\n{data}\n__DEPLOYER_BODY__");
+        cfg.push_str("data-binary = \"@body\"\n");
+        body_file = format!(
+            "printf '%s' '{}' | base64 -d > body\n",
+            base64::engine::general_purpose::STANDARD.encode(format!("{data}\n"))
+        );
     }
-    cmd.push(' ');
-    cmd.push_str(&shell_quote(&a.url));
+    cfg.push_str(&format!("url = {}\n", curl_quote(&a.url)));
     let script = format!(
-        "command -v curl >/dev/null || {{ echo 'uri needs curl on the target' >&2; exit 127; }}\nb=$(mktemp)\ntrap 'rm -f \"$b\"' EXIT\ns=$({cmd}{body_heredoc}) || {{ echo \"$s\"; exit 2; }}\necho \"$s\"\nbase64 -w0 < \"$b\"\n"
+        "command -v curl >/dev/null || {{ echo 'uri needs curl on the target' >&2; exit 127; }}\n\
+         umask 077\nd=$(mktemp -d)\ntrap 'rm -rf -- \"$d\"' EXIT\ncd \"$d\"\n\
+         printf '%s' '{cfg}' | base64 -d > cfg\n{body_file}\
+         s=$(curl -sS -o out -w '%{{http_code}}' -K cfg </dev/null) || {{ echo \"$s\"; exit 2; }}\n\
+         echo \"$s\"\nbase64 -w0 < out\n",
+        cfg = base64::engine::general_purpose::STANDARD.encode(cfg),
     );
     let out = ctx
         .conn
@@ -631,5 +648,33 @@ impl Module for Uri {
     }
     fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
         Box::pin(uri(args, ctx))
+    }
+}
+
+/// A double-quoted curl config parameter (curl unescapes `\\`, `\"`, `\t`,
+/// `\n`, `\r`, `\v` inside quotes).
+fn curl_quote(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn curl_config_values_are_quoted() {
+        assert_eq!(super::curl_quote("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
     }
 }

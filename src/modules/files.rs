@@ -2,7 +2,6 @@
 //! one converge step: compare the desired content and attributes with what was
 //! observed, diff, and (outside check mode) write atomically.
 
-use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
@@ -12,6 +11,7 @@ use super::observe::{FileKind, ObservedFile, Want};
 use super::registry::{ArgSchema, Module, ModuleFuture};
 use super::{FileDiff, ModuleCtx, ModuleResult, parse_args};
 use crate::connection::shell_quote;
+use crate::connection::write::{self, PathAttrs, RemoteWrite};
 
 /// Owner, group and mode a task asks for (any may be left to the existing file).
 #[derive(Debug, Clone, Default)]
@@ -62,18 +62,16 @@ impl Attrs {
         out
     }
 
-    fn script(&self, target: &str) -> String {
-        let mut s = String::new();
-        if let Some(o) = &self.owner {
-            s.push_str(&format!("chown {} {target}\n", shell_quote(o)));
+    /// These attributes for [`write::attributes_script`] and [`RemoteWrite`].
+    fn path_attrs(&self) -> PathAttrs<'_> {
+        PathAttrs {
+            owner: self.owner.as_deref(),
+            group: self.group.as_deref(),
+            mode: match &self.mode {
+                Some(Mode::Octal(m)) => Some(*m),
+                _ => None,
+            },
         }
-        if let Some(g) = &self.group {
-            s.push_str(&format!("chgrp {} {target}\n", shell_quote(g)));
-        }
-        if let Some(Mode::Octal(m)) = &self.mode {
-            s.push_str(&format!("chmod {:04o} {target}\n", m));
-        }
-        s
     }
 }
 
@@ -86,43 +84,6 @@ fn text_for_diff(data: &[u8]) -> Option<String> {
         return None;
     }
     String::from_utf8(data.to_vec()).ok()
-}
-
-/// The shell script that writes `content` to `dest` atomically: a temp file in
-/// the same directory, validated, given owner and mode, fsynced, renamed.
-pub fn write_script(
-    dest: &str,
-    content: &[u8],
-    attrs: &Attrs,
-    backup: bool,
-    validate: Option<&str>,
-) -> String {
-    let q = shell_quote(dest);
-    let b64 = base64::engine::general_purpose::STANDARD.encode(content);
-    let mut wrapped = String::with_capacity(b64.len() + b64.len() / 76 + 1);
-    for chunk in b64.as_bytes().chunks(76) {
-        wrapped.push_str(std::str::from_utf8(chunk).unwrap_or(""));
-        wrapped.push('\n');
-    }
-    let mut s = format!(
-        "set -e\nd=$(dirname -- {q})\n[ -d \"$d\" ] || {{ echo \"Destination directory $d does not exist\" >&2; exit 1; }}\n\
-         t=$(mktemp \"$d/.deployer-tmp.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\nbase64 -d > \"$t\" <<'__DEPLOYER_EOF__'\n{wrapped}__DEPLOYER_EOF__\n"
-    );
-    if let Some(v) = validate {
-        let cmd = v.replace("%s", "\"$t\"");
-        s.push_str(&format!("if ! {cmd} >/tmp/.deployer-validate.$$ 2>&1; then cat /tmp/.deployer-validate.$$ >&2; rm -f /tmp/.deployer-validate.$$; echo 'failed to validate' >&2; exit 3; fi\nrm -f /tmp/.deployer-validate.$$\n"));
-    }
-    s.push_str(&format!(
-        "if [ -e {q} ]; then chmod --reference={q} \"$t\"; chown --reference={q} \"$t\" 2>/dev/null || true; else chmod $(printf '%o' $(( 0666 & ~$(umask) ))) \"$t\"; fi\n"
-    ));
-    s.push_str(&attrs.script("\"$t\""));
-    if backup {
-        s.push_str(&format!(
-            "if [ -e {q} ]; then b={q}.$$.$(date +%Y-%m-%d@%H:%M:%S)~; cp -p {q} \"$b\"; printf 'B\\t%s\\n' \"$b\"; fi\n"
-        ));
-    }
-    s.push_str(&format!("sync \"$t\" 2>/dev/null || true\nmv -f \"$t\" {q}\ntrap - EXIT\nsync \"$d\" 2>/dev/null || true\n"));
-    s
 }
 
 /// Converges one regular file to `content` (None: keep the content, attributes only).
@@ -227,9 +188,16 @@ async fn converge_file(
         return Ok(result);
     }
     let script = if content_changed {
-        write_script(dest, content.unwrap_or_default(), attrs, backup, validate)
+        let pa = attrs.path_attrs();
+        RemoteWrite::new(dest, content.unwrap_or_default())
+            .owner(pa.owner)
+            .group(pa.group)
+            .mode(pa.mode)
+            .backup(backup)
+            .validate(validate)
+            .script()?
     } else {
-        format!("set -e\n{}", attrs.script(&shell_quote(dest)))
+        write::attributes_script(dest, &attrs.path_attrs(), false)?
     };
     // Release hook (issue 7): the previous state is saved by the same script.
     let script = format!("{}{script}", ctx.release_save(dest));
@@ -240,14 +208,7 @@ async fn converge_file(
         .map_err(|e| e.to_string())?;
     ctx.release_saved(dest, &out.stdout_str());
     ctx.observed.forget(dest);
-    if out.rc != 0 {
-        return Err(format!(
-            "writing {dest} failed (rc={}): {}",
-            out.rc,
-            out.stderr_str().trim()
-        ));
-    }
-    if let Some(b) = out.stdout_str().lines().find_map(|l| l.strip_prefix("B\t")) {
+    if let Some(b) = write::outcome(dest, &out)?.backup_file {
         result.data.insert("backup_file".into(), json!(b));
     }
     Ok(result)
@@ -502,10 +463,13 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
             }
             if !obs.exists {
                 changes.push("state: absent -> directory".into());
-                format!("mkdir -p -- {q}\n{}", attrs.script(&q))
+                format!(
+                    "mkdir -p -- {q}\n{}",
+                    write::attributes_script(&path, &attrs.path_attrs(), false)?
+                )
             } else {
                 changes.extend(attrs.changes(&obs));
-                attrs.script(&q)
+                write::attributes_script(&path, &attrs.path_attrs(), false)?
             }
         }
         "file" => {
@@ -520,7 +484,7 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
                 ));
             }
             changes.extend(attrs.changes(&obs));
-            attrs.script(&q)
+            write::attributes_script(&path, &attrs.path_attrs(), false)?
         }
         "touch" => {
             changes.push(if obs.exists {
@@ -528,7 +492,21 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
             } else {
                 "state: absent -> file".into()
             });
-            format!("touch -- {q}\n{}", attrs.script(&q))
+            if obs.exists {
+                // -h: a link's own times; never creates through a link.
+                format!(
+                    "touch -h -c -- {q}\n{}",
+                    write::attributes_script(&path, &attrs.path_attrs(), false)?
+                )
+            } else {
+                // A new empty file, created like any other written file.
+                let pa = attrs.path_attrs();
+                RemoteWrite::new(&path, b"")
+                    .owner(pa.owner)
+                    .group(pa.group)
+                    .mode(pa.mode)
+                    .script()?
+            }
         }
         "link" => {
             let src = a
@@ -568,7 +546,11 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
                 // A link to nothing has no attributes to set (Ansible warns and skips).
                 if tobs.exists {
                     changes.extend(attrs.changes(&tobs));
-                    script.push_str(&attrs.script(&shell_quote(&target)));
+                    script.push_str(&write::attributes_script(
+                        &target,
+                        &attrs.path_attrs(),
+                        false,
+                    )?);
                 }
             } else {
                 if attrs.mode.is_some() {
@@ -591,7 +573,7 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
                 };
                 if !own.is_empty() {
                     changes.extend(own);
-                    script.push_str(&attrs.script(&format!("-h {q}")));
+                    script.push_str(&write::attributes_script(&path, &attrs.path_attrs(), true)?);
                 }
             }
             script

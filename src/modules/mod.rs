@@ -3,7 +3,9 @@
 //! is listed once, in [`registry::MODULES`]; read the top of `registry.rs` to
 //! add one.
 
-pub mod args;
+/// Argument coercion lives at the crate root (loading uses it too); modules
+/// keep naming it `super::args`.
+pub use crate::args;
 pub mod blockinfile;
 pub mod command;
 pub mod compose;
@@ -17,6 +19,7 @@ pub mod plane_users;
 pub mod registry;
 pub mod text_edit;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,6 +27,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::connection::{Become, Connection};
 use crate::project::Task;
+use crate::state::releases::ContainerState;
 use crate::vars::VarContext;
 use observe::Observations;
 
@@ -87,6 +91,40 @@ impl ModuleResult {
     }
 }
 
+/// The host's release being recorded, as a module sees it: where a write
+/// script saves the previous state of what it changes. The executor provides
+/// it (None in check mode and for delegated tasks).
+pub trait ReleaseStage: Sync {
+    /// The shell snippet that saves `path`'s current state and prints one
+    /// `P\t...` line; None when this release already saved the path. Put it at
+    /// the head of the script that changes the path, under `set -e`.
+    fn save_snippet(&self, path: &str) -> Option<String>;
+}
+
+/// What a module saved for the host's release. Modules push these to
+/// [`ModuleCtx::saved`] as they go; the executor records them in the release
+/// after the module returns, fails or is interrupted (so a half-done change
+/// is still in the record a rollback reads). Modules never write release
+/// records themselves.
+#[derive(Debug, Clone)]
+pub enum ReleaseSave {
+    /// A script that began with [`ModuleCtx::release_save`]'s snippet for
+    /// `path` ran and printed `stdout`.
+    File { path: String, stdout: String },
+    /// A compose project about to change: its containers as they were.
+    ComposeBefore {
+        project: String,
+        /// The module's arguments that locate the project.
+        args: Json,
+        before: BTreeMap<String, Option<ContainerState>>,
+    },
+    /// The compose project's containers after the change.
+    ComposeAfter {
+        project: String,
+        after: BTreeMap<String, ContainerState>,
+    },
+}
+
 /// What a module gets to do its work: the host, its observed state, the
 /// variables of the task, and the run's mode.
 pub struct ModuleCtx<'a> {
@@ -98,14 +136,16 @@ pub struct ModuleCtx<'a> {
     pub vars: &'a Arc<VarContext>,
     pub task: &'a Task,
     pub playbook_dir: &'a Path,
-    /// The host's release being recorded (issue 7); None in check mode and
-    /// for delegated tasks. File modules put its save snippet in their write.
-    pub release: Option<&'a crate::state::releases::Recorder>,
+    /// The host's release being recorded; None in check mode and for
+    /// delegated tasks. File modules put its save snippet in their write.
+    pub release: Option<&'a dyn ReleaseStage>,
+    /// What the module saved for the release, for the executor to record.
+    pub saved: Vec<ReleaseSave>,
 }
 
 impl ModuleCtx<'_> {
-    /// Release hook (issue 7): the snippet saving `path`'s previous state,
-    /// to run at the head of the script that changes it.
+    /// The snippet saving `path`'s previous state for the release, to run at
+    /// the head of the script that changes it (empty when not recording).
     pub fn release_save(&self, path: &str) -> String {
         match (self.release, self.check) {
             (Some(r), false) => r.save_snippet(path).unwrap_or_default(),
@@ -113,11 +153,19 @@ impl ModuleCtx<'_> {
         }
     }
 
-    /// Release hook (issue 7): records what [`Self::release_save`] printed.
-    pub fn release_saved(&self, path: &str, stdout: &str) {
-        if let (Some(r), false) = (self.release, self.check) {
-            r.note_saved(path, &self.task.display_name(), stdout);
+    /// Hands the executor what [`Self::release_save`]'s snippet printed.
+    pub fn release_saved(&mut self, path: &str, stdout: &str) {
+        if self.release.is_some() && !self.check {
+            self.saved.push(ReleaseSave::File {
+                path: path.to_string(),
+                stdout: stdout.to_string(),
+            });
         }
+    }
+
+    /// Whether this task records a release (not check mode, not delegated).
+    pub fn recording(&self) -> bool {
+        self.release.is_some() && !self.check
     }
 }
 
@@ -167,7 +215,3 @@ pub async fn run(name: &str, args: Json, ctx: &mut ModuleCtx<'_>) -> Result<Modu
 pub fn parse_args<T: serde::de::DeserializeOwned>(module: &str, args: Json) -> Result<T, String> {
     serde_json::from_value(args).map_err(|e| format!("invalid arguments for {module}: {e}"))
 }
-#[cfg(test)]
-mod textedit_oracle;
-#[cfg(test)]
-mod textedit_oracle_check;

@@ -335,6 +335,10 @@ pub async fn plane_users(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleRe
     result
         .data
         .insert("requests".into(), json!(client.requests_sent()));
+    result.data.insert(
+        "anonymous_requests".into(),
+        json!(client.anonymous_requests()),
+    );
     match outcome {
         Ok(()) => {
             result.msg = Some(if p.actions.is_empty() {

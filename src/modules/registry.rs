@@ -27,6 +27,14 @@
 //!      smallest example and [`super::misc::Debug`] for one that renders.
 //!    - what it saved for a release goes in its [`ModuleResult`]; a module never
 //!      writes release records itself.
+//!    - a module that writes a file on the host uses
+//!      [`crate::connection::write::RemoteWrite`] (content, owner, mode, backup,
+//!      validate: one script or `conn.write_file`), and one that changes owner,
+//!      group or mode of an existing path uses
+//!      [`crate::connection::write::attributes_script`]. Never `> file`, `chmod`
+//!      or `chown` by name: a local user can swap the name between two commands.
+//!      Data from the task never becomes shell text: [`crate::connection::shell_quote`]
+//!      each word, or pass it base64-encoded (`printf '%s' '<b64>' | base64 -d`).
 //! 2. Add `pub mod <name>;` to `src/modules/mod.rs` and one line to [`MODULES`].
 //! 3. Name it in README.md's module list (`registry::tests` checks every module is there).
 //!

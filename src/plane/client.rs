@@ -3,6 +3,16 @@
 //! cursor pagination, plain-array lists, and the session/CSRF form flow used to
 //! sign up and sign in. No token, password or cookie value ever reaches an error
 //! or a log line: errors carry the step and the status, never the request.
+//!
+//! Against real Plane v1.2.3 three things matter beyond the happy path: every
+//! request carries a `User-Agent` (Plane writes it into a NOT NULL column on
+//! every sign-in and sign-up and answers 500 without it:
+//! `plane/license/api/views/admin.py`, `plane/authentication/adapter/base.py`,
+//! `plane/db/models/user.py`); anonymous calls are throttled to 30 a minute
+//! per IP (`plane/settings/common.py`, REST framework's `AnonRateThrottle`),
+//! so one anonymous CSRF token is fetched per client and reused by every
+//! session; and a 429 from any endpoint is waited out as its `Retry-After`
+//! asks, within a bounded total wait.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -12,10 +22,16 @@ use reqwest::header::{CONTENT_TYPE, COOKIE, HeaderMap, HeaderValue, LOCATION, SE
 use reqwest::{Method, StatusCode};
 use serde_json::Value as Json;
 
+/// The `User-Agent` of every request.
+pub const USER_AGENT: &str = concat!("deployer/", env!("CARGO_PKG_VERSION"));
 /// The longest we wait for a rate-limit window or a `Retry-After`.
 const MAX_WAIT: Duration = Duration::from_secs(90);
+/// The most a client waits for rate limits over its whole life.
+const MAX_TOTAL_WAIT: Duration = Duration::from_secs(240);
 /// How many 429s in a row we sit out before giving up.
 const MAX_RETRIES_429: usize = 6;
+/// Django's CSRF cookie (`CSRF_COOKIE_NAME`).
+const CSRF_COOKIE: &str = "csrftoken";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlaneError {
@@ -39,8 +55,14 @@ pub enum PlaneError {
     },
     #[error("{step}: CSRF verification failed (Plane answered with its HTML error page)")]
     Csrf { step: String },
-    #[error("{step}: still rate limited after {tries} waits (429)")]
-    RateLimited { step: String, tries: usize },
+    #[error(
+        "{step}: Plane still answers 429 (rate limited) after {tries} tries and {waited_secs} s of waiting in all (a run waits at most 90 s at a time, 240 s in all); try again later"
+    )]
+    RateLimited {
+        step: String,
+        tries: usize,
+        waited_secs: u64,
+    },
     #[error("{step}: unexpected answer: {what}")]
     Unexpected { step: String, what: String },
 }
@@ -54,10 +76,13 @@ impl PlaneError {
     }
 }
 
-/// Cookies of one browser-like session (admin or app), kept by name.
+/// Cookies of one browser-like session (admin or app), kept by name, and
+/// the masked CSRF token that goes with its `csrftoken` cookie.
 #[derive(Default)]
 pub struct Session {
     cookies: BTreeMap<String, String>,
+    /// (the `csrftoken` cookie value, the masked token issued for it)
+    csrf: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for Session {
@@ -127,6 +152,14 @@ pub fn parse_form_location(location: &str) -> FormOutcome {
     }
 }
 
+/// Whether a request is one of the public API's (paced by the token's
+/// `X-RateLimit-*` budget) or any other.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    V1,
+    Other,
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Pace {
     remaining: Option<u64>,
@@ -139,6 +172,13 @@ pub struct PlaneClient {
     pace: Mutex<Pace>,
     /// Requests sent, for tests and the run summary.
     sent: std::sync::atomic::AtomicUsize,
+    /// Requests sent without a session or a token (throttled by Plane per IP).
+    anonymous: std::sync::atomic::AtomicUsize,
+    /// Time spent waiting on 429s so far.
+    waited: Mutex<Duration>,
+    /// The anonymous `csrftoken` cookie and its masked token, fetched once
+    /// and given to every new session.
+    anon_csrf: Mutex<Option<(String, String)>>,
 }
 
 impl std::fmt::Debug for PlaneClient {
@@ -180,6 +220,7 @@ impl PlaneClient {
             });
         }
         let mut builder = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
             // Plane's form views answer 302: we read the Location, never follow it.
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30));
@@ -196,6 +237,9 @@ impl PlaneClient {
             http,
             pace: Mutex::new(Pace::default()),
             sent: Default::default(),
+            anonymous: Default::default(),
+            waited: Mutex::new(Duration::ZERO),
+            anon_csrf: Mutex::new(None),
         })
     }
 
@@ -205,6 +249,12 @@ impl PlaneClient {
 
     pub fn requests_sent(&self) -> usize {
         self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Requests sent with neither a session cookie nor an API token: the
+    /// ones Plane throttles to 30 a minute per IP.
+    pub fn anonymous_requests(&self) -> usize {
+        self.anonymous.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn url(&self, path: &str) -> String {
@@ -225,13 +275,86 @@ impl PlaneClient {
         })
     }
 
-    /// Waits when the last response said the budget is spent.
-    async fn wait_for_budget(&self) {
+    /// Sends a request built by `build` (once per try), waiting out 429s as
+    /// their `Retry-After` asks, within [`MAX_TOTAL_WAIT`] over the client's
+    /// life; public API calls also wait when the token's budget is spent.
+    async fn execute(
+        &self,
+        step: &str,
+        kind: Kind,
+        build: &(dyn Fn() -> reqwest::RequestBuilder + Sync),
+    ) -> Result<reqwest::Response, PlaneError> {
+        for _ in 0..=MAX_RETRIES_429 {
+            if kind == Kind::V1 {
+                self.wait_for_budget(step).await?;
+            }
+            let resp = self.send(step, build()).await?;
+            if kind == Kind::V1 {
+                self.record_pace(resp.headers());
+            }
+            if resp.status() != StatusCode::TOO_MANY_REQUESTS {
+                return Ok(resp);
+            }
+            let secs = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(1);
+            self.wait(
+                step,
+                Duration::from_secs(secs.max(1)),
+                "its Retry-After asks",
+            )
+            .await?;
+        }
+        Err(PlaneError::RateLimited {
+            step: step.into(),
+            tries: MAX_RETRIES_429 + 1,
+            waited_secs: self.waited_so_far().as_secs(),
+        })
+    }
+
+    fn waited_so_far(&self) -> Duration {
+        self.waited.lock().map(|w| *w).unwrap_or_default()
+    }
+
+    /// Sleeps `wait` with a progress line on stderr, or gives up at once when
+    /// Plane asks for more than [`MAX_WAIT`] or the client's total wait would
+    /// pass [`MAX_TOTAL_WAIT`].
+    async fn wait(&self, step: &str, wait: Duration, why: &str) -> Result<(), PlaneError> {
+        let total = self.waited_so_far();
+        if wait > MAX_WAIT || total + wait > MAX_TOTAL_WAIT {
+            return Err(PlaneError::RateLimited {
+                step: step.into(),
+                tries: 1,
+                waited_secs: total.as_secs(),
+            });
+        }
+        eprintln!(
+            "plane: {step}: rate limited by Plane, waiting {} s as {why} ({} s waited so far, at most {} s)",
+            wait.as_secs(),
+            total.as_secs(),
+            MAX_TOTAL_WAIT.as_secs()
+        );
+        tokio::time::sleep(wait).await;
+        if let Ok(mut w) = self.waited.lock() {
+            *w += wait;
+        }
+        Ok(())
+    }
+
+    /// Waits when the last public API response said the budget is spent.
+    async fn wait_for_budget(&self, step: &str) -> Result<(), PlaneError> {
         let pace = self.pace.lock().map(|p| *p).unwrap_or_default();
         if let (Some(0), Some(reset)) = (pace.remaining, pace.reset) {
             let wait = Duration::from_secs(reset.saturating_sub(now_secs()) + 1).min(MAX_WAIT);
-            tokio::time::sleep(wait).await;
+            if let Ok(mut p) = self.pace.lock() {
+                p.remaining = None;
+            }
+            self.wait(step, wait, "X-RateLimit-Reset says").await?;
         }
+        Ok(())
     }
 
     fn record_pace(&self, headers: &HeaderMap) {
@@ -264,36 +387,20 @@ impl PlaneClient {
             step: step.into(),
             what: "the API token has characters a header cannot carry".into(),
         })?;
-        for _ in 0..=MAX_RETRIES_429 {
-            self.wait_for_budget().await;
-            let mut req = self
+        let url = self.url(path);
+        let build = || {
+            let req = self
                 .http
-                .request(method.clone(), self.url(path))
+                .request(method.clone(), &url)
                 .header("X-API-Key", key.clone());
-            if let Some(b) = body {
-                req = req.json(b);
+            match body {
+                Some(b) => req.json(b),
+                None => req,
             }
-            let resp = self.send(step, req).await?;
-            self.record_pace(resp.headers());
-            let status = resp.status();
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                let secs = resp
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .unwrap_or(1);
-                tokio::time::sleep(Duration::from_secs(secs).min(MAX_WAIT)).await;
-                continue;
-            }
-            return read_json(step, resp).await;
-        }
-        Err(PlaneError::RateLimited {
-            step: step.into(),
-            tries: MAX_RETRIES_429 + 1,
-        })
+        };
+        let resp = self.execute(step, Kind::V1, &build).await?;
+        read_json(step, resp).await
     }
-
     /// A v1 list: a plain array, or Plane's cursor pagination walked to the end
     /// (`cursor=<per_page>:<page>:<is_prev>`, following `next_cursor` while
     /// `next_page_results`).
@@ -361,26 +468,84 @@ impl PlaneClient {
         .await
     }
 
-    /// `GET /auth/get-csrf-token/`: the token and its cookie, into the session.
+    /// `GET /auth/get-csrf-token/` with the session's cookies: a fresh masked
+    /// token and its cookie, into the session.
     pub async fn csrf(&self, step: &str, session: &mut Session) -> Result<String, PlaneError> {
-        let mut req = self.http.get(self.url("/auth/get-csrf-token/"));
-        if let Some(c) = session.header() {
-            req = req.header(COOKIE, c);
+        let url = self.url("/auth/get-csrf-token/");
+        let cookie = session.header();
+        if !session.has("session-id") {
+            self.anonymous
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        let resp = self.send(step, req).await?;
+        let build = || {
+            let req = self.http.get(&url);
+            match &cookie {
+                Some(c) => req.header(COOKIE, c.clone()),
+                None => req,
+            }
+        };
+        let resp = self.execute(step, Kind::Other, &build).await?;
         session.absorb(resp.headers());
         let body = read_json(step, resp).await?;
-        body.get("csrf_token")
+        let token = body
+            .get("csrf_token")
             .and_then(|t| t.as_str())
             .map(str::to_string)
             .ok_or_else(|| PlaneError::Unexpected {
                 step: step.into(),
                 what: "no csrf_token in /auth/get-csrf-token/".into(),
-            })
+            })?;
+        let secret =
+            session
+                .cookies
+                .get(CSRF_COOKIE)
+                .cloned()
+                .ok_or_else(|| PlaneError::Unexpected {
+                    step: step.into(),
+                    what: "no csrftoken cookie from /auth/get-csrf-token/".into(),
+                })?;
+        session.csrf = Some((secret, token.clone()));
+        Ok(token)
+    }
+
+    /// The CSRF token to post with this session, without asking Plane when it
+    /// can: the token issued for the session's `csrftoken` cookie; the cookie's
+    /// own value once Plane rotated it at sign-in (Django's `CsrfViewMiddleware`
+    /// accepts the unmasked secret too); for a new session, the client's one
+    /// anonymous cookie and token (Django keeps CSRF state in the cookie, not
+    /// on the server).
+    async fn csrf_for(&self, step: &str, session: &mut Session) -> Result<String, PlaneError> {
+        if let Some(cookie) = session.cookies.get(CSRF_COOKIE) {
+            return Ok(match &session.csrf {
+                Some((secret, token)) if secret == cookie => token.clone(),
+                _ => cookie.clone(),
+            });
+        }
+        let shared = self.anon_csrf.lock().ok().and_then(|g| g.clone());
+        if let Some((secret, token)) = shared {
+            session
+                .cookies
+                .insert(CSRF_COOKIE.to_string(), secret.clone());
+            session.csrf = Some((secret, token.clone()));
+            return Ok(token);
+        }
+        let mut fresh = Session::default();
+        let token = self.csrf(step, &mut fresh).await?;
+        if let Some(pair) = fresh.csrf.clone()
+            && let Ok(mut g) = self.anon_csrf.lock()
+        {
+            *g = Some(pair);
+        }
+        for (k, v) in fresh.cookies {
+            session.cookies.entry(k).or_insert(v);
+        }
+        session.csrf = fresh.csrf;
+        Ok(token)
     }
 
     /// Posts one of Plane's form views (sign-up, sign-in) with the CSRF token,
     /// without following the 302; a failure comes back as `PlaneError::Form`.
+    /// A CSRF refusal with a reused token is retried once with a fresh one.
     pub async fn form(
         &self,
         step: &str,
@@ -388,19 +553,47 @@ impl PlaneClient {
         path: &str,
         fields: &[(&str, &str)],
     ) -> Result<FormOutcome, PlaneError> {
-        let token = self.csrf(step, session).await?;
-        let mut form: Vec<(&str, &str)> = fields.to_vec();
-        form.push(("csrfmiddlewaretoken", &token));
-        let mut req = self
-            .http
-            .post(self.url(path))
-            .header("X-CSRFToken", token.as_str())
-            .header("Referer", self.url("/"))
-            .form(&form);
-        if let Some(c) = session.header() {
-            req = req.header(COOKIE, c);
+        let token = self.csrf_for(step, session).await?;
+        match self.post_form(step, session, path, fields, &token).await {
+            Err(PlaneError::Csrf { .. }) => {
+                session.cookies.remove(CSRF_COOKIE);
+                session.csrf = None;
+                if let Ok(mut g) = self.anon_csrf.lock() {
+                    *g = None;
+                }
+                let token = self.csrf(step, session).await?;
+                self.post_form(step, session, path, fields, &token).await
+            }
+            other => other,
         }
-        let resp = self.send(step, req).await?;
+    }
+
+    async fn post_form(
+        &self,
+        step: &str,
+        session: &mut Session,
+        path: &str,
+        fields: &[(&str, &str)],
+        token: &str,
+    ) -> Result<FormOutcome, PlaneError> {
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        form.push(("csrfmiddlewaretoken", token));
+        let url = self.url(path);
+        let referer = self.url("/");
+        let cookie = session.header();
+        let build = || {
+            let req = self
+                .http
+                .post(&url)
+                .header("X-CSRFToken", token)
+                .header("Referer", &referer)
+                .form(&form);
+            match &cookie {
+                Some(c) => req.header(COOKIE, c.clone()),
+                None => req,
+            }
+        };
+        let resp = self.execute(step, Kind::Other, &build).await?;
         session.absorb(resp.headers());
         let status = resp.status();
         if status.is_redirection() {
@@ -444,29 +637,40 @@ impl PlaneClient {
         path: &str,
         body: Option<&Json>,
     ) -> Result<Json, PlaneError> {
-        let mut req = self.http.request(method, self.url(path));
-        if let Some(c) = session.header() {
-            req = req.header(COOKIE, c);
+        let url = self.url(path);
+        let cookie = session.header();
+        if !session.has("session-id") && !session.has("admin-session-id") {
+            self.anonymous
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = self.send(step, req).await?;
+        let build = || {
+            let mut req = self.http.request(method.clone(), &url);
+            if let Some(c) = &cookie {
+                req = req.header(COOKIE, c.clone());
+            }
+            match body {
+                Some(b) => req.json(b),
+                None => req,
+            }
+        };
+        let resp = self.execute(step, Kind::Other, &build).await?;
         session.absorb(resp.headers());
         read_json(step, resp).await
     }
 
-    /// `GET /` on the api: Plane's health answer `{"status": "OK"}`.
+    /// `GET /` on the api: Plane's health answer `{"status": "OK"}` (a plain
+    /// Django view, not throttled).
     pub async fn healthy(&self) -> Result<(), PlaneError> {
-        let resp = self
-            .send("check Plane's health", self.http.get(self.url("/")))
-            .await?;
-        let body = read_json("check Plane's health", resp).await?;
+        let step = "check Plane's health";
+        let url = self.url("/");
+        let build = || self.http.get(&url);
+        let resp = self.execute(step, Kind::Other, &build).await?;
+        let body = read_json(step, resp).await?;
         if body.get("status").and_then(|s| s.as_str()) == Some("OK") {
             Ok(())
         } else {
             Err(PlaneError::Unexpected {
-                step: "check Plane's health".into(),
+                step: step.into(),
                 what: format!("health answer {}", kind(&body)),
             })
         }

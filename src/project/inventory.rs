@@ -417,62 +417,7 @@ fn split_ini_words(line: &str, loc: &Loc) -> Result<Vec<String>, LocatedError> {
         Some(i) => &line[..i],
         None => line,
     };
-    shlex_split(line).ok_or_else(|| LocatedError::new(loc, "unbalanced quotes"))
-}
-
-/// POSIX shell word splitting (what Python's `shlex.split` does).
-pub fn shlex_split(s: &str) -> Option<Vec<String>> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next()? {
-                        '\'' => break,
-                        ch => cur.push(ch),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next()? {
-                        '"' => break,
-                        '\\' => {
-                            let n = chars.next()?;
-                            if !matches!(n, '"' | '\\' | '$' | '`') {
-                                cur.push('\\');
-                            }
-                            cur.push(n);
-                        }
-                        ch => cur.push(ch),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                cur.push(chars.next()?);
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    out.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        out.push(cur);
-    }
-    Some(out)
+    crate::shell::split(line).ok_or_else(|| LocatedError::new(loc, "unbalanced quotes"))
 }
 
 /// INI values: Ansible evaluates them as Python literals where they parse.
@@ -638,19 +583,6 @@ mod tests {
         assert!(
             e.to_string().contains("bad.yml:2:3: unknown key 'host'"),
             "{e}"
-        );
-    }
-
-    #[test]
-    fn shlex_matches_python() {
-        assert_eq!(
-            shlex_split(r#"echo 'a b' "c\"d" e\ f"#),
-            Some(vec![
-                "echo".into(),
-                "a b".into(),
-                "c\"d".into(),
-                "e f".into()
-            ])
         );
     }
 }

@@ -575,7 +575,7 @@ pub fn parse_extra_vars(items: &[String]) -> Result<Vars, LocatedError> {
                 out.insert(k, v);
             }
         } else {
-            let words = inventory::shlex_split(item).ok_or_else(|| {
+            let words = crate::shell::split(item).ok_or_else(|| {
                 LocatedError::new(&Loc::file_only(cli), "unbalanced quotes in -e")
             })?;
             for w in words {

@@ -914,13 +914,14 @@ pub fn conditions(node: &Node) -> Result<Vec<String>, LocatedError> {
 pub fn expect_bool(node: &Node, what: &str) -> Result<bool, LocatedError> {
     match &node.value {
         Yaml::Bool(b) => Ok(*b),
-        Yaml::Str(s) => crate::modules::args::parse_bool(&serde_json::Value::String(s.clone()))
-            .ok_or_else(|| {
+        Yaml::Str(s) => {
+            crate::args::parse_bool(&serde_json::Value::String(s.clone())).ok_or_else(|| {
                 LocatedError::new(
                     &node.loc,
                     format!("expected a boolean for {what}, got '{s}'"),
                 )
-            }),
+            })
+        }
         _ => Err(LocatedError::new(
             &node.loc,
             format!("expected a boolean for {what}, got {}", node.kind()),
@@ -946,7 +947,7 @@ pub(crate) fn merge_args(
         Yaml::Map(m) => entries.extend(m.iter().cloned()),
         Yaml::Str(s) => {
             let free_form = matches!(module, "command" | "shell");
-            let words = super::inventory::shlex_split(s)
+            let words = crate::shell::split(s)
                 .ok_or_else(|| LocatedError::new(&loc, "unbalanced quotes in module arguments"))?;
             let mut raw = Vec::new();
             for w in &words {

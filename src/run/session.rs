@@ -673,7 +673,7 @@ impl Engine {
             return Ok(None);
         }
         let become_root = get("ansible_become")
-            .and_then(|v| crate::modules::args::parse_bool(&v))
+            .and_then(|v| crate::args::parse_bool(&v))
             .unwrap_or(false);
         Ok(become_root.then(|| Become {
             user: "root".into(),

@@ -271,7 +271,7 @@ fn mask_extra_var(v: &str) -> String {
             Err(_) => MASK.to_string(),
         };
     }
-    match crate::project::inventory::shlex_split(v) {
+    match crate::shell::split(v) {
         Some(words) if words.iter().all(|w| w.contains('=')) => words
             .iter()
             .map(|w| match w.split_once('=') {

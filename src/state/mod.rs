@@ -21,12 +21,10 @@ use std::path::{Path, PathBuf};
 
 // Issue 7, part A (branch `lock`): deploy lock, audit log, pending handlers.
 pub mod audit;
-pub mod commands;
 pub mod lock;
 pub mod pending;
 
 pub mod releases;
-pub mod rollback;
 
 /// The file in the project root that names the project on the hosts.
 pub const PROJECT_FILE: &str = ".deployer-project";

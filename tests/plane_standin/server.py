@@ -124,6 +124,26 @@ NOT_FOUND_HTML = (
     "</body>\n</html>\n"
 )
 
+# Django's non-DEBUG 500 page (django.views.defaults.server_error; Plane sets no
+# handler500 in apps/api/plane/urls.py and has no templates/500.html)
+SERVER_ERROR_HTML = (
+    '<!doctype html>\n<html lang="en">\n<head>\n  <title>Server Error (500)</title>\n</head>\n'
+    "<body>\n  <h1>Server Error (500)</h1><p></p>\n</body>\n</html>\n"
+)
+
+# apps/api/plane/app/views/base.py and apps/api/plane/api/views/base.py
+# handle_exception: what an unexpected exception in a view becomes
+PLANE_500 = {"error": "Something went wrong please try again later"}
+
+# apps/api/plane/settings/common.py: SESSION_COOKIE_AGE (default 7 days) and
+# ADMIN_SESSION_COOKIE_AGE (default 1 hour), the latter applied by
+# apps/api/plane/authentication/utils/login.py user_login (session.set_expiry)
+SESSION_COOKIE_AGE = 604800
+ADMIN_SESSION_COOKIE_AGE = 3600
+
+# apps/api/plane/settings/common.py REST_FRAMEWORK DEFAULT_THROTTLE_RATES["anon"]
+ANON_RATE = "30/minute"
+
 DRF_NOT_AUTHENTICATED = {"detail": "Authentication credentials were not provided."}
 DRF_PERMISSION_DENIED = {"detail": "You do not have permission to perform this action."}
 
@@ -391,13 +411,19 @@ class State:
         self.instance_admins: list[str] = []  # user ids
         self.users: dict[str, dict] = {}
         self.users_by_email: dict[str, str] = {}
-        self.sessions: dict[str, tuple[str, str]] = {}  # key -> (user_id, "app"|"admin")
+        self.sessions: dict[str, tuple[str, str, float]] = {}  # key -> (user_id, "app"|"admin", expires)
         self.workspaces: dict[str, dict] = {}  # slug -> workspace
         self.members: dict[str, dict] = {}  # id -> WorkspaceMember
         self.invitations: dict[str, dict] = {}  # id -> WorkspaceMemberInvite
         self.tokens: dict[str, dict] = {}  # id -> APIToken
         self.projects: list[dict] = []
         self.throttle = Throttle(os.environ.get("API_KEY_RATE_LIMIT", "60/minute"))
+        # REST framework's AnonRateThrottle, keyed by the client's IP
+        self.anon_throttle = Throttle(os.environ.get("PLANE_STANDIN_ANON_RATE", ANON_RATE))
+        # NOT Plane: seconds added to the clock sessions expire by (POST /__standin__/clock)
+        self.clock_offset = 0.0
+        # NOT Plane: anonymous calls to the throttled views, for tests
+        self.anonymous_calls = 0
         self.faults = {"fail_next": 0, "status": 500, "path_prefix": "", "csrf_failure": False}
         env_faults = os.environ.get("PLANE_STANDIN_FAULTS")
         if env_faults:
@@ -419,7 +445,16 @@ class State:
         if "rate_limit" in spec:
             self.throttle.set_rate(str(spec["rate_limit"]))
             self.throttle.history.clear()
-        return dict(self.faults, rate_limit=self.throttle.rate)
+        if "anon_rate_limit" in spec:
+            self.anon_throttle.set_rate(str(spec["anon_rate_limit"]))
+            self.anon_throttle.history.clear()
+        return self.fault_view()
+
+    def fault_view(self) -> dict:
+        return dict(self.faults, rate_limit=self.throttle.rate, anon_rate_limit=self.anon_throttle.rate)
+
+    def now(self) -> float:
+        return time.time() + self.clock_offset
 
     # ---- helpers --------------------------------------------------------
     def user_by_email(self, email: str) -> dict | None:
@@ -623,6 +658,9 @@ class Request:
         self.query_string = split.query
         self.query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         self.headers = handler.headers
+        self.client_ip = handler.client_address[0]
+        # request.META.get("HTTP_USER_AGENT"): None when the header is absent
+        self.user_agent = handler.headers.get("User-Agent")
         length = int(handler.headers.get("Content-Length") or 0)
         self.body = handler.rfile.read(length) if length > 0 else b""
         self.cookies: dict[str, str] = {}
@@ -646,17 +684,34 @@ class Request:
             self.POST = {}  # not supported by the stand-in; treated as an empty form
 
     def json(self):
-        """DRF request.data for JSON bodies (form bodies also accepted, as DRF's FormParser)."""
-        if self.content_type == "application/x-www-form-urlencoded":
-            return dict(self.POST)
+        """DRF request.data (rest_framework/request.py Request._parse) with the default
+        parsers JSONParser, FormParser, MultiPartParser (apps/api/plane/settings/common.py
+        sets no DEFAULT_PARSER_CLASSES): no body is empty data; a body of another media
+        type, or none declared, is UnsupportedMediaType (415); bad JSON is ParseError (400)."""
         if not self.body:
             return {}
-        return json.loads(self.body.decode("utf-8"))
+        if self.content_type == "application/x-www-form-urlencoded":
+            return dict(self.POST)
+        if self.content_type == "multipart/form-data":
+            return {}
+        if self.content_type != "application/json":
+            raise UnsupportedMediaType(self.content_type)
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            # rest_framework/parsers.py JSONParser.parse
+            raise ParseError(f"JSON parse error - {e}")
 
 
 class ParseError(Exception):
     def __init__(self, detail: str):
         self.detail = detail
+
+
+class UnsupportedMediaType(Exception):
+    # rest_framework/exceptions.py UnsupportedMediaType (415)
+    def __init__(self, media_type: str):
+        self.detail = f'Unsupported media type "{media_type}" in request.'
 
 
 # route table: (method-set, regex, handler name, kind)
@@ -701,6 +756,21 @@ route(r"/api/v1/workspaces/" + SLUG + r"/projects/", "v1", get="v1_projects", po
 route(r"/__standin__/faults", "standin", get="standin_faults_get", post="standin_faults")
 route(r"/__standin__/state", "standin", get="standin_state")
 route(r"/__standin__/reset", "standin", post="standin_reset")
+route(r"/__standin__/clock", "standin", post="standin_clock")
+route(r"/__standin__/manage", "standin", post="standin_manage")
+
+
+# DRF views with permission_classes = [AllowAny] that the anonymous throttle covers:
+# apps/api/plane/license/api/views/instance.py InstanceEndpoint.get and
+# apps/api/plane/authentication/views/common.py CSRFTokenEndpoint. (GET / is a plain
+# Django view, apps/api/plane/web/views.py, and the form views are django.views.View:
+# no throttle.)
+DRF_ALLOW_ANY = {"instance_get", "csrf_token"}
+
+
+class NotNullViolation(Exception):
+    """User.last_login_uagent is a NOT NULL TextField (apps/api/plane/db/models/user.py):
+    saving a user without a User-Agent raises IntegrityError."""
 
 
 def resolve(path: str):
@@ -792,6 +862,26 @@ class App:
                 forced = st.faults["csrf_failure"]
             if forced or not csrf_ok(req.cookies.get(CSRF_COOKIE), token):
                 return html_response(200, CSRF_FAILURE_HTML.format(root_url=self.web_url()))
+        if name in DRF_ALLOW_ANY:
+            # DRF APIView.initial: authentication, permissions (AllowAny), then
+            # throttles: REST_FRAMEWORK DEFAULT_THROTTLE_CLASSES = AnonRateThrottle
+            # (apps/api/plane/settings/common.py), which skips authenticated users
+            # and keys the others by IP (rest_framework/throttling.py)
+            with st.lock:
+                session_kind = "admin" if "instances" in req.path else "app"
+                if self.session_user(req, session_kind) is None:
+                    st.anonymous_calls += 1  # NOT Plane: counted for /__standin__/state
+                    allowed, headers = st.anon_throttle.check("anon:" + req.client_ip)
+                    if not allowed:
+                        # apps/api/plane/authentication/adapter/exception.py
+                        # auth_exception_handler: Throttled -> 429 with Plane's body;
+                        # DRF's exception_handler adds Retry-After
+                        r = json_response(
+                            429, {"error_code": ERR["RATE_LIMIT_EXCEEDED"], "error_message": "RATE_LIMIT_EXCEEDED"}
+                        )
+                        for k, v in headers.items():
+                            r.header(k, v)
+                        return r
         try:
             with st.lock:
                 if kind == "app":
@@ -806,8 +896,22 @@ class App:
                 return getattr(self, name)(req, **kwargs)
         except ParseError as e:
             return json_response(400, {"detail": e.detail})
-        except (ValueError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
-            return json_response(400, {"detail": "JSON parse error"})
+        except UnsupportedMediaType as e:
+            return json_response(415, {"detail": e.detail})
+        except KeyError:
+            # handle_exception in apps/api/plane/app/views/base.py (and api/views/base.py)
+            if kind in ("app", "v1"):
+                return json_response(400, {"error": "The required key does not exist."})
+            return html_response(500, SERVER_ERROR_HTML)
+        except (ValueError, TypeError, AttributeError, IndexError):
+            # the same handle_exception: anything else is a 500 with Plane's body;
+            # outside DRF (the plain Django form views) Django's 500 page
+            if kind in ("app", "v1"):
+                return json_response(500, PLANE_500)
+            return html_response(500, SERVER_ERROR_HTML)
+        except NotNullViolation:
+            # an IntegrityError raised by user.save() in a plain Django view: Django's 500 page
+            return html_response(500, SERVER_ERROR_HTML)
 
     # ---- sessions -------------------------------------------------------
     def session_user(self, req: Request, kind: str) -> dict | None:
@@ -820,6 +924,10 @@ class App:
         sess = self.state.sessions.get(key)
         if not sess or sess[1] != kind:
             return None
+        if self.state.now() >= sess[2]:
+            # django.contrib.sessions: an expired session loads as empty (anonymous)
+            del self.state.sessions[key]
+            return None
         return self.state.users.get(sess[0])
 
     def login(self, user: dict, kind: str) -> None:
@@ -827,9 +935,10 @@ class App:
         # (apps/api/plane/authentication/utils/login.py): new session key, and
         # django.middleware.csrf.rotate_token -> a fresh csrftoken cookie
         key = secrets.token_hex(16)
-        self.state.sessions[key] = (user["id"], kind)
+        age = ADMIN_SESSION_COOKIE_AGE if kind == "admin" else SESSION_COOKIE_AGE
+        self.state.sessions[key] = (user["id"], kind, self.state.now() + age)
         name = ADMIN_SESSION_COOKIE if kind == "admin" else APP_SESSION_COOKIE
-        self.set_cookies.append(cookie_header(name, key, max_age=604800, httponly=True))
+        self.set_cookies.append(cookie_header(name, key, max_age=age, httponly=True))
         self.set_cookies.append(cookie_header(CSRF_COOKIE, _csrf_secret(), max_age=31449600))
 
     # ---- plain endpoints ------------------------------------------------
@@ -913,12 +1022,27 @@ class App:
         if not password_strong_enough(password):
             return self.admin_redirect(payload("PASSWORD_TOO_WEAK"))
         user = self.create_user(email, password, first_name, last_name)
+        # Profile.objects.create, then user.save() with last_login_uagent =
+        # request.META.get("HTTP_USER_AGENT"): without the header that is None in a
+        # NOT NULL column, the save fails, and the user and profile rows stay
+        # while InstanceAdmin and is_setup_done are never written
+        # (apps/api/plane/license/api/views/admin.py, apps/api/plane/db/models/user.py)
+        self.save_login(req, user)
         st.instance_admins.append(user["id"])
         st.instance["is_setup_done"] = True
         st.instance["instance_name"] = company_name
         st.instance["is_telemetry_enabled"] = is_telemetry_enabled not in ("False", "false", "0", False)
         self.login(user, "admin")
         return redirect(urljoin(self.admin_base(), "general/"))
+
+    @staticmethod
+    def save_login(req: Request, user: dict) -> None:
+        # user.last_login_uagent = request.META.get("HTTP_USER_AGENT"); user.save()
+        # (apps/api/plane/license/api/views/admin.py, apps/api/plane/authentication/adapter/base.py
+        # save_user_data)
+        if req.user_agent is None:
+            raise NotNullViolation()
+        user["last_login_uagent"] = req.user_agent
 
     def create_user(self, email: str, password: str, first_name: str = "", last_name: str = "") -> dict:
         uid = str(uuid.uuid4())
@@ -984,6 +1108,9 @@ class App:
                 next_path,
             )
         user = self.create_user(email, password)
+        # complete_login_or_signup (apps/api/plane/authentication/adapter/base.py): the user
+        # and its profile are saved, then save_user_data stores the User-Agent
+        self.save_login(req, user)
         # post_user_auth_workflow (apps/api/plane/authentication/utils/workspace_project_join.py)
         # joins only invitations already marked accepted; pending ones stay pending.
         self.login(user, "app")
@@ -1030,6 +1157,8 @@ class App:
                 },
                 next_path,
             )
+        # complete_login_or_signup -> save_user_data (apps/api/plane/authentication/adapter/base.py)
+        self.save_login(req, user)
         self.login(user, "app")
         return self.app_redirect({}, next_path)
 
@@ -1461,7 +1590,7 @@ class App:
 
     # ---- NOT Plane: test-only endpoints ---------------------------------
     def standin_faults_get(self, req: Request) -> Response:
-        return json_response(200, dict(self.state.faults, rate_limit=self.state.throttle.rate))
+        return json_response(200, self.state.fault_view())
 
     def standin_faults(self, req: Request) -> Response:
         try:
@@ -1471,6 +1600,36 @@ class App:
             return json_response(200, self.state.set_faults(spec))
         except (ValueError, KeyError, IndexError) as e:
             return json_response(400, {"error": str(e)})
+
+    def standin_clock(self, req: Request) -> Response:
+        # {"advance": seconds}: moves the clock sessions expire by
+        spec = req.json()
+        with self.state.lock:
+            self.state.clock_offset += float(spec.get("advance", 0))
+            return json_response(200, {"clock_offset": self.state.clock_offset})
+
+    def standin_manage(self, req: Request) -> Response:
+        # What an operator does in the api container with manage.py:
+        # {"command": "create_instance_admin", "email": E} copies
+        # apps/api/plane/db/management/commands/create_instance_admin.py (InstanceAdmin
+        # get_or_create; is_setup_done untouched); {"command": "finish_setup"} is
+        # `manage.py shell -c "...Instance.objects.update(is_setup_done=True)"`.
+        spec = req.json()
+        st = self.state
+        with st.lock:
+            cmd = spec.get("command")
+            if cmd == "create_instance_admin":
+                user = st.user_by_email(str(spec.get("email", "")))
+                if user is None:
+                    return json_response(400, {"error": "User with the provided email does not exist."})
+                if user["id"] in st.instance_admins:
+                    return json_response(400, {"error": "The provided email is already an instance admin."})
+                st.instance_admins.append(user["id"])
+                return json_response(200, {"message": "Successfully created the admin"})
+            if cmd == "finish_setup":
+                st.instance["is_setup_done"] = True
+                return json_response(200, {"is_setup_done": True})
+            return json_response(400, {"error": f"unknown command {cmd!r}"})
 
     def standin_reset(self, req: Request) -> Response:
         self.state.reset()
@@ -1514,7 +1673,8 @@ class App:
                 "workspaces": workspaces,
                 "tokens_count": len(st.tokens),
                 "sessions_count": len(st.sessions),
-                "faults": dict(st.faults, rate_limit=st.throttle.rate),
+                "anonymous_calls": st.anonymous_calls,
+                "faults": st.fault_view(),
             },
         )
 

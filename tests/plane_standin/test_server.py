@@ -27,12 +27,16 @@ ADMIN_PASSWORD = secrets.token_urlsafe(24)
 class Client:
     """A tiny HTTP client with a cookie jar that never follows redirects."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, user_agent: str | None = "stand-in-tests/1"):
         self.port = port
         self.cookies: dict[str, str] = {}
+        self.user_agent = user_agent
 
     def request(self, method, path, body=None, headers=None, form=None, json_body=None, api_key=None):
         headers = dict(headers or {})
+        # http.client sends no User-Agent unless told; real Plane needs one
+        if self.user_agent is not None:
+            headers.setdefault("User-Agent", self.user_agent)
         if form is not None:
             body = urlencode(form).encode()
             headers["Content-Type"] = "application/x-www-form-urlencoded"
@@ -103,8 +107,8 @@ class StandinCase(unittest.TestCase):
     def setUp(self):
         self.server.app.state.reset()
 
-    def client(self) -> Client:
-        return Client(self.port)
+    def client(self, user_agent: str | None = "stand-in-tests/1") -> Client:
+        return Client(self.port, user_agent)
 
     # helpers -------------------------------------------------------------
     def setup_admin(self) -> Client:
@@ -732,6 +736,116 @@ class UserProfile(StandinCase):
         r = c.request("PATCH", "/api/users/me/", json_body={"first_name": "Mo", "display_name": "x"})
         self.assertEqual(r.status, 500)
         self.assertEqual(c.json(c.request("GET", "/api/users/me/"))["display_name"], "admin")
+
+
+class UserAgentRequired(StandinCase):
+    """Plane stores the User-Agent in a NOT NULL column on every sign-in and sign-up."""
+
+    def test_admin_sign_up_without_user_agent_is_a_500_and_half_done(self):
+        c = self.client(user_agent=None)
+        r = c.form_post(
+            "/api/instances/admins/sign-up/",
+            {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "first_name": "Ada"},
+        )
+        self.assertEqual(r.status, 500)
+        self.assertIn(b"Server Error (500)", r.body)
+        state = json.loads(self.client().request("GET", "/__standin__/state").body)
+        self.assertFalse(state["is_setup_done"])
+        self.assertEqual([(u["email"], u["is_instance_admin"]) for u in state["users"]], [(ADMIN_EMAIL, False)])
+        # and from then on: ADMIN_USER_ALREADY_EXIST, with or without the header
+        r = self.client().form_post(
+            "/api/instances/admins/sign-up/",
+            {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "first_name": "Ada"},
+        )
+        self.assertEqual(location_params(r)["error_code"], "5180")
+        # what an operator does in the api container resumes it
+        for spec in ({"command": "create_instance_admin", "email": ADMIN_EMAIL}, {"command": "finish_setup"}):
+            r = self.client().request("POST", "/__standin__/manage", json_body=spec)
+            self.assertEqual(r.status, 200, r.body)
+        r = self.client().form_post("/auth/sign-in/", {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+        self.assertNotIn("error_code", location_params(r))
+
+    def test_app_sign_up_and_sign_in_without_user_agent(self):
+        self.setup_admin()
+        pw = secrets.token_urlsafe(24)
+        r = self.client(user_agent=None).form_post("/auth/sign-up/", {"email": "a@example.com", "password": pw})
+        self.assertEqual(r.status, 500)
+        # the user row stays; signing in without the header fails the same way
+        c = self.client(user_agent=None)
+        r = c.form_post("/auth/sign-in/", {"email": "a@example.com", "password": pw})
+        self.assertEqual(r.status, 500)
+        self.assertNotIn("session-id", c.cookies)
+        c = self.client()
+        r = c.form_post("/auth/sign-in/", {"email": "a@example.com", "password": pw})
+        self.assertNotIn("error_code", location_params(r))
+        self.assertIn("session-id", c.cookies)
+
+
+class AnonymousThrottle(StandinCase):
+    def test_thirty_anonymous_calls_a_minute(self):
+        c = self.client()
+        for i in range(30):
+            path = "/auth/get-csrf-token/" if i % 2 else "/api/instances/"
+            self.assertEqual(c.request("GET", path).status, 200, i)
+        r = c.request("GET", "/auth/get-csrf-token/")
+        self.assertEqual(r.status, 429)
+        self.assertEqual(c.json(r), {"error_code": 5900, "error_message": "RATE_LIMIT_EXCEEDED"})
+        self.assertGreater(int(r.getheader("Retry-After")), 0)
+        # not throttled: the plain Django health view, the form views, signed-in users
+        self.assertEqual(c.request("GET", "/").status, 200)
+
+    def test_signed_in_users_are_not_anonymous(self):
+        admin = self.app_admin()
+        self.server.app.state.anon_throttle.set_rate("1/minute")
+        self.server.app.state.anon_throttle.history.clear()
+        for _ in range(5):
+            self.assertEqual(admin.request("GET", "/auth/get-csrf-token/").status, 200)
+        self.assertEqual(self.client().request("GET", "/api/instances/").status, 200)
+        self.assertEqual(self.client().request("GET", "/api/instances/").status, 429)
+
+    def test_rate_is_a_fault_setting(self):
+        r = self.client().request("POST", "/__standin__/faults", json_body={"anon_rate_limit": "2/minute"})
+        self.assertEqual(self.client().json(r)["anon_rate_limit"], "2/minute")
+        c = self.client()
+        self.assertEqual([c.request("GET", "/api/instances/").status for _ in range(3)], [200, 200, 429])
+
+
+class DrfStrictness(StandinCase):
+    def test_non_json_bodies_are_415(self):
+        c = self.app_admin()
+        r = c.request("POST", "/api/workspaces/", body=b'{"name": "A", "slug": "a"}', headers={"Content-Type": "text/plain"})
+        self.assertEqual(r.status, 415)
+        self.assertEqual(c.json(r), {"detail": 'Unsupported media type "text/plain" in request.'})
+        r = c.request("POST", "/api/workspaces/", body=b'{"name": "A", "slug": "a"}')
+        self.assertEqual(r.status, 415)
+        r = c.request("POST", "/api/workspaces/", body=b"{not json", headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 400)
+        self.assertTrue(c.json(r)["detail"].startswith("JSON parse error"))
+        # form bodies are parsed (FormParser)
+        r = c.request("POST", "/api/workspaces/", form={"name": "A", "slug": "a-form"})
+        self.assertEqual(r.status, 201, r.body)
+
+    def test_handler_errors_are_plane_500s(self):
+        c = self.app_admin()
+        self.workspace(c)
+        r = c.request("POST", "/api/workspaces/acme/invitations/", json_body={"emails": [{"email": "x@example.com", "role": "boss"}]})
+        self.assertEqual(r.status, 500)
+        self.assertEqual(c.json(r), {"error": "Something went wrong please try again later"})
+
+    def test_admin_sessions_expire_after_an_hour(self):
+        admin = self.setup_admin()
+        app = self.client()
+        app.form_post("/auth/sign-in/", {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+        r = admin.request("GET", "/api/users/me/")  # the admin cookie is not an app session
+        self.assertEqual(r.status, 401)
+        st = self.server.app.state
+        key = admin.cookies["admin-session-id"]
+        self.assertAlmostEqual(st.sessions[key][2] - st.now(), 3600, delta=5)
+        self.client().request("POST", "/__standin__/clock", json_body={"advance": 3601})
+        self.assertNotIn(key, [k for k, v in st.sessions.items() if st.now() < v[2]])
+        self.assertEqual(app.request("GET", "/api/users/me/").status, 200, "app sessions last a week")
+        self.client().request("POST", "/__standin__/clock", json_body={"advance": 604800})
+        self.assertEqual(app.request("GET", "/api/users/me/").status, 401)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ use serde_json::{Value as Json, json};
 use super::args::{de_bool, de_opt_list, de_opt_string, de_opt_u64};
 use super::observe::{FileKind, Want};
 use super::registry::{ArgSchema, Module, ModuleFuture};
-use super::{FileDiff, ModuleCtx, ModuleResult, parse_args};
+use super::{FileDiff, ModuleCtx, ModuleResult, ReleaseSave, parse_args};
 use plan::{Action, Operation, Recreate, State};
 use spec::ComposeProject;
 
@@ -180,15 +180,15 @@ pub async fn docker_compose_v2(
     if ctx.check {
         return Ok(result);
     }
-    // Release hook (issue 7): the containers as they are, before any change.
-    let recorder = ctx.release.filter(|_| result.changed);
-    if let Some(r) = recorder {
-        r.note_compose_before(
-            &project.name,
-            &ctx.task.display_name(),
-            release::locating_args(&a, &project.name),
-            release::before(&docker, &project, &observed).await,
-        );
+    // For the release: the containers as they are, before any change.
+    let recording = ctx.recording() && result.changed;
+    if recording {
+        let before = release::before(&docker, &project, &observed).await;
+        ctx.saved.push(ReleaseSave::ComposeBefore {
+            project: project.name.clone(),
+            args: release::locating_args(&a, &project.name),
+            before,
+        });
     }
     let wait_timeout = std::time::Duration::from_secs(a.wait_timeout.unwrap_or(120));
     let mut changed = images.pulled_any;
@@ -206,8 +206,11 @@ pub async fn docker_compose_v2(
     }
     result.changed = changed || result.changed;
     let running = engine.running_images(&order).await?;
-    if let Some(r) = recorder {
-        r.note_compose_after(&project.name, release::after(&project, &running));
+    if recording {
+        ctx.saved.push(ReleaseSave::ComposeAfter {
+            project: project.name.clone(),
+            after: release::after(&project, &running),
+        });
     }
     result.data.insert("images".into(), running);
     Ok(result)

@@ -648,7 +648,7 @@ impl Parser<'_> {
             Yaml::Bool(b) => Ok(*b),
             _ => {
                 let s = self.string(n, what)?;
-                crate::modules::args::parse_bool(&serde_json::Value::String(s)).ok_or_else(|| {
+                crate::args::parse_bool(&serde_json::Value::String(s)).ok_or_else(|| {
                     LocatedError::new(&n.loc, format!("expected {what} (a boolean)"))
                 })
             }
@@ -670,7 +670,7 @@ impl Parser<'_> {
             Yaml::Seq(_) => self.list(n, what).map(Some),
             _ => {
                 let s = self.string(n, what)?;
-                crate::project::inventory::shlex_split(&s)
+                crate::shell::split(&s)
                     .map(Some)
                     .ok_or_else(|| LocatedError::new(&n.loc, format!("{what}: unbalanced quotes")))
             }

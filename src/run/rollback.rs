@@ -34,16 +34,16 @@ use base64::Engine as _;
 use indexmap::IndexMap;
 use serde_json::{Value as Json, json};
 
-use super::releases::{
-    ComposeRecord, ContainerState, FileRecord, PreviousFile, Recorder, ReleaseRecord,
-    ServiceRecord, StateLocation, TaskSummary, git_revision, list_script, parse_list,
-};
+use super::Engine;
 use crate::connection::{Connection, shell_quote};
 use crate::modules::observe::{FileKind, Observations, ObservedFile};
 use crate::modules::{FileDiff, ModuleCtx};
 use crate::report::Status;
-use crate::run::Engine;
 use crate::state::lock::{self, LockHolder, LockState};
+use crate::state::releases::{
+    ComposeRecord, ContainerState, FileRecord, PreviousFile, Recorder, ReleaseRecord,
+    ServiceRecord, StateLocation, TaskSummary, git_revision, list_script, parse_list,
+};
 
 pub struct RollbackRequest {
     /// Roll back to this release (undo every newer one); None: undo the newest.
@@ -644,9 +644,14 @@ async fn restore_compose(
         vars: &vars,
         task: &task,
         playbook_dir: &engine.playbook_dir,
-        release: rec,
+        release: rec.map(|r| r as &dyn crate::modules::ReleaseStage),
+        saved: Vec::new(),
     };
-    let res = crate::modules::compose::docker_compose_v2(Json::Object(args), &mut mctx).await?;
+    let res = crate::modules::compose::docker_compose_v2(Json::Object(args), &mut mctx).await;
+    if let Some(r) = rec {
+        super::record_saved(r, &task.display_name(), std::mem::take(&mut mctx.saved));
+    }
+    let res = res?;
     diffs.extend(res.diffs.iter().cloned());
     if !check && existed {
         // The proof: each service runs the recorded image ID.
@@ -1075,7 +1080,7 @@ async fn rollback_locked(
         close_all(plans).await;
         return 1;
     }
-    let new_id = super::releases::new_release_id();
+    let new_id = crate::state::releases::new_release_id();
     let mut changed = false;
     let mut failed = false;
     let results = futures::future::join_all(plans.iter().map(|p| async {
@@ -1180,7 +1185,7 @@ pub async fn auto_rollback(
             return;
         }
     };
-    let new_id = super::releases::new_release_id();
+    let new_id = crate::state::releases::new_release_id();
     if let Err(e) = execute(engine, &plan, false, "auto-rollback", &new_id).await {
         reporter.task_result(
             host,

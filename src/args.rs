@@ -1,4 +1,7 @@
-//! Lenient argument types for module parameters.
+//! Argument coercion: Ansible's lenient spellings of booleans, integers,
+//! strings, lists and file modes. Shared by loading (task keywords such as
+//! `no_log: yes`) and the modules (their typed parameters), so neither imports
+//! the other for it.
 //!
 //! Ansible converts module arguments to the type the module declares: `"yes"`,
 //! `"True"` and `1` are all booleans, `"0644"` and `0644` are modes. Templated

@@ -1,0 +1,232 @@
+//! `deployer apply`, `check` and `plan`: load the inventory and the playbook,
+//! run the engine inside a run session (identity, deploy locks, SIGINT/SIGTERM,
+//! the local run log), then print the recap or the plan and pick the exit code.
+
+use std::sync::Arc;
+
+use crate::cli::{OutputFormat, RunArgs};
+use crate::project;
+use crate::report::{Format, Reporter};
+use crate::run::{Engine, Interrupt, Outcome, RunOptions, RunSession};
+use crate::secrets::mask;
+use crate::state::audit::{self, RunRecord, masked_command_line};
+use crate::state::lock::{self, LockHolder};
+use crate::vars::VaultAccess;
+
+use super::{load_inventory, passwords_from, project_id, project_root};
+
+/// What `deployer plan` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanFormat {
+    Json,
+    Markdown,
+}
+
+/// `deployer apply` (`check`: with check mode set).
+pub async fn apply(a: RunArgs) -> i32 {
+    let check = a.check;
+    run_playbook(a, check, None).await
+}
+
+/// `deployer check`: apply in check mode.
+pub async fn check(a: RunArgs) -> i32 {
+    run_playbook(a, true, None).await
+}
+
+/// `deployer plan`: check mode, printed as data.
+pub async fn plan(a: RunArgs) -> i32 {
+    let f = match a.format {
+        None | Some(OutputFormat::Json) => PlanFormat::Json,
+        Some(OutputFormat::Markdown) => PlanFormat::Markdown,
+        Some(OutputFormat::Human) => {
+            eprintln!("error: plan prints data: use --format json or --format markdown");
+            return 1;
+        }
+    };
+    run_playbook(a, true, Some(f)).await
+}
+
+async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 {
+    let loaded = (|| -> Result<_, String> {
+        let mut inv = load_inventory(&a.inventory)?;
+        let pb = project::load_playbook(&a.playbook, &crate::modules::registry::Registry)
+            .map_err(|e| e.to_string())?;
+        let pb_dir = a
+            .playbook
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default();
+        // group_vars/ next to the playbook count too, as in Ansible.
+        inv.load_vars_dirs(&pb_dir).map_err(|e| e.to_string())?;
+        let extra = project::parse_extra_vars(&a.extra_vars).map_err(|e| e.to_string())?;
+        let passwords = passwords_from(&a.vault)?;
+        let lock_wait = a
+            .lock_wait
+            .as_deref()
+            .map(crate::state::lock::parse_duration)
+            .transpose()?;
+        Ok((inv, pb, pb_dir, extra, passwords, lock_wait))
+    })();
+    let (inv, pb, pb_dir, extra, passwords, lock_wait) = match loaded {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {}", crate::secrets::mask(&e));
+            return 1;
+        }
+    };
+    let format = match (plan, a.format) {
+        (Some(_), _) => Format::Quiet,
+        (None, Some(OutputFormat::Json)) => Format::Json,
+        (None, None | Some(OutputFormat::Human)) => Format::Human,
+        (None, Some(OutputFormat::Markdown)) => {
+            eprintln!(
+                "error: --format markdown is for `deployer plan`; apply and check take human or json"
+            );
+            return 1;
+        }
+    };
+    let reporter = Arc::new(Reporter::new(format, a.diff || plan.is_some()));
+    // Issue 7: lock, pending handlers and audit, named after the project root.
+    let session = run_session(check, a.message.clone(), lock_wait);
+    let engine = Engine {
+        inventory: Arc::new(inv),
+        opts: Arc::new(RunOptions {
+            check,
+            diff: a.diff || plan.is_some(),
+            tags: a.tags,
+            skip_tags: a.skip_tags,
+            limit: a.limit,
+            forks: a.forks,
+            extra_vars: extra,
+            project: project_id(),
+            keep_releases: a.keep_releases,
+            auto_rollback: !a.no_auto_rollback,
+        }),
+        env: Arc::new(crate::template::environment()),
+        vault: Arc::new(VaultAccess::new(passwords)),
+        reporter: reporter.clone(),
+        playbook_dir: pb_dir.canonicalize().unwrap_or(pb_dir),
+        session: Some(session.clone()),
+    };
+    let signals = on_signals(session.interrupt.clone());
+    let outcome = engine.run(&pb).await;
+    signals.abort();
+    if let Some(code) = after_run(&session, &outcome) {
+        return code;
+    }
+    match plan {
+        Some(PlanFormat::Json) => println!(
+            "{}",
+            serde_json::to_string_pretty(&reporter.plan_json(&outcome.stats)).unwrap_or_default()
+        ),
+        Some(PlanFormat::Markdown) => print!("{}", reporter.plan_markdown(&outcome.stats)),
+        None => reporter.recap(&outcome.stats, check),
+    }
+    if outcome.session.interrupted {
+        130
+    } else if outcome.failed {
+        1
+    } else if check && outcome.changed {
+        2
+    } else {
+        0
+    }
+}
+
+/// The session of an `apply`/`check`/`plan` run: who, what, where it is logged.
+fn run_session(
+    check: bool,
+    message: Option<String>,
+    lock_wait: Option<std::time::Duration>,
+) -> Arc<RunSession> {
+    let root = project_root();
+    let argv: Vec<String> = std::env::args().collect();
+    let holder = LockHolder::for_this_run(&root, masked_command_line(&argv), message);
+    Arc::new(RunSession {
+        project: crate::state::project_id(&root),
+        project_root: root,
+        holder,
+        check,
+        lock_wait,
+        interrupt: Interrupt::default(),
+    })
+}
+
+/// SIGINT/SIGTERM: the first stops the run (which then saves pending
+/// handlers, writes the audit line and releases the locks); a second quits at once.
+fn on_signals(interrupt: Interrupt) -> tokio::task::JoinHandle<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Installed before returning, so no signal falls between.
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return tokio::spawn(async {});
+    };
+    tokio::spawn(async move {
+        let mut seen = 0;
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            seen += 1;
+            if seen == 1 {
+                eprintln!(
+                    "deployer: interrupted: stopping; pending handlers are saved and the deploy locks released (interrupt again to quit at once and leave the locks)"
+                );
+                interrupt.trigger();
+            } else {
+                eprintln!(
+                    "deployer: quitting at once: deploy locks may stay held (see `deployer lock status`)"
+                );
+                std::process::exit(130);
+            }
+        }
+    })
+}
+
+/// After the engine: the local run log (apply only) and a refused run's
+/// message. `Some(code)` ends the command there (no recap: nothing ran).
+fn after_run(s: &RunSession, outcome: &Outcome) -> Option<i32> {
+    let so = &outcome.session;
+    if !s.check {
+        let result = if !so.refused.is_empty() {
+            "locked"
+        } else if so.interrupted {
+            "interrupted"
+        } else if outcome.failed {
+            "failed"
+        } else {
+            "ok"
+        };
+        let rec = RunRecord {
+            run_id: s.holder.run_id.clone(),
+            started: s.holder.since.clone(),
+            finished: lock::rfc3339(std::time::SystemTime::now()),
+            performer: s.holder.who.clone(),
+            revision: s.holder.revision.clone(),
+            dirty: s.holder.dirty,
+            command: s.holder.command.clone(),
+            message: s.holder.message.clone(),
+            result: result.into(),
+            hosts: so.audit.clone(),
+            notes: so.refused.iter().chain(&so.notes).cloned().collect(),
+        };
+        if let Err(e) = audit::append_local(&s.project_root, &rec) {
+            eprintln!("warning: the local run log was not written: {}", mask(&e));
+        }
+    }
+    if so.refused.is_empty() {
+        return None;
+    }
+    for r in &so.refused {
+        eprintln!("error: {}", mask(r));
+    }
+    eprintln!(
+        "error: the deploy lock is held on {} host{}: nothing was changed on any host (wait for it with --lock-wait DURATION; if that run is gone, `deployer lock release -l HOST`)",
+        so.refused.len(),
+        if so.refused.len() == 1 { "" } else { "s" }
+    );
+    Some(if so.interrupted { 130 } else { 1 })
+}

@@ -1,0 +1,120 @@
+//! The commands: one file per `deployer` subcommand, turning parsed arguments
+//! (from [`crate::cli`]) into calls of the loader and the engine, and deciding
+//! the exit code. `cli` only parses and dispatches here; nothing below
+//! (`run`, `state`, `modules`, `project`, ...) imports this layer.
+
+pub mod apply;
+pub mod audit;
+pub mod inventory;
+pub mod lint;
+pub mod lock;
+pub mod releases;
+pub mod rollback;
+pub mod vault;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::cli::{OutputFormat, PasswordArgs, ReleaseArgs, StateArgs};
+use crate::project::{self, Inventory};
+use crate::report::{Format, Reporter};
+use crate::run::{Engine, RunOptions};
+use crate::vars::VaultAccess;
+
+pub fn passwords_from(a: &PasswordArgs) -> Result<Option<crate::vault::VaultPasswords>, String> {
+    let p = crate::vault::VaultPasswords::new(
+        &a.vault_password_files,
+        &a.vault_ids,
+        a.ask_vault_password,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(if p.is_empty() { None } else { Some(p) })
+}
+
+/// The project's id on hosts: the current directory's name (run deployer
+/// from the project's root, as every command expects).
+pub fn project_id() -> String {
+    crate::state::project_id(&std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")))
+}
+
+/// The project's root directory on this machine (the current directory's
+/// project root; run deployer from the project, as every command expects).
+pub fn project_root() -> PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    crate::state::project_root(&cwd)
+}
+
+/// An engine (no playbook) and the targeted hosts, for releases and rollback.
+pub fn release_engine(a: &ReleaseArgs, diff: bool) -> Result<(Engine, Vec<String>), String> {
+    let mut inv = load_inventory(&a.inventory)?;
+    let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
+    inv.load_vars_dirs(&cwd).map_err(|e| e.to_string())?;
+    let extra = project::parse_extra_vars(&a.extra_vars).map_err(|e| e.to_string())?;
+    let passwords = passwords_from(&a.vault)?;
+    let format = match a.format {
+        None | Some(OutputFormat::Human) => Format::Human,
+        Some(OutputFormat::Json) => Format::Json,
+        Some(OutputFormat::Markdown) => return Err("--format takes human or json here".into()),
+    };
+    let hosts = inv.select(a.limit.as_deref().unwrap_or("all"))?;
+    if hosts.is_empty() {
+        return Err(format!(
+            "no host matches '{}'",
+            a.limit.as_deref().unwrap_or("all")
+        ));
+    }
+    let engine = Engine {
+        inventory: Arc::new(inv),
+        opts: Arc::new(RunOptions {
+            check: false,
+            diff,
+            tags: Vec::new(),
+            skip_tags: Vec::new(),
+            limit: a.limit.clone(),
+            forks: 10,
+            extra_vars: extra,
+            project: project_id(),
+            keep_releases: a.keep_releases,
+            auto_rollback: false,
+        }),
+        env: Arc::new(crate::template::environment()),
+        vault: Arc::new(VaultAccess::new(passwords)),
+        reporter: Arc::new(Reporter::new(format, diff)),
+        playbook_dir: cwd,
+        session: None,
+    };
+    Ok((engine, hosts))
+}
+
+pub fn load_inventory(paths: &[PathBuf]) -> Result<Inventory, String> {
+    if paths.is_empty() {
+        return Err("no inventory given: pass -i FILE (for the local testbed: -i tests/testbed/inventory.yml)".into());
+    }
+    Inventory::load(paths).map_err(|e| e.to_string())
+}
+
+/// An engine (no playbook) for the lock and audit commands: check mode, no output.
+pub fn state_engine(a: &StateArgs) -> Result<Engine, String> {
+    let inventory = load_inventory(&a.inventory)?;
+    let passwords = passwords_from(&a.vault)?;
+    Ok(Engine {
+        inventory: Arc::new(inventory),
+        opts: Arc::new(RunOptions {
+            check: true,
+            diff: false,
+            tags: Vec::new(),
+            skip_tags: Vec::new(),
+            limit: a.limit.clone(),
+            forks: a.forks,
+            extra_vars: Default::default(),
+            project: crate::state::project_id(&std::env::current_dir().unwrap_or_default()),
+            keep_releases: None,
+            auto_rollback: false,
+        }),
+        env: Arc::new(crate::template::environment()),
+        vault: Arc::new(VaultAccess::new(passwords)),
+        reporter: Arc::new(Reporter::new(Format::Quiet, false)),
+        playbook_dir: std::env::current_dir().unwrap_or_default(),
+        session: None,
+    })
+}
