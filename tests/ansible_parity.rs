@@ -450,3 +450,51 @@ fn loops_on_blocks_and_imports_and_register_on_a_block_are_refused() {
         );
     }
 }
+
+/// Task keywords that change what runs: pre_tasks and post_tasks order,
+/// with_items (flattened once) and with_list (not), check_mode on a task,
+/// args (chdir), become_user, and loop_control.label shown instead of the item.
+#[test]
+fn task_keywords_order_with_lists_check_mode_args_become_user_and_label() {
+    let root = "/srv/parity-task-keywords";
+    clean(root);
+    let dir = project(&[(
+        "site.yml",
+        r#"- hosts: tb3
+  gather_facts: false
+  pre_tasks:
+    - file: {path: "{{ root }}", state: directory, mode: "0777"}
+    - shell: echo pre >> {{ root }}/order
+  post_tasks:
+    - shell: echo post >> {{ root }}/order
+  tasks:
+    - shell: echo task >> {{ root }}/order
+    - shell: echo {{ item }} >> {{ root }}/items
+      with_items: [[a, b], c]
+    - shell: echo {{ item | length }} >> {{ root }}/list
+      with_list: [[a, b], c]
+    - copy: {dest: "{{ root }}/check", content: "x"}
+      check_mode: true
+    - command: pwd
+      args: {chdir: /tmp}
+      register: where
+    - shell: id -un > {{ root }}/user
+      become_user: deploy
+    - copy: {dest: "{{ root }}/where", content: "{{ where.stdout }}"}
+    - debug: {msg: "{{ item.n }}"}
+      loop: [{n: 1, hidden: not-in-the-label}]
+      loop_control: {label: "item-{{ item.n }}"}
+"#,
+    )]);
+    let (a, d) = both(dir.path(), root, &[], (0, 0));
+    same_recaps(&a, &d, &["tb3"]);
+    let want = "items: a\nb\nc\nlist: 2\n1\norder: pre\ntask\npost\nuser: deploy\nwhere: /tmp\n";
+    for tool in ["ansible", "deployer"] {
+        assert_eq!(listing("tb3", &format!("{root}-{tool}")), want, "{tool}");
+    }
+    for (tool, out) in [("ansible", &a), ("deployer", &d)] {
+        assert!(out.contains("(item=item-1)"), "{tool}:\n{out}");
+        assert!(!out.contains("not-in-the-label"), "{tool}:\n{out}");
+    }
+    clean(root);
+}
