@@ -28,6 +28,7 @@ pub enum Command {
     Plan(RunArgs),
     /// Show what the loader understood of the inventory.
     Inventory {
+        /// Inventory file(s) or directories.
         #[arg(
             short = 'i',
             long = "inventory",
@@ -35,10 +36,13 @@ pub enum Command {
             value_delimiter = ','
         )]
         inventory: Vec<PathBuf>,
+        /// Print the group tree.
         #[arg(long)]
         graph: bool,
+        /// Print one host's variables (secrets masked).
         #[arg(long)]
         host: Option<String>,
+        /// Print every group and its hosts as JSON (the default).
         #[arg(long)]
         list: bool,
     },
@@ -46,9 +50,9 @@ pub enum Command {
     Vault(crate::vault::cli::VaultArgs),
     /// Check the project without contacting any host. Exit 0: no error-level finding, 1: errors, 2: usage.
     Lint(crate::lint::cli::LintArgs),
-    /// The deploy lock on each host: `status`, or `release` a stale one (issue 7).
+    /// The deploy lock on each host: `status`, or `release` a stale one.
     Lock(LockArgs),
-    /// The last runs: the local run log and each host's audit log (issue 7).
+    /// The last runs: the local run log and each host's audit log.
     Audit(AuditArgs),
     /// List each host's releases (what each apply changed), oldest first.
     Releases(ReleaseArgs),
@@ -80,6 +84,7 @@ pub struct ReleaseArgs {
         value_delimiter = ','
     )]
     pub inventory: Vec<PathBuf>,
+    /// Only these hosts: a host or group name, or a pattern (`web*`, `a:b`, `all:!db`).
     #[arg(short = 'l', long = "limit")]
     pub limit: Option<String>,
     /// Extra variables: key=value, @file.yml, or a JSON/YAML mapping.
@@ -118,15 +123,19 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub inventory: Vec<PathBuf>,
+    /// Only these hosts: a host or group name, or a pattern (`web*`, `a:b`, `all:!db`).
     #[arg(short = 'l', long = "limit")]
     pub limit: Option<String>,
+    /// Only tasks with one of these tags (comma-separated; `always` tasks run too).
     #[arg(short = 't', long = "tags", value_delimiter = ',')]
     pub tags: Vec<String>,
+    /// Skip tasks with one of these tags (comma-separated).
     #[arg(long = "skip-tags", value_delimiter = ',')]
     pub skip_tags: Vec<String>,
     /// Extra variables: key=value, @file.yml, or a JSON/YAML mapping.
     #[arg(short = 'e', long = "extra-vars")]
     pub extra_vars: Vec<String>,
+    /// How many hosts are worked on at once.
     #[arg(short = 'f', long = "forks", default_value_t = 10)]
     pub forks: usize,
     /// Show unified diffs of what changes (or would change).
@@ -183,8 +192,10 @@ pub struct StateArgs {
         value_delimiter = ','
     )]
     pub inventory: Vec<PathBuf>,
+    /// Only these hosts: a host or group name, or a pattern (`web*`, `a:b`, `all:!db`).
     #[arg(short = 'l', long = "limit")]
     pub limit: Option<String>,
+    /// How many hosts are worked on at once.
     #[arg(short = 'f', long = "forks", default_value_t = 10)]
     pub forks: usize,
     #[command(flatten)]
@@ -224,6 +235,7 @@ pub struct AuditArgs {
     /// How many entries of each log.
     #[arg(short = 'n', default_value_t = 10)]
     pub n: usize,
+    /// human or json (one JSON object per entry).
     #[arg(long = "format", value_enum, default_value = "human")]
     pub format: AuditFormat,
 }
@@ -251,5 +263,33 @@ pub async fn run(cli: Cli) -> i32 {
         } => commands::rollback::rollback(common, to, check, diff).await,
         Command::Lock(a) => commands::lock::lock(a).await,
         Command::Audit(a) => commands::audit::audit(a).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `deployer SUBCOMMAND --help` describes every option (and positional)
+    /// of every subcommand, nested ones included.
+    #[test]
+    fn every_option_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "deployer", &mut missing);
+        assert!(missing.is_empty(), "options without help text: {missing:?}");
     }
 }

@@ -250,7 +250,7 @@ impl Reporter {
         }
     }
 
-    /// Something about a host worth saying that is not a task result (issue 7:
+    /// Something about a host worth saying that is not a task result (such as
     /// pending handlers): `note: [host] text`, or a `note` event.
     pub fn note(&self, host: &str, text: &str) {
         match self.format {

@@ -19,7 +19,7 @@ use crate::report::{HostStats, Reporter, Status};
 use crate::state::releases::Recorder;
 use crate::vars::{VarContext, VarValue, VaultAccess, layer_from_vars};
 
-// Issue 7 part A (lock, audit, pending handlers): see run/session.rs.
+// The deploy lock, audit log and pending handlers of a run: see run/session.rs.
 pub mod rollback;
 mod run_once;
 mod session;
@@ -35,7 +35,7 @@ pub struct RunOptions {
     pub limit: Option<String>,
     pub forks: usize,
     pub extra_vars: Vars,
-    /// Releases (issue 7): the project's id on hosts (`state::project_id`).
+    /// The project's id on hosts (`state::project_id`).
     pub project: String,
     /// `--keep-releases` (else the `deployer_keep_releases` variable, else 5).
     pub keep_releases: Option<usize>,
@@ -59,9 +59,9 @@ struct HostState {
     /// filter them (the task that notified was selected).
     in_handlers: bool,
     stats: HostStats,
-    /// Issue 7: lock, pending handlers (run/session.rs).
+    /// The deploy lock and pending handlers (run/session.rs).
     session: session::HostSession,
-    /// Releases (issue 7): this run's release on the host, and the deploy
+    /// This run's release on the host, and the deploy
     /// gate that failed on it, if any.
     release: Option<Arc<crate::state::releases::Recorder>>,
     gate_failure: Option<String>,
@@ -99,7 +99,7 @@ pub struct Engine {
     pub vault: Arc<VaultAccess>,
     pub reporter: Arc<Reporter>,
     pub playbook_dir: PathBuf,
-    /// Issue 7: deploy lock, pending handlers, audit; `None`: no host state.
+    /// Deploy lock, pending handlers, audit; `None`: no host state.
     pub session: Option<Arc<RunSession>>,
 }
 
@@ -108,7 +108,7 @@ pub struct Outcome {
     pub stats: Vec<(String, HostStats)>,
     pub changed: bool,
     pub failed: bool,
-    /// Issue 7: lock refusals, interruption, audit entries.
+    /// Lock refusals, interruption, audit entries.
     pub session: SessionOutcome,
 }
 
@@ -116,7 +116,7 @@ impl Engine {
     pub async fn run(&self, pb: &Playbook) -> Outcome {
         let mut states: IndexMap<String, HostState> = IndexMap::new();
         let release_id = crate::state::releases::new_release_id();
-        // Issue 7: every host's lock before any change (refused: nothing ran).
+        // Every host's deploy lock before any change (refused: nothing ran).
         if let Some(s) = &self.session
             && let Some(refused) = self.begin_session(s, pb, &mut states).await
         {
@@ -175,10 +175,10 @@ impl Engine {
                 states.insert(s.name.clone(), s);
             }
         }
-        // Releases (issue 7): record each changed host's release, then roll
+        // Record each changed host's release, then roll
         // back the hosts whose deploy gate failed.
         futures::future::join_all(states.values_mut().map(|s| self.finish_release(s))).await;
-        // Issue 7: pending handlers, audit line, lock release.
+        // Pending handlers, audit line, lock release.
         let session = match &self.session {
             Some(s) => self.end_session(s, &mut states).await,
             None => SessionOutcome::default(),
@@ -263,7 +263,7 @@ impl Engine {
         }
         // One round trip for the state of every file the play will look at.
         self.prefetch(play, st, &play_layers).await;
-        self.restore_pending(play, st); // issue 7
+        self.restore_pending(play, st); // handlers a failed run left notified
         let ctx = PlayCtx {
             play,
             layers: &play_layers,
@@ -274,7 +274,7 @@ impl Engine {
             self.flush_handlers(&ctx, st).await;
         }
         if st.gate_failure.is_some() {
-            // Releases (issue 7): roll back now, not after the other hosts' plays.
+            // A failed deploy gate: roll back now, not after the other hosts' plays.
             self.finish_release(st).await;
         }
     }
@@ -962,7 +962,7 @@ impl Engine {
             } else {
                 st.failed = true;
                 st.stats.failed += 1;
-                // Releases (issue 7): a failed deploy gate.
+                // A failed deploy gate.
                 if st.gate_failure.is_none() && is_deploy_gate(t, module, args, &base_ctx) {
                     st.gate_failure =
                         Some(format!("{display_name}: {}", last_msg.unwrap_or_default()));
@@ -1191,7 +1191,7 @@ impl Engine {
                     self.run_task(pc, h, st).await;
                     st.in_handlers = outer;
                     if st.failed {
-                        // Issue 7: what this and the later handlers answer
+                        // Pending handlers: what this and the later handlers answer
                         // stays pending (saved for the next apply).
                         for later in &pc.play.handlers[i..] {
                             for n in later.name.iter().chain(later.listen.iter()) {
@@ -1211,7 +1211,7 @@ impl Engine {
     }
 }
 
-// ---- Releases, rollback and deploy gates (issue 7) -------------------------
+// ---- Releases, rollback and deploy gates -------------------------------------
 
 /// A deploy gate: a `docker_compose_v2` task with `wait: true` (its services
 /// must become healthy), or a `uri`/`wait_for` task whose vars set

@@ -279,20 +279,16 @@ impl VarContext {
         })
     }
 
-    fn has_template(s: &str) -> bool {
-        s.contains("{{") || s.contains("{%")
-    }
-
     /// Renders a string with Ansible's native types (`"{{ 3 }}"` is 3).
     pub fn render_value(self: &Arc<Self>, s: &str) -> Result<Value, String> {
-        if !Self::has_template(s) {
+        if !crate::template::is_possibly_template(s) {
             return Ok(Value::from(s));
         }
         crate::template::render_value(&self.env, s, self.value()).map_err(|e| self.explain(&e))
     }
 
     pub fn render_string(self: &Arc<Self>, s: &str) -> Result<String, String> {
-        if !Self::has_template(s) {
+        if !crate::template::is_possibly_template(s) {
             return Ok(s.to_string());
         }
         crate::template::render_str(&self.env, s, self.value()).map_err(|e| self.explain(&e))

@@ -86,7 +86,7 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
         }
     };
     let reporter = Arc::new(Reporter::new(format, a.diff || plan.is_some()));
-    // Issue 7: lock, pending handlers and audit, named after the project root.
+    // Deploy lock, pending handlers and audit, named after the project root.
     let session = run_session(check, a.message.clone(), lock_wait);
     let engine = Engine {
         inventory: Arc::new(inv),

@@ -21,6 +21,7 @@ pub struct LintArgs {
     /// Inventories whose variables count as defined (and which must load).
     #[arg(short = 'i', long = "inventory", value_delimiter = ',')]
     pub inventory: Vec<PathBuf>,
+    /// human, json or sarif (for code scanning).
     #[arg(long = "format", value_enum, default_value = "human")]
     pub format: LintFormat,
 }

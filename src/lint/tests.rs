@@ -649,7 +649,7 @@ fn ignore_comments() {
         rules(&f)
     );
     let file_level = format!(
-        "# deployer-lint: ignore-file[fqcn] legacy playbook, converted in issue 99\n# deployer-lint: ignore[no-such-rule] why\n{}",
+        "# deployer-lint: ignore-file[fqcn] legacy playbook, converted later\n# deployer-lint: ignore[no-such-rule] why\n{}",
         pb("    - name: t\n      ping:\n")
     );
     let (_d, f) = lint_project(&[("playbooks/a.yml", &file_level)]);

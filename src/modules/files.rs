@@ -199,7 +199,7 @@ async fn converge_file(
     } else {
         write::attributes_script(dest, &attrs.path_attrs(), false)?
     };
-    // Release hook (issue 7): the previous state is saved by the same script.
+    // For the release: the previous state is saved by the same script.
     let script = format!("{}{script}", ctx.release_save(dest));
     let out = ctx
         .conn
@@ -258,11 +258,15 @@ pub async fn template(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResul
     let source = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read template {}: {e}", path.display()))?;
     let name = path.display().to_string();
-    let rendered = ctx
-        .vars
-        .env()
-        .render_named_str(&name, &source, ctx.vars.value())
-        .map_err(|e| ctx.vars.explain(&e))?;
+    let user_managed = ctx.vars.names().iter().any(|n| n == "ansible_managed");
+    let vars = ctx.vars.extended(crate::template::template_file_vars(
+        &a.src,
+        &path,
+        &a.dest,
+        user_managed,
+    ));
+    let rendered = crate::template::render_file(vars.env(), &name, &source, vars.value())
+        .map_err(|e| vars.explain(&e))?;
     let attrs = Attrs::from_json(a.mode.as_ref(), a.owner, a.group)?;
     converge_file(
         ctx,
@@ -604,7 +608,7 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
     if ctx.check {
         return Ok(result);
     }
-    // Release hook (issue 7): the previous state is saved by the same script.
+    // For the release: the previous state is saved by the same script.
     let save = ctx.release_save(&path);
     let out = ctx
         .conn

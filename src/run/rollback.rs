@@ -1,4 +1,4 @@
-//! Rollback (issue 7, items 2 and 3): undo the newest release(s) on each
+//! Rollback: undo the newest release(s) on each
 //! host, by the records in `releases/<id>/release.json`.
 //!
 //! `rollback` undoes the newest release (back to the one before it);
@@ -934,7 +934,7 @@ async fn execute(
 /// Exit code: 0 done (or nothing to do), 1 refused or failed, 2 check mode
 /// with changes to make.
 pub async fn rollback(engine: &Engine, hosts: &[String], req: &RollbackRequest) -> i32 {
-    // The deploy lock (issue 7): a rollback (not --check) holds every targeted
+    // The deploy lock: a rollback (not --check) holds every targeted
     // host's lock from before it reads the releases until it is done, so it
     // never interleaves with an apply or another rollback.
     let holder = (!req.check).then(|| {

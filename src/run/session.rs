@@ -1,4 +1,4 @@
-//! Issue 7, part A: the run's use of the per-host state (src/state/): take
+//! The run's use of the per-host state (src/state/): take
 //! the deploy lock on every host before anything changes (one remote
 //! execution per host, which also reads the pending handlers and, when it
 //! can, gathers the facts), fire handlers left pending by a failed run, and

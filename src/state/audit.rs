@@ -1,4 +1,4 @@
-//! The audit trail (issue 7): an append-only JSON-lines `audit.log` in each
+//! The audit trail: an append-only JSON-lines `audit.log` in each
 //! host's state directory (one line per apply that held the host's lock:
 //! time, performer, revision, masked command line, changed tasks, result),
 //! and a JSON-lines run log on the control machine, `.deployer/runs.jsonl`

@@ -1,4 +1,4 @@
-//! The deploy lock (issue 7): one per host and project, a file `lock` in the
+//! The deploy lock: one per host and project, a file `lock` in the
 //! host's state directory holding who took it, when, from which revision, for
 //! which command and why. It is created atomically on the host: the holder's
 //! JSON is written to a temporary file that is then hard-linked to `lock`

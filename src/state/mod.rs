@@ -1,4 +1,4 @@
-//! Per-host deployment state kept on each managed host (issue 7).
+//! Per-host deployment state kept on each managed host.
 //!
 //! Layout, under [`state_root`] on the host (owned by root, mode 0700 when the
 //! host's `become` is set; otherwise the SSH user's own directory is used, see
@@ -19,11 +19,9 @@
 
 use std::path::{Path, PathBuf};
 
-// Issue 7, part A (branch `lock`): deploy lock, audit log, pending handlers.
 pub mod audit;
 pub mod lock;
 pub mod pending;
-
 pub mod releases;
 
 /// The file in the project root that names the project on the hosts.

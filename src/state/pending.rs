@@ -1,4 +1,4 @@
-//! Handler notifications that survive a failed run (issue 7, ansible/ansible#1350).
+//! Handler notifications that survive a failed run (unlike Ansible's: ansible/ansible#1350).
 //!
 //! Ansible forgets that a task notified a handler when a later task fails, so
 //! the re-run (where nothing changes any more) never restarts the service.

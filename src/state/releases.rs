@@ -1,4 +1,4 @@
-//! Release records (issue 7, item 1): what one `apply` (or `rollback`) changed
+//! Release records: what one `apply` (or `rollback`) changed
 //! on a host, kept under `<state root>/releases/<id>/` so it can be undone.
 //!
 //! A [`Recorder`] lives for one run on one host. Modules ask it for a shell

@@ -227,9 +227,8 @@ pub fn to_yaml(value: &Value, indent: usize, style: FlowStyle) -> Result<String,
     if !e.out.ends_with('\n') {
         e.line_break();
     }
-    if e.open_ended {
-        e.out.push_str("...\n");
-    }
+    // Ansible's dumper never ends a document with `...` (PyYAML's plain one
+    // does after a bare scalar).
     Ok(e.out)
 }
 
@@ -870,6 +869,18 @@ fn is_simple_key(node: &Node) -> bool {
 /// Loads the first YAML document of `text` like PyYAML's `yaml.load`
 /// (YAML 1.1 scalars: `yes`/`no`/`on`/`off` are booleans).
 pub fn from_yaml(text: &str) -> Result<Value, Error> {
+    Ok(load_yaml(text, false)?
+        .into_iter()
+        .next()
+        .unwrap_or(Value::from(())))
+}
+
+/// Every document of a YAML stream (`from_yaml_all`).
+pub fn from_yaml_all(text: &str) -> Result<Value, Error> {
+    Ok(Value::from(load_yaml(text, true)?))
+}
+
+fn load_yaml(text: &str, all: bool) -> Result<Vec<Value>, Error> {
     enum Frame {
         Seq(Vec<Value>, usize),
         Map(Vec<(Value, Value)>, Option<Value>, usize),
@@ -877,6 +888,7 @@ pub fn from_yaml(text: &str) -> Result<Value, Error> {
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, Value> = HashMap::new();
     let mut result: Option<Value> = None;
+    let mut docs: Vec<Value> = Vec::new();
 
     fn push(stack: &mut [Frame], result: &mut Option<Value>, v: Value) {
         match stack.last_mut() {
@@ -903,7 +915,16 @@ pub fn from_yaml(text: &str) -> Result<Value, Error> {
         let (event, span) = event.map_err(|e| invalid(format!("from_yaml: {e}")))?;
         let _ = span;
         match event {
-            Event::DocumentEnd if result.is_some() => break,
+            Event::DocumentEnd => {
+                if let Some(doc) = result.take() {
+                    docs.push(doc);
+                    if !all {
+                        break;
+                    }
+                } else if all {
+                    docs.push(Value::from(()));
+                }
+            }
             Event::Scalar(s, style, anchor, tag) => {
                 let v = yaml_scalar(&s, style, tag.as_ref().map(|t| t.suffix.as_str()));
                 if anchor > 0 {
@@ -931,7 +952,10 @@ pub fn from_yaml(text: &str) -> Result<Value, Error> {
             _ => {}
         }
     }
-    Ok(result.unwrap_or(Value::from(())))
+    if let Some(doc) = result {
+        docs.push(doc);
+    }
+    Ok(docs)
 }
 
 fn yaml_scalar(s: &str, style: ScalarStyle, tag: Option<&str>) -> Value {
@@ -997,141 +1021,6 @@ fn yaml_int(s: &str) -> Option<i64> {
     Some(if neg { -n } else { n })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use minijinja::context;
-
-    fn nice(v: &Value) -> String {
-        to_yaml(v, 4, FlowStyle::Block).unwrap()
-    }
-
-    #[test]
-    fn nice_yaml_nested() {
-        let v = context! {
-            users => vec![
-                context! { name => "alice", groups => vec!["wheel", "dev"] },
-                context! { name => "bob", groups => Vec::<String>::new() },
-            ],
-            enabled => true,
-            count => 3,
-            ratio => 0.5,
-            nothing => (),
-        };
-        assert_eq!(
-            nice(&v),
-            "count: 3\nenabled: true\nnothing: null\nratio: 0.5\nusers:\n-   groups:\n    - wheel\n    - dev\n    name: alice\n-   groups: []\n    name: bob\n"
-        );
-    }
-
-    #[test]
-    fn nice_yaml_nested_lists_and_maps() {
-        let v = Value::from(vec![Value::from(vec![1, 2]), Value::from(3)]);
-        assert_eq!(nice(&v), "-   - 1\n    - 2\n- 3\n");
-        let v = context! { a => context! { b => context! { c => vec![1] } } };
-        assert_eq!(nice(&v), "a:\n    b:\n        c:\n        - 1\n");
-    }
-
-    #[test]
-    fn yaml_string_quoting() {
-        let v = context! {
-            a => "yes", b => "123", c => "", d => "has: colon", e => "- dash",
-            f => "it's", g => "tab\there", h => "plain text", i => "1.5", j => "null",
-            k => "#x", l => "a #b", m => " lead", n => "0755", o => "2024-01-01", p => "x:y",
-        };
-        assert_eq!(
-            nice(&v),
-            "a: 'yes'\nb: '123'\nc: ''\nd: 'has: colon'\ne: '- dash'\nf: it's\ng: \"tab\\there\"\nh: plain text\ni: '1.5'\nj: 'null'\nk: '#x'\nl: 'a #b'\nm: ' lead'\nn: '0755'\no: '2024-01-01'\np: x:y\n"
-        );
-    }
-
-    #[test]
-    fn yaml_multiline_and_long_strings() {
-        let v = context! { s => "line1\nline2" };
-        assert_eq!(nice(&v), "s: 'line1\n\n    line2'\n");
-        let long = "word ".repeat(20).trim_end().to_string();
-        let v = context! { s => long };
-        assert_eq!(
-            nice(&v),
-            "s: word word word word word word word word word word word word word word word word\n    word word word word\n"
-        );
-    }
-
-    #[test]
-    fn yaml_scalars_at_root() {
-        assert_eq!(
-            to_yaml(&Value::from("abc"), 2, FlowStyle::Auto).unwrap(),
-            "abc\n...\n"
-        );
-        assert_eq!(
-            to_yaml(&Value::from(5), 2, FlowStyle::Auto).unwrap(),
-            "5\n...\n"
-        );
-        assert_eq!(
-            to_yaml(&Value::from("yes"), 2, FlowStyle::Auto).unwrap(),
-            "'yes'\n"
-        );
-        assert_eq!(
-            to_yaml(&Value::from(1e20), 2, FlowStyle::Auto).unwrap(),
-            "1.0e+20\n...\n"
-        );
-    }
-
-    #[test]
-    fn yaml_flow_auto() {
-        let v = context! { b => vec![1, 2], a => context! { x => "y" }, c => vec![context! { d => 1 }] };
-        assert_eq!(
-            to_yaml(&v, 2, FlowStyle::Auto).unwrap(),
-            "a: {x: y}\nb: [1, 2]\nc:\n- {d: 1}\n"
-        );
-        assert_eq!(
-            to_yaml(&v, 2, FlowStyle::Flow).unwrap(),
-            "{a: {x: y}, b: [1, 2], c: [{d: 1}]}\n"
-        );
-    }
-
-    #[test]
-    fn json_python_style() {
-        let v = context! { b => 1, a => vec![Value::from(1.0), Value::from("x\u{e9}\n")] };
-        let opts = JsonOptions {
-            indent: None,
-            sort_keys: true,
-            ensure_ascii: true,
-            item_sep: ", ",
-        };
-        assert_eq!(
-            to_json(&v, &opts).unwrap(),
-            "{\"a\": [1.0, \"x\\u00e9\\n\"], \"b\": 1}"
-        );
-        let opts = JsonOptions {
-            indent: Some(2),
-            sort_keys: false,
-            ensure_ascii: false,
-            item_sep: ",",
-        };
-        assert_eq!(
-            to_json(&v, &opts).unwrap(),
-            "{\n  \"b\": 1,\n  \"a\": [\n    1.0,\n    \"x\u{e9}\\n\"\n  ]\n}"
-        );
-    }
-
-    #[test]
-    fn yaml_loader() {
-        let v = from_yaml(
-            "a: 1\nb: [x, 'yes', yes, 1.5, ~]\nc:\n  d: &anc hello\n  e: *anc\nf: 0x10\n",
-        )
-        .unwrap();
-        assert_eq!(v.get_attr("a").unwrap(), Value::from(1));
-        let b = v.get_attr("b").unwrap();
-        assert_eq!(b.get_item_by_index(0).unwrap(), Value::from("x"));
-        assert_eq!(b.get_item_by_index(1).unwrap(), Value::from("yes"));
-        assert_eq!(b.get_item_by_index(2).unwrap(), Value::from(true));
-        assert_eq!(b.get_item_by_index(3).unwrap(), Value::from(1.5));
-        assert!(b.get_item_by_index(4).unwrap().is_none());
-        let c = v.get_attr("c").unwrap();
-        assert_eq!(c.get_attr("e").unwrap(), Value::from("hello"));
-        assert_eq!(v.get_attr("f").unwrap(), Value::from(16));
-        assert!(from_yaml("").unwrap().is_none());
-        assert!(from_yaml("a: [1").is_err());
-    }
-}
+// The expected outputs of these serializers come from PyYAML and Python's
+// json through ansible-core: tests/template_oracle/cases/serialize.yml,
+// compared by tests/template_oracle.rs.

@@ -52,9 +52,13 @@ pub struct VaultArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum VaultCommand {
     /// Create a new encrypted file with $EDITOR.
-    Create { file: PathBuf },
+    Create {
+        /// The file to create (must not exist).
+        file: PathBuf,
+    },
     /// Encrypt files in place (or to --output; no file or `-`: stdin).
     Encrypt {
+        /// Files to encrypt (none or `-`: stdin).
         files: Vec<PathBuf>,
         /// Output file (`-` for stdout); only with a single input.
         #[arg(long)]
@@ -62,6 +66,7 @@ pub enum VaultCommand {
     },
     /// Decrypt files in place (or to --output; `-` for stdout).
     Decrypt {
+        /// Files to decrypt (none or `-`: stdin).
         files: Vec<PathBuf>,
         /// Output file (`-` for stdout); only with a single input.
         #[arg(long)]
@@ -69,16 +74,19 @@ pub enum VaultCommand {
     },
     /// Print the decrypted content.
     View {
+        /// Encrypted files to print.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Edit an encrypted file with $EDITOR (default `vi`).
     Edit {
+        /// Encrypted files to edit.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Re-encrypt files with a new password.
     Rekey {
+        /// Encrypted files to re-encrypt.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// File (or executable) holding the new password.

@@ -1,4 +1,4 @@
-//! Release hook for compose (issue 7): what a project's containers were
+//! Release hook for compose: what a project's containers were
 //! before a change and are after it, for `release.json`. Docker API calls
 //! only (no remote execution); environment values stay hashed.
 
