@@ -129,14 +129,17 @@ impl<'a> RemoteWrite<'a> {
         s.push_str("(\nset -e\n__dw_umask=$(umask)\numask 077\n");
         s.push_str(&prologue(self.dest, &dir));
         s.push_str(&format!("__dw_name={}\n", shell_quote(&name)));
+        // The traps end in `|| :`: under `set -e` a failing command in an
+        // EXIT trap (the staging directory moved away by another user after
+        // the write) would turn a finished write into a failure.
         s.push_str(
             "__dw_at=$(stat -c %d:%i .)\n\
              __dw_s=$(mktemp -d ./.deployer-write.XXXXXX) || __dw_fail \"cannot create a temporary directory in $__dw_dir\"\n\
              __dw_s=${__dw_s#./}\n\
-             trap 'rmdir -- \"$__dw_s\" 2>/dev/null' EXIT\n\
+             trap 'rmdir -- \"$__dw_s\" 2>/dev/null || :' EXIT\n\
              cd -P -- \"$__dw_s\"\n\
              [ \"$(stat -c '%u %a' .)\" = \"$__dw_me 700\" ] && [ \"$(stat -c %d:%i ..)\" = \"$__dw_at\" ] || __dw_fail \"refusing to write $__dw_dest: its temporary directory was replaced while in use\"\n\
-             trap 'rm -f -- new bak; cd .. && rmdir -- \"$__dw_s\" 2>/dev/null' EXIT\n\
+             trap 'rm -f -- new bak; cd .. && rmdir -- \"$__dw_s\" 2>/dev/null || :' EXIT\n\
              base64 -d > new <<'__DEPLOYER_EOF__'\n",
         );
         // Base64 lines cannot form the delimiter line.

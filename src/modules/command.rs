@@ -437,6 +437,12 @@ pub async fn uri(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, St
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| v.to_string());
+            if k.contains(['\r', '\n', ':']) || v.contains(['\r', '\n']) {
+                return Err(format!(
+                    "uri: header '{}' has a line break (or a ':' in its name): a header is one line",
+                    k.replace(['\r', '\n'], " ")
+                ));
+            }
             cfg.push_str(&format!("header = {}\n", curl_quote(&format!("{k}: {v}"))));
         }
     }
@@ -459,7 +465,7 @@ pub async fn uri(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, St
         cfg.push_str("data-binary = \"@body\"\n");
         body_file = format!(
             "printf '%s' '{}' | base64 -d > body\n",
-            base64::engine::general_purpose::STANDARD.encode(format!("{data}\n"))
+            base64::engine::general_purpose::STANDARD.encode(data.as_bytes())
         );
     }
     cfg.push_str(&format!("url = {}\n", curl_quote(&a.url)));

@@ -1,0 +1,114 @@
+//! Reaching a host: the SSH target from inventory variables
+//! (`ansible_host`, `ansible_port`, `ansible_user`, key, `ansible_ssh_args`)
+//! or a local connection.
+
+use super::*;
+
+impl Engine {
+    pub(super) async fn connect(
+        &self,
+        host: &str,
+        play: &Play,
+        pl: &PlayLayers,
+    ) -> Result<Connection, String> {
+        let st = HostState::new(host);
+        let ctx = self.context(play, pl, &st, None);
+        let get = |k: &str| -> Result<Option<String>, String> {
+            match ctx.lookup(k) {
+                Some(v) if !v.is_undefined() && !v.is_none() => Ok(Some(v.to_string())),
+                // A name defined nowhere is simply absent (a whole-file vault
+                // that cannot be opened is no reason to fail here).
+                _ => match (ctx.take_error(), ctx.names().iter().any(|n| n == k)) {
+                    (Some(e), true) => Err(e),
+                    _ => Ok(None),
+                },
+            }
+        };
+        if get("ansible_connection")?.as_deref() == Some("local") {
+            return Ok(Connection::local(host));
+        }
+        let addr = get("ansible_host")?.unwrap_or_else(|| host.to_string());
+        let port = match get("ansible_port")?.or(get("ansible_ssh_port")?) {
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .map_err(|_| format!("ansible_port '{p}' is not a port number"))?,
+            ),
+            None => None,
+        };
+        let mut target = SshTarget {
+            host: addr,
+            port,
+            user: get("ansible_user")?.or(get("ansible_ssh_user")?),
+            key_file: get("ansible_ssh_private_key_file")?.map(|p| expand_home(&p)),
+            known_hosts_file: None,
+            config_file: None,
+            strict_host_key_checking: openssh::KnownHosts::Strict,
+        };
+        if let Some(args) = get("ansible_ssh_common_args")? {
+            apply_ssh_args(&mut target, &args)?;
+        }
+        if let Some(args) = get("ansible_ssh_extra_args")? {
+            apply_ssh_args(&mut target, &args)?;
+        }
+        Connection::connect(host, &target)
+            .await
+            .map_err(|e| crate::secrets::mask(&e.to_string()))
+    }
+}
+
+pub(super) fn expand_home(p: &str) -> PathBuf {
+    match p.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME")
+            .map(|h| Path::new(&h).join(rest))
+            .unwrap_or_else(|| PathBuf::from(p)),
+        None => PathBuf::from(p),
+    }
+}
+
+/// The subset of ssh options deployer maps onto its SSH session; anything
+/// else is refused rather than silently dropped.
+pub(super) fn apply_ssh_args(t: &mut SshTarget, args: &str) -> Result<(), String> {
+    let words = crate::shell::split(args).ok_or("ansible_ssh_common_args: unbalanced quotes")?;
+    let mut it = words.into_iter();
+    while let Some(w) = it.next() {
+        let opt = if w == "-o" {
+            it.next()
+                .ok_or("ansible_ssh_common_args: -o needs a value")?
+        } else if let Some(o) = w.strip_prefix("-o") {
+            o.to_string()
+        } else if w == "-F" {
+            t.config_file = Some(PathBuf::from(
+                it.next()
+                    .ok_or("ansible_ssh_common_args: -F needs a file")?,
+            ));
+            continue;
+        } else {
+            return Err(format!(
+                "ansible_ssh_common_args: unsupported ssh argument '{w}' (supported: -F FILE, -o UserKnownHostsFile=, -o StrictHostKeyChecking=)"
+            ));
+        };
+        let (k, v) = opt.split_once('=').ok_or_else(|| {
+            format!("ansible_ssh_common_args: expected -o Key=Value, got '{opt}'")
+        })?;
+        match k.to_ascii_lowercase().as_str() {
+            "userknownhostsfile" => t.known_hosts_file = Some(PathBuf::from(v)),
+            "stricthostkeychecking" => {
+                t.strict_host_key_checking = match v.to_ascii_lowercase().as_str() {
+                    "yes" => openssh::KnownHosts::Strict,
+                    "accept-new" => openssh::KnownHosts::Add,
+                    other => {
+                        return Err(format!(
+                            "StrictHostKeyChecking={other} is refused: deployer verifies host keys (use yes or accept-new)"
+                        ));
+                    }
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "ansible_ssh_common_args: unsupported ssh option '{k}' (supported: UserKnownHostsFile, StrictHostKeyChecking)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! Variables as a task sees them: the play's layers (vars, vars_files, role
+//! defaults and vars), the host's layers with magic variables, and whom a task
+//! becomes.
+
+use super::*;
+
+impl Engine {
+    /// Layers that do not change during a play: play vars and vars_files.
+    pub(super) fn play_layers(&self, play: &Play) -> Result<PlayLayers, String> {
+        let vars = layer_from_vars(&play.vars);
+        // Every role the play uses exposes its defaults and vars to the whole
+        // play, as Ansible does (private_role_vars off): a role sees the
+        // defaults of the roles it depends on.
+        let mut role_defaults = Layer::new();
+        let mut role_vars = Layer::new();
+        let mut seen: Vec<*const crate::project::Role> = Vec::new();
+        let mut all = crate::project::flatten_tasks(&play.tasks);
+        all.extend(crate::project::flatten_tasks(&play.handlers));
+        for t in all {
+            let Some(role) = &t.scope.role else { continue };
+            for r in role.chain().iter().rev() {
+                let ptr = Arc::as_ptr(r);
+                if seen.contains(&ptr) {
+                    continue;
+                }
+                seen.push(ptr);
+                role_defaults.extend(layer_from_vars(&r.defaults));
+                role_vars.extend(layer_from_vars(&r.vars));
+            }
+        }
+        let mut files = Layer::new();
+        for (f, loc) in &play.vars_files {
+            if f.contains("{{") {
+                return Err(format!(
+                    "{loc}: templated vars_files paths are not supported yet"
+                ));
+            }
+            let path = play.base_dir.join(f);
+            let loaded =
+                crate::project::inventory::load_vars_file(&path).map_err(|e| e.to_string())?;
+            for (k, v) in loaded {
+                files.insert(k, VarValue::Node(v));
+            }
+        }
+        Ok(PlayLayers {
+            vars,
+            files,
+            role_defaults,
+            role_vars,
+        })
+    }
+
+    pub(super) fn context(
+        &self,
+        play: &Play,
+        pl: &PlayLayers,
+        st: &HostState,
+        task: Option<&Task>,
+    ) -> Arc<VarContext> {
+        let mut layers: Vec<Layer> = vec![pl.role_defaults.clone()];
+        let role_chain = task
+            .and_then(|t| t.scope.role.as_ref())
+            .map(|r| r.chain())
+            .unwrap_or_default();
+        // The task's own role (and the roles that pulled it in) win over others'.
+        for r in role_chain.iter().rev() {
+            layers.push(layer_from_vars(&r.defaults));
+        }
+        for g in self.inventory.host_groups(&st.name) {
+            if let Some(group) = self.inventory.groups.get(&g) {
+                layers.push(layer_from_vars(&group.vars));
+            }
+        }
+        if let Some(h) = self.inventory.hosts.get(&st.name) {
+            layers.push(layer_from_vars(&h.vars));
+        }
+        if let Some(f) = &st.facts {
+            layers.push(f.clone());
+        }
+        layers.push(self.magic_vars(play, st, task));
+        layers.push(pl.vars.clone());
+        layers.push(pl.files.clone());
+        layers.push(pl.role_vars.clone());
+        for r in role_chain.iter().rev() {
+            layers.push(layer_from_vars(&r.vars));
+        }
+        if let Some(t) = task {
+            for v in &t.scope.vars {
+                layers.push(layer_from_vars(v));
+            }
+            layers.push(layer_from_vars(&t.vars));
+        }
+        layers.push(st.runtime.clone());
+        for r in role_chain.iter().rev() {
+            layers.push(layer_from_vars(&r.params));
+        }
+        layers.push(layer_from_vars(&self.opts.extra_vars));
+        VarContext::new(layers, self.env.clone(), self.vault.clone())
+    }
+
+    pub(super) fn magic_vars(&self, play: &Play, st: &HostState, task: Option<&Task>) -> Layer {
+        let mut m = Layer::new();
+        let v = |x: Json| VarValue::Value(crate::vars::json_to_value(&x));
+        let groups: serde_json::Map<String, Json> = self
+            .inventory
+            .groups
+            .keys()
+            .map(|g| (g.clone(), json!(self.inventory.group_hosts(g))))
+            .collect();
+        let group_names: Vec<String> = self
+            .inventory
+            .host_groups(&st.name)
+            .into_iter()
+            .filter(|g| g != "all" && g != "ungrouped")
+            .collect();
+        m.insert("inventory_hostname".into(), v(json!(st.name)));
+        m.insert(
+            "inventory_hostname_short".into(),
+            v(json!(st.name.split('.').next().unwrap_or(&st.name))),
+        );
+        m.insert("groups".into(), v(Json::Object(groups)));
+        m.insert("group_names".into(), v(json!(group_names)));
+        m.insert(
+            "playbook_dir".into(),
+            v(json!(self.playbook_dir.display().to_string())),
+        );
+        m.insert("ansible_check_mode".into(), v(json!(self.opts.check)));
+        m.insert("ansible_diff_mode".into(), v(json!(self.opts.diff)));
+        m.insert("ansible_play_name".into(), v(json!(play.name)));
+        if let Some(role) = task.and_then(|t| t.scope.role.as_ref()) {
+            m.insert("role_name".into(), v(json!(role.name)));
+            m.insert(
+                "role_path".into(),
+                v(json!(role.path.display().to_string())),
+            );
+        }
+        m
+    }
+
+    pub(super) fn become_for(
+        &self,
+        play: &Play,
+        task: Option<&Task>,
+        ctx: &Arc<VarContext>,
+    ) -> Result<Option<Become>, String> {
+        // A value that is not a boolean is an error, as in Ansible ("could
+        // not be converted to 'bool'"), never a silent fallback to the play.
+        let var_bool = |k: &str| -> Result<Option<bool>, String> {
+            let Some(v) = ctx.lookup(k).filter(|v| !v.is_undefined() && !v.is_none()) else {
+                return Ok(None);
+            };
+            let j = crate::vars::value_to_json(&v).unwrap_or(Json::Null);
+            crate::args::parse_bool(&j)
+                .map(Some)
+                .ok_or_else(|| format!("{k}: the value {j} could not be converted to a boolean"))
+        };
+        let looked_up = var_bool("ansible_become");
+        let _ = ctx.take_error();
+        // A task's `become` wins; then the `ansible_become` variable; then the play's.
+        let on = match task.and_then(|t| t.use_become) {
+            Some(b) => b,
+            None => looked_up?.unwrap_or(play.use_become),
+        };
+        if !on {
+            return Ok(None);
+        }
+        let user = task
+            .and_then(|t| t.become_user.clone())
+            .or_else(|| play.become_user.clone())
+            .or_else(|| {
+                ctx.lookup("ansible_become_user")
+                    .filter(|v| !v.is_undefined())
+                    .map(|v| v.to_string())
+            })
+            .unwrap_or_else(|| "root".into());
+        let user = ctx.render_string(&user)?;
+        let password = ctx
+            .lookup("ansible_become_password")
+            .or_else(|| ctx.lookup("ansible_become_pass"))
+            .filter(|v| !v.is_undefined() && !v.is_none())
+            .map(|v| v.to_string());
+        let _ = ctx.take_error();
+        Ok(Some(Become { user, password }))
+    }
+}

@@ -1,0 +1,155 @@
+//! What is known of a host before its tasks: gathered facts (one script)
+//! and the play's file observations, prefetched in one batch.
+
+use super::*;
+
+impl Engine {
+    pub(super) async fn gather_facts(
+        &self,
+        play: &Play,
+        st: &mut HostState,
+        pl: &PlayLayers,
+    ) -> Result<(), String> {
+        let ctx = self.context(play, pl, st, None);
+        let b = self.become_for(play, None, &ctx)?;
+        let conn = st.conn.clone().ok_or("not connected")?;
+        let script = FACTS_SCRIPT;
+        let out = conn
+            .run_script(script, b.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        if out.rc != 0 {
+            return Err(format!(
+                "gathering facts failed: {}",
+                out.stderr_str().trim()
+            ));
+        }
+        st.facts = Some(facts_layer(&out.stdout_str()));
+        Ok(())
+    }
+
+    pub(super) async fn prefetch(&self, play: &Play, st: &mut HostState, pl: &PlayLayers) {
+        let mut reqs: Vec<(String, Want)> = Vec::new();
+        let tasks = crate::project::flatten_tasks(&play.tasks);
+        let handlers = crate::project::flatten_tasks(&play.handlers);
+        let selected = tasks.into_iter().filter(|t| self.selected(t));
+        for t in selected.chain(handlers) {
+            let TaskKind::Module { name, args } = &t.kind else {
+                continue;
+            };
+            let keys = match modules::registry::find(name) {
+                Some(m) if !m.prefetch().is_empty() => m.prefetch(),
+                _ => continue,
+            };
+            let ctx = self.context(play, pl, st, Some(t));
+            let items: Vec<Option<Value>> = match &t.loop_items {
+                None => vec![None],
+                Some(l) => match ctx.resolve_node(l) {
+                    Ok(v) => match v.try_iter() {
+                        Ok(it) => it.map(Some).collect(),
+                        Err(_) => continue,
+                    },
+                    Err(_) => continue,
+                },
+            };
+            for item in items {
+                let c = match item {
+                    None => ctx.clone(),
+                    Some(i) => {
+                        let mut l = Layer::new();
+                        l.insert(t.loop_var.clone(), VarValue::Value(i));
+                        ctx.extended(l)
+                    }
+                };
+                for (k, want) in keys {
+                    if let Some(node) = args.get(k)
+                        && let Ok(v) = c.resolve_node(node)
+                        && let Some(p) = v.as_str()
+                        && p.starts_with('/')
+                        && !p.ends_with('/')
+                        && !p.contains(['*', '?'])
+                    {
+                        reqs.push((p.to_string(), *want));
+                    }
+                    let _ = c.take_error();
+                }
+            }
+        }
+        if reqs.is_empty() {
+            return;
+        }
+        let ctx = self.context(play, pl, st, None);
+        let Ok(b) = self.become_for(play, None, &ctx) else {
+            return;
+        };
+        let b = b.or_else(|| {
+            // Observe as root when any task of the play becomes root.
+            crate::project::flatten_tasks(&play.tasks)
+                .iter()
+                .any(|t| t.use_become == Some(true))
+                .then(|| Become {
+                    user: "root".into(),
+                    password: None,
+                })
+        });
+        if let Some(conn) = st.conn.clone() {
+            // A failed prefetch only costs speed: modules observe on demand.
+            let _ = st.observed.fetch(&conn, b.as_ref(), &reqs).await;
+        }
+    }
+}
+
+/// Facts, one `name\tvalue` line each (also appended to the run's first
+/// execution on a host by run/session.rs, to save a round trip).
+pub(super) const FACTS_SCRIPT: &str = r#". /etc/os-release 2>/dev/null
+printf 'hostname\t%s\n' "$(uname -n | cut -d. -f1)"
+printf 'nodename\t%s\n' "$(uname -n)"
+printf 'fqdn\t%s\n' "$(hostname -f 2>/dev/null || uname -n)"
+printf 'distribution\t%s\n' "${NAME%% *}"
+printf 'distribution_version\t%s\n' "${VERSION_ID:-}"
+printf 'distribution_major_version\t%s\n' "${VERSION_ID%%.*}"
+printf 'distribution_release\t%s\n' "${VERSION_CODENAME:-}"
+printf 'os_family\t%s\n' "$(case "${ID_LIKE:-$ID}" in *debian*|debian) echo Debian;; *rhel*|*fedora*) echo RedHat;; *) echo "${ID:-unknown}";; esac)"
+printf 'architecture\t%s\n' "$(uname -m)"
+printf 'kernel\t%s\n' "$(uname -r)"
+printf 'system\t%s\n' "$(uname -s)"
+printf 'user_id\t%s\n' "$(id -un)"
+printf 'user_dir\t%s\n' "$HOME"
+printf 'processor_vcpus\t%s\n' "$(nproc 2>/dev/null || echo 1)"
+printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo 2>/dev/null)"
+"#;
+
+/// The facts layer from [`FACTS_SCRIPT`]'s output.
+pub(super) fn facts_layer(stdout: &str) -> Layer {
+    let mut facts = serde_json::Map::new();
+    for line in stdout.lines() {
+        if let Some((k, v)) = line.split_once('\t') {
+            let val = match k {
+                "processor_vcpus" | "memtotal_mb" => {
+                    v.parse::<i64>().map(Json::from).unwrap_or(json!(v))
+                }
+                _ => json!(v),
+            };
+            facts.insert(k.to_string(), val);
+        }
+    }
+    let mut layer = Layer::new();
+    for (k, v) in &facts {
+        layer.insert(
+            format!("ansible_{k}"),
+            VarValue::Value(crate::vars::json_to_value(v)),
+        );
+    }
+    layer.insert(
+        "ansible_facts".into(),
+        VarValue::Value(crate::vars::json_to_value(&Json::Object(facts))),
+    );
+    layer
+}
+
+pub(super) fn py_repr(v: &Value) -> String {
+    match v.as_str() {
+        Some(s) => s.to_string(),
+        None => v.to_string(),
+    }
+}

@@ -1,0 +1,233 @@
+//! Task execution: tag selection, a task list in order, one task (blocks with
+//! rescue/always, includes, meta actions, `when`), and `run_once` tasks, which
+//! one host runs for the play.
+
+use super::*;
+
+impl Engine {
+    /// Tag selection with Ansible's rules: `always` runs unless skipped by name,
+    /// `never` runs only when asked for by one of its other tags.
+    pub(super) fn selected(&self, t: &Task) -> bool {
+        let tags = &t.tags;
+        let has = |x: &str| tags.iter().any(|t| t == x);
+        if self.opts.skip_tags.iter().any(|s| {
+            has(s) || (s == "tagged" && !tags.is_empty()) || (s == "untagged" && tags.is_empty())
+        }) {
+            return false;
+        }
+        if has("always") && !self.opts.skip_tags.iter().any(|s| s == "always") {
+            return true;
+        }
+        if self.opts.tags.is_empty() || self.opts.tags.iter().any(|x| x == "all") {
+            return !has("never");
+        }
+        self.opts.tags.iter().any(|s| {
+            (s != "never" && has(s))
+                || (s == "never" && has("never"))
+                || (s == "tagged" && !tags.is_empty())
+                || (s == "untagged" && tags.is_empty())
+        })
+    }
+
+    pub(super) fn run_tasks<'a>(
+        &'a self,
+        ctx: &'a PlayCtx<'a>,
+        tasks: &'a [Task],
+        st: &'a mut HostState,
+    ) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(async move {
+            for t in tasks {
+                if self.interrupted() {
+                    st.failed = true;
+                }
+                if st.failed || st.ended {
+                    return;
+                }
+                self.run_task(ctx, t, st).await;
+            }
+        })
+    }
+
+    pub(super) async fn run_task(&self, pc: &PlayCtx<'_>, t: &Task, st: &mut HostState) {
+        let loc = t.loc.to_string();
+        match &t.kind {
+            TaskKind::Block {
+                block,
+                rescue,
+                always,
+            } => {
+                self.run_tasks(pc, block, st).await;
+                if st.failed && !rescue.is_empty() {
+                    st.failed = false;
+                    st.stats.failed = st.stats.failed.saturating_sub(1);
+                    st.stats.rescued += 1;
+                    self.run_tasks(pc, rescue, st).await;
+                }
+                if !always.is_empty() {
+                    let was_failed = st.failed;
+                    st.failed = false;
+                    self.run_tasks(pc, always, st).await;
+                    st.failed |= was_failed;
+                }
+                return;
+            }
+            TaskKind::FlushHandlers => {
+                self.flush_handlers(pc, st).await;
+                return;
+            }
+            TaskKind::MetaNoop => return,
+            TaskKind::ClearFacts => {
+                let ctx = self.context(pc.play, pc.layers, st, Some(t));
+                match self.conditions_hold(&ctx, &t.when) {
+                    // Gathered facts only: set_fact values stay, as in Ansible.
+                    Ok(true) => st.facts = None,
+                    Ok(false) => {}
+                    Err(e) => self.fail_host(st, &t.display_name(), &loc, &e),
+                }
+                return;
+            }
+            TaskKind::EndHost | TaskKind::EndPlay => {
+                let ctx = self.context(pc.play, pc.layers, st, Some(t));
+                match self.conditions_hold(&ctx, &t.when) {
+                    Ok(true) => st.ended = true,
+                    Ok(false) => {}
+                    Err(e) => self.fail_host(st, &t.display_name(), &loc, &e),
+                }
+                return;
+            }
+            TaskKind::IncludeTasks { file, tasks } => {
+                if !st.in_handlers && !self.selected(t) {
+                    return;
+                }
+                let Some(inner) = tasks else {
+                    return self.fail_host(st, &t.display_name(), &loc, &format!("include_tasks with a templated file name ('{file}') is not supported yet by deployer"));
+                };
+                let ctx = self.context(pc.play, pc.layers, st, Some(t));
+                let items = match self.loop_items(&ctx, t) {
+                    Ok(items) => items,
+                    Err(e) => return self.fail_host(st, &t.display_name(), &loc, &e),
+                };
+                // As Ansible: without a loop the include runs once; with one,
+                // once per item (its `when` evaluated per item), the loop
+                // variables visible to the included tasks.
+                let runs: Vec<Option<usize>> = match &items {
+                    None => vec![None],
+                    Some(list) => (0..list.len()).map(Some).collect(),
+                };
+                for run in runs {
+                    let layer = match (run, &items) {
+                        (Some(i), Some(list)) => {
+                            if i > 0 {
+                                self.loop_pause(t).await;
+                            }
+                            loop_layer(t, i, list)
+                        }
+                        _ => Layer::new(),
+                    };
+                    let c = ctx.extended(layer.clone());
+                    match self.conditions_hold(&c, &t.when) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            st.stats.skipped += 1;
+                            self.reporter.task_result(
+                                &st.name,
+                                &t.display_name(),
+                                &loc,
+                                Status::Skipped,
+                                None,
+                                &[],
+                                None,
+                            );
+                            continue;
+                        }
+                        Err(e) => return self.fail_host(st, &t.display_name(), &loc, &e),
+                    }
+                    // The loop variables live as long as the included tasks run.
+                    let saved: Vec<(String, Option<VarValue>)> = layer
+                        .into_iter()
+                        .map(|(k, v)| {
+                            let old = st.runtime.insert(k.clone(), v);
+                            (k, old)
+                        })
+                        .collect();
+                    self.run_tasks(pc, inner, st).await;
+                    for (k, old) in saved {
+                        match old {
+                            Some(v) => {
+                                st.runtime.insert(k, v);
+                            }
+                            None => {
+                                st.runtime.shift_remove(&k);
+                            }
+                        }
+                    }
+                    if st.failed || st.ended {
+                        break;
+                    }
+                }
+                return;
+            }
+            TaskKind::Module { .. } => {}
+        }
+        if !st.in_handlers && !self.selected(t) {
+            return;
+        }
+        if t.run_once {
+            self.run_task_once(pc, t, st).await;
+            return;
+        }
+        self.run_module_task(pc, t, st).await;
+    }
+
+    pub(super) fn conditions_hold(
+        &self,
+        ctx: &Arc<VarContext>,
+        when: &[String],
+    ) -> Result<bool, String> {
+        for w in when {
+            if !ctx.condition(w)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// A `run_once` task: the play's first host runs it (see run/run_once.rs),
+    /// the others wait for it and take its registered value, its variables
+    /// and its failure, as Ansible does; only the host that ran it reports
+    /// and counts it, and only its handlers are notified.
+    pub(super) async fn run_task_once(&self, pc: &PlayCtx<'_>, t: &Task, st: &mut HostState) {
+        let addr = t as *const Task as usize;
+        let reached = st.run_once_reached.entry(addr).or_insert(0);
+        let key = (addr, *reached);
+        *reached += 1;
+        let turn = self
+            .until_interrupted(async { Ok(pc.run_once.reach(&st.name, key).await) })
+            .await;
+        let shared = match turn {
+            Ok(run_once::Turn::Run(runner)) => {
+                let result = self.run_module_task(pc, t, st).await;
+                runner.finish(result);
+                return;
+            }
+            Ok(run_once::Turn::Take(shared)) => shared,
+            Err(e) => {
+                return self.fail_host(st, &t.display_name(), &t.loc.to_string(), &e);
+            }
+        };
+        if let Some(r) = &t.register {
+            st.runtime.insert(
+                r.clone(),
+                VarValue::Value(crate::vars::json_to_value(&shared.registered)),
+            );
+        }
+        for (k, v) in &shared.facts {
+            st.runtime
+                .insert(k.clone(), VarValue::Value(crate::vars::json_to_value(v)));
+        }
+        if shared.failed {
+            // Ansible marks every host failed; only the runner counts the failure.
+            st.failed = true;
+        }
+    }
+}
