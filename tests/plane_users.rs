@@ -531,3 +531,395 @@ fn ten_agents_apply_apply_check_in_a_row_under_plane_s_anonymous_throttle() {
     );
     forget_local_state(dir);
 }
+
+const ADMIN_PW: &str = "fixture-Adm1n-pw-Qx7vLr2mZt9wBk4Ns8";
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+/// A project against the stand-in on `port` with the agents `(id, role)`.
+fn site_with(port: u16, agents: &[(&str, &str)]) -> String {
+    let mut list = String::new();
+    for (id, role) in agents {
+        list.push_str(&format!(
+            "          - {{id: {id}, email: {id}@example.test, role: {role}}}\n"
+        ));
+    }
+    format!(
+        "- hosts: localhost\n  gather_facts: false\n  vars_files: [secrets.yml]\n  tasks:\n    - name: Provision Plane users\n      deployer.plane.plane_users:\n        api_url: http://127.0.0.1:{port}\n        workspace: {{name: Javisi, slug: javisi}}\n        admin: {{email: admin@example.test, first_name: Admin}}\n        admin_password: \"{{{{ vault_plane_admin_password }}}}\"\n        vault_file: secrets.yml\n        agents:\n{list}"
+    )
+}
+
+struct Proj {
+    dir: tempfile::TempDir,
+    pw: String,
+}
+
+impl Proj {
+    fn new(site: &str) -> Proj {
+        let pw = repo()
+            .join("tests/fixtures/vault-password.txt")
+            .display()
+            .to_string();
+        let dir = project(&[
+            (
+                "hosts.yml",
+                "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n",
+            ),
+            ("site.yml", site),
+            (
+                "secrets.yml",
+                &format!("vault_plane_admin_password: {ADMIN_PW}\n"),
+            ),
+        ]);
+        let p = Proj { dir, pw };
+        let enc = p.cli(&["vault", "encrypt", "secrets.yml"]);
+        assert_eq!(enc.code, 0, "{}", enc.all());
+        p
+    }
+    fn cli(&self, args: &[&str]) -> Out {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--vault-password-file", &self.pw]);
+        deployer(self.dir.path(), &all)
+    }
+    fn apply(&self) -> Out {
+        self.cli(&["apply", "-i", "hosts.yml", "site.yml"])
+    }
+    fn site(&self, text: &str) {
+        std::fs::write(self.dir.path().join("site.yml"), text).expect("site.yml");
+    }
+    /// The vault's keys and values.
+    fn vault(&self) -> std::collections::BTreeMap<String, String> {
+        let v = self.cli(&["vault", "view", "secrets.yml"]);
+        assert_eq!(v.code, 0, "{}", v.all());
+        v.stdout
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_string(), v.trim().trim_matches('"').to_string()))
+            .collect()
+    }
+    /// Removes one key from the vault (a lost secret).
+    fn forget(&self, key: &str) {
+        let d = self.cli(&["vault", "decrypt", "secrets.yml"]);
+        assert_eq!(d.code, 0, "{}", d.all());
+        let path = self.dir.path().join("secrets.yml");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{key}:")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(kept, text, "{key} was in the vault");
+        std::fs::write(&path, kept).expect("write");
+        let e = self.cli(&["vault", "encrypt", "secrets.yml"]);
+        assert_eq!(e.code, 0, "{}", e.all());
+    }
+}
+
+impl Drop for Proj {
+    fn drop(&mut self) {
+        forget_local_state(self.dir.path());
+    }
+}
+
+fn user<'a>(state: &'a serde_json::Value, email: &str) -> &'a serde_json::Value {
+    state["users"]
+        .as_array()
+        .and_then(|us| us.iter().find(|u| u["email"] == email))
+        .unwrap_or_else(|| panic!("no user {email} in {state}"))
+}
+
+fn workspace_of(state: &serde_json::Value, slug: &str) -> serde_json::Value {
+    state["workspaces"]
+        .as_array()
+        .and_then(|ws| ws.iter().find(|w| w["slug"] == slug))
+        .cloned()
+        .unwrap_or_else(|| panic!("no workspace {slug} in {state}"))
+}
+
+/// A v1 call's status for `token` (403 once revoked).
+fn token_status(port: u16, token: &str) -> u16 {
+    block_on(async {
+        reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/api/v1/users/me/"))
+            .header("X-API-Key", token)
+            .send()
+            .await
+            .expect("send")
+            .status()
+            .as_u16()
+    })
+}
+
+/// Real Plane's admin sign-up without a User-Agent writes the admin's user,
+/// then fails (HTTP 500) before making it the instance admin; from then on
+/// sign-up answers 5180 forever. The hook says exactly what to run, changes
+/// nothing, and resumes once that is done.
+#[test]
+fn a_half_created_admin_is_reported_with_the_repair_and_the_next_run_resumes() {
+    let (_s, port) = standin();
+    // The half-created state, made as it happens: a client without a User-Agent.
+    block_on(async {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let base = format!("http://127.0.0.1:{port}");
+        let r = http
+            .get(format!("{base}/auth/get-csrf-token/"))
+            .send()
+            .await
+            .expect("csrf");
+        let cookie = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|h| h.to_str().ok())
+            .find_map(|h| h.split(';').next().filter(|c| c.starts_with("csrftoken=")))
+            .expect("csrftoken cookie")
+            .to_string();
+        let token = r.json::<serde_json::Value>().await.expect("json")["csrf_token"]
+            .as_str()
+            .expect("token")
+            .to_string();
+        let r = http
+            .post(format!("{base}/api/instances/admins/sign-up/"))
+            .header("Cookie", cookie)
+            .form(&[
+                ("email", "admin@example.test"),
+                ("password", ADMIN_PW),
+                ("first_name", "Admin"),
+                ("csrfmiddlewaretoken", token.as_str()),
+            ])
+            .send()
+            .await
+            .expect("sign-up");
+        assert_eq!(r.status().as_u16(), 500, "no User-Agent: Plane's 500");
+    });
+    let st = standin_state(port);
+    assert_eq!(st["is_setup_done"], false);
+    assert_eq!(user(&st, "admin@example.test")["is_instance_admin"], false);
+
+    let p = Proj::new(&site_with(port, &[("a1", "Member")]));
+    let out = p.apply();
+    assert_eq!(out.code, 1, "{}", out.all());
+    for part in [
+        "Plane already has a user admin@example.test that is not its instance admin",
+        "5180 ADMIN_USER_ALREADY_EXIST",
+        "python manage.py create_instance_admin admin@example.test",
+        "Instance.objects.update(is_setup_done=True)",
+    ] {
+        assert!(out.stdout.contains(part), "{part}: {}", out.stdout);
+    }
+    assert!(
+        !p.vault().keys().any(|k| k.contains("token")),
+        "nothing was created"
+    );
+
+    // What the message says to run, done in the stand-in's api.
+    standin_call(
+        port,
+        "POST",
+        "/__standin__/manage",
+        Some(
+            serde_json::json!({"command": "create_instance_admin", "email": "admin@example.test"}),
+        ),
+    );
+    standin_call(
+        port,
+        "POST",
+        "/__standin__/manage",
+        Some(serde_json::json!({"command": "finish_setup"})),
+    );
+    let out = p.apply();
+    assert_eq!(out.code, 0, "{}", out.all());
+    let v = p.vault();
+    assert!(v["vault_plane_admin_token"].starts_with("plane_api_"));
+    assert!(v["vault_plane_a1_token"].starts_with("plane_api_"));
+    let ws = workspace_of(&standin_state(port), "javisi");
+    assert_eq!(ws["members"].as_array().map(Vec::len), Some(2), "{ws}");
+}
+
+/// Each partial state a failed run leaves (Plane answering 500 mid-run) is
+/// resumed by the next run; a lost token is replaced and the old one revoked.
+#[test]
+fn partial_states_resume_and_a_replaced_token_is_revoked() {
+    let (_s, port) = standin();
+    let p = Proj::new(&site_with(port, &[("a1", "Member")]));
+    let out = p.apply();
+    assert_eq!(out.code, 0, "{}", out.all());
+
+    // A lost token: a new one is made and the old one stops working.
+    let old = p.vault()["vault_plane_a1_token"].clone();
+    assert_eq!(token_status(port, &old), 200);
+    p.forget("vault_plane_a1_token");
+    let out = p.apply();
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("revoke 1 older token(s) of a1@example.test"),
+        "{}",
+        out.stdout
+    );
+    let new = p.vault()["vault_plane_a1_token"].clone();
+    assert_ne!(new, old);
+    assert_eq!(token_status(port, &new), 200);
+    assert_eq!(
+        token_status(port, &old),
+        403,
+        "the replaced token is revoked"
+    );
+    assert_eq!(user(&standin_state(port), "a1@example.test")["tokens"], 1);
+
+    // Invited and signed up, but the invitation not accepted (500 while
+    // listing it); meanwhile the role asked for changed. (a2 first: the fault
+    // hits the next listing.)
+    p.site(&site_with(port, &[("a2", "Member"), ("a1", "Member")]));
+    standin_call(
+        port,
+        "POST",
+        "/__standin__/faults",
+        Some(
+            serde_json::json!({"fail_next": 1, "status": 500, "path_prefix": "/api/users/me/workspaces/invitations/"}),
+        ),
+    );
+    let out = p.apply();
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("list invitations of a2@example.test: HTTP 500"),
+        "{}",
+        out.stdout
+    );
+    let st = standin_state(port);
+    assert_eq!(user(&st, "a2@example.test")["tokens"], 0);
+    assert_eq!(
+        workspace_of(&st, "javisi")["invitations"],
+        serde_json::json!([{"email": "a2@example.test", "role": 15}])
+    );
+    assert!(p.vault().contains_key("vault_plane_a2_password"));
+    p.site(&site_with(port, &[("a1", "Member"), ("a2", "Admin")]));
+    let out = p.apply();
+    assert_eq!(out.code, 0, "{}", out.all());
+    let ws = workspace_of(&standin_state(port), "javisi");
+    assert_eq!(ws["invitations"], serde_json::json!([]));
+    assert!(
+        ws["members"].as_array().is_some_and(
+            |ms| ms.contains(&serde_json::json!({"email": "a2@example.test", "role": 20}))
+        ),
+        "{ws}"
+    );
+
+    // A user without a token (500 on creating it).
+    p.site(&site_with(
+        port,
+        &[("a1", "Member"), ("a2", "Admin"), ("a3", "Guest")],
+    ));
+    standin_call(
+        port,
+        "POST",
+        "/__standin__/faults",
+        Some(
+            serde_json::json!({"fail_next": 1, "status": 500, "path_prefix": "/api/users/api-tokens/"}),
+        ),
+    );
+    let out = p.apply();
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("create a token for a3@example.test: HTTP 500"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(user(&standin_state(port), "a3@example.test")["tokens"], 0);
+    let out = p.apply();
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(user(&standin_state(port), "a3@example.test")["tokens"], 1);
+    let again = p.cli(&["apply", "-i", "hosts.yml", "site.yml", "--format", "json"]);
+    assert_eq!(
+        total(&recap(&again.stdout), "changed"),
+        0,
+        "{}",
+        again.stdout
+    );
+}
+
+/// The workspace slug held by another owner: a clear error; once that owner
+/// invites the admin, the next run accepts and goes on.
+#[test]
+fn a_workspace_of_another_owner_is_an_error_until_the_admin_is_invited() {
+    let (_s, port) = standin();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut owner = deployer::plane::Session::default();
+    block_on(async {
+        let c = deployer::plane::PlaneClient::new(&base).expect("client");
+        c.form(
+            "admin",
+            &mut deployer::plane::Session::default(),
+            "/api/instances/admins/sign-up/",
+            &[
+                ("email", "admin@example.test"),
+                ("password", ADMIN_PW),
+                ("first_name", "Admin"),
+            ],
+        )
+        .await
+        .expect("admin");
+        c.form(
+            "owner",
+            &mut owner,
+            "/auth/sign-up/",
+            &[
+                ("email", "owner@example.test"),
+                ("password", "fixture-0wner-pw-Lk3mQz8vTr5nWx1c"),
+            ],
+        )
+        .await
+        .expect("owner");
+        c.session_json(
+            "workspace",
+            &mut owner,
+            reqwest::Method::POST,
+            "/api/workspaces/",
+            Some(&serde_json::json!({"name": "Theirs", "slug": "javisi"})),
+        )
+        .await
+        .expect("workspace");
+    });
+    let p = Proj::new(&site_with(port, &[("a1", "Member")]));
+    let out = p.apply();
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout.contains("workspace javisi: the slug is taken in Plane by a workspace admin@example.test is not a member of"),
+        "{}",
+        out.stdout
+    );
+    block_on(async {
+        let c = deployer::plane::PlaneClient::new(&base).expect("client");
+        c.session_json(
+            "invite",
+            &mut owner,
+            reqwest::Method::POST,
+            "/api/workspaces/javisi/invitations/",
+            Some(&serde_json::json!({"emails": [{"email": "admin@example.test", "role": 20}]})),
+        )
+        .await
+        .expect("invite");
+    });
+    let out = p.apply();
+    assert_eq!(out.code, 0, "{}", out.all());
+    let ws = workspace_of(&standin_state(port), "javisi");
+    for who in ["admin@example.test", "a1@example.test"] {
+        assert!(
+            ws["members"]
+                .as_array()
+                .is_some_and(|ms| ms.iter().any(|m| m["email"] == who)),
+            "{who}: {ws}"
+        );
+    }
+}

@@ -465,3 +465,98 @@ fn uri_secrets_never_appear_in_any_process_argv() {
     assert_eq!(log.matches("token=sec-url-Q7rT").count(), 3, "{log}");
     on_host(HOST, "rm -f /tmp/sec-ps-server.log /home/mallory/ps.*");
 }
+
+/// Runs deployer with `HOME` set to `home` (its ~/.ssh/config is then read).
+fn deployer_with_home(dir: &std::path::Path, home: &std::path::Path, args: &[&str]) -> Out {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_deployer"))
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", home)
+        .env_remove("DEPLOYER_INVENTORY")
+        .env_remove("DEPLOYER_VAULT_PASSWORD_FILE")
+        .output()
+        .expect("run deployer");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn host_key_checking_cannot_be_bypassed() {
+    let kh = repo().join("tests/testbed/state/known_hosts");
+    let p = project(&[(
+        "site.yml",
+        "- hosts: tb1\n  gather_facts: false\n  tasks:\n    - command: touch /tmp/sec-hostkey-ran\n",
+    )]);
+    let dir = p.path();
+    std::fs::write(
+        dir.join("vouching.cfg"),
+        format!("Host *\n  KnownHostsCommand /bin/cat {}\n", kh.display()),
+    )
+    .expect("cfg");
+    std::fs::write(
+        dir.join("devnull.cfg"),
+        "Host *\n  UserKnownHostsFile /dev/null\n",
+    )
+    .expect("cfg");
+    std::fs::write(dir.join("empty_known_hosts"), "").expect("kh");
+    on_host("tb1", "rm -f /tmp/sec-hostkey-ran");
+    let bypasses = [
+        "-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=accept-new".to_string(),
+        "-o UserKnownHostsFile=/tmp/fresh-known-hosts -o StrictHostKeyChecking=accept-new"
+            .to_string(),
+        "-o StrictHostKeyChecking=no".to_string(),
+        format!("-F {}", dir.join("vouching.cfg").display()),
+        format!("-F {}", dir.join("devnull.cfg").display()),
+    ];
+    for args in &bypasses {
+        let out = deployer(
+            dir,
+            &[
+                "apply",
+                "-i",
+                &inv(),
+                "site.yml",
+                "-e",
+                &format!("ansible_ssh_common_args='{args}'"),
+            ],
+        );
+        assert_ne!(out.code, 0, "{args} was accepted:\n{}", out.all());
+        assert!(out.all().contains("refused"), "{args}:\n{}", out.all());
+    }
+    // A KnownHostsCommand in ~/.ssh/config that vouches for the right keys
+    // while the known-hosts file deployer is told to use is empty: deployer's
+    // own config sets KnownHostsCommand none first, so the key is not trusted.
+    let home = dir.join("home");
+    std::fs::create_dir_all(home.join(".ssh")).expect("mkdir");
+    std::fs::copy(dir.join("vouching.cfg"), home.join(".ssh/config")).expect("cp");
+    let out = deployer_with_home(
+        dir,
+        &home,
+        &[
+            "apply",
+            "-i",
+            &inv(),
+            "site.yml",
+            "-e",
+            &format!(
+                "ansible_ssh_common_args='-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes'",
+                dir.join("empty_known_hosts").display()
+            ),
+        ],
+    );
+    assert_ne!(
+        out.code,
+        0,
+        "a KnownHostsCommand was trusted:\n{}",
+        out.all()
+    );
+    assert!(out.all().contains("unreachable"), "{}", out.all());
+    assert_eq!(
+        on_host("tb1", "ls /tmp/sec-hostkey-ran 2>/dev/null"),
+        "",
+        "a command ran on a host whose key was not verified"
+    );
+}

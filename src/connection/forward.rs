@@ -48,6 +48,7 @@ impl Connection {
             Transport::Ssh(session) => {
                 let dir = tempfile::Builder::new()
                     .prefix("deployer-forward-")
+                    .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
                     .tempdir()
                     .map_err(|e| err(format!("cannot make a directory for the socket: {e}")))?;
                 let local = dir.path().join("port.sock");

@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod forward;
+pub mod host_keys;
 pub mod write;
 
 use std::path::PathBuf;
@@ -74,6 +75,8 @@ pub struct Connection {
     docker: tokio::sync::Mutex<Vec<docker::DockerTunnel>>,
     /// Kept to open a fresh connection (`confirm_fresh`).
     target: Option<SshTarget>,
+    /// deployer's ssh config file (see `host_keys`), removed when the connection goes.
+    _ssh_config: Option<tempfile::TempDir>,
 }
 
 impl Connection {
@@ -94,9 +97,27 @@ impl Connection {
         if let Some(k) = &target.known_hosts_file {
             b.user_known_hosts_file(k);
         }
-        if let Some(c) = &target.config_file {
-            b.config_file(c);
-        }
+        // deployer's own config (KnownHostsCommand none, then the user's):
+        // see `host_keys`. Kept in a private directory for the session's life
+        // (a fresh connection reads it again).
+        let config_dir = tempfile::Builder::new()
+            .prefix("deployer-ssh-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .map_err(|e| ConnectionError::Config {
+                host: name.to_string(),
+                reason: format!("cannot make a private directory for the ssh config: {e}"),
+            })?;
+        let config = config_dir.path().join("config");
+        std::fs::write(
+            &config,
+            host_keys::wrapper_config(target.config_file.as_deref()),
+        )
+        .map_err(|e| ConnectionError::Config {
+            host: name.to_string(),
+            reason: format!("cannot write {}: {e}", config.display()),
+        })?;
+        b.config_file(&config);
         let session = b
             .connect(&target.host)
             .await
@@ -110,6 +131,7 @@ impl Connection {
             executions: AtomicUsize::new(0),
             docker: Default::default(),
             target: Some(target.clone()),
+            _ssh_config: Some(config_dir),
         })
     }
 
@@ -120,6 +142,7 @@ impl Connection {
             executions: AtomicUsize::new(0),
             docker: Default::default(),
             target: None,
+            _ssh_config: None,
         }
     }
 

@@ -164,11 +164,27 @@ fn role_number(role: &str) -> Option<i64> {
     }
 }
 
-/// What Plane accepts as a first or last name (`UserEndpoint.partial_update`).
+/// What Plane v1.2.3 accepts as a first or last name: anything without a URL
+/// in it (`plane/app/serializers/user.py` `UserSerializer`, the pattern of
+/// `plane/utils/url.py` `contains_url`).
 fn valid_name(s: &str) -> bool {
+    static URL: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let Some(url) = URL.get_or_init(|| {
+        regex::Regex::new(concat!(
+            r"(?i)(?:https?://[^\s]+",
+            r"|www\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*",
+            r"|(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,6}",
+            r"|(?:(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?))"
+        ))
+        .ok()
+    }) else {
+        return false;
+    };
     !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ' '))
+        && (s.len() > 1000
+            || !s
+                .split('\n')
+                .any(|line| url.is_match(line.get(..500).unwrap_or(line))))
 }
 
 /// The display name's leading run of name characters, trimmed.
@@ -259,7 +275,7 @@ pub async fn plane_users(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleRe
             && !valid_name(&first)
         {
             return Err(format!(
-                "agent '{}': first name '{first}' may hold only letters, digits, spaces, '-' and '_' (Plane's rule): set first_name",
+                "agent '{}': first name '{first}' is empty or holds a URL, which Plane refuses: set first_name",
                 agent.id
             ));
         }
@@ -511,7 +527,7 @@ impl Provision<'_> {
                 ],
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| admin_setup_error(e, &a.admin.email, a.api_container.as_deref()))?;
         }
         if !setup_done && self.check {
             for agent in &a.agents {
@@ -549,9 +565,12 @@ impl Provision<'_> {
             )
             .await
             .map_err(|e| e.to_string())?;
-        let exists = mine
+        let mut exists = mine
             .as_array()
             .is_some_and(|ws| ws.iter().any(|w| w["slug"] == a.workspace.slug.as_str()));
+        if !exists {
+            exists = self.join_or_check_workspace(a, &mut admin).await?;
+        }
         if !exists && self.act(format!("create workspace {}", a.workspace.slug)) {
             c.session_json(
                 &format!("create workspace {}", a.workspace.slug),
@@ -605,6 +624,7 @@ impl Provision<'_> {
                 })
         };
 
+        let mut accepted_any = false;
         for agent in &a.agents {
             let role = role_number(&agent.role).unwrap_or(15);
             let pw_key = a.agent_password_key.replace("{id}", &agent.id);
@@ -679,7 +699,8 @@ impl Provision<'_> {
                 }
                 Err(e) if e.form_code() == Some(5065) => {
                     return Err(format!(
-                        "sign in as {who}: the password stored under {pw_key} is wrong (Plane error 5065)"
+                        "sign in as {who}: Plane has a user {who} whose password is not the one stored under {pw_key} (Plane error 5065): if it is a person's own account, give agent '{}' another email; if the password was changed in Plane, put it under {pw_key}",
+                        agent.id
                     ));
                 }
                 Err(e) => return Err(e.to_string()),
@@ -699,6 +720,9 @@ impl Provision<'_> {
                 .as_array()
                 .map(|v| v.iter().filter_map(|i| i.get("id").cloned()).collect())
                 .unwrap_or_default();
+            if !ids.is_empty() {
+                accepted_any = true;
+            }
             if !ids.is_empty() && self.act(format!("accept the invitation of {who}")) {
                 c.session_json(
                     &format!("accept the invitation of {who}"),
@@ -723,6 +747,40 @@ impl Provision<'_> {
             );
             self.ensure_token(who, &label, &mut session, &token_key, store)
                 .await?;
+        }
+
+        // An invitation accepted now carries the role it was sent with, maybe
+        // by an earlier run with another role: set the roles asked for.
+        if accepted_any && !self.check {
+            let now = c
+                .session_json("list members", &mut admin, Method::GET, &members_path, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            for agent in &a.agents {
+                let want = role_number(&agent.role).unwrap_or(15);
+                let found = now.as_array().and_then(|ms| {
+                    ms.iter()
+                        .find(|m| m["member"]["email"] == agent.email.as_str())
+                });
+                if let Some(m) = found
+                    && m["role"].as_i64() != Some(want)
+                    && self.act(format!("change {}'s role to {}", agent.email, agent.role))
+                {
+                    let id = m["id"]
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| m["id"].to_string());
+                    c.session_json(
+                        &format!("change the role of {}", agent.email),
+                        &mut admin,
+                        Method::PATCH,
+                        &format!("{members_path}{id}/"),
+                        Some(&json!({"role": want})),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                }
+            }
         }
 
         // Verify: every stored token answers users/me; roles are as asked.
@@ -752,6 +810,71 @@ impl Provision<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The workspace is not among the admin's: accept a pending invitation to
+    /// it (its owner invited the admin), or say why it cannot be created.
+    /// `Ok(true)` when the admin is (or in check mode would be) a member now.
+    async fn join_or_check_workspace(
+        &mut self,
+        a: &PlaneUsersArgs,
+        admin: &mut Session,
+    ) -> Result<bool, String> {
+        let c = self.client;
+        let slug = a.workspace.slug.as_str();
+        let invitations = c
+            .session_json(
+                &format!("list invitations of {}", a.admin.email),
+                admin,
+                Method::GET,
+                "/api/users/me/workspaces/invitations/",
+                None,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let ids: Vec<Json> = invitations
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter(|i| i["workspace"]["slug"] == slug)
+                    .filter_map(|i| i.get("id").cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !ids.is_empty() {
+            if self.act(format!(
+                "accept the invitation of {} to workspace {slug}",
+                a.admin.email
+            )) {
+                c.session_json(
+                    &format!("accept the invitation of {}", a.admin.email),
+                    admin,
+                    Method::POST,
+                    "/api/users/me/workspaces/invitations/",
+                    Some(&json!({"invitations": ids})),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            }
+            return Ok(true);
+        }
+        let free = c
+            .session_json(
+                &format!("check workspace slug {slug}"),
+                admin,
+                Method::GET,
+                &format!("/api/workspace-slug-check/?slug={}", url_encode(slug)),
+                None,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if free["status"] == false {
+            return Err(format!(
+                "workspace {slug}: the slug is taken in Plane by a workspace {} is not a member of (another owner's, a name Plane reserves, or a creation that stopped half-way): choose another slug, or have its owner invite {} as Admin and run again",
+                a.admin.email, a.admin.email
+            ));
+        }
+        Ok(false)
     }
 
     /// Sets the user's display name (and the first name Plane requires with
@@ -843,6 +966,49 @@ impl Provision<'_> {
         c.me(token)
             .await
             .map_err(|e| format!("verify the new token of {who}: {e}"))?;
+        // The token replaced, and any an interrupted run created but never
+        // stored, carry the same label: revoke them, so the vault's token is
+        // the only live one of this key (`ApiTokenEndpoint` get/delete,
+        // `plane/app/views/api.py`).
+        let new_id = created["id"].as_str().unwrap_or_default().to_string();
+        let tokens = c
+            .session_json(
+                &format!("list the tokens of {who}"),
+                session,
+                Method::GET,
+                "/api/users/api-tokens/",
+                None,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let old: Vec<String> = tokens
+            .as_array()
+            .map(|ts| {
+                ts.iter()
+                    .filter(|t| t["label"] == label)
+                    .filter_map(|t| t["id"].as_str())
+                    .filter(|id| *id != new_id)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !old.is_empty() {
+            self.actions.push(format!(
+                "revoke {} older token(s) of {who} labelled '{label}'",
+                old.len()
+            ));
+        }
+        for id in old {
+            c.session_json(
+                &format!("revoke an older token of {who}"),
+                session,
+                Method::DELETE,
+                &format!("/api/users/api-tokens/{}/", url_encode(&id)),
+                None,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
 }
@@ -867,6 +1033,35 @@ impl Module for PlaneUsers {
     }
 }
 
+fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The admin sign-up's refusals that leave Plane half set up, with what to run.
+fn admin_setup_error(e: PlaneError, email: &str, container: Option<&str>) -> String {
+    let exec = match container {
+        Some(c) => format!("docker exec {c} "),
+        None => "in Plane's api container: ".into(),
+    };
+    let finish = format!(
+        "{exec}python manage.py shell -c \"from plane.license.models import Instance; Instance.objects.update(is_setup_done=True)\""
+    );
+    match e.form_code() {
+        Some(5180) => format!(
+            "create the instance admin {email}: Plane already has a user {email} that is not its instance admin, and its setup is not done (an earlier sign-up stopped half-way, for example on a request without a User-Agent; Plane error 5180 ADMIN_USER_ALREADY_EXIST). Make that user the instance admin, then run again: {exec}python manage.py create_instance_admin {email} ; {finish}"
+        ),
+        Some(5150) => format!(
+            "create the instance admin {email}: Plane has an instance admin but its setup is not done (Plane error 5150 ADMIN_ALREADY_EXIST). If {email} is that admin, finish the setup and run again: {finish}"
+        ),
+        _ => match e {
+            PlaneError::Http { status: 500, .. } => format!(
+                "{e}: Plane may now hold the user {email} without making it the instance admin; the next run says how to repair that"
+            ),
+            e => e.to_string(),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -878,6 +1073,15 @@ mod tests {
         assert_eq!(first_name_of("Agent One"), "Agent One");
         assert_eq!(first_name_of("(no name)"), "");
         assert!(valid_name("Imhotep") && valid_name("CFO") && valid_name("a_b-c d"));
-        assert!(!valid_name("") && !valid_name("Mo (x)") && !valid_name("Zoë"));
+        assert!(valid_name("Mo (x)") && valid_name("Zoë") && valid_name("R2-D2 (AI)"));
+        for bad in [
+            "",
+            "see http://x",
+            "www.example",
+            "agent.example.com",
+            "10.0.0.1",
+        ] {
+            assert!(!valid_name(bad), "{bad}");
+        }
     }
 }

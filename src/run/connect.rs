@@ -77,10 +77,15 @@ pub(super) fn apply_ssh_args(t: &mut SshTarget, args: &str) -> Result<(), String
         } else if let Some(o) = w.strip_prefix("-o") {
             o.to_string()
         } else if w == "-F" {
-            t.config_file = Some(PathBuf::from(
-                it.next()
+            let f = expand_home(
+                &it.next()
                     .ok_or("ansible_ssh_common_args: -F needs a file")?,
-            ));
+            );
+            let f = std::fs::canonicalize(&f)
+                .map_err(|e| format!("ansible_ssh_common_args: -F {}: {e}", f.display()))?;
+            crate::connection::host_keys::check_config_file(&f)
+                .map_err(|e| format!("ansible_ssh_common_args: -F {e}"))?;
+            t.config_file = Some(f);
             continue;
         } else {
             return Err(format!(
@@ -91,7 +96,11 @@ pub(super) fn apply_ssh_args(t: &mut SshTarget, args: &str) -> Result<(), String
             format!("ansible_ssh_common_args: expected -o Key=Value, got '{opt}'")
         })?;
         match k.to_ascii_lowercase().as_str() {
-            "userknownhostsfile" => t.known_hosts_file = Some(PathBuf::from(v)),
+            "userknownhostsfile" => {
+                crate::connection::host_keys::check_known_hosts_file("UserKnownHostsFile", v)
+                    .map_err(|e| format!("ansible_ssh_common_args: {e}"))?;
+                t.known_hosts_file = Some(PathBuf::from(v));
+            }
             "stricthostkeychecking" => {
                 t.strict_host_key_checking = match v.to_ascii_lowercase().as_str() {
                     "yes" => openssh::KnownHosts::Strict,

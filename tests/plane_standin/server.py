@@ -499,8 +499,25 @@ def check_password(password: str, stored: str) -> bool:
 # ---- serializers (shapes of Plane's DRF serializers) ----------------------
 
 
-# apps/api/plane/app/views/user/base.py UserEndpoint.partial_update
-USER_NAME_RE = re.compile(r"^[a-zA-Z0-9_\- ]+$")
+# apps/api/plane/utils/url.py URL_PATTERN and contains_url (v1.2.3)
+URL_PATTERN = re.compile(
+    r"(?i)"
+    r"(?:"
+    r"https?://[^\s]+"
+    r"|"
+    r"www\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*"
+    r"|"
+    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,6}"
+    r"|"
+    r"(?:(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)"
+    r")"
+)
+
+
+def contains_url(value: str) -> bool:
+    if len(value) > 1000:
+        return False
+    return any(URL_PATTERN.search(line[:500]) for line in value.split("\n"))
 
 
 def user_lite(u: dict) -> dict:
@@ -1169,21 +1186,19 @@ class App:
         return json_response(200, user_me(user))
 
     def me_patch(self, req: Request, user: dict) -> Response:
-        # apps/api/plane/app/views/user/base.py UserEndpoint.partial_update: first_name and
-        # last_name are matched against ^[a-zA-Z0-9_\- ]+$ (last_name may be "") before the
-        # serializer runs; a missing one is None, which re.match refuses with a TypeError,
-        # answered by handle_exception as a 500.
+        # apps/api/plane/app/views/user/base.py UserEndpoint.partial_update (v1.2.3: the
+        # ModelViewSet's) with apps/api/plane/app/serializers/user.py UserSerializer:
+        # first_name and last_name are refused only when they contain a URL
+        # (apps/api/plane/utils/url.py contains_url); display_name is not checked;
+        # missing fields are left as they are.
         data = req.json()
-        first_name = data.get("first_name")
-        last_name = data.get("last_name", None)
-        if not isinstance(first_name, str) or not isinstance(last_name, str):
-            return json_response(500, {"error": "Something went wrong please try again later"})
-        if not USER_NAME_RE.match(first_name) or (not USER_NAME_RE.match(last_name) and not last_name == ""):
-            return json_response(
-                400, {"error": "name can only contain letters, numbers, hyphens (-), and underscores (_)"}
-            )
-        # apps/api/plane/app/serializers/user.py UserSerializer: names and display_name are
-        # writable, email and the system fields are read-only (ignored).
+        errors = {}
+        for key, label in (("first_name", "First name"), ("last_name", "Last name")):
+            if key in data and isinstance(data[key], str) and contains_url(data[key]):
+                errors[key] = [f"{label} cannot contain a URL."]
+        if errors:
+            return json_response(400, errors)
+        # names and display_name are writable, email and the system fields read-only (ignored)
         for key in ("first_name", "last_name", "display_name"):
             if key in data and isinstance(data[key], str):
                 user[key] = data[key]

@@ -726,16 +726,18 @@ class UserProfile(StandinCase):
         me = c.json(c.request("GET", "/api/users/me/"))
         self.assertEqual((me["first_name"], me["display_name"]), ("Mobutoo", "Mobutoo (Concierge AI)"))
 
-    def test_patch_me_refuses_bad_or_missing_names(self):
+    def test_patch_me_refuses_only_names_with_urls(self):
+        # v1.2.3 apps/api/plane/app/serializers/user.py: names must not contain a URL
         c = self.app_admin()
-        r = c.request("PATCH", "/api/users/me/", json_body={"first_name": "Mo (x)", "last_name": ""})
-        self.assertEqual(r.status, 400)
-        r = c.request("PATCH", "/api/users/me/", json_body={"first_name": "", "last_name": ""})
-        self.assertEqual(r.status, 400)
-        # last_name missing: Plane's re.match(None) raises, a 500
-        r = c.request("PATCH", "/api/users/me/", json_body={"first_name": "Mo", "display_name": "x"})
-        self.assertEqual(r.status, 500)
-        self.assertEqual(c.json(c.request("GET", "/api/users/me/"))["display_name"], "admin")
+        r = c.request("PATCH", "/api/users/me/", json_body={"first_name": "Mo (x) Zoë", "last_name": ""})
+        self.assertEqual(r.status, 200, r.body)
+        for bad in ("see http://x", "www.example", "agent.example.com", "10.0.0.1"):
+            r = c.request("PATCH", "/api/users/me/", json_body={"first_name": bad})
+            self.assertEqual(r.status, 400, bad)
+            self.assertEqual(c.json(r), {"first_name": ["First name cannot contain a URL."]})
+        r = c.request("PATCH", "/api/users/me/", json_body={"display_name": "x"})
+        self.assertEqual(r.status, 200, "missing names are left as they are")
+        self.assertEqual(c.json(c.request("GET", "/api/users/me/"))["first_name"], "Mo (x) Zoë")
 
 
 class UserAgentRequired(StandinCase):

@@ -1,0 +1,180 @@
+//! The host-key rule: deployer always verifies a target's host key against a
+//! known-hosts file that persists, and nothing in the inventory or an ssh
+//! config file can turn that off.
+//!
+//! - `StrictHostKeyChecking` is `yes` (default) or `accept-new` (trust on
+//!   first use, recorded in a persistent file); `no`/`off` are refused.
+//! - `UserKnownHostsFile`/`GlobalKnownHostsFile` naming `none` or a
+//!   non-persistent file (`/dev/null`, anything under `/dev`, `/proc`, `/sys`,
+//!   `/run`, `/tmp`, `/var/tmp`) are refused, on the command line and in
+//!   `-F` files: with them, `accept-new` accepts any key on every run.
+//! - `KnownHostsCommand` is always `none` (deployer's own config file says so
+//!   before it includes the user's), and a `-F` file that sets it is refused:
+//!   such a command can vouch for any key.
+
+use std::path::{Path, PathBuf};
+
+/// Refuses a known-hosts file that does not keep what it learns.
+pub fn check_known_hosts_file(option: &str, value: &str) -> Result<(), String> {
+    for f in value.split_whitespace() {
+        let lower = f.to_ascii_lowercase();
+        let temporary = ["/dev/", "/proc/", "/sys/", "/run/", "/tmp/", "/var/tmp/"]
+            .iter()
+            .any(|p| f.starts_with(p));
+        if lower == "none" || temporary {
+            return Err(format!(
+                "{option}={f} is refused: deployer checks host keys against a known-hosts file that persists (with '{f}' any key would be accepted on every run)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses an ssh config file (and the files it includes by plain path) that
+/// changes how host keys are checked.
+pub fn check_config_file(path: &Path) -> Result<(), String> {
+    check_config_depth(path, 0)
+}
+
+fn check_config_depth(path: &Path, depth: usize) -> Result<(), String> {
+    if depth > 8 {
+        return Err(format!("{}: Include nested too deeply", path.display()));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the ssh config file {}: {e}", path.display()))?;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = match line.find(|c: char| c.is_whitespace() || c == '=') {
+            Some(i) => (
+                &line[..i],
+                line[i..]
+                    .trim_start_matches(|c: char| c.is_whitespace() || c == '=')
+                    .trim(),
+            ),
+            None => (line, ""),
+        };
+        let value = value.trim_matches('"');
+        let at = || format!("{}:{}", path.display(), n + 1);
+        match key.to_ascii_lowercase().as_str() {
+            "knownhostscommand" if !value.eq_ignore_ascii_case("none") => {
+                return Err(format!(
+                    "{}: KnownHostsCommand is refused: deployer checks host keys against known-hosts files only",
+                    at()
+                ));
+            }
+            "userknownhostsfile" | "globalknownhostsfile" => {
+                check_known_hosts_file(key, value).map_err(|e| format!("{}: {e}", at()))?
+            }
+            "stricthostkeychecking"
+                if matches!(value.to_ascii_lowercase().as_str(), "no" | "off" | "false") =>
+            {
+                return Err(format!(
+                    "{}: StrictHostKeyChecking {value} is refused: deployer verifies host keys",
+                    at()
+                ));
+            }
+            "include" => {
+                for inc in value.split_whitespace() {
+                    if inc.contains(['*', '?', '[']) {
+                        continue;
+                    }
+                    let p = include_path(path, inc);
+                    if p.exists() {
+                        check_config_depth(&p, depth + 1)?;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Where ssh looks for an `Include`d file: `~` is the home directory, a
+/// relative path is under `~/.ssh` (for user files).
+fn include_path(from: &Path, inc: &str) -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    if let (Some(rest), Some(h)) = (inc.strip_prefix("~/"), &home) {
+        return h.join(rest);
+    }
+    let p = Path::new(inc);
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    match home {
+        Some(h) => h.join(".ssh").join(p),
+        None => from.parent().unwrap_or(Path::new("/")).join(p),
+    }
+}
+
+/// The text of deployer's own ssh config: `KnownHostsCommand none` first (in
+/// ssh the first value wins), then the configuration ssh would have read.
+pub fn wrapper_config(user_config: Option<&Path>) -> String {
+    let mut s = String::from(
+        "# Written by deployer: host keys come from known-hosts files only.\nKnownHostsCommand none\n",
+    );
+    match user_config {
+        Some(p) => s.push_str(&format!("Include \"{}\"\n", p.display())),
+        None => {
+            if let Some(h) = std::env::var_os("HOME") {
+                s.push_str(&format!(
+                    "Include \"{}\"\n",
+                    Path::new(&h).join(".ssh/config").display()
+                ));
+            }
+            s.push_str("Include /etc/ssh/ssh_config\n");
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_persistent_known_hosts_files_are_refused() {
+        for bad in ["/dev/null", "none", "/tmp/kh", "/proc/self/fd/0", "/run/x"] {
+            assert!(
+                check_known_hosts_file("UserKnownHostsFile", bad).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(check_known_hosts_file("UserKnownHostsFile", "/home/u/.ssh/known_hosts").is_ok());
+    }
+
+    #[test]
+    fn config_files_that_change_host_key_checking_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cases = [
+            (
+                "Host x\n  KnownHostsCommand /bin/echo %H ssh-ed25519 AAAA\n",
+                true,
+            ),
+            ("Host x\n  UserKnownHostsFile /dev/null\n", true),
+            ("Host *\n  UserKnownHostsFile=/tmp/k\n", true),
+            ("Host x\n  StrictHostKeyChecking no\n", true),
+            (
+                "Host x\n  KnownHostsCommand none\n  HostName 127.0.0.1\n",
+                false,
+            ),
+            (
+                "Host x\n  UserKnownHostsFile /home/u/.ssh/known_hosts\n  StrictHostKeyChecking yes\n",
+                false,
+            ),
+        ];
+        for (i, (text, refused)) in cases.iter().enumerate() {
+            let p = dir.path().join(format!("c{i}"));
+            std::fs::write(&p, text).expect("write");
+            assert_eq!(check_config_file(&p).is_err(), *refused, "{text}");
+        }
+        let inner = dir.path().join("c0");
+        let outer = dir.path().join("outer");
+        std::fs::write(&outer, format!("Include {}\n", inner.display())).expect("write");
+        let e = check_config_file(&outer).expect_err("included file refused");
+        assert!(e.contains("c0:2"), "{e}");
+    }
+}
