@@ -144,6 +144,63 @@ impl Mode {
     }
 }
 
+/// A literal (not templated) argument value: what load-time checks judge.
+pub fn literal<'a>(args: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a Value> {
+    match args.get(key)? {
+        Value::String(s) if s.contains("{{") || s.contains("{%") => None,
+        Value::Null => None,
+        v => Some(v),
+    }
+}
+
+/// Load-time check for `Module::check_combination`: a literal `key` is one of `choices`.
+pub fn check_choice(
+    args: &serde_json::Map<String, Value>,
+    key: &str,
+    choices: &[&str],
+) -> Result<(), String> {
+    match literal(args, key) {
+        Some(Value::String(s)) if choices.contains(&s.as_str()) => Ok(()),
+        None => Ok(()),
+        Some(v) => Err(format!(
+            "{key} must be one of {}, got {}",
+            choices.join(", "),
+            match v {
+                Value::String(s) => format!("'{s}'"),
+                other => other.to_string(),
+            }
+        )),
+    }
+}
+
+/// Load-time check: a literal `mode` is a valid file mode ([`Mode::parse`]).
+pub fn check_mode(args: &serde_json::Map<String, Value>) -> Result<(), String> {
+    match literal(args, "mode") {
+        Some(v) => Mode::parse(v).map(|_| ()).map_err(|e| format!("mode: {e}")),
+        None => Ok(()),
+    }
+}
+
+/// Load-time check: an argument deployer accepts but does not implement
+/// yet is refused when it is literally true.
+pub fn check_not_yet(args: &serde_json::Map<String, Value>, key: &str) -> Result<(), String> {
+    match literal(args, key) {
+        Some(v) if parse_bool(v) == Some(true) => {
+            Err(format!("{key} is not supported yet by deployer"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Load-time check: a literal `key` is a number (or a numeric string).
+pub fn check_number(args: &serde_json::Map<String, Value>, key: &str) -> Result<(), String> {
+    match literal(args, key) {
+        None | Some(Value::Number(_)) => Ok(()),
+        Some(Value::String(s)) if s.trim().parse::<f64>().is_ok() => Ok(()),
+        Some(v) => Err(format!("{key} must be a number, got {v}")),
+    }
+}
+
 pub fn de_opt_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Mode>, D::Error> {
     let v = Value::deserialize(d)?;
     if v.is_null() {

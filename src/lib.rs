@@ -3,9 +3,12 @@ pub mod args;
 pub mod cli;
 pub mod commands;
 pub mod connection;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lint;
 pub mod modules;
 pub mod plane;
+pub mod preflight;
 pub mod project;
 pub mod report;
 pub mod run;

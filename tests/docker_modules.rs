@@ -448,8 +448,9 @@ fn unsupported_arguments_are_load_errors_at_their_line_and_nothing_runs() {
     let r = deployer(p.path(), &["apply", "-i", &inv(), "site.yml"]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
-        r.all()
-            .contains("site.yml:9:9: docker_container: unsupported argument 'privileged'"),
+        r.all().contains(
+            "site.yml:9:9: error[schema-unknown-arg] docker_container has no argument 'privileged'"
+        ),
         "{}",
         r.all()
     );
@@ -466,8 +467,9 @@ fn unsupported_arguments_are_load_errors_at_their_line_and_nothing_runs() {
     let r = deployer(p.path(), &["apply", "-i", &inv(), "site.yml"]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
-        r.all()
-            .contains("site.yml:8:9: docker_network: unsupported argument 'scope'"),
+        r.all().contains(
+            "site.yml:8:9: error[schema-unknown-arg] docker_network has no argument 'scope'"
+        ),
         "{}",
         r.all()
     );
@@ -631,7 +633,7 @@ fn a_container_with_a_missing_image_or_network_is_a_clear_error_and_nothing_is_l
     let r = run(&format!("        image: {IMAGE}\n        state: present\n"));
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
-        r.stdout
+        r.all()
             .contains("state=present (created but not started) is not supported"),
         "{}",
         r.all()

@@ -458,7 +458,8 @@ fn stale_lock_status_release_check_warning_and_the_audit_command() {
             "5m",
         ],
     );
-    std::thread::sleep(Duration::from_secs(3));
+    // Long enough for the run to reach its wait on a loaded machine.
+    std::thread::sleep(Duration::from_secs(10));
     let t = Instant::now();
     Command::new("kill")
         .args(["-INT", &waiting.id().to_string()])

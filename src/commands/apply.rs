@@ -48,6 +48,13 @@ pub async fn plan(a: RunArgs) -> i32 {
 
 async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 {
     let loaded = (|| -> Result<_, String> {
+        let extra = project::parse_extra_vars(&a.extra_vars).map_err(|e| e.to_string())?;
+        let passwords = passwords_from(&a.vault)?;
+        if a.inventory.is_empty() {
+            load_inventory(&a.inventory)?;
+        }
+        // Everything knowable without a host, all at once, before any connection.
+        super::preflight(Some(&a.playbook), &a.inventory, &extra, passwords.as_ref())?;
         let mut inv = load_inventory(&a.inventory)?;
         let pb = project::load_playbook(&a.playbook, &crate::modules::registry::Registry)
             .map_err(|e| e.to_string())?;
@@ -58,8 +65,6 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
             .unwrap_or_default();
         // group_vars/ next to the playbook count too, as in Ansible.
         inv.load_vars_dirs(&pb_dir).map_err(|e| e.to_string())?;
-        let extra = project::parse_extra_vars(&a.extra_vars).map_err(|e| e.to_string())?;
-        let passwords = passwords_from(&a.vault)?;
         let lock_wait = a
             .lock_wait
             .as_deref()

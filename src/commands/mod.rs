@@ -44,6 +44,30 @@ pub fn project_root() -> PathBuf {
     crate::state::project_root(&cwd)
 }
 
+/// The pre-flight ([`crate::preflight`]): every problem found is printed, and
+/// the run stops before any connection.
+pub fn preflight(
+    playbook: Option<&std::path::Path>,
+    inventories: &[PathBuf],
+    extra: &crate::project::inventory::Vars,
+    passwords: Option<&crate::vault::VaultPasswords>,
+) -> Result<(), String> {
+    let findings = crate::preflight::check(&crate::preflight::RunInput {
+        playbook,
+        inventories,
+        extra_var_names: extra.keys().cloned().collect(),
+        passwords,
+    });
+    if findings.is_empty() {
+        return Ok(());
+    }
+    crate::preflight::report(&findings);
+    Err(format!(
+        "{} problem(s) found before connecting to any host; nothing was changed",
+        findings.len()
+    ))
+}
+
 /// An engine (no playbook) and the targeted hosts, for releases and rollback.
 pub fn release_engine(a: &ReleaseArgs, diff: bool) -> Result<(Engine, Vec<String>), String> {
     let mut inv = load_inventory(&a.inventory)?;
@@ -51,6 +75,7 @@ pub fn release_engine(a: &ReleaseArgs, diff: bool) -> Result<(Engine, Vec<String
     inv.load_vars_dirs(&cwd).map_err(|e| e.to_string())?;
     let extra = project::parse_extra_vars(&a.extra_vars).map_err(|e| e.to_string())?;
     let passwords = passwords_from(&a.vault)?;
+    preflight(None, &a.inventory, &extra, passwords.as_ref())?;
     let format = match a.format {
         None | Some(OutputFormat::Human) => Format::Human,
         Some(OutputFormat::Json) => Format::Json,

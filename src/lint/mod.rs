@@ -264,6 +264,11 @@ pub const RULES: &[Rule] = &[
     ),
     rule("inventory-load", E, "the inventory does not load"),
     rule(
+        "vault-decrypt",
+        E,
+        "(check/plan/apply/rollback only) a vault value or file the run needs is damaged, or does not decrypt with the passwords given",
+    ),
+    rule(
         "lint-ignore-reason",
         E,
         "a silenced finding must say why (`# deployer-lint: ignore[rule] reason`)",

@@ -473,6 +473,23 @@ fn task(l: &mut Linter, project: &Project, node: &Node, ctx: &TaskCtx) {
                         ),
                     );
                 }
+                if !loop_value_can_be_a_list(v) {
+                    l.report(
+                        "schema-arg-type",
+                        &v.loc,
+                        format!(
+                            "{key} needs a list (or a template that gives one), got {}",
+                            match &v.value {
+                                Yaml::Map(_) => "a mapping".to_string(),
+                                Yaml::Str(s) => format!("the string '{s}'"),
+                                Yaml::Bool(b) => format!("the boolean {b}"),
+                                Yaml::Int(i) => format!("the number {i}"),
+                                Yaml::Float(f) => format!("the number {f}"),
+                                _ => "a value that is not a list".to_string(),
+                            }
+                        ),
+                    );
+                }
                 has_loop = Some(k);
                 templates::walk_strings(l, v);
             }
@@ -805,7 +822,19 @@ pub fn module_args(l: &mut Linter, module: &str, args: &Node, at: &Loc) {
         report_arg_error(l, module, args, at, &msg);
     }
     if let Err(msg) = m.check_combination(&map) {
-        l.report("schema-missing-arg", at, format!("{module}: {msg}"));
+        // A message about one argument ("state must be ...") points at its value.
+        let about = args.as_map().and_then(|m| {
+            m.iter().find(|(k, _)| {
+                k.as_str().is_some_and(|k| {
+                    msg.strip_prefix(k)
+                        .is_some_and(|r| r.starts_with(' ') || r.starts_with(':'))
+                })
+            })
+        });
+        match about {
+            Some((_, v)) => l.report("schema-arg-type", &v.loc, format!("{module}: {msg}")),
+            None => l.report("schema-missing-arg", at, format!("{module}: {msg}")),
+        }
     }
 }
 
@@ -887,6 +916,8 @@ fn report_arg_error(l: &mut Linter, module: &str, args: &Node, at: &Loc, msg: &s
                 m.iter().find(|(_, v)| {
                     let t = v.to_json().to_string();
                     t.len() > 2 && msg.contains(&t)
+                        || v.as_str()
+                            .is_some_and(|s| !s.is_empty() && msg.contains(&format!("`{s}`")))
                 })
             })
             .map(|(_, v)| v.loc.clone())
@@ -896,5 +927,15 @@ fn report_arg_error(l: &mut Linter, module: &str, args: &Node, at: &Loc, msg: &s
             &loc,
             format!("invalid arguments for {module}: {msg}"),
         );
+    }
+}
+
+/// A `loop` value whose type is known without rendering is a list; a
+/// templated string may render to one.
+fn loop_value_can_be_a_list(v: &Node) -> bool {
+    match &v.value {
+        Yaml::Seq(_) | Yaml::Null | Yaml::Vault(_) => true,
+        Yaml::Str(s) => is_templated(s),
+        _ => false,
     }
 }

@@ -877,3 +877,23 @@ fn symlinks_back_into_or_out_of_the_project_are_not_followed() {
         rules(&findings)
     );
 }
+
+/// A module deployer knows but does not run: lint says exactly what the
+/// loader (and so apply) says.
+#[test]
+fn unsupported_module_wording_is_the_loaders() {
+    let pb = "- name: P\n  hosts: all\n  tasks:\n    - name: t\n      community.docker.docker_image:\n        name: x\n";
+    let (dir, f) = lint_project(&[("playbooks/site.yml", pb)]);
+    let lint_msg = f
+        .iter()
+        .find(|x| x.rule == "schema-unsupported-module")
+        .map(|x| x.message.clone())
+        .unwrap_or_else(|| panic!("{:#?}", rules(&f)));
+    let loader = crate::project::load_playbook(
+        &dir.path().join("playbooks/site.yml"),
+        &crate::modules::registry::Registry,
+    )
+    .expect_err("the loader refuses it");
+    assert_eq!(lint_msg, loader.msg);
+    assert_eq!(loader.loc.line, 5);
+}

@@ -384,8 +384,10 @@ pub(crate) struct UriArgs {
     timeout: Option<u64>,
     #[serde(default = "yes", deserialize_with = "de_bool")]
     validate_certs: bool,
-    #[serde(default = "yes", deserialize_with = "de_bool")]
-    follow_redirects_bool: bool,
+    /// Ansible's choices: `safe` (the default: GET and HEAD only), `all`
+    /// (`yes`, `urllib2`), `none` (`no`); a boolean is `all` or `none`.
+    #[serde(default)]
+    follow_redirects: Option<Json>,
 }
 
 /// HTTP from the target itself (as Ansible's uri does), with the target's curl.
@@ -428,7 +430,27 @@ pub async fn uri(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, St
     if !a.validate_certs {
         cfg.push_str("insecure\n");
     }
-    if a.follow_redirects_bool {
+    let follow = match &a.follow_redirects {
+        None => "safe".to_string(),
+        Some(Json::Bool(b)) => if *b { "all" } else { "none" }.to_string(),
+        Some(Json::String(s)) => match crate::args::parse_bool(&Json::String(s.clone())) {
+            Some(true) if s != "yes" => "all".to_string(),
+            Some(false) => "none".to_string(),
+            _ => s.clone(),
+        },
+        Some(other) => other.to_string(),
+    };
+    let follow = match follow.as_str() {
+        "all" | "yes" | "urllib2" => true,
+        "safe" => method == "GET" || method == "HEAD",
+        "none" | "no" => false,
+        other => {
+            return Err(format!(
+                "uri: follow_redirects must be one of all, no, none, safe, urllib2, yes, got '{other}'"
+            ));
+        }
+    };
+    if follow {
         cfg.push_str("location\n");
     }
     if let Some(h) = &a.headers {
@@ -651,6 +673,19 @@ impl Module for Uri {
     }
     fn args(&self) -> ArgSchema {
         ArgSchema::of::<UriArgs>()
+    }
+    fn check_combination(&self, args: &serde_json::Map<String, Json>) -> Result<(), String> {
+        match super::args::literal(args, "status_code") {
+            None | Some(Json::Number(_) | Json::Array(_) | Json::String(_)) => {}
+            Some(other) => {
+                return Err(format!("status_code must be a number or list, got {other}"));
+            }
+        }
+        super::args::check_choice(
+            args,
+            "follow_redirects",
+            &["all", "no", "none", "safe", "urllib2", "yes"],
+        )
     }
     fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
         Box::pin(uri(args, ctx))

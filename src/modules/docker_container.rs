@@ -498,7 +498,13 @@ impl Module for DockerContainer {
         if !args.contains_key("name") && !args.contains_key("network_name") {
             return Err("`name` is required".into());
         }
-        Ok(())
+        if super::args::literal(args, "state").and_then(|v| v.as_str()) == Some("present") {
+            return Err(
+                "state=present (created but not started) is not supported: use started or stopped"
+                    .into(),
+            );
+        }
+        super::args::check_choice(args, "state", &["started", "stopped", "absent"])
     }
     fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
         Box::pin(docker_container(args, ctx))

@@ -373,7 +373,7 @@ impl Module for DockerNetwork {
         if !args.contains_key("name") && !args.contains_key("network_name") {
             return Err("`name` is required".into());
         }
-        Ok(())
+        super::args::check_choice(args, "state", &["present", "absent"])
     }
     fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
         Box::pin(docker_network(args, ctx))

@@ -809,6 +809,9 @@ impl Module for Template {
     fn args(&self) -> ArgSchema {
         ArgSchema::of::<TemplateArgs>()
     }
+    fn check_combination(&self, args: &serde_json::Map<String, Json>) -> Result<(), String> {
+        super::args::check_mode(args)
+    }
     fn prefetch(&self) -> &'static [(&'static str, Want)] {
         &[(
             "dest",
@@ -844,7 +847,8 @@ impl Module for Copy {
         if has("src") && has("content") {
             return Err("src and content are mutually exclusive".into());
         }
-        Ok(())
+        super::args::check_not_yet(args, "remote_src")?;
+        super::args::check_mode(args)
     }
     fn prefetch(&self) -> &'static [(&'static str, Want)] {
         &[(
@@ -872,6 +876,15 @@ impl Module for File {
     }
     fn args(&self) -> ArgSchema {
         ArgSchema::of::<FileArgs>()
+    }
+    fn check_combination(&self, args: &serde_json::Map<String, Json>) -> Result<(), String> {
+        super::args::check_choice(
+            args,
+            "state",
+            &["file", "directory", "link", "absent", "touch", "hard"],
+        )?;
+        super::args::check_not_yet(args, "recurse")?;
+        super::args::check_mode(args)
     }
     fn prefetch(&self) -> &'static [(&'static str, Want)] {
         &[

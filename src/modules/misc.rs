@@ -395,6 +395,10 @@ impl Module for Pause {
     fn args(&self) -> ArgSchema {
         ArgSchema::of::<PauseArgs>()
     }
+    fn check_combination(&self, args: &Map<String, Json>) -> Result<(), String> {
+        super::args::check_number(args, "seconds")?;
+        super::args::check_number(args, "minutes")
+    }
     fn run<'a>(&'a self, args: Json, _ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
         Box::pin(pause(args))
     }

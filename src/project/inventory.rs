@@ -206,6 +206,14 @@ impl Inventory {
         Ok(())
     }
 
+    /// An inventory from the text of an INI inventory file named `path`
+    /// (the fuzz targets' entry point; `load` reads files).
+    pub fn from_ini_str(text: &str, path: &Path) -> Result<Inventory, LocatedError> {
+        let mut inv = Inventory::default();
+        inv.load_ini(text, path)?;
+        Ok(inv)
+    }
+
     fn load_ini(&mut self, text: &str, path: &Path) -> Result<(), LocatedError> {
         enum Section {
             Hosts(String),

@@ -801,6 +801,19 @@ def resolve(path: str):
 class App:
     def __init__(self, state: State):
         self.state = state
+        # NOT Plane: the server answers each request on its own thread (as
+        # gunicorn's workers do), so the Set-Cookie values a request collects are
+        # per thread; one shared list let a concurrent request (the container's
+        # health check) wipe a sign-up's session cookie.
+        self._per_request = threading.local()
+
+    @property
+    def set_cookies(self) -> list[str]:
+        return self._per_request.set_cookies
+
+    @set_cookies.setter
+    def set_cookies(self, value: list[str]) -> None:
+        self._per_request.set_cookies = value
 
     # ---- config ---------------------------------------------------------
     @staticmethod
@@ -829,7 +842,7 @@ class App:
     # ---- dispatch -------------------------------------------------------
     def handle(self, req: Request) -> tuple[Response, list[str]]:
         """Returns (response, Set-Cookie values)."""
-        self.set_cookies: list[str] = []
+        self.set_cookies = []
         resp = self._handle(req)
         return resp, self.set_cookies
 

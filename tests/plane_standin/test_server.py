@@ -185,6 +185,35 @@ class HealthAndRouting(StandinCase):
         self.assertEqual(c.request("PUT", "/api/instances/").status, 405)
 
 
+class ConcurrentRequests(StandinCase):
+    def test_concurrent_request_keeps_the_sign_up_cookies(self):
+        # Regression: the Set-Cookie values were one list shared by every server
+        # thread, so the container's health check, answered while a sign-up was
+        # being answered, wiped the new user's session cookie (the next call of
+        # that user then got 401). Here another request runs to completion on its
+        # own thread after the sign-up's handler and before its response is sent.
+        self.setup_admin()
+        app = self.server.app
+        original = app._handle
+
+        def with_a_concurrent_request(req):
+            resp = original(req)
+            if req.path == "/auth/sign-up/":
+                t = threading.Thread(target=lambda: self.client().request("GET", "/"))
+                t.start()
+                t.join()
+            return resp
+
+        app._handle = with_a_concurrent_request
+        try:
+            c = self.sign_up("concurrent@example.com")
+        finally:
+            del app._handle
+        self.assertIn("session-id", c.cookies)
+        r = c.request("GET", "/api/users/me/")
+        self.assertEqual(r.status, 200, r.body)
+
+
 class Csrf(StandinCase):
     def test_csrf_token_and_cookie(self):
         c = self.client()

@@ -7,8 +7,8 @@
 set -euo pipefail
 
 N=${1:-3}
-if ! [[ $N =~ ^[1-9][0-9]?$ ]]; then
-  echo "usage: $0 [N]   (1..99 hosts, default 3)" >&2
+if ! [[ $N =~ ^([1-9][0-9]?|100)$ ]]; then
+  echo "usage: $0 [N]   (1..100 hosts, default 3)" >&2
   exit 2
 fi
 

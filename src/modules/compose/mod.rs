@@ -396,6 +396,13 @@ impl Module for DockerComposeV2 {
     fn args(&self) -> ArgSchema {
         ArgSchema::of::<ComposeArgs>()
     }
+    fn check_combination(&self, args: &serde_json::Map<String, Json>) -> Result<(), String> {
+        crate::modules::args::check_choice(
+            args,
+            "state",
+            &["present", "absent", "stopped", "restarted"],
+        )
+    }
     fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
         Box::pin(docker_compose_v2(args, ctx))
     }

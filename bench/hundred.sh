@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# 100 testbed hosts: deployer's first apply, no-op re-run and check of the
+# benchmark role (bench/site.yml), wall time and peak RSS (/usr/bin/time -v).
+# Usage: TESTBED_ID=bh TESTBED_PORT_BASE=3000 bench/hundred.sh [N=100] [FORKS=20]
+# Brings the testbed up with N hosts (tests/testbed/up.sh N) and leaves it up.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+N=${1:-100}
+FORKS=${2:-20}
+BIN=${DEPLOYER_BIN:-target/release/deployer}
+[[ -x $BIN ]] || cargo build --release
+up_start=$SECONDS
+tests/testbed/up.sh "$N" >&2
+echo "testbed of $N hosts up in $((SECONDS - up_start)) s" >&2
+INV=tests/testbed/inventory.yml
+ROOT=/srv/bench-hundred
+ssh_cfg=tests/testbed/state/ssh_config
+clean() {
+  for i in $(seq 1 "$N"); do
+    ssh -F "$ssh_cfg" "root@tb$i" "rm -rf $ROOT /var/lib/deployer/$(basename "$PWD")" &
+    if (( i % 20 == 0 )); then wait; fi
+  done
+  wait
+}
+measure() { # label, deployer args...
+  local label=$1
+  shift
+  local out
+  out=$(mktemp)
+  /usr/bin/time -v "$BIN" "$@" --format json >"$out.stdout" 2>"$out" || true
+  local wall rss code
+  wall=$(sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$out")
+  rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$out")
+  code=$(sed -n 's/.*Exit status: //p' "$out")
+  local recap
+  recap=$(grep '"event":"recap"' "$out.stdout" | python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read())["hosts"]
+k = lambda key: sum(h[key] for h in r.values())
+print(f"hosts={len(r)} changed={k(\"changed\")} failed={k(\"failed\")} unreachable={k(\"unreachable\")} remote_executions={k(\"remote_executions\")}")
+' 2>/dev/null || echo "no recap")
+  printf '| %s | %s | %s | %.1f MB | exit %s | %s |\n' "$N" "$label" "$wall" "$(echo "$rss / 1024" | bc -l)" "$code" "$recap"
+  rm -f "$out" "$out.stdout"
+}
+clean
+echo "| hosts | run | wall (m:ss) | peak RSS | exit | recap |"
+echo "|---|---|---|---|---|---|"
+measure "check (clean hosts)" check -i "$INV" bench/site.yml -f "$FORKS" -e bench_root=$ROOT
+measure "first apply" apply -i "$INV" bench/site.yml -f "$FORKS" -e bench_root=$ROOT
+measure "no-op re-run" apply -i "$INV" bench/site.yml -f "$FORKS" -e bench_root=$ROOT
+measure "check (converged)" check -i "$INV" bench/site.yml -f "$FORKS" -e bench_root=$ROOT
+clean
