@@ -41,6 +41,7 @@ pub use session::{Interrupt, RunSession, SessionOutcome};
 
 use facts::{FACTS_SCRIPT, facts_layer, py_repr, python_interpreter};
 use gates::is_deploy_gate;
+use loops::loop_layer;
 
 pub const OMIT: &str = crate::template::OMIT_PLACEHOLDER;
 
