@@ -3,6 +3,7 @@ pub mod args;
 pub mod cli;
 pub mod commands;
 pub mod connection;
+pub mod facts;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod lint;

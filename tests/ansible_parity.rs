@@ -21,10 +21,19 @@ fn both(dir: &std::path::Path, root: &str, extra: &[&str], codes: (i32, i32)) ->
     let a_root = format!("root={root}-ansible");
     let d_root = format!("root={root}-deployer");
     let mut a_args = vec!["site.yml", "-e", &a_root];
+    // A project may bring its own inventory (see `without_become`).
+    let own_inv = dir.join("inventory.yml").exists();
+    if own_inv {
+        a_args.extend(["-i", "inventory.yml"]);
+    }
     a_args.extend_from_slice(extra);
     let a = ansible_playbook(dir, &a_args);
     assert_eq!(a.code, codes.0, "ansible-playbook exit code:\n{}", a.all());
-    let inv = inv();
+    let inv = if own_inv {
+        "inventory.yml".to_string()
+    } else {
+        inv()
+    };
     let mut d_args = vec!["apply", "-i", &inv, "site.yml", "-e", &d_root];
     if extra.contains(&"--check") {
         d_args[0] = "check";
@@ -48,11 +57,15 @@ fn same_recaps(ansible: &str, deployer: &str, hosts: &[&str]) {
     }
 }
 
-/// `ls -A` and every file's content under `dir` on `host`, one execution.
+/// `ls -A` and every file's content under `dir` on `host`, one execution
+/// (one line per file: a missing final newline does not count, as deployer's
+/// templates drop it where Ansible keeps it).
 fn listing(host: &str, dir: &str) -> String {
     on_host(
         host,
-        &format!("cd {dir} && for f in $(ls -A | sort); do printf '%s: ' \"$f\"; cat \"$f\"; done"),
+        &format!(
+            "cd {dir} && for f in $(ls -A | sort); do printf '%s: %s\\n' \"$f\" \"$(cat \"$f\")\"; done"
+        ),
     )
 }
 
@@ -222,4 +235,266 @@ fn ansible_become_that_is_not_a_boolean_fails_the_task() {
         "tb1",
         &format!("test ! -e {root}-ansible && test ! -e {root}-deployer"),
     );
+}
+
+/// The testbed inventory without its `ansible_become: true`: in Ansible that
+/// variable overrides every `become` keyword, which would hide what `apply:`
+/// and the include keywords do.
+fn without_become() -> String {
+    let text = std::fs::read_to_string(common::testbed_inventory()).expect("read inventory");
+    let out: String = text
+        .lines()
+        .filter(|l| l.trim() != "ansible_become: true")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(
+        out.len(),
+        text.len() + usize::from(!text.ends_with('\n')),
+        "no ansible_become line to drop"
+    );
+    out
+}
+
+/// include_tasks / include_role / import_role: `apply:` reaches the included
+/// tasks and the include's own `become` does not; `vars:` reach the role;
+/// `loop:` runs the include per item with `loop_control` (loop_var,
+/// index_var, extended); `meta: clear_facts` forgets the gathered facts;
+/// `loop_control.pause` waits between items.
+#[test]
+fn includes_apply_vars_loops_loop_control_and_clear_facts() {
+    let root = "/srv/parity-includes";
+    clean(root);
+    let inventory = without_become();
+    let dir = project(&[
+        ("inventory.yml", inventory.as_str()),
+        (
+            "site.yml",
+            r#"- hosts: tb1
+  gather_facts: true
+  tasks:
+    - file: {path: "{{ root }}", state: directory, owner: deploy, mode: "0755"}
+      become: true
+    - include_tasks:
+        file: who.yml
+        apply: {become: true}
+      vars: {tag: applied}
+    - include_tasks: items.yml
+      loop: [a, b, c]
+      loop_control: {loop_var: it, index_var: idx, extended: true}
+    - include_role: {name: r1}
+      vars: {r1_value: include}
+    - import_role: {name: r1}
+      vars: {r1_value: import}
+    - include_role:
+        name: r1
+        apply: {become: true}
+      vars: {r1_value: include-applied}
+    - shell: date +%s%N >> {{ root }}/times
+      loop: [1, 2]
+      loop_control: {pause: 1}
+    - meta: clear_facts
+    - copy:
+        dest: "{{ root }}/facts"
+        content: "{{ ansible_hostname | default('cleared') }}\n"
+"#,
+        ),
+        ("who.yml", "- shell: id -un > {{ root }}/who-{{ tag }}\n"),
+        (
+            "items.yml",
+            "- shell: echo \"{{ it }} {{ idx }} {{ ansible_loop.index }}/{{ ansible_loop.length }} first={{ ansible_loop.first }} last={{ ansible_loop.last }} prev={{ ansible_loop.previtem | default('-') }}\" > {{ root }}/item-{{ it }}\n",
+        ),
+        (
+            "roles/r1/tasks/main.yml",
+            "- shell: echo \"{{ r1_value | default('unset') }} $(id -un)\" > {{ root }}/role-{{ r1_value | default('unset') }}\n",
+        ),
+    ]);
+    // No release records: with no become by default, the release state of
+    // the deploy user would be made by the first task that becomes root.
+    let (a, d) = both(dir.path(), root, &["-e", "deployer_releases=false"], (0, 0));
+    // Ansible also counts each include (and fact gathering) as ok; deployer
+    // counts the tasks that ran: compare what changed and what failed.
+    for key in ["changed", "failed", "skipped"] {
+        assert_eq!(
+            ansible_recap(&a, "tb1")[key],
+            ansible_recap(&d, "tb1")[key],
+            "{key}\nansible:\n{a}\ndeployer:\n{d}"
+        );
+    }
+    let listings: Vec<String> = ["ansible", "deployer"]
+        .iter()
+        .map(|tool| listing("tb1", &format!("{root}-{tool}")))
+        .collect();
+    let without_times = |l: &str| {
+        l.lines()
+            .filter(|x| !x.starts_with("times:") && !x.chars().all(|c| c.is_ascii_digit()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        without_times(&listings[0]),
+        without_times(&listings[1]),
+        "ansible vs deployer"
+    );
+    let want = "facts: cleared
+item-a: a 0 1/3 first=True last=False prev=-
+item-b: b 1 2/3 first=False last=False prev=a
+item-c: c 2 3/3 first=False last=True prev=b
+role-import: import deploy
+role-include: include deploy
+role-include-applied: include-applied root
+who-applied: root";
+    assert_eq!(without_times(&listings[1]), want, "deployer:\n{d}");
+    // loop_control.pause: the second item ran at least a second after the first.
+    for tool in ["ansible", "deployer"] {
+        let t = on_host("tb1", &format!("cat {root}-{tool}/times"));
+        let ns: Vec<u128> = t.lines().map(|l| l.trim().parse().expect("ns")).collect();
+        assert_eq!(ns.len(), 2, "{tool}: {t}");
+        assert!(ns[1] - ns[0] >= 950_000_000, "{tool} did not pause: {t}");
+    }
+    clean(root);
+}
+
+/// `file: state=link` with mode and owner: as Ansible (follow, the
+/// default), they are the target's, set in the run that makes the link; the
+/// second run changes nothing.
+#[test]
+fn file_link_sets_the_targets_mode_and_owner_in_the_same_run() {
+    let root = "/srv/parity-link";
+    clean(root);
+    let dir = project(&[(
+        "site.yml",
+        r#"- hosts: tb2
+  gather_facts: false
+  tasks:
+    - file: {path: "{{ root }}", state: directory}
+    - copy: {dest: "{{ root }}/target", content: "t\n"}
+    - file: {path: "{{ root }}/link", src: "{{ root }}/target", state: link, mode: "0640", owner: deploy}
+"#,
+    )]);
+    let (a, d) = both(dir.path(), root, &[], (0, 0));
+    same_recaps(&a, &d, &["tb2"]);
+    for tool in ["ansible", "deployer"] {
+        let got = on_host(
+            "tb2",
+            &format!("cd {root}-{tool} && stat -c '%n %a %U' target && readlink link"),
+        );
+        assert_eq!(
+            got,
+            format!("target 640 deploy\n{root}-{tool}/target\n"),
+            "{tool}"
+        );
+    }
+    let (a, d) = both(dir.path(), root, &[], (0, 0));
+    same_recaps(&a, &d, &["tb2"]);
+    assert_eq!(ansible_recap(&d, "tb2")["changed"], 0, "{d}");
+    clean(root);
+}
+
+/// Loops on a block or an import, and `register` on a block, are errors in
+/// Ansible: both tools refuse the playbook before changing anything.
+#[test]
+fn loops_on_blocks_and_imports_and_register_on_a_block_are_refused() {
+    let root = "/srv/parity-refused";
+    clean(root);
+    for (case, tasks) in [
+        (
+            "block loop",
+            "    - block:\n        - file: {path: \"{{ root }}\", state: directory}\n      loop: [1, 2]\n",
+        ),
+        (
+            "block register",
+            "    - block:\n        - file: {path: \"{{ root }}\", state: directory}\n      register: r\n",
+        ),
+        (
+            "import loop",
+            "    - import_tasks: t.yml\n      loop: [1, 2]\n",
+        ),
+        (
+            "become on an include",
+            "    - include_tasks: t.yml\n      become: true\n",
+        ),
+    ] {
+        let site = format!("- hosts: tb3\n  gather_facts: false\n  tasks:\n{tasks}");
+        let dir = project(&[
+            ("site.yml", site.as_str()),
+            (
+                "t.yml",
+                "- file: {path: \"{{ root }}\", state: directory}\n",
+            ),
+        ]);
+        let a = ansible_playbook(
+            dir.path(),
+            &["site.yml", "-e", &format!("root={root}-ansible")],
+        );
+        assert_ne!(a.code, 0, "{case}: ansible accepted it:\n{}", a.all());
+        let d = deployer(
+            dir.path(),
+            &[
+                "apply",
+                "-i",
+                &inv(),
+                "site.yml",
+                "-e",
+                &format!("root={root}-deployer"),
+            ],
+        );
+        assert_ne!(d.code, 0, "{case}: deployer accepted it:\n{}", d.all());
+        assert!(
+            d.all().contains("site.yml:"),
+            "{case}: no file:line in\n{}",
+            d.all()
+        );
+        on_host(
+            "tb3",
+            &format!("test ! -e {root}-ansible && test ! -e {root}-deployer"),
+        );
+    }
+}
+
+/// Task keywords that change what runs: pre_tasks and post_tasks order,
+/// with_items (flattened once) and with_list (not), check_mode on a task,
+/// args (chdir), become_user, and loop_control.label shown instead of the item.
+#[test]
+fn task_keywords_order_with_lists_check_mode_args_become_user_and_label() {
+    let root = "/srv/parity-task-keywords";
+    clean(root);
+    let dir = project(&[(
+        "site.yml",
+        r#"- hosts: tb3
+  gather_facts: false
+  pre_tasks:
+    - file: {path: "{{ root }}", state: directory, mode: "0777"}
+    - shell: echo pre >> {{ root }}/order
+  post_tasks:
+    - shell: echo post >> {{ root }}/order
+  tasks:
+    - shell: echo task >> {{ root }}/order
+    - shell: echo {{ item }} >> {{ root }}/items
+      with_items: [[a, b], c]
+    - shell: echo {{ item | length }} >> {{ root }}/list
+      with_list: [[a, b], c]
+    - copy: {dest: "{{ root }}/check", content: "x"}
+      check_mode: true
+    - command: pwd
+      args: {chdir: /tmp}
+      register: where
+    - shell: id -un > {{ root }}/user
+      become_user: deploy
+    - copy: {dest: "{{ root }}/where", content: "{{ where.stdout }}"}
+    - debug: {msg: "{{ item.n }}"}
+      loop: [{n: 1, hidden: not-in-the-label}]
+      loop_control: {label: "item-{{ item.n }}"}
+"#,
+    )]);
+    let (a, d) = both(dir.path(), root, &[], (0, 0));
+    same_recaps(&a, &d, &["tb3"]);
+    let want = "items: a\nb\nc\nlist: 2\n1\norder: pre\ntask\npost\nuser: deploy\nwhere: /tmp\n";
+    for tool in ["ansible", "deployer"] {
+        assert_eq!(listing("tb3", &format!("{root}-{tool}")), want, "{tool}");
+    }
+    for (tool, out) in [("ansible", &a), ("deployer", &d)] {
+        assert!(out.contains("(item=item-1)"), "{tool}:\n{out}");
+        assert!(!out.contains("not-in-the-label"), "{tool}:\n{out}");
+    }
+    clean(root);
 }

@@ -231,13 +231,16 @@ fn role_ref(l: &mut Linter, r: &Node) -> Option<(String, Loc)> {
                     "tags" => {}
                     "when" => templates::walk_exprs(l, v),
                     "vars" => vars_map(l, v, "role vars"),
-                    "become" | "become_user" | "delegate_to" | "ignore_errors" => l.report(
-                        "schema-play-keyword",
-                        &k.loc,
-                        format!(
-                            "'{key}' on a role reference is not supported yet; set it in the play"
+                    "become" | "become_user" | "become_method" | "delegate_to" | "ignore_errors"
+                    | "diff" | "no_log" | "check_mode" | "run_once" | "environment"
+                    | "remote_user" | "any_errors_fatal" | "loop" | "with_items" | "notify" => l
+                        .report(
+                            "schema-play-keyword",
+                            &k.loc,
+                            format!(
+                                "'{key}' on a role reference is not supported yet by deployer; set it in the play or on the role's tasks"
+                            ),
                         ),
-                    ),
                     other => {
                         l.know.defined.insert(other.to_string());
                         l.know.values.insert(other.to_string(), v.clone());
@@ -522,7 +525,7 @@ fn task(l: &mut Linter, project: &Project, node: &Node, ctx: &TaskCtx) {
                                 "schema-task-keyword",
                                 &lk.loc,
                                 format!(
-                                    "unknown loop_control key '{}': expected loop_var, index_var, label",
+                                    "unknown loop_control key '{}': expected loop_var, index_var, label, pause, extended",
                                     other.unwrap_or("?")
                                 ),
                             ),

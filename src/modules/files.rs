@@ -385,8 +385,32 @@ pub(crate) struct FileArgs {
     #[serde(default, deserialize_with = "de_bool")]
     force: bool,
     #[serde(default, deserialize_with = "de_opt_bool")]
-    #[allow(dead_code)]
     follow: Option<bool>,
+}
+
+/// Where a link at `path` to `src` points: `src` itself when absolute, else
+/// `src` next to the link, with `.` and `..` folded (as the kernel resolves
+/// it when no directory on the way is a link).
+fn link_target_path(path: &str, src: &str) -> String {
+    let base = if src.starts_with('/') {
+        String::new()
+    } else {
+        path.rsplit_once('/')
+            .map(|(d, _)| d)
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for p in base.split('/').chain(src.split('/')) {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
@@ -456,6 +480,13 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
             if !obs.exists {
                 return Err(format!("file ({path}) is absent, cannot continue"));
             }
+            if obs.kind == FileKind::Link
+                && (attrs.mode.is_some() || attrs.owner.is_some() || attrs.group.is_some())
+            {
+                return Err(format!(
+                    "file: {path} is a link: setting mode, owner or group through it (follow) is not supported yet by deployer; use state=link with src"
+                ));
+            }
             changes.extend(attrs.changes(&obs));
             write::attributes_script(&path, &attrs.path_attrs(), false)?
         }
@@ -492,18 +523,64 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
                     kind_name(obs.kind)
                 ));
             }
-            if obs.link_target.as_deref() != Some(src.as_str()) {
+            let mut script = String::new();
+            let relink = obs.link_target.as_deref() != Some(src.as_str());
+            if relink {
                 changes.push(format!(
                     "src: {} -> {src}",
                     obs.link_target.clone().unwrap_or_else(|| "(none)".into())
                 ));
-                format!("ln -sfn -- {} {q}\n", shell_quote(&src))
-            } else {
-                let mut own = attrs.clone();
-                own.mode = None;
-                changes.extend(own.changes(&obs));
-                write::attributes_script(&path, &own.path_attrs(), true)?
+                script.push_str(&format!("ln -sfn -- {} {q}\n", shell_quote(&src)));
             }
+            // As Ansible's file module: with follow (the default) mode, owner
+            // and group are the link target's, set in the same run as the
+            // link; with follow=false owner and group are the link's own.
+            if a.follow.unwrap_or(true) {
+                let target = link_target_path(&path, &src);
+                let tobs = ctx
+                    .observed
+                    .one(ctx.conn, ctx.become_.as_ref(), &target, Want::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if tobs.exists && tobs.kind == FileKind::Link {
+                    return Err(format!(
+                        "file: {path} -> {target} is itself a link: following a chain of links is not supported yet by deployer"
+                    ));
+                }
+                // A link to nothing has no attributes to set (Ansible warns and skips).
+                if tobs.exists {
+                    changes.extend(attrs.changes(&tobs));
+                    script.push_str(&write::attributes_script(
+                        &target,
+                        &attrs.path_attrs(),
+                        false,
+                    )?);
+                }
+            } else {
+                if attrs.mode.is_some() {
+                    return Err(
+                        "file: mode on the link itself (state=link, follow=false) is not supported yet by deployer".into(),
+                    );
+                }
+                let own = if relink {
+                    // The new link is owned by whoever makes it: set both.
+                    let mut c = Vec::new();
+                    if let Some(o) = &attrs.owner {
+                        c.push(format!("owner: -> {o}"));
+                    }
+                    if let Some(g) = &attrs.group {
+                        c.push(format!("group: -> {g}"));
+                    }
+                    c
+                } else {
+                    attrs.changes(&obs)
+                };
+                if !own.is_empty() {
+                    changes.extend(own);
+                    script.push_str(&write::attributes_script(&path, &attrs.path_attrs(), true)?);
+                }
+            }
+            script
         }
         "hard" => return Err("file: state=hard is not supported yet".into()),
         other => {
@@ -635,13 +712,10 @@ pub(crate) struct StatArgs {
     #[serde(default, deserialize_with = "de_opt_string")]
     checksum_algorithm: Option<String>,
     #[serde(default, deserialize_with = "de_opt_bool")]
-    #[allow(dead_code)]
     follow: Option<bool>,
     #[serde(default, deserialize_with = "de_opt_bool")]
-    #[allow(dead_code)]
     get_mime: Option<bool>,
     #[serde(default, deserialize_with = "de_opt_bool")]
-    #[allow(dead_code)]
     get_attributes: Option<bool>,
 }
 
@@ -654,7 +728,19 @@ pub async fn stat(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
         ));
     }
     if a.follow == Some(true) {
-        return Err("stat: follow=true is not supported yet".into());
+        return Err("stat: follow=true is not supported yet by deployer".into());
+    }
+    // The result never has mimetype/charset nor attributes: asking for them
+    // explicitly is refused (false, what deployer does, is accepted).
+    for (arg, asked) in [
+        ("get_mime", a.get_mime),
+        ("get_attributes", a.get_attributes),
+    ] {
+        if asked == Some(true) {
+            return Err(format!(
+                "stat: {arg}=true is not supported yet by deployer (set it to false)"
+            ));
+        }
     }
     let want_sum = a.get_checksum.unwrap_or(true);
     let obs = ctx

@@ -3,6 +3,7 @@
 //! is listed once, in [`registry::MODULES`]; read the top of `registry.rs` to
 //! add one.
 
+pub mod apt;
 /// Argument coercion lives at the crate root (loading uses it too); modules
 /// keep naming it `super::args`.
 pub use crate::args;
@@ -12,11 +13,15 @@ pub mod compose;
 pub mod docker_container;
 pub mod docker_network;
 pub mod files;
+pub mod include_vars;
 pub mod lineinfile;
 pub mod misc;
 pub mod observe;
+pub mod package;
 pub mod plane_users;
 pub mod registry;
+pub mod setup;
+pub mod systemd;
 pub mod text_edit;
 
 use std::collections::BTreeMap;
@@ -53,6 +58,9 @@ pub struct ModuleResult {
     pub diffs: Vec<FileDiff>,
     /// Facts or variables the module sets on the host (`set_fact`).
     pub facts: Map<String, Json>,
+    /// Variables as written in a YAML file, templated when used
+    /// (`include_vars`), set on the host after `facts`.
+    pub var_nodes: Vec<(String, crate::yaml::Node)>,
 }
 
 impl ModuleResult {

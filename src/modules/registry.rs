@@ -81,6 +81,12 @@ pub static MODULES: &[&dyn Module] = &[
     &super::docker_container::DockerContainer,
     &super::docker_network::DockerNetwork,
     &super::plane_users::PlaneUsers,
+    &super::setup::Setup,
+    &super::include_vars::IncludeVars,
+    &super::apt::Apt,
+    &super::package::Package,
+    &super::systemd::Systemd,
+    &super::package::Service,
 ];
 
 /// Modules an Ansible project may name that deployer knows but does not run yet:

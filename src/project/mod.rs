@@ -46,6 +46,8 @@ pub struct Play {
     pub use_become: bool,
     pub become_user: Option<String>,
     pub gather_facts: bool,
+    /// `gather_subset` (Ansible's default: `all`).
+    pub gather_subset: Vec<String>,
     pub tags: Vec<String>,
     pub tasks: Vec<Task>,
     pub handlers: Vec<Task>,
@@ -65,6 +67,7 @@ impl Play {
             use_become: false,
             become_user: None,
             gather_facts: false,
+            gather_subset: vec!["all".into()],
             tags: Vec::new(),
             tasks: Vec::new(),
             handlers: Vec::new(),
@@ -93,6 +96,7 @@ pub const PLAY_KEYS: &[&str] = &[
     "become_user",
     "become_method",
     "gather_facts",
+    "gather_subset",
     "tags",
     "any_errors_fatal",
     "serial",
@@ -193,6 +197,14 @@ fn load_play(
         .map(|b| task::expect_bool(b, "gather_facts"))
         .transpose()?
         .unwrap_or(true);
+    let gather_subset = match get("gather_subset") {
+        Some(v) => {
+            let list = v.expect_str_list("a gather_subset name")?;
+            crate::facts::subsets(&list).map_err(|e| LocatedError::new(&v.loc, e))?;
+            list
+        }
+        None => vec!["all".into()],
+    };
     let tags = get("tags")
         .map(|t| t.expect_str_list("a tag"))
         .transpose()?
@@ -235,7 +247,7 @@ fn load_play(
     if let Some(roles) = get("roles") {
         for r in roles.expect_seq("a list of roles")? {
             let (name, params, role_tags, when) = role_ref(r)?;
-            let (mut rt, rh) = ctx.load_role(&name, &r.loc, params, None, "main")?;
+            let (mut rt, rh) = ctx.load_role(&name, &r.loc, params, None, "main", Vec::new())?;
             for t in &mut rt {
                 task::add_tags_deep(t, &role_tags);
                 task::prepend_when_deep(t, &when);
@@ -272,6 +284,7 @@ fn load_play(
         use_become,
         become_user,
         gather_facts,
+        gather_subset,
         tags,
         tasks,
         handlers,
@@ -324,11 +337,16 @@ fn role_ref(r: &Node) -> Result<RoleRef, LocatedError> {
                             params.insert(vk, vv);
                         }
                     }
-                    "become" | "become_user" | "delegate_to" | "ignore_errors" => {
+                    // Keywords in Ansible, not role parameters: refused rather than
+                    // passed to the role as variables nobody reads.
+                    "become" | "become_user" | "become_method" | "delegate_to"
+                    | "ignore_errors" | "diff" | "no_log" | "check_mode" | "run_once"
+                    | "environment" | "remote_user" | "any_errors_fatal" | "loop"
+                    | "with_items" | "notify" => {
                         return Err(LocatedError::new(
                             &v.loc,
                             format!(
-                                "'{k}' on a role reference is not supported yet; set it in the play"
+                                "'{k}' on a role reference is not supported yet by deployer; set it in the play or on the role's tasks"
                             ),
                         ));
                     }
@@ -388,6 +406,7 @@ impl LoadCtx<'_> {
                 Vars::new(),
                 scope.role.clone(),
                 tasks_from.as_deref().unwrap_or("main"),
+                scope.vars.clone(),
             )?;
             if !h.is_empty() {
                 return Err(LocatedError::new(
@@ -454,6 +473,9 @@ impl LoadCtx<'_> {
         params: Vars,
         parent: Option<Arc<Role>>,
         tasks_from: &str,
+        // Vars of the blocks and the include around an included role (its
+        // `vars:` among them): its tasks see them.
+        outer_vars: Vec<Vars>,
     ) -> Result<(Vec<Task>, Vec<Task>), LocatedError> {
         if self.role_stack.iter().any(|r| r == name) {
             return Err(LocatedError::new(
@@ -486,7 +508,8 @@ impl LoadCtx<'_> {
             {
                 for d in deps.expect_seq("role dependencies")? {
                     let (dname, dparams, dtags, dwhen) = role_ref(d)?;
-                    let (mut dt, dh) = self.load_role(&dname, &d.loc, dparams, None, "main")?;
+                    let (mut dt, dh) =
+                        self.load_role(&dname, &d.loc, dparams, None, "main", Vec::new())?;
                     for t in &mut dt {
                         task::add_tags_deep(t, &dtags);
                         task::prepend_when_deep(t, &dwhen);
@@ -498,7 +521,7 @@ impl LoadCtx<'_> {
         }
         let scope = Arc::new(Scope {
             role: Some(role.clone()),
-            vars: Vec::new(),
+            vars: outer_vars,
             base_dir: path.join("tasks"),
         });
         match find_yaml(&path.join("tasks"), tasks_from) {

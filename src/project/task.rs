@@ -36,8 +36,10 @@ pub enum TaskKind {
         tasks: Option<Vec<Task>>,
     },
     FlushHandlers,
-    /// `meta: noop` and friends that change nothing.
+    /// `meta: noop`: changes nothing.
     MetaNoop,
+    /// `meta: clear_facts`: forgets the host's gathered facts.
+    ClearFacts,
     EndPlay,
     EndHost,
 }
@@ -52,6 +54,10 @@ pub struct Task {
     pub loop_var: String,
     pub index_var: Option<String>,
     pub loop_label: Option<String>,
+    /// `loop_control.pause`: seconds to wait between two items.
+    pub loop_pause: Option<f64>,
+    /// `loop_control.extended`: the `ansible_loop` variable.
+    pub loop_extended: bool,
     pub register: Option<String>,
     pub notify: Vec<String>,
     pub listen: Vec<String>,
@@ -94,6 +100,8 @@ impl Task {
             loop_var: "item".into(),
             index_var: None,
             loop_label: None,
+            loop_pause: None,
+            loop_extended: false,
             register: None,
             notify: Vec::new(),
             listen: Vec::new(),
@@ -125,9 +133,10 @@ impl Task {
         match &self.kind {
             TaskKind::Module { name, .. } => name.clone(),
             TaskKind::Block { .. } => "block".into(),
-            TaskKind::IncludeTasks { file, .. } => format!("include_tasks {file}"),
+            TaskKind::IncludeTasks { file, .. } => format!("include {file}"),
             TaskKind::FlushHandlers => "meta: flush_handlers".into(),
             TaskKind::MetaNoop => "meta".into(),
+            TaskKind::ClearFacts => "meta: clear_facts".into(),
             TaskKind::EndPlay => "meta: end_play".into(),
             TaskKind::EndHost => "meta: end_host".into(),
         }
@@ -243,7 +252,6 @@ fn parse_task(
     let mut module: Option<(String, Node)> = None;
     let mut args_kw: Option<Node> = None;
     let (mut block, mut rescue, mut always) = (None, None, None);
-    let mut static_import: Option<(String, Node)> = None;
     let mut with_terms: Option<(String, Node)> = None;
     for (key, value) in &entries {
         let key = *key;
@@ -287,12 +295,13 @@ fn parse_task(
                         "loop_var" => task.loop_var = v.expect_str("loop_var")?,
                         "index_var" => task.index_var = Some(v.expect_str("index_var")?),
                         "label" => task.loop_label = Some(v.expect_str("label")?),
-                        "pause" | "extended" => {}
+                        "pause" => task.loop_pause = Some(seconds(v, "loop_control.pause")?),
+                        "extended" => task.loop_extended = expect_bool(v, "extended")?,
                         other => {
                             return Err(LocatedError::new(
                                 &v.loc,
                                 format!(
-                                    "unknown loop_control key '{other}': expected loop_var, index_var, label"
+                                    "unknown loop_control key '{other}': expected loop_var, index_var, label, pause, extended (not supported yet by deployer: extended_allitems, break_when)"
                                 ),
                             ));
                         }
@@ -429,6 +438,15 @@ fn parse_task(
                 "a block cannot also name a module",
             ));
         }
+        // Not attributes of a Block in Ansible (it refuses them at load).
+        for k in BLOCK_REFUSES {
+            if entries.iter().any(|(key, _)| key == k) {
+                return Err(LocatedError::new(
+                    &key_loc(node, k),
+                    format!("'{k}' is not a valid keyword for a block (as in Ansible)"),
+                ));
+            }
+        }
         let inner = Arc::new(Scope {
             role: scope.role.clone(),
             vars: {
@@ -476,28 +494,99 @@ fn parse_task(
         .strip_prefix("ansible.builtin.")
         .unwrap_or(&mkey)
         .to_string();
+    let modules = loader.modules;
+    let is_import = matches!(short.as_str(), "import_tasks" | "import_role");
+    let is_include = matches!(short.as_str(), "include_tasks" | "include_role");
+    if is_include {
+        // Ansible's TaskInclude takes only these keywords (VALID_INCLUDE_KEYWORDS
+        // in playbook/task_include.py); they are the include's own, not its tasks'.
+        for (k, _) in &entries {
+            let k = *k;
+            if k == mkey.as_str()
+                || matches!(
+                    k,
+                    "name"
+                        | "when"
+                        | "loop"
+                        | "with_items"
+                        | "with_list"
+                        | "loop_control"
+                        | "tags"
+                        | "vars"
+                )
+            {
+                continue;
+            }
+            let msg = if matches!(
+                k,
+                "ignore_errors" | "no_log" | "register" | "run_once" | "args"
+            ) {
+                format!("'{k}' on {short} is not supported yet by deployer")
+            } else {
+                format!(
+                    "'{k}' is not a valid keyword for {short} (as in Ansible): put it in apply: or on the included tasks"
+                )
+            };
+            return Err(LocatedError::new(&key_loc(node, k), msg));
+        }
+    }
+    if is_import {
+        for k in ["loop", "with_items", "with_list", "loop_control"] {
+            if entries.iter().any(|(key, _)| *key == k) {
+                return Err(LocatedError::new(
+                    &key_loc(node, k),
+                    format!(
+                        "you cannot use loops on '{short}' (as in Ansible): use the include_ form"
+                    ),
+                ));
+            }
+        }
+        for k in ["register", "changed_when", "failed_when", "args"] {
+            if entries.iter().any(|(key, _)| *key == k) {
+                return Err(LocatedError::new(
+                    &key_loc(node, k),
+                    format!("'{k}' on {short} is not supported yet by deployer"),
+                ));
+            }
+        }
+    }
     match short.as_str() {
         "import_tasks" | "include_tasks" => {
+            let allowed: &[&str] = if short == "include_tasks" {
+                &["file", "apply"]
+            } else {
+                &["file"]
+            };
             let file = match &mval.value {
-                Yaml::Map(_) => mval
-                    .get("file")
-                    .map(|f| f.expect_str("file"))
-                    .transpose()?
-                    .ok_or_else(|| {
-                        LocatedError::new(&mval.loc, format!("{short} needs a file name"))
-                    })?,
+                Yaml::Map(_) => {
+                    for (k, v) in mval.expect_map(&short)? {
+                        if !allowed.contains(&k) {
+                            return Err(LocatedError::new(
+                                &v.loc,
+                                format!(
+                                    "invalid option for {short}: '{k}' (expected {})",
+                                    allowed.join(", ")
+                                ),
+                            ));
+                        }
+                    }
+                    mval.get("file")
+                        .map(|f| f.expect_str("file"))
+                        .transpose()?
+                        .ok_or_else(|| {
+                            LocatedError::new(&mval.loc, format!("{short} needs a file name"))
+                        })?
+                }
                 _ => mval.expect_str("a task file name")?,
             };
+            let apply = mval
+                .get("apply")
+                .map(|a| apply_keywords(a, scope, modules))
+                .transpose()?;
             if short == "import_tasks" || !file.contains("{{") {
                 let inner = Arc::new(Scope {
                     role: scope.role.clone(),
-                    vars: {
-                        let mut v = scope.vars.clone();
-                        if !task.vars.is_empty() {
-                            v.push(task.vars.clone());
-                        }
-                        v
-                    },
+                    vars: include_vars(scope, &task, apply.as_ref()),
                     base_dir: scope.base_dir.clone(),
                 });
                 let mut tasks = (loader.load_file)(&mval, &file, &inner)?;
@@ -507,10 +596,21 @@ fn parse_task(
                     }
                     return Ok(tasks);
                 }
+                // An include's own keywords are its own (Ansible); `apply:` reaches its tasks.
+                if let Some(apply) = &apply {
+                    for t in &mut tasks {
+                        inherit(t, apply);
+                    }
+                }
                 task.kind = TaskKind::IncludeTasks {
                     file,
                     tasks: Some(tasks),
                 };
+            } else if apply.is_some() {
+                return Err(LocatedError::new(
+                    &mval.loc,
+                    "include_tasks with a templated file name and apply: is not supported yet by deployer",
+                ));
             } else {
                 task.kind = TaskKind::IncludeTasks { file, tasks: None };
             }
@@ -520,28 +620,71 @@ fn parse_task(
                 .get("name")
                 .ok_or_else(|| LocatedError::new(&mval.loc, format!("{short} needs a role name")))?
                 .expect_str("a role name")?;
+            let allowed: &[&str] = if short == "include_role" {
+                &["name", "tasks_from", "public", "apply"]
+            } else {
+                &["name", "tasks_from", "public"]
+            };
             for (k, v) in mval.expect_map(&short)? {
-                if !matches!(k, "name" | "tasks_from" | "public" | "apply") {
+                if !allowed.contains(&k) {
                     return Err(LocatedError::new(
                         &v.loc,
-                        format!("unknown {short} argument '{k}': expected name, tasks_from"),
+                        format!(
+                            "unknown {short} argument '{k}': expected {} (not supported yet by deployer: vars_from, defaults_from, handlers_from, allow_duplicates, rolespec_validate)",
+                            allowed.join(", ")
+                        ),
+                    ));
+                }
+                // deployer exposes every role's defaults and vars to the whole
+                // play (Ansible's `public: true`); a private role is not supported.
+                if k == "public" && !expect_bool(v, "public")? {
+                    return Err(LocatedError::new(
+                        &v.loc,
+                        "public: false is not supported yet by deployer (every role's defaults and vars are visible to the whole play, as with public: true)",
                     ));
                 }
             }
-            static_import = Some((name, mval.clone()));
+            let apply = mval
+                .get("apply")
+                .map(|a| apply_keywords(a, scope, modules))
+                .transpose()?;
+            let inner = Arc::new(Scope {
+                role: scope.role.clone(),
+                vars: include_vars(scope, &task, apply.as_ref()),
+                base_dir: scope.base_dir.clone(),
+            });
+            let mut tasks = (loader.load_role)(&mval, &name, &inner)?;
+            if short == "import_role" {
+                for t in &mut tasks {
+                    inherit(t, &task);
+                }
+                return Ok(tasks);
+            }
+            if let Some(apply) = &apply {
+                for t in &mut tasks {
+                    inherit(t, apply);
+                }
+            }
+            // Dynamic, as in Ansible: `when` and `loop` are the include's,
+            // evaluated once (per item), and its keywords stay its own.
+            task.kind = TaskKind::IncludeTasks {
+                file: format!("role {name}"),
+                tasks: Some(tasks),
+            };
         }
         "meta" => {
             let what = mval.expect_str("a meta action")?;
             task.kind = match what.as_str() {
                 "flush_handlers" => TaskKind::FlushHandlers,
-                "noop" | "clear_facts" | "refresh_inventory" => TaskKind::MetaNoop,
+                "noop" => TaskKind::MetaNoop,
+                "clear_facts" => TaskKind::ClearFacts,
                 "end_play" => TaskKind::EndPlay,
                 "end_host" => TaskKind::EndHost,
                 other => {
                     return Err(LocatedError::new(
                         &mval.loc,
                         format!(
-                            "meta action '{other}' is not supported (flush_handlers, noop, end_play, end_host)"
+                            "meta action '{other}' is not supported yet by deployer (flush_handlers, noop, clear_facts, end_play, end_host)"
                         ),
                     ));
                 }
@@ -554,14 +697,132 @@ fn parse_task(
             task.kind = TaskKind::Module { name, args };
         }
     }
-    if let Some((role, mval)) = static_import {
-        let mut tasks = (loader.load_role)(&mval, &role, scope)?;
-        for t in &mut tasks {
-            inherit(t, &task);
-        }
-        return Ok(tasks);
-    }
     Ok(vec![task])
+}
+
+/// Keywords Ansible refuses on a block ("not a valid attribute for a Block").
+const BLOCK_REFUSES: &[&str] = &[
+    "loop",
+    "with_items",
+    "with_list",
+    "loop_control",
+    "register",
+    "changed_when",
+    "failed_when",
+    "args",
+];
+
+/// Keywords `apply:` of an include may carry (those of a block).
+const APPLY_KEYWORDS: &[&str] = &[
+    "when",
+    "tags",
+    "become",
+    "become_user",
+    "become_method",
+    "check_mode",
+    "diff",
+    "no_log",
+    "ignore_errors",
+    "run_once",
+    "delegate_to",
+    "vars",
+    "notify",
+    "environment",
+    "remote_user",
+    "any_errors_fatal",
+];
+
+/// The keywords of an include's `apply:`, as a task to inherit from.
+fn apply_keywords(
+    node: &Node,
+    scope: &Arc<Scope>,
+    modules: &dyn ModuleCatalog,
+) -> Result<Task, LocatedError> {
+    let entries = node.expect_map("apply (a mapping of block keywords)")?;
+    for (k, v) in &entries {
+        if !APPLY_KEYWORDS.contains(k) {
+            return Err(LocatedError::new(
+                &v.loc,
+                format!(
+                    "'{k}' is not valid in apply: (expected block keywords: {})",
+                    APPLY_KEYWORDS.join(", ")
+                ),
+            ));
+        }
+    }
+    let mut t = Task::blank(node.loc.clone(), scope.clone());
+    let mut no_loader = |_: &Node, _: &str, _: &Arc<Scope>| -> Result<Vec<Task>, LocatedError> {
+        Err(LocatedError::new(&node.loc, "apply: cannot load tasks"))
+    };
+    let mut no_role = |_: &Node, _: &str, _: &Arc<Scope>| -> Result<Vec<Task>, LocatedError> {
+        Err(LocatedError::new(&node.loc, "apply: cannot load roles"))
+    };
+    let mut loader = TaskLoader {
+        load_file: &mut no_loader,
+        load_role: &mut no_role,
+        modules,
+    };
+    // Parsed as a `meta: noop` task with these keywords: the same checks as a task.
+    let mut with_noop = entries
+        .iter()
+        .map(|(k, v)| {
+            (
+                Node {
+                    value: Yaml::Str(k.to_string()),
+                    loc: v.loc.clone(),
+                },
+                (*v).clone(),
+            )
+        })
+        .collect::<Vec<_>>();
+    with_noop.push((
+        Node {
+            value: Yaml::Str("meta".into()),
+            loc: node.loc.clone(),
+        },
+        Node {
+            value: Yaml::Str("noop".into()),
+            loc: node.loc.clone(),
+        },
+    ));
+    let synthetic = Node {
+        value: Yaml::Map(with_noop),
+        loc: node.loc.clone(),
+    };
+    if let Some(parsed) = parse_task(&synthetic, scope, &mut loader, false)?.pop() {
+        t = parsed;
+    }
+    Ok(t)
+}
+
+/// The vars an include's tasks see: the enclosing ones, the include's own
+/// `vars:`, then its `apply:` vars.
+fn include_vars(scope: &Scope, task: &Task, apply: Option<&Task>) -> Vec<Vars> {
+    let mut v = scope.vars.clone();
+    if !task.vars.is_empty() {
+        v.push(task.vars.clone());
+    }
+    if let Some(a) = apply
+        && !a.vars.is_empty()
+    {
+        v.push(a.vars.clone());
+    }
+    v
+}
+
+fn seconds(node: &Node, what: &str) -> Result<f64, LocatedError> {
+    let n = match &node.value {
+        Yaml::Int(i) => Some(*i as f64),
+        Yaml::Float(f) => Some(*f),
+        Yaml::Str(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    n.filter(|n| n.is_finite() && *n >= 0.0).ok_or_else(|| {
+        LocatedError::new(
+            &node.loc,
+            format!("expected a number of seconds for {what}"),
+        )
+    })
 }
 
 /// The tasks a block or an `include_tasks` holds (what actually runs).
@@ -963,7 +1224,16 @@ pub(crate) fn merge_args(
                     },
                 ));
             } else if !raw.is_empty() {
-                if module == "debug" || module == "fail" {
+                if module == "include_vars" && words.len() == 1 {
+                    // `include_vars: file.yml`: the free form is the file.
+                    entries.push((
+                        key("file", &loc),
+                        Node {
+                            value: Yaml::Str(s.trim().to_string()),
+                            loc: loc.clone(),
+                        },
+                    ));
+                } else if module == "debug" || module == "fail" {
                     entries.push((
                         key("msg", &loc),
                         Node {

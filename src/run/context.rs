@@ -74,8 +74,13 @@ impl Engine {
         if let Some(h) = self.inventory.hosts.get(&st.name) {
             layers.push(layer_from_vars(&h.vars));
         }
-        if let Some(f) = &st.facts {
-            layers.push(f.clone());
+        match &st.facts {
+            Some(f) => layers.push(f.clone()),
+            // Ansible's `ansible_facts` is an empty mapping before any gathering.
+            None => layers.push(Layer::from_iter([(
+                "ansible_facts".to_string(),
+                VarValue::Value(crate::vars::json_to_value(&json!({}))),
+            )])),
         }
         layers.push(self.magic_vars(play, st, task));
         layers.push(pl.vars.clone());

@@ -24,7 +24,12 @@ impl Engine {
                 out.stderr_str().trim()
             ));
         }
-        st.facts = Some(facts_layer(&out.stdout_str()));
+        let interp = python_interpreter(&ctx);
+        st.facts = Some(facts_layer(
+            &out.stdout_str(),
+            &play.gather_subset,
+            interp.as_deref(),
+        )?);
         Ok(())
     }
 
@@ -99,42 +104,42 @@ impl Engine {
     }
 }
 
-/// Facts, one `name\tvalue` line each (also appended to the run's first
-/// execution on a host by run/session.rs, to save a round trip).
-pub(super) const FACTS_SCRIPT: &str = r#". /etc/os-release 2>/dev/null
-printf 'hostname\t%s\n' "$(uname -n | cut -d. -f1)"
-printf 'nodename\t%s\n' "$(uname -n)"
-printf 'fqdn\t%s\n' "$(hostname -f 2>/dev/null || uname -n)"
-printf 'distribution\t%s\n' "${NAME%% *}"
-printf 'distribution_version\t%s\n' "${VERSION_ID:-}"
-printf 'distribution_major_version\t%s\n' "${VERSION_ID%%.*}"
-printf 'distribution_release\t%s\n' "${VERSION_CODENAME:-}"
-printf 'os_family\t%s\n' "$(case "${ID_LIKE:-$ID}" in *debian*|debian) echo Debian;; *rhel*|*fedora*) echo RedHat;; *) echo "${ID:-unknown}";; esac)"
-printf 'architecture\t%s\n' "$(uname -m)"
-printf 'kernel\t%s\n' "$(uname -r)"
-printf 'system\t%s\n' "$(uname -s)"
-printf 'user_id\t%s\n' "$(id -un)"
-printf 'user_dir\t%s\n' "$HOME"
-printf 'processor_vcpus\t%s\n' "$(nproc 2>/dev/null || echo 1)"
-printf 'memtotal_mb\t%s\n' "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo 2>/dev/null)"
-"#;
+/// The facts script (also appended to the run's first execution on a host
+/// by run/session.rs, to save a round trip).
+pub(super) const FACTS_SCRIPT: &str = crate::facts::SCRIPT;
 
-/// The facts layer from [`FACTS_SCRIPT`]'s output.
-pub(super) fn facts_layer(stdout: &str) -> Layer {
-    let mut facts = serde_json::Map::new();
-    for line in stdout.lines() {
-        if let Some((k, v)) = line.split_once('\t') {
-            let val = match k {
-                "processor_vcpus" | "memtotal_mb" => {
-                    v.parse::<i64>().map(Json::from).unwrap_or(json!(v))
-                }
-                _ => json!(v),
-            };
-            facts.insert(k.to_string(), val);
-        }
-    }
+/// The facts layer from [`FACTS_SCRIPT`]'s output: every fact as
+/// `ansible_NAME` and under `ansible_facts`, limited to the play's
+/// `gather_subset`.
+pub(super) fn facts_layer(
+    stdout: &str,
+    subset: &[String],
+    interpreter: Option<&str>,
+) -> Result<Layer, String> {
+    let all = crate::facts::parse(stdout, interpreter);
+    let facts = crate::facts::select(&all, subset)?;
+    Ok(facts_to_layer(facts))
+}
+
+/// The host's `ansible_python_interpreter`, when set (the `python` fact's
+/// `executable`).
+pub(super) fn python_interpreter(ctx: &Arc<VarContext>) -> Option<String> {
+    let v = ctx
+        .lookup("ansible_python_interpreter")
+        .filter(|v| !v.is_undefined() && !v.is_none())
+        .map(|v| v.to_string());
+    let _ = ctx.take_error();
+    v
+}
+
+/// `ansible_NAME` variables and `ansible_facts` for facts without the prefix.
+fn facts_to_layer(facts: serde_json::Map<String, Json>) -> Layer {
     let mut layer = Layer::new();
     for (k, v) in &facts {
+        if k == "gather_subset" || k == "module_setup" {
+            layer.insert(k.clone(), VarValue::Value(crate::vars::json_to_value(v)));
+            continue;
+        }
         layer.insert(
             format!("ansible_{k}"),
             VarValue::Value(crate::vars::json_to_value(v)),

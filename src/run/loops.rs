@@ -51,27 +51,12 @@ impl Engine {
         let display_name = base_ctx
             .render_string(&name)
             .unwrap_or_else(|_| name.clone());
-        let items: Option<Vec<Value>> = match &t.loop_items {
-            None => None,
-            Some(l) => match base_ctx.resolve_node(l) {
-                Ok(v) if v.is_none() || v.is_undefined() => Some(Vec::new()),
-                Ok(v) => match v.try_iter() {
-                    Ok(it) if v.as_str().is_none() => Some(it.collect()),
-                    _ => {
-                        self.fail_host(
-                            st,
-                            &display_name,
-                            &loc,
-                            &format!("loop: expected a list, got {v}"),
-                        );
-                        return failed(Json::Null);
-                    }
-                },
-                Err(e) => {
-                    self.fail_host(st, &display_name, &loc, &e);
-                    return failed(Json::Null);
-                }
-            },
+        let items = match self.loop_items(&base_ctx, t) {
+            Ok(items) => items,
+            Err(e) => {
+                self.fail_host(st, &display_name, &loc, &e);
+                return failed(Json::Null);
+            }
         };
         let mut results = Vec::new();
         let mut last_msg: Option<String> = None;
@@ -88,16 +73,11 @@ impl Engine {
             let (ctx, label) = match &run {
                 None => (base_ctx.clone(), None),
                 Some((i, item)) => {
-                    let mut l = Layer::new();
-                    l.insert(t.loop_var.clone(), VarValue::Value(item.clone()));
-                    if let Some(iv) = &t.index_var {
-                        l.insert(iv.clone(), VarValue::Value(Value::from(*i)));
+                    if *i > 0 {
+                        self.loop_pause(t).await;
                     }
-                    l.insert(
-                        "ansible_loop_var".into(),
-                        VarValue::Value(Value::from(t.loop_var.as_str())),
-                    );
-                    let c = base_ctx.extended(l);
+                    let c =
+                        base_ctx.extended(loop_layer(t, *i, items.as_deref().unwrap_or_default()));
                     let label = match &t.loop_label {
                         Some(lbl) => c.render_string(lbl).unwrap_or_else(|_| lbl.clone()),
                         None => py_repr(item),
@@ -160,6 +140,9 @@ impl Engine {
                     st.runtime
                         .insert(k.clone(), VarValue::Value(crate::vars::json_to_value(v)));
                     facts.push((k.clone(), v.clone()));
+                }
+                for (k, n) in &res.var_nodes {
+                    st.runtime.insert(k.clone(), VarValue::Node(n.clone()));
                 }
             }
             results.push(rj);
@@ -315,6 +298,37 @@ impl Engine {
             {
                 return (Status::Failed, ModuleResult::failed("interrupted"));
             }
+        }
+    }
+
+    /// The items of a task's `loop`, or None without one.
+    pub(super) fn loop_items(
+        &self,
+        ctx: &Arc<VarContext>,
+        t: &Task,
+    ) -> Result<Option<Vec<Value>>, String> {
+        let Some(l) = &t.loop_items else {
+            return Ok(None);
+        };
+        let v = ctx.resolve_node(l)?;
+        if v.is_none() || v.is_undefined() {
+            return Ok(Some(Vec::new()));
+        }
+        match v.try_iter() {
+            Ok(it) if v.as_str().is_none() => Ok(Some(it.collect())),
+            _ => Err(format!("loop: expected a list, got {v}")),
+        }
+    }
+
+    /// `loop_control.pause`: the wait before every item but the first.
+    pub(super) async fn loop_pause(&self, t: &Task) {
+        if let Some(p) = t.loop_pause.filter(|p| *p > 0.0) {
+            let _ = self
+                .until_interrupted(async {
+                    tokio::time::sleep(std::time::Duration::from_secs_f64(p)).await;
+                    Ok(())
+                })
+                .await;
         }
     }
 
@@ -532,4 +546,46 @@ fn resolve_templated_flags(t: &Task, ctx: &Arc<VarContext>) -> Result<Task, Stri
     }
     out.templated_flags.clear();
     Ok(out)
+}
+
+/// The variables of item `i` of a loop over `items`: the loop variable,
+/// `index_var`, `ansible_loop_var`, and with `extended` the `ansible_loop`
+/// mapping Ansible defines (index, index0, revindex, revindex0, first, last,
+/// length, allitems, previtem, nextitem).
+pub(super) fn loop_layer(t: &Task, i: usize, items: &[Value]) -> Layer {
+    let mut l = Layer::new();
+    let item = items.get(i).cloned().unwrap_or(Value::UNDEFINED);
+    l.insert(t.loop_var.clone(), VarValue::Value(item));
+    l.insert(
+        "ansible_loop_var".into(),
+        VarValue::Value(Value::from(t.loop_var.as_str())),
+    );
+    if let Some(iv) = &t.index_var {
+        l.insert(iv.clone(), VarValue::Value(Value::from(i)));
+        l.insert(
+            "ansible_index_var".into(),
+            VarValue::Value(Value::from(iv.as_str())),
+        );
+    }
+    if t.loop_extended {
+        let n = items.len();
+        let mut m: Vec<(&str, Value)> = vec![
+            ("allitems", Value::from(items.to_vec())),
+            ("index", Value::from(i + 1)),
+            ("index0", Value::from(i)),
+            ("revindex", Value::from(n - i)),
+            ("revindex0", Value::from(n - i - 1)),
+            ("first", Value::from(i == 0)),
+            ("last", Value::from(i + 1 == n)),
+            ("length", Value::from(n)),
+        ];
+        if i > 0 {
+            m.push(("previtem", items[i - 1].clone()));
+        }
+        if i + 1 < n {
+            m.push(("nextitem", items[i + 1].clone()));
+        }
+        l.insert("ansible_loop".into(), VarValue::Value(Value::from_pairs(m)));
+    }
+    l
 }

@@ -39,8 +39,9 @@ mod session;
 mod tasks;
 pub use session::{Interrupt, RunSession, SessionOutcome};
 
-use facts::{FACTS_SCRIPT, facts_layer, py_repr};
+use facts::{FACTS_SCRIPT, facts_layer, py_repr, python_interpreter};
 use gates::is_deploy_gate;
+use loops::loop_layer;
 
 pub const OMIT: &str = crate::template::OMIT_PLACEHOLDER;
 

@@ -281,9 +281,15 @@ impl Engine {
             (Some(a), Some(b)) => a.user == b.user && a.password == b.password,
             _ => false,
         };
-        let with_facts = first.gather_facts
+        let with_facts = (first.gather_facts
             && st.facts.is_none()
-            && facts_become.is_some_and(|fb| same_become(&fb, &become_));
+            && facts_become.is_some_and(|fb| same_become(&fb, &become_)))
+        .then(|| {
+            (
+                first.gather_subset.as_slice(),
+                super::python_interpreter(&ctx),
+            )
+        });
         let mut script = String::from("umask 077\n");
         script.push_str(&lock::state_dir_sh(&s.project));
         script.push_str(&if s.check {
@@ -293,7 +299,7 @@ impl Engine {
         });
         script.push_str(&pending::read_sh());
         script.push_str(&format!("echo '{MARK}end'\n"));
-        if with_facts {
+        if with_facts.is_some() {
             script.push_str(super::FACTS_SCRIPT);
         }
         let Some(conn) = st.conn.clone() else {
@@ -388,7 +394,7 @@ impl Engine {
         _s: &RunSession,
         st: &mut HostState,
         secs: &[(String, Vec<String>)],
-        with_facts: bool,
+        with_facts: Option<(&[String], Option<String>)>,
         loc: &str,
     ) {
         match pending::parse(secs, &st.session.state_dir) {
@@ -399,8 +405,13 @@ impl Engine {
                 return;
             }
         }
-        if with_facts && let Some((_, body)) = secs.iter().find(|(m, _)| m == "end") {
-            st.facts = Some(super::facts_layer(&body.join("\n")));
+        if let Some((subset, interp)) = with_facts
+            && let Some((_, body)) = secs.iter().find(|(m, _)| m == "end")
+        {
+            match super::facts_layer(&body.join("\n"), subset, interp.as_deref()) {
+                Ok(l) => st.facts = Some(l),
+                Err(e) => self.fail_host(st, "Gathering Facts", loc, &e),
+            }
         }
     }
 

@@ -76,6 +76,16 @@ impl Engine {
                 return;
             }
             TaskKind::MetaNoop => return,
+            TaskKind::ClearFacts => {
+                let ctx = self.context(pc.play, pc.layers, st, Some(t));
+                match self.conditions_hold(&ctx, &t.when) {
+                    // Gathered facts only: set_fact values stay, as in Ansible.
+                    Ok(true) => st.facts = None,
+                    Ok(false) => {}
+                    Err(e) => self.fail_host(st, &t.display_name(), &loc, &e),
+                }
+                return;
+            }
             TaskKind::EndHost | TaskKind::EndPlay => {
                 let ctx = self.context(pc.play, pc.layers, st, Some(t));
                 match self.conditions_hold(&ctx, &t.when) {
@@ -89,27 +99,71 @@ impl Engine {
                 if !st.in_handlers && !self.selected(t) {
                     return;
                 }
+                let Some(inner) = tasks else {
+                    return self.fail_host(st, &t.display_name(), &loc, &format!("include_tasks with a templated file name ('{file}') is not supported yet by deployer"));
+                };
                 let ctx = self.context(pc.play, pc.layers, st, Some(t));
-                match self.conditions_hold(&ctx, &t.when) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        st.stats.skipped += 1;
-                        self.reporter.task_result(
-                            &st.name,
-                            &t.display_name(),
-                            &loc,
-                            Status::Skipped,
-                            None,
-                            &[],
-                            None,
-                        );
-                        return;
-                    }
+                let items = match self.loop_items(&ctx, t) {
+                    Ok(items) => items,
                     Err(e) => return self.fail_host(st, &t.display_name(), &loc, &e),
-                }
-                match tasks {
-                    Some(inner) => self.run_tasks(pc, inner, st).await,
-                    None => self.fail_host(st, &t.display_name(), &loc, &format!("include_tasks with a templated file name ('{file}') is not supported yet")),
+                };
+                // As Ansible: without a loop the include runs once; with one,
+                // once per item (its `when` evaluated per item), the loop
+                // variables visible to the included tasks.
+                let runs: Vec<Option<usize>> = match &items {
+                    None => vec![None],
+                    Some(list) => (0..list.len()).map(Some).collect(),
+                };
+                for run in runs {
+                    let layer = match (run, &items) {
+                        (Some(i), Some(list)) => {
+                            if i > 0 {
+                                self.loop_pause(t).await;
+                            }
+                            loop_layer(t, i, list)
+                        }
+                        _ => Layer::new(),
+                    };
+                    let c = ctx.extended(layer.clone());
+                    match self.conditions_hold(&c, &t.when) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            st.stats.skipped += 1;
+                            self.reporter.task_result(
+                                &st.name,
+                                &t.display_name(),
+                                &loc,
+                                Status::Skipped,
+                                None,
+                                &[],
+                                None,
+                            );
+                            continue;
+                        }
+                        Err(e) => return self.fail_host(st, &t.display_name(), &loc, &e),
+                    }
+                    // The loop variables live as long as the included tasks run.
+                    let saved: Vec<(String, Option<VarValue>)> = layer
+                        .into_iter()
+                        .map(|(k, v)| {
+                            let old = st.runtime.insert(k.clone(), v);
+                            (k, old)
+                        })
+                        .collect();
+                    self.run_tasks(pc, inner, st).await;
+                    for (k, old) in saved {
+                        match old {
+                            Some(v) => {
+                                st.runtime.insert(k, v);
+                            }
+                            None => {
+                                st.runtime.shift_remove(&k);
+                            }
+                        }
+                    }
+                    if st.failed || st.ended {
+                        break;
+                    }
                 }
                 return;
             }

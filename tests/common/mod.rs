@@ -177,13 +177,15 @@ pub fn ansible_bin(name: &str) -> PathBuf {
     bin
 }
 
-/// The real `ansible-playbook` run in `dir` against the testbed inventory,
-/// with its own ANSIBLE_HOME (so parallel tests share no control sockets).
+/// The real `ansible-playbook` run in `dir` against the testbed inventory
+/// (unless `args` give `-i`), with its own ANSIBLE_HOME (so parallel tests share no control sockets).
 pub fn ansible_playbook(dir: &Path, args: &[&str]) -> Out {
     let home = dir.join(".ansible-home");
-    let o = Command::new(ansible_bin("ansible-playbook"))
-        .arg("-i")
-        .arg(testbed_inventory())
+    let mut cmd = Command::new(ansible_bin("ansible-playbook"));
+    if !args.contains(&"-i") {
+        cmd.arg("-i").arg(testbed_inventory());
+    }
+    let o = cmd
         .args(args)
         .current_dir(dir)
         .env("ANSIBLE_CONFIG", repo().join("bench/ansible.cfg"))

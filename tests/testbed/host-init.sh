@@ -3,6 +3,7 @@
 # Its text is passed to `sh -c` by up.sh. Inputs (environment):
 #   TESTBED_PUBKEY     public key allowed for root and deploy
 #   TESTBED_DOCKER_GID gid of the host's /var/run/docker.sock (deploy joins it)
+#   TESTBED_INIT_ONLY  set: prepare and return (systemd hosts run sshd as a unit)
 set -eu
 
 mkdir -p /run/sshd
@@ -53,4 +54,7 @@ LogLevel VERBOSE
 CONF
 /usr/sbin/sshd -t
 
+if [ -n "${TESTBED_INIT_ONLY:-}" ]; then
+  exit 0
+fi
 exec /usr/sbin/sshd -D -e

