@@ -4,10 +4,13 @@
 //!
 //! - `StrictHostKeyChecking` is `yes` (default) or `accept-new` (trust on
 //!   first use, recorded in a persistent file); `no`/`off` are refused.
-//! - `UserKnownHostsFile`/`GlobalKnownHostsFile` naming `none` or a
-//!   non-persistent file (`/dev/null`, anything under `/dev`, `/proc`, `/sys`,
-//!   `/run`, `/tmp`, `/var/tmp`) are refused, on the command line and in
-//!   `-F` files: with them, `accept-new` accepts any key on every run.
+//! - `UserKnownHostsFile`/`GlobalKnownHostsFile` naming `none`, anything under
+//!   `/dev`, `/proc` or `/sys`, or a path that is not an existing regular file
+//!   (a missing file, a link to `/dev/null`) are refused, on the command line
+//!   and in `-F` files: with them, `accept-new` accepts any key on every run.
+//!   A file under `/tmp` that exists is accepted (a checkout there keeps its
+//!   testbed's known-hosts file); paths with ssh's `%` tokens are checked for
+//!   the prefixes only.
 //! - `KnownHostsCommand` is always `none` (deployer's own config file says so
 //!   before it includes the user's), and a `-F` file that sets it is refused:
 //!   such a command can vouch for any key.
@@ -18,10 +21,23 @@ use std::path::{Path, PathBuf};
 pub fn check_known_hosts_file(option: &str, value: &str) -> Result<(), String> {
     for f in value.split_whitespace() {
         let lower = f.to_ascii_lowercase();
-        let temporary = ["/dev/", "/proc/", "/sys/", "/run/", "/tmp/", "/var/tmp/"]
+        let temporary = ["/dev/", "/proc/", "/sys/"]
             .iter()
             .any(|p| f.starts_with(p));
         if lower == "none" || temporary {
+            return Err(format!(
+                "{option}={f} is refused: deployer checks host keys against a known-hosts file that persists (with '{f}' any key would be accepted on every run)"
+            ));
+        }
+        if f.contains('%') {
+            continue;
+        }
+        let path = match (f.strip_prefix("~/"), std::env::var_os("HOME")) {
+            (Some(rest), Some(home)) => Path::new(&home).join(rest),
+            _ => PathBuf::from(f),
+        };
+        // Follows links on purpose: a link to /dev/null is not a file that keeps keys.
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
             return Err(format!(
                 "{option}={f} is refused: deployer checks host keys against a known-hosts file that persists (with '{f}' any key would be accepted on every run)"
             ));
@@ -137,13 +153,28 @@ mod tests {
 
     #[test]
     fn non_persistent_known_hosts_files_are_refused() {
-        for bad in ["/dev/null", "none", "/tmp/kh", "/proc/self/fd/0", "/run/x"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kept = dir.path().join("known_hosts");
+        std::fs::write(&kept, "").expect("write");
+        let null_link = dir.path().join("null");
+        std::os::unix::fs::symlink("/dev/null", &null_link).expect("symlink");
+        let missing = dir.path().join("missing");
+        for bad in [
+            "/dev/null",
+            "none",
+            "/proc/self/fd/0",
+            "/tmp/deployer-no-such-known-hosts",
+            null_link.to_str().expect("utf-8"),
+            missing.to_str().expect("utf-8"),
+        ] {
             assert!(
                 check_known_hosts_file("UserKnownHostsFile", bad).is_err(),
                 "{bad}"
             );
         }
-        assert!(check_known_hosts_file("UserKnownHostsFile", "/home/u/.ssh/known_hosts").is_ok());
+        assert!(
+            check_known_hosts_file("UserKnownHostsFile", kept.to_str().expect("utf-8")).is_ok()
+        );
     }
 
     #[test]
@@ -155,18 +186,25 @@ mod tests {
                 true,
             ),
             ("Host x\n  UserKnownHostsFile /dev/null\n", true),
-            ("Host *\n  UserKnownHostsFile=/tmp/k\n", true),
+            (
+                "Host *\n  UserKnownHostsFile=/tmp/deployer-no-such-known-hosts\n",
+                true,
+            ),
             ("Host x\n  StrictHostKeyChecking no\n", true),
             (
                 "Host x\n  KnownHostsCommand none\n  HostName 127.0.0.1\n",
                 false,
             ),
             (
-                "Host x\n  UserKnownHostsFile /home/u/.ssh/known_hosts\n  StrictHostKeyChecking yes\n",
+                "Host x\n  UserKnownHostsFile KEPT\n  StrictHostKeyChecking yes\n",
                 false,
             ),
         ];
+        let kept = dir.path().join("known_hosts");
+        std::fs::write(&kept, "").expect("write");
+        let kept = kept.to_str().expect("utf-8");
         for (i, (text, refused)) in cases.iter().enumerate() {
+            let text = &text.replace("KEPT", kept);
             let p = dir.path().join(format!("c{i}"));
             std::fs::write(&p, text).expect("write");
             assert_eq!(check_config_file(&p).is_err(), *refused, "{text}");
