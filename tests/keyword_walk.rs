@@ -132,7 +132,10 @@ const TASK_CASES: &[(&str, &str, Fate)] = &[
     (
         "delegate_to",
         "debug: {msg: x}\n      delegate_to: somewhere",
-        Refused("delegate_to 'somewhere' is not supported"),
+        Runs(&[
+            "keywords_loops_lookups_and_filters_match_ansible_playbook",
+            "failing_lookups_and_delegation_name_the_task",
+        ]),
     ),
     (
         "vars",
@@ -162,17 +165,32 @@ const TASK_CASES: &[(&str, &str, Fate)] = &[
     (
         "environment",
         "debug: {msg: x}\n      environment: {A: b}",
-        Refused("not supported by deployer yet"),
+        Runs(&["keywords_loops_lookups_and_filters_match_ansible_playbook"]),
+    ),
+    (
+        "until",
+        "debug: {msg: x}\n      until: true",
+        Runs(&["keywords_loops_lookups_and_filters_match_ansible_playbook"]),
+    ),
+    (
+        "retries",
+        "debug: {msg: x}\n      until: true\n      retries: 2",
+        Runs(&["keywords_loops_lookups_and_filters_match_ansible_playbook"]),
+    ),
+    (
+        "delay",
+        "debug: {msg: x}\n      until: true\n      delay: 1",
+        Runs(&["keywords_loops_lookups_and_filters_match_ansible_playbook"]),
     ),
     (
         "remote_user",
         "debug: {msg: x}\n      remote_user: u",
-        Refused("not supported by deployer yet"),
+        Refused("not supported yet by deployer"),
     ),
     (
         "any_errors_fatal",
         "debug: {msg: x}\n      any_errors_fatal: true",
-        Refused("not supported by deployer yet"),
+        Refused("not supported yet by deployer"),
     ),
 ];
 
@@ -273,6 +291,16 @@ const PLAY_CASES: &[(&str, &str, Fate)] = &[
         Runs(&["includes_apply_vars_loops_loop_control_and_clear_facts"]),
     ),
     (
+        "environment",
+        "environment: {A: b}",
+        Runs(&["keywords_loops_lookups_and_filters_match_ansible_playbook"]),
+    ),
+    (
+        "gather_subset",
+        "gather_subset: [min]",
+        Runs(&["facts_match_ansible_setup"]),
+    ),
+    (
         "tags",
         "tags: [t]",
         Runs(&["tags_select_tasks_with_always_and_never"]),
@@ -280,17 +308,17 @@ const PLAY_CASES: &[(&str, &str, Fate)] = &[
     (
         "any_errors_fatal",
         "any_errors_fatal: true",
-        Refused("not supported by deployer yet"),
+        Refused("not supported yet by deployer"),
     ),
     (
         "serial",
         "serial: 1",
-        Refused("not supported by deployer yet"),
+        Refused("not supported yet by deployer"),
     ),
     (
         "strategy",
         "strategy: free",
-        Refused("not supported by deployer yet"),
+        Refused("not supported yet by deployer"),
     ),
 ];
 
@@ -429,8 +457,12 @@ fn every_play_keyword_is_used_or_refused() {
                     "the loader accepts the play keyword '{kw}' but the walk has no entry for it"
                 )
             });
+        // A play keyword that only reaches the play's tasks (environment) is
+        // seen in a play that has one.
         let base = if *kw == "hosts" {
             "- name: p\n"
+        } else if *kw == "environment" {
+            "- hosts: all\n  tasks: [{debug: {msg: x}}]\n"
         } else {
             "- hosts: all\n"
         };

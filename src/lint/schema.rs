@@ -317,7 +317,7 @@ fn playbook(l: &mut Linter, project: &mut Project, path: &Path, node: &Node) {
                 "serial" | "strategy" | "any_errors_fatal" => l.report(
                     "schema-play-keyword",
                     &k.loc,
-                    format!("the play keyword '{key}' is not supported by deployer yet"),
+                    format!("the play keyword '{key}' is not supported yet by deployer"),
                 ),
                 "become_method" if v.as_str() != Some("sudo") => l.report(
                     "schema-play-keyword",

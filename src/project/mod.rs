@@ -213,7 +213,7 @@ fn load_play(
         if let Some(v) = get(unsupported) {
             return Err(LocatedError::new(
                 &v.loc,
-                format!("the play keyword '{unsupported}' is not supported by deployer yet"),
+                format!("the play keyword '{unsupported}' is not supported yet by deployer"),
             ));
         }
     }
