@@ -490,7 +490,10 @@ fn task(l: &mut Linter, project: &Project, node: &Node, ctx: &TaskCtx) {
                         ),
                     );
                 }
-                if !loop_value_can_be_a_list(v) {
+                // `loop:` takes a list; the `with_<lookup>:` forms pass their
+                // terms to the lookup (`with_sequence: start=1 end=5`,
+                // `with_fileglob: "*.conf"`, `with_dict: {a: 1}` are valid).
+                if k2 == "loop" && !loop_value_can_be_a_list(v) {
                     l.report(
                         "schema-arg-type",
                         &v.loc,
