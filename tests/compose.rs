@@ -18,11 +18,11 @@ fn cleanup(prefix: &str) {
         &format!("label=com.docker.compose.project={prefix}"),
     ]);
     for id in ids.lines().filter(|l| !l.is_empty()) {
-        docker(&["rm", "-f", id]);
+        docker_cleanup(&["rm", "-f", id]);
     }
     let nets = docker(&["network", "ls", "-q", "--filter", &format!("name={prefix}")]);
     for n in nets.lines().filter(|l| !l.is_empty()) {
-        docker(&["network", "rm", n]);
+        docker_cleanup(&["network", "rm", n]);
     }
 }
 

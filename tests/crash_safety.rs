@@ -237,8 +237,9 @@ fn trials_of(kind: Cut, host: &str) {
         if seen.len() < FILES {
             partial += 1;
         }
-        let locked =
-            on_host(host, &format!("test -e {state}/lock && echo locked")).contains("locked");
+        let locked = on_host_status(host, &format!("test -e {state}/lock && echo locked"))
+            .1
+            .contains("locked");
         // The next run converges, with no manual step.
         let again = deployer(dir, &["apply", "-i", &inv(), "site.yml"]);
         assert_eq!(

@@ -13,13 +13,13 @@ const IMAGE: &str = TEST_IMAGE;
 
 fn rm_containers(names: &[&str]) {
     for n in names {
-        docker(&["rm", "-f", n]);
+        docker_cleanup(&["rm", "-f", n]);
     }
 }
 
 fn rm_networks(names: &[&str]) {
     for n in names {
-        docker(&["network", "rm", n]);
+        docker_cleanup(&["network", "rm", n]);
     }
 }
 
@@ -280,7 +280,7 @@ fn a_container_is_created_left_alone_and_recreated_with_a_masked_field_diff() {
     let volume = scoped("dm-web-data");
     rm_containers(&[&name]);
     rm_networks(&[&net]);
-    docker(&["volume", "rm", &volume]);
+    docker_cleanup(&["volume", "rm", &volume]);
     let p = play(
         "tb2",
         true,
@@ -432,7 +432,7 @@ fn a_container_is_created_left_alone_and_recreated_with_a_masked_field_diff() {
         again.all()
     );
     rm_networks(&[&net]);
-    docker(&["volume", "rm", &volume]);
+    docker_cleanup(&["volume", "rm", &volume]);
 }
 
 #[test]

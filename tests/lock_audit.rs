@@ -44,7 +44,8 @@ fn finish(c: Child) -> Out {
 fn wait_on_host(host: &str, script: &str, what: &str) -> String {
     let start = Instant::now();
     loop {
-        let out = on_host(host, script);
+        // Not there yet is a failing command: keep waiting.
+        let (_, out, _) = on_host_status(host, script);
         if !out.trim().is_empty() {
             return out;
         }
@@ -57,7 +58,12 @@ fn wait_on_host(host: &str, script: &str, what: &str) -> String {
 }
 
 fn sudo_cat(host: &str, path: &str) -> String {
-    on_host(host, &format!("sudo cat {path} 2>/dev/null"))
+    on_host(host, &format!("sudo cat {path}"))
+}
+
+/// `path` on `host` is absent or empty (a command that fails otherwise).
+fn absent_or_empty(host: &str, path: &str) {
+    on_host(host, &format!("sudo test ! -s {path}"));
 }
 
 /// A play on one host: a file with `{{ content }}`, then a pause of
@@ -135,7 +141,7 @@ fn two_concurrent_applies_one_runs_the_other_fails_at_once_or_waits() {
     let a = finish(a);
     assert_eq!(a.code, 0, "{}", a.all());
     assert_eq!(on_host(host, &format!("cat {root}/writer")).trim(), "A");
-    assert_eq!(sudo_cat(host, &lock), "", "A released its lock");
+    absent_or_empty(host, &lock);
 
     // With --lock-wait, B waits for A and then runs.
     let a = spawn(
@@ -172,7 +178,7 @@ fn two_concurrent_applies_one_runs_the_other_fails_at_once_or_waits() {
     assert!(b.all().contains("waiting up to"), "{}", b.all());
     assert!(t.elapsed() >= Duration::from_secs(2), "B did not wait");
     assert_eq!(on_host(host, &format!("cat {root}/writer")).trim(), "B");
-    assert_eq!(sudo_cat(host, &lock), "");
+    absent_or_empty(host, &lock);
     on_host(host, &format!("sudo rm -rf {root} {}", state_dir(dir)));
 }
 
@@ -233,7 +239,7 @@ fn sigint_during_an_apply_releases_the_lock_and_keeps_the_notified_handler() {
     assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
     assert_eq!(a.code, 130, "{}", a.all());
     assert!(a.stderr.contains("interrupted"), "{}", a.all());
-    assert_eq!(sudo_cat(host, &format!("{sd}/lock")), "", "lock released");
+    absent_or_empty(host, &format!("{sd}/lock"));
     let pending = sudo_cat(host, &format!("{sd}/pending-handlers.json"));
     assert!(
         pending.contains("\"notification\":\"restart app\""),
@@ -241,10 +247,7 @@ fn sigint_during_an_apply_releases_the_lock_and_keeps_the_notified_handler() {
     );
     let audit = sudo_cat(host, &format!("{sd}/audit.log"));
     assert!(audit.contains("\"result\":\"interrupted\""), "{audit}");
-    assert_eq!(
-        on_host(host, &format!("cat {root}.restarts 2>/dev/null")),
-        ""
-    );
+    on_host(host, &format!("test ! -e {root}.restarts"));
 
     // The next apply changes nothing but fires the pending handler.
     let b = deployer(dir, &["apply", "-i", &inv(), "site.yml", "-e", "v=1"]);
@@ -259,7 +262,7 @@ fn sigint_during_an_apply_releases_the_lock_and_keeps_the_notified_handler() {
         on_host(host, &format!("cat {root}.restarts")),
         "restarted\n"
     );
-    assert_eq!(sudo_cat(host, &format!("{sd}/pending-handlers.json")), "");
+    absent_or_empty(host, &format!("{sd}/pending-handlers.json"));
     on_host(
         host,
         &format!("sudo rm -rf {root}.conf {root}.restarts {sd}"),
@@ -358,7 +361,7 @@ fn a_handler_notified_before_a_failing_task_runs_on_the_next_apply() {
         on_host(host, &format!("cat {root}/restarts")),
         "restart with version=1\nrestart with version=2\n"
     );
-    assert_eq!(sudo_cat(host, &format!("{sd}/pending-handlers.json")), "");
+    absent_or_empty(host, &format!("{sd}/pending-handlers.json"));
 
     // And then it is done: an idempotent re-run, cheap.
     let again = apply(&["-e", "version=2"]);
@@ -400,7 +403,7 @@ fn a_handler_notified_before_a_failing_task_runs_on_the_next_apply() {
     );
     let next = apply(&["-e", "version=3"]);
     assert_eq!(next.code, 0, "{}", next.all());
-    assert_eq!(sudo_cat(host, &format!("{sd}/pending-handlers.json")), "");
+    absent_or_empty(host, &format!("{sd}/pending-handlers.json"));
     assert_eq!(
         on_host(host, &format!("tail -n 2 {root}/restarts")),
         "restart with version=3\nrestart with version=3\n"
@@ -548,7 +551,7 @@ fn stale_lock_status_release_check_warning_and_the_audit_command() {
         &["lock", "release", "--force", "-i", &inv(), "-l", host],
     );
     assert_eq!(forced.code, 0, "{}", forced.all());
-    assert_eq!(sudo_cat(host, &format!("{sd}/lock")), "");
+    absent_or_empty(host, &format!("{sd}/lock"));
 
     // Now the apply runs; the audit command shows both logs, secrets masked.
     let ok = deployer(

@@ -90,11 +90,11 @@ fn cleanup() {
             &format!("label=com.docker.compose.project={PREFIX}-{stack}"),
         ]);
         for id in ids.lines().filter(|l| !l.is_empty()) {
-            docker(&["rm", "-f", id]);
+            docker_cleanup(&["rm", "-f", id]);
         }
     }
     for v in ["postgresql_data", "redis_data"] {
-        docker(&["volume", "rm", &format!("{PREFIX}_{v}")]);
+        docker_cleanup(&["volume", "rm", &format!("{PREFIX}_{v}")]);
     }
     script(
         "tests/testbed/plane-networks.sh",

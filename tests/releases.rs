@@ -53,7 +53,7 @@ fn cleanup(project: &str, dir: &str) {
         &format!("label=com.docker.compose.project={project}"),
     ]);
     for id in ids.lines().filter(|l| !l.is_empty()) {
-        docker(&["rm", "-f", id]);
+        docker_cleanup(&["rm", "-f", id]);
     }
     for n in docker(&[
         "network",
@@ -64,7 +64,7 @@ fn cleanup(project: &str, dir: &str) {
     ])
     .lines()
     {
-        docker(&["network", "rm", n]);
+        docker_cleanup(&["network", "rm", n]);
     }
     on_host("tb1", &format!("rm -rf {dir}"));
 }

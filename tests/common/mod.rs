@@ -48,8 +48,23 @@ pub fn deployer(dir: &Path, args: &[&str]) -> Out {
     }
 }
 
-/// Runs a shell command on a testbed host as root, for assertions.
+/// Runs a shell command on a testbed host as root, for assertions: its
+/// stdout. The command must succeed (a failed ssh or a failing command is a
+/// test failure, never an empty string that passes an absence check); test
+/// absence with a command that fails when the thing exists (`test ! -e`).
 pub fn on_host(host: &str, script: &str) -> String {
+    let (code, stdout, stderr) = on_host_status(host, script);
+    assert_eq!(
+        code, 0,
+        "on {host}: `{script}` exited {code}: {stderr}\nstdout: {stdout}"
+    );
+    stdout
+}
+
+/// [`on_host`] for a command whose failure is an answer (polling for a file
+/// that appears later): exit code, stdout, stderr. ssh's own failure (255)
+/// is still a test failure.
+pub fn on_host_status(host: &str, script: &str) -> (i32, String, String) {
     let cfg = repo().join("tests/testbed/state/ssh_config");
     // A bounded wait: a remote command that keeps the session open must fail
     // the test, not hang the CI.
@@ -62,7 +77,17 @@ pub fn on_host(host: &str, script: &str) -> String {
         .arg(script)
         .output()
         .expect("ssh");
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    let code = o.status.code().unwrap_or(-1);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        code != 255 && code != 124,
+        "ssh to {host} failed ({code}) running `{script}`: {stderr}"
+    );
+    (
+        code,
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr,
+    )
 }
 
 /// A temporary project: files given as (relative path, content).
@@ -146,10 +171,25 @@ pub fn ensure_test_image() {
     );
 }
 
-/// `docker` on this machine (the same engine the hosts use): stdout, trimmed.
+/// `docker` on this machine (the same engine the hosts use): stdout,
+/// trimmed. The command must succeed, so that "nothing is listed" never
+/// passes because the docker CLI failed; cleanup that may find nothing to
+/// remove uses [`docker_cleanup`].
 pub fn docker(args: &[&str]) -> String {
     let o = Command::new("docker").args(args).output().expect("docker");
+    assert!(
+        o.status.success(),
+        "docker {args:?} exited {}: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// `docker rm`/`network rm`/`volume rm` of something that may already be
+/// gone: the exit status is not looked at.
+pub fn docker_cleanup(args: &[&str]) {
+    let _ = Command::new("docker").args(args).output().expect("docker");
 }
 
 /// `docker` that must succeed.
