@@ -128,7 +128,9 @@ fn hashes(host: &str, root: &str) -> BTreeMap<String, String> {
     on_host(
         host,
         &format!(
-            "cd {root} 2>/dev/null && for f in f*.txt; do [ -e \"$f\" ] && sha256sum \"$f\"; done"
+            // No directory or no file yet is an answer (an empty map), not a
+            // failure: the script succeeds then; ssh or sha256sum failing fails it.
+            "if [ -d {root} ]; then cd {root} && for f in f*.txt; do if [ -e \"$f\" ]; then sha256sum \"$f\"; fi; done; fi"
         ),
     )
     .lines()

@@ -205,17 +205,16 @@ fn become_is_needed_for_root_owned_paths() {
         "site.yml",
         "- hosts: tb1\n  gather_facts: true\n  become: false\n  tasks:\n    - command: id -un\n      register: who\n      changed_when: false\n    - command: id -un\n      become: true\n      register: root\n      changed_when: false\n    - assert:\n        that:\n          - who.stdout == 'deploy'\n          - root.stdout == 'root'\n          - ansible_user_id == 'deploy'\n    - copy: {content: x, dest: /root/dt-no-become}\n",
     )]);
-    let out = deployer(
-        p.path(),
-        &[
-            "apply",
-            "-i",
-            &inv(),
-            "site.yml",
-            "-e",
-            "ansible_become=false",
-        ],
-    );
+    // Without `ansible_become` (a variable would win over the keywords, as in
+    // Ansible): the play's `become: false` and the task's `become: true` decide.
+    let text = std::fs::read_to_string(testbed_inventory()).expect("inventory");
+    assert!(text.contains("    ansible_become: true\n"), "{text}");
+    std::fs::write(
+        p.path().join("inv.yml"),
+        text.replace("    ansible_become: true\n", ""),
+    )
+    .expect("write inventory");
+    let out = deployer(p.path(), &["apply", "-i", "inv.yml", "site.yml"]);
     assert_eq!(
         out.code,
         1,
@@ -334,8 +333,16 @@ fn bad_inputs_get_clear_errors() {
             "docker_image is not implemented",
         ),
         (
-            "- hosts: all\n  serial: 1\n  tasks: []\n",
-            "'serial' is not supported",
+            "- hosts: all\n  strategy: free\n  tasks: []\n",
+            "'strategy' is not supported",
+        ),
+        (
+            "- hosts: all\n  serial: [1, '5x']\n  tasks: []\n",
+            "serial: expected a number of hosts or a percentage",
+        ),
+        (
+            "- hosts: all\n  max_fail_percentage: lots\n  tasks: []\n",
+            "max_fail_percentage: expected a percentage",
         ),
         (
             "- hosts: all\n  tasks:\n    - command: /bin/true\n      throttle: 1\n",

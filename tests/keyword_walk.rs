@@ -190,7 +190,7 @@ const TASK_CASES: &[(&str, &str, Fate)] = &[
     (
         "any_errors_fatal",
         "debug: {msg: x}\n      any_errors_fatal: true",
-        Refused("not supported yet by deployer"),
+        Runs(&["any_errors_fatal_on_a_block_leads_every_host_to_its_rescue"]),
     ),
 ];
 
@@ -308,12 +308,17 @@ const PLAY_CASES: &[(&str, &str, Fate)] = &[
     (
         "any_errors_fatal",
         "any_errors_fatal: true",
-        Refused("not supported yet by deployer"),
+        Runs(&["any_errors_fatal_stops_every_host_after_the_failing_task"]),
+    ),
+    (
+        "max_fail_percentage",
+        "max_fail_percentage: 30",
+        Runs(&["max_fail_percentage_stops_the_batch_and_the_playbook"]),
     ),
     (
         "serial",
         "serial: 1",
-        Refused("not supported yet by deployer"),
+        Runs(&["serial_batches_and_a_failed_batch_ends_the_playbook"]),
     ),
     (
         "strategy",

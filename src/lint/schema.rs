@@ -314,7 +314,7 @@ fn playbook(l: &mut Linter, project: &mut Project, path: &Path, node: &Node) {
                 continue;
             }
             match key {
-                "serial" | "strategy" | "any_errors_fatal" => l.report(
+                "strategy" => l.report(
                     "schema-play-keyword",
                     &k.loc,
                     format!("the play keyword '{key}' is not supported yet by deployer"),

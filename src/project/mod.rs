@@ -52,6 +52,54 @@ pub struct Play {
     pub tasks: Vec<Task>,
     pub handlers: Vec<Task>,
     pub base_dir: PathBuf,
+    /// `serial`: batch sizes, the last one repeated (empty: one batch).
+    pub serial: Vec<Serial>,
+    /// `any_errors_fatal` of the play (blocks and tasks may set their own).
+    pub any_errors_fatal: bool,
+    /// `max_fail_percentage`.
+    pub max_fail_percentage: Option<f64>,
+}
+
+/// One entry of a play's `serial`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Serial {
+    /// A number of hosts (zero or less: all the remaining hosts).
+    Count(i64),
+    /// A percentage of the play's hosts, at least one host.
+    Percent(i64),
+}
+
+impl Play {
+    /// The play's hosts in batches, as Ansible's
+    /// `PlaybookExecutor._get_serialized_batches` cuts them: a percentage is
+    /// of all the play's hosts (rounded down, at least 1), the last entry
+    /// repeats, and a size of zero or less takes every remaining host.
+    pub fn batches(&self, hosts: &[String]) -> Vec<Vec<String>> {
+        let total = hosts.len();
+        let mut rest: std::collections::VecDeque<String> = hosts.iter().cloned().collect();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while !rest.is_empty() {
+            let size = match self.serial.get(i) {
+                None => -1,
+                Some(Serial::Count(n)) => *n,
+                Some(Serial::Percent(p)) => {
+                    let n = ((*p as f64 / 100.0) * total as f64) as i64;
+                    if n == 0 { 1 } else { n }
+                }
+            };
+            if size <= 0 {
+                out.push(rest.drain(..).collect());
+                break;
+            }
+            let take = (size as usize).min(rest.len());
+            out.push(rest.drain(..take).collect());
+            if i + 1 < self.serial.len() {
+                i += 1;
+            }
+        }
+        out
+    }
 }
 
 impl Play {
@@ -72,6 +120,9 @@ impl Play {
             tasks: Vec::new(),
             handlers: Vec::new(),
             base_dir,
+            serial: Vec::new(),
+            any_errors_fatal: false,
+            max_fail_percentage: None,
         }
     }
 }
@@ -99,6 +150,7 @@ pub const PLAY_KEYS: &[&str] = &[
     "gather_subset",
     "tags",
     "any_errors_fatal",
+    "max_fail_percentage",
     "serial",
     "strategy",
     "environment",
@@ -209,7 +261,24 @@ fn load_play(
         .map(|t| t.expect_str_list("a tag"))
         .transpose()?
         .unwrap_or_default();
-    for unsupported in ["serial", "strategy", "any_errors_fatal"] {
+    let serial = match get("serial") {
+        Some(v) => serial_entries(v)?,
+        None => Vec::new(),
+    };
+    let any_errors_fatal = get("any_errors_fatal")
+        .map(|b| {
+            if b.as_str().is_some_and(|s| s.contains("{{")) {
+                return Err(LocatedError::new(
+                    &b.loc,
+                    "a templated any_errors_fatal is not supported yet by deployer: use true or false",
+                ));
+            }
+            task::expect_bool(b, "any_errors_fatal")
+        })
+        .transpose()?
+        .unwrap_or(false);
+    let max_fail_percentage = get("max_fail_percentage").map(percent).transpose()?;
+    for unsupported in ["strategy"] {
         if let Some(v) = get(unsupported) {
             return Err(LocatedError::new(
                 &v.loc,
@@ -289,7 +358,74 @@ fn load_play(
         tasks,
         handlers,
         base_dir: base_dir.to_path_buf(),
+        serial,
+        any_errors_fatal,
+        max_fail_percentage,
     })
+}
+
+/// `serial`: a number, a percentage (`"30%"`) or a list of them, as Ansible
+/// reads them (`pct_to_int`: a string without `%` is a whole number).
+fn serial_entries(v: &Node) -> Result<Vec<Serial>, LocatedError> {
+    let items: Vec<&Node> = match &v.value {
+        Yaml::Seq(items) => items.iter().collect(),
+        _ => vec![v],
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let bad = |what: &str| {
+            LocatedError::new(
+                &item.loc,
+                format!(
+                    "serial: expected a number of hosts or a percentage such as \"30%\", got {what}"
+                ),
+            )
+        };
+        let entry = match &item.value {
+            Yaml::Int(n) => Serial::Count(*n),
+            Yaml::Float(f) if f.is_finite() => Serial::Count(f.trunc() as i64),
+            Yaml::Str(s) if s.contains("{{") || s.contains("{%") => {
+                return Err(LocatedError::new(
+                    &item.loc,
+                    "a templated serial is not supported yet by deployer: give a number or a percentage",
+                ));
+            }
+            Yaml::Str(s) => match s.trim().strip_suffix('%') {
+                Some(p) => Serial::Percent(p.trim().parse().map_err(|_| bad(&format!("'{s}'")))?),
+                None => Serial::Count(s.trim().parse().map_err(|_| bad(&format!("'{s}'")))?),
+            },
+            _ => return Err(bad(item.kind())),
+        };
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+/// `max_fail_percentage`: a number, with or without `%` (Ansible's `percent`
+/// field type).
+fn percent(v: &Node) -> Result<f64, LocatedError> {
+    let bad = |what: &str| {
+        LocatedError::new(
+            &v.loc,
+            format!("max_fail_percentage: expected a percentage such as 30 or \"30%\", got {what}"),
+        )
+    };
+    match &v.value {
+        Yaml::Int(n) => Ok(*n as f64),
+        Yaml::Float(f) if f.is_finite() => Ok(*f),
+        Yaml::Str(s) if s.contains("{{") || s.contains("{%") => Err(LocatedError::new(
+            &v.loc,
+            "a templated max_fail_percentage is not supported yet by deployer: give a number",
+        )),
+        Yaml::Str(s) => s
+            .replace('%', "")
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .ok_or_else(|| bad(&format!("'{s}'"))),
+        _ => Err(bad(v.kind())),
+    }
 }
 
 /// A notify that no handler answers to is an error at load time (Ansible fails at

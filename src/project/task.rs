@@ -71,6 +71,8 @@ pub struct Task {
     pub check_mode: Option<bool>,
     pub diff: Option<bool>,
     pub run_once: bool,
+    /// `any_errors_fatal` of the task or an enclosing block (unset: the play's).
+    pub any_errors_fatal: Option<bool>,
     pub delegate_to: Option<String>,
     pub vars: Vars,
     pub scope: Arc<Scope>,
@@ -115,6 +117,7 @@ impl Task {
             check_mode: None,
             diff: None,
             run_once: false,
+            any_errors_fatal: None,
             delegate_to: None,
             vars: Vars::new(),
             scope,
@@ -204,7 +207,6 @@ pub const NOT_YET_KEYWORDS: &[&str] = &[
     "connection",
     "port",
     "remote_user",
-    "any_errors_fatal",
     "become_flags",
     "become_exe",
     "collections",
@@ -367,6 +369,15 @@ fn parse_task(
                     ));
                 }
                 task.run_once = expect_bool(value, "run_once")?
+            }
+            "any_errors_fatal" => {
+                if flag_template(value).is_some() {
+                    return Err(LocatedError::new(
+                        &value.loc,
+                        "a templated any_errors_fatal is not supported yet by deployer: use true or false",
+                    ));
+                }
+                task.any_errors_fatal = Some(expect_bool(value, "any_errors_fatal")?)
             }
             "delegate_to" => task.delegate_to = Some(value.expect_str("delegate_to")?),
             "vars" => task.vars = super::inventory::vars_from_map(value, "task vars")?,
@@ -933,6 +944,9 @@ fn inherit_flags(child: &mut Task, parent: &Task) {
         child.delegate_to = parent.delegate_to.clone();
     }
     child.run_once |= parent.run_once;
+    if child.any_errors_fatal.is_none() {
+        child.any_errors_fatal = parent.any_errors_fatal;
+    }
     // A block's notify applies to its tasks, as in Ansible.
     for n in &parent.notify {
         if !child.notify.contains(n) {

@@ -161,22 +161,24 @@ impl Engine {
         };
         let looked_up = var_bool("ansible_become");
         let _ = ctx.take_error();
-        // A task's `become` wins; then the `ansible_become` variable; then the play's.
-        let on = match task.and_then(|t| t.use_become) {
+        // As Ansible's PlayContext.set_task_and_variable_override: the
+        // `ansible_become` / `ansible_become_user` variables (inventory, vars,
+        // -e) win over the task's and the play's `become` / `become_user`
+        // keywords (a task's `become: false` does not undo an inventory's
+        // `ansible_become: true`).
+        let on = match looked_up? {
             Some(b) => b,
-            None => looked_up?.unwrap_or(play.use_become),
+            None => task.and_then(|t| t.use_become).unwrap_or(play.use_become),
         };
         if !on {
             return Ok(None);
         }
-        let user = task
-            .and_then(|t| t.become_user.clone())
+        let user = ctx
+            .lookup("ansible_become_user")
+            .filter(|v| !v.is_undefined() && !v.is_none())
+            .map(|v| v.to_string())
+            .or_else(|| task.and_then(|t| t.become_user.clone()))
             .or_else(|| play.become_user.clone())
-            .or_else(|| {
-                ctx.lookup("ansible_become_user")
-                    .filter(|v| !v.is_undefined())
-                    .map(|v| v.to_string())
-            })
             .unwrap_or_else(|| "root".into());
         let user = ctx.render_string(&user)?;
         let password = ctx

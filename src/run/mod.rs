@@ -31,6 +31,7 @@ mod context;
 mod facts;
 mod gates;
 mod handlers;
+mod lockstep;
 mod loops;
 pub mod rollback;
 mod run_once;
@@ -86,6 +87,17 @@ struct HostState {
     changed_tasks: Vec<String>,
     /// How often this host has reached each `run_once` task (by address).
     run_once_reached: HashMap<usize, usize>,
+    /// The `--forks` slot this host holds while it runs tasks.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// How many enclosing block sections have a `rescue` or `always` that
+    /// may still answer a failure (run/lockstep.rs counts failures outside).
+    protected: usize,
+    /// Failed by another host's failure under `any_errors_fatal`: no failure
+    /// of its own to count or rescue.
+    peer_failed: bool,
+    /// `max_fail_percentage` exceeded: nothing more runs on this host in this
+    /// play, not even `rescue`, `always` or handlers.
+    aborted: bool,
 }
 
 impl HostState {
@@ -106,6 +118,10 @@ impl HostState {
             gate_failure: None,
             changed_tasks: Vec::new(),
             run_once_reached: HashMap::new(),
+            permit: None,
+            protected: 0,
+            peer_failed: false,
+            aborted: false,
         }
     }
 }
@@ -142,6 +158,9 @@ struct PlayCtx<'a> {
     play: &'a Play,
     layers: &'a PlayLayers,
     run_once: &'a run_once::RunOnce,
+    /// The batch's lock step, when `any_errors_fatal` or
+    /// `max_fail_percentage` needs one (run/lockstep.rs).
+    lockstep: Option<&'a lockstep::Lockstep>,
 }
 
 impl ReleaseStage for Recorder {

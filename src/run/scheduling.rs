@@ -32,40 +32,46 @@ impl Engine {
                     Err(e) => self.reporter.warning(&e),
                 }
             }
-            let matched = !hosts.is_empty();
-            hosts.retain(|h| !states.get(h).is_some_and(|s| s.failed));
             if hosts.is_empty() {
-                // Hosts that failed or were unreachable are in the recap;
-                // "no hosts matched" is only for a pattern that matched none.
-                if !matched {
-                    self.reporter.warning(&format!(
-                        "play '{}': no hosts matched '{}'",
-                        play.name, play.hosts
-                    ));
-                }
+                self.reporter.warning(&format!(
+                    "play '{}': no hosts matched '{}'",
+                    play.name, play.hosts
+                ));
                 continue;
             }
-            self.reporter.play_start(&play.name, &hosts);
-            let sem = Arc::new(Semaphore::new(self.opts.forks.max(1)));
-            let run_once = run_once::RunOnce::new(&hosts);
-            let mut futures = Vec::new();
-            for h in &hosts {
-                let state = states.shift_remove(h).unwrap_or_else(|| HostState::new(h));
-                let sem = sem.clone();
-                let run_once = &run_once;
-                let release_id = &release_id;
-                futures.push(async move {
-                    let _permit = sem.acquire().await;
-                    let mut state = state;
-                    state.ended = false;
-                    self.run_play_on_host(play, &mut state, run_once, release_id)
-                        .await;
-                    run_once.finished(&state.name);
-                    state
-                });
+            // `serial`: the play runs batch after batch, hosts that failed
+            // before keeping their place in the batches, as in Ansible.
+            let mut end_playbook = false;
+            for batch in play.batches(&hosts) {
+                if self.interrupted() {
+                    break;
+                }
+                let alive: Vec<String> = batch
+                    .iter()
+                    .filter(|h| !states.get(*h).is_some_and(|s| s.failed))
+                    .cloned()
+                    .collect();
+                if alive.is_empty() {
+                    // Hosts that failed or were unreachable are in the recap.
+                    continue;
+                }
+                let aborted = self
+                    .run_batch(play, &alive, batch.len(), &mut states, &release_id)
+                    .await;
+                // As PlaybookExecutor: when every host of a batch failed in it
+                // (or max_fail_percentage was exceeded), no later batch and no
+                // later play runs.
+                let newly_failed = alive
+                    .iter()
+                    .filter(|h| states.get(*h).is_some_and(|s| s.failed))
+                    .count();
+                if aborted || newly_failed == batch.len() {
+                    end_playbook = true;
+                    break;
+                }
             }
-            for s in futures::future::join_all(futures).await {
-                states.insert(s.name.clone(), s);
+            if end_playbook {
+                break;
             }
         }
         // Record each changed host's release, then roll
@@ -77,6 +83,52 @@ impl Engine {
             None => SessionOutcome::default(),
         };
         self.finish(&mut states, session).await
+    }
+
+    /// One batch of a play: its hosts side by side, bounded by `--forks`, in
+    /// lock step when `any_errors_fatal` or `max_fail_percentage` asks for
+    /// it. True when `max_fail_percentage` was exceeded.
+    async fn run_batch(
+        &self,
+        play: &Play,
+        hosts: &[String],
+        batch_size: usize,
+        states: &mut IndexMap<String, HostState>,
+        release_id: &str,
+    ) -> bool {
+        self.reporter.play_start(&play.name, hosts);
+        let sem = Arc::new(Semaphore::new(self.opts.forks.max(1)));
+        let run_once = run_once::RunOnce::new(hosts);
+        let lockstep = needs_lockstep(play).then(|| {
+            lockstep::Lockstep::new(hosts, batch_size, play.max_fail_percentage, sem.clone())
+        });
+        let mut futures = Vec::new();
+        for h in hosts {
+            let state = states.shift_remove(h).unwrap_or_else(|| HostState::new(h));
+            let sem = sem.clone();
+            let run_once = &run_once;
+            let lockstep = lockstep.as_ref();
+            futures.push(async move {
+                let mut state = state;
+                state.permit = sem.acquire_owned().await.ok();
+                state.ended = false;
+                state.peer_failed = false;
+                state.aborted = false;
+                state.protected = 0;
+                self.run_play_on_host(play, &mut state, run_once, lockstep, release_id)
+                    .await;
+                if let Some(ls) = lockstep {
+                    ls.leave(&state.name);
+                }
+                run_once.finished(&state.name);
+                state.permit = None;
+                state
+            });
+        }
+        for s in futures::future::join_all(futures).await {
+            states.insert(s.name.clone(), s);
+        }
+        lockstep.is_some_and(|l| l.aborted())
     }
 
     /// Recap counts, connections closed.
@@ -116,6 +168,7 @@ impl Engine {
         play: &Play,
         st: &mut HostState,
         run_once: &run_once::RunOnce,
+        lockstep: Option<&lockstep::Lockstep>,
         release_id: &str,
     ) {
         let play_layers = match self.play_layers(play) {
@@ -140,6 +193,10 @@ impl Engine {
                         &[],
                         None,
                     );
+                    // Unreachable: fatal to the others under any_errors_fatal,
+                    // not counted by max_fail_percentage (as in Ansible).
+                    self.lockstep_step(lockstep, st, false, play.any_errors_fatal)
+                        .await;
                     return;
                 }
             }
@@ -149,6 +206,16 @@ impl Engine {
             && let Err(e) = self.gather_facts(play, st, &play_layers).await
         {
             self.fail_host(st, "Gathering Facts", &play.loc.to_string(), &e);
+            self.lockstep_step(lockstep, st, true, play.any_errors_fatal)
+                .await;
+            return;
+        }
+        // Gathering facts is a task every host of the batch runs.
+        if play.gather_facts
+            && !self
+                .lockstep_step(lockstep, st, true, play.any_errors_fatal)
+                .await
+        {
             return;
         }
         if st.release.is_none() && !self.opts.check {
@@ -161,8 +228,12 @@ impl Engine {
             play,
             layers: &play_layers,
             run_once,
+            lockstep,
         };
         self.run_tasks(&ctx, &play.tasks, st).await;
+        if let Some(ls) = lockstep {
+            ls.leave(&st.name);
+        }
         if !st.failed {
             self.flush_handlers(&ctx, st).await;
         }
@@ -178,4 +249,26 @@ impl Engine {
         self.reporter
             .task_result(&st.name, task, loc, Status::Failed, Some(msg), &[], None);
     }
+}
+
+/// Whether a play's hosts must meet after every task: `any_errors_fatal` or
+/// `max_fail_percentage` on the play, or `any_errors_fatal` on any task.
+fn needs_lockstep(play: &Play) -> bool {
+    fn any_fatal(tasks: &[Task]) -> bool {
+        tasks.iter().any(|t| {
+            t.any_errors_fatal == Some(true)
+                || match &t.kind {
+                    TaskKind::Block {
+                        block,
+                        rescue,
+                        always,
+                    } => any_fatal(block) || any_fatal(rescue) || any_fatal(always),
+                    TaskKind::IncludeTasks {
+                        tasks: Some(inner), ..
+                    } => any_fatal(inner),
+                    _ => false,
+                }
+        })
+    }
+    play.any_errors_fatal || play.max_fail_percentage.is_some() || any_fatal(&play.tasks)
 }

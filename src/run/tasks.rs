@@ -44,8 +44,62 @@ impl Engine {
                     return;
                 }
                 self.run_task(ctx, t, st).await;
+                if ctx.lockstep.is_some() && !st.in_handlers && self.is_step(t) {
+                    // `run_once` makes a failure fatal to all, as linear.py does.
+                    let fatal = (t.any_errors_fatal.unwrap_or(ctx.play.any_errors_fatal)
+                        || t.run_once)
+                        && !t.ignore_errors;
+                    let settled = st.protected == 0;
+                    self.lockstep_step(ctx.lockstep, st, settled, fatal).await;
+                }
             }
         })
+    }
+
+    /// A task all hosts of a batch meet after: every task but a block (its
+    /// tasks are), and not one that tags leave out.
+    fn is_step(&self, t: &Task) -> bool {
+        match &t.kind {
+            TaskKind::Block { .. } => false,
+            TaskKind::Module { .. } | TaskKind::IncludeTasks { .. } => self.selected(t),
+            _ => true,
+        }
+    }
+
+    /// After a step (a task; connecting and gathering facts): the batch's
+    /// verdict when the play runs in lock step (run/lockstep.rs). `st.failed`
+    /// says whether the step failed on this host (it was not failed before);
+    /// `settled`: no `rescue`/`always` can answer that failure any more.
+    /// False: this host stops here.
+    pub(super) async fn lockstep_step(
+        &self,
+        ls: Option<&lockstep::Lockstep>,
+        st: &mut HostState,
+        settled: bool,
+        fatal: bool,
+    ) -> bool {
+        let Some(ls) = ls else {
+            return true;
+        };
+        let failed = st.failed;
+        match ls
+            .step(&st.name, failed, settled, fatal, &mut st.permit)
+            .await
+        {
+            lockstep::Verdict::Continue => !failed,
+            lockstep::Verdict::PeerFailed => {
+                if !st.failed {
+                    st.failed = true;
+                    st.peer_failed = true;
+                }
+                false
+            }
+            lockstep::Verdict::Abort => {
+                st.failed = true;
+                st.aborted = true;
+                false
+            }
+        }
     }
 
     pub(super) async fn run_task(&self, pc: &PlayCtx<'_>, t: &Task, st: &mut HostState) {
@@ -56,12 +110,28 @@ impl Engine {
                 rescue,
                 always,
             } => {
+                let guarded = !rescue.is_empty() || !always.is_empty();
+                st.protected += usize::from(guarded);
                 self.run_tasks(pc, block, st).await;
+                st.protected -= usize::from(guarded);
+                if st.aborted {
+                    // max_fail_percentage: not even rescue or always runs.
+                    return;
+                }
                 if st.failed && !rescue.is_empty() {
                     st.failed = false;
-                    st.stats.failed = st.stats.failed.saturating_sub(1);
-                    st.stats.rescued += 1;
+                    // Failed by another host's failure (any_errors_fatal): no
+                    // failure of its own to take back.
+                    if !std::mem::take(&mut st.peer_failed) {
+                        st.stats.failed = st.stats.failed.saturating_sub(1);
+                        st.stats.rescued += 1;
+                    }
+                    st.protected += usize::from(!always.is_empty());
                     self.run_tasks(pc, rescue, st).await;
+                    st.protected -= usize::from(!always.is_empty());
+                    if st.aborted {
+                        return;
+                    }
                 }
                 if !always.is_empty() {
                     let was_failed = st.failed;
