@@ -28,7 +28,8 @@ const HOSTS: [&str; 3] = ["tb1", "tb2", "tb3"];
 /// their stdouts.
 fn both(dir: &std::path::Path, root: &str, failed: bool) -> (String, String) {
     let a_root = format!("root={root}-ansible");
-    let a = ansible_playbook(dir, &["site.yml", "-e", &a_root]);
+    // A generous connection/become timeout: the testbed is shared and loaded.
+    let a = ansible_playbook(dir, &["site.yml", "-T", "60", "-e", &a_root]);
     assert_eq!(
         a.code,
         if failed { 2 } else { 0 },
@@ -336,7 +337,7 @@ fn become_variables_win_over_become_keywords() {
       changed_when: false
     - command: id -un
       become: true
-      become_user: deploy
+      become_user: nobody
       register: task_user
       changed_when: false
     - command: id -un
@@ -349,12 +350,13 @@ fn become_variables_win_over_become_keywords() {
         mode: "0644"
 "#;
     // The testbed's inventory as is, with `ansible_become_user: deploy`
-    // added, and without `ansible_become`.
+    // added (the login user: Ansible cannot hand its copy module's files to
+    // another unprivileged user without ACLs), and without `ansible_become`.
     let text = std::fs::read_to_string(common::testbed_inventory()).expect("inventory");
     assert!(text.contains("    ansible_become: true\n"), "{text}");
     let with_user = text.replace(
         "    ansible_become: true\n",
-        "    ansible_become: true\n    ansible_become_user: nobody\n",
+        "    ansible_become: true\n    ansible_become_user: deploy\n",
     );
     let without = text.replace("    ansible_become: true\n", "");
     let dir = project(&[
@@ -371,6 +373,8 @@ fn become_variables_win_over_become_keywords() {
             &[
                 "-i",
                 &format!("{inv}.yml"),
+                "-T",
+                "60",
                 "site.yml",
                 "-e",
                 &a_root,
@@ -404,9 +408,9 @@ fn become_variables_win_over_become_keywords() {
     let ansible = who("ansible");
     assert_eq!(
         ansible,
-        "who-as-is: root root root root\n\
-         who-with-user: nobody nobody nobody nobody\n\
-         who-without: deploy deploy deploy root\n",
+        "who-as-is: root root nobody root\n\
+         who-with-user: deploy deploy deploy deploy\n\
+         who-without: deploy deploy nobody root\n",
         "what ansible-playbook did"
     );
     assert_eq!(who("deployer"), ansible);

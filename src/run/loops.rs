@@ -168,7 +168,13 @@ impl Engine {
         // Count once per task, as Ansible's recap does.
         if any_failed {
             if t.ignore_errors {
+                // As Ansible's recap: an ignored failure also counts as ok,
+                // and as changed when its result says so (a failed command).
                 st.stats.ignored += 1;
+                st.stats.ok += 1;
+                if registered.get("changed").and_then(Json::as_bool) == Some(true) {
+                    st.stats.changed += 1;
+                }
             } else {
                 st.failed = true;
                 st.stats.failed += 1;
