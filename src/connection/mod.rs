@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod forward;
+pub mod stream;
 pub mod host_keys;
 pub mod write;
 
