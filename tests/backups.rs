@@ -57,7 +57,11 @@ impl Pg {
             }
             std::thread::sleep(std::time::Duration::from_millis(250));
         }
-        panic!("{} did not become ready: {}", pg.name, docker(&["logs", &pg.name]));
+        panic!(
+            "{} did not become ready: {}",
+            pg.name,
+            docker(&["logs", &pg.name])
+        );
     }
 
     /// psql in the container (as `app`); stdout, trimmed. Panics on error.
@@ -65,8 +69,20 @@ impl Pg {
         use std::io::Write;
         let mut child = std::process::Command::new("docker")
             .args([
-                "exec", "-i", &self.name, "psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
-                "-U", "app", "-d", db,
+                "exec",
+                "-i",
+                &self.name,
+                "psql",
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "app",
+                "-d",
+                db,
             ])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -205,7 +221,11 @@ fn backup_break_restore_gives_the_same_rows_back() {
         &["restore", "-i", &inv, "-l", "tb1", "--backup", &id],
     );
     assert_eq!(o.code, 2, "{}", o.all());
-    assert!(o.stdout.contains("verify") && o.stdout.contains("--yes"), "{}", o.all());
+    assert!(
+        o.stdout.contains("verify") && o.stdout.contains("--yes"),
+        "{}",
+        o.all()
+    );
     assert_eq!(pg.fingerprint("app"), broken);
 
     // With --yes: the rows are back.
@@ -231,7 +251,10 @@ fn backup_break_restore_gives_the_same_rows_back() {
     assert_eq!(o.code, 0, "{}", o.all());
     assert_eq!(pg.fingerprint("app_copy"), before);
     assert!(pg.fingerprint("app").starts_with("10 "));
-    on_host("tb1", &format!("rm -rf /var/backups/deployer/{project_name}"));
+    on_host(
+        "tb1",
+        &format!("rm -rf /var/backups/deployer/{project_name}"),
+    );
 }
 
 /// Each bad input is a clear error naming host, container and path, and the
@@ -253,18 +276,27 @@ fn bad_input_is_refused_naming_host_container_and_path() {
     let stopped = scoped("bk-pg-stopped");
     let _ = docker(&["rm", "-f", &stopped]);
     docker_ok(&["create", "--name", &stopped, PG_IMAGE]);
-    let pb = playbook(dir.path(), "stopped.yml", &task(&stopped, "app", "/var/backups/deployer"));
+    let pb = playbook(
+        dir.path(),
+        "stopped.yml",
+        &task(&stopped, "app", "/var/backups/deployer"),
+    );
     let o = deployer(dir.path(), &["apply", "-i", &inv, &pb]);
     let _ = docker(&["rm", "-f", &stopped]);
     assert_ne!(o.code, 0);
     assert!(
-        o.all().contains(&format!("host tb2: container '{stopped}' is not running")),
+        o.all()
+            .contains(&format!("host tb2: container '{stopped}' is not running")),
         "{}",
         o.all()
     );
     // A database that does not exist: checked before anything is written
     // (check mode says it too).
-    let pb = playbook(dir.path(), "nodb.yml", &task(&pg.name, "nosuch", "/var/backups/deployer"));
+    let pb = playbook(
+        dir.path(),
+        "nodb.yml",
+        &task(&pg.name, "nosuch", "/var/backups/deployer"),
+    );
     for cmd in ["check", "apply"] {
         let o = deployer(dir.path(), &[cmd, "-i", &inv, &pb]);
         assert_ne!(o.code, 0);
@@ -287,7 +319,10 @@ fn bad_input_is_refused_naming_host_container_and_path() {
     );
     let pb = playbook(dir.path(), "full.yml", &task(&pg.name, "app", &full));
     let o = deployer(dir.path(), &["apply", "-i", &inv, &pb]);
-    let left = on_host("tb2", &format!("find {full} -mindepth 1 | sort; rm -f /dev/shm/filler; rm -rf {full}"));
+    let left = on_host(
+        "tb2",
+        &format!("find {full} -mindepth 1 | sort; rm -f /dev/shm/filler; rm -rf {full}"),
+    );
     assert_ne!(o.code, 0);
     let text = o.all();
     assert!(
@@ -306,7 +341,11 @@ fn bad_input_is_refused_naming_host_container_and_path() {
     );
 
     // A good backup, then a damaged file: restore refuses before touching anything.
-    let pb = playbook(dir.path(), "good.yml", &task(&pg.name, "app", "/var/backups/deployer"));
+    let pb = playbook(
+        dir.path(),
+        "good.yml",
+        &task(&pg.name, "app", "/var/backups/deployer"),
+    );
     let o = deployer(dir.path(), &["apply", "-i", &inv, &pb]);
     assert_eq!(o.code, 0, "{}", o.all());
     let list = backups_json(dir.path(), "tb2", &[]);
@@ -322,11 +361,12 @@ fn bad_input_is_refused_naming_host_container_and_path() {
     );
     assert_eq!(o.code, 1, "{}", o.all());
     assert!(
-        o.stderr.contains(&format!("host tb2: backup {id} at {file} fails its checksum"))
-            && o.stderr.contains(&format!(
-                "database 'app' in container '{}' on tb2 is untouched",
-                pg.name
-            )),
+        o.stderr.contains(&format!(
+            "host tb2: backup {id} at {file} fails its checksum"
+        )) && o.stderr.contains(&format!(
+            "database 'app' in container '{}' on tb2 is untouched",
+            pg.name
+        )),
         "{}",
         o.all()
     );
@@ -335,28 +375,61 @@ fn bad_input_is_refused_naming_host_container_and_path() {
     // An unknown id, a malformed one, and more than one host.
     let o = deployer(
         dir.path(),
-        &["restore", "-i", &inv, "-l", "tb2", "--backup", "app-19990101T000000Z", "--yes"],
+        &[
+            "restore",
+            "-i",
+            &inv,
+            "-l",
+            "tb2",
+            "--backup",
+            "app-19990101T000000Z",
+            "--yes",
+        ],
     );
     assert_eq!(o.code, 1);
     assert!(
-        o.stderr.contains("host tb2: no backup 'app-19990101T000000Z' in /var/backups/deployer"),
+        o.stderr
+            .contains("host tb2: no backup 'app-19990101T000000Z' in /var/backups/deployer"),
         "{}",
         o.all()
     );
     let o = deployer(
         dir.path(),
-        &["restore", "-i", &inv, "-l", "tb2", "--backup", "../../etc/passwd", "--yes"],
+        &[
+            "restore",
+            "-i",
+            &inv,
+            "-l",
+            "tb2",
+            "--backup",
+            "../../etc/passwd",
+            "--yes",
+        ],
     );
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("backup id '../../etc/passwd' is malformed"), "{}", o.all());
+    assert!(
+        o.stderr
+            .contains("backup id '../../etc/passwd' is malformed"),
+        "{}",
+        o.all()
+    );
     let o = deployer(
         dir.path(),
-        &["restore", "-i", &inv, "-l", "tb1:tb2", "--backup", &id, "--yes"],
+        &[
+            "restore", "-i", &inv, "-l", "tb1:tb2", "--backup", &id, "--yes",
+        ],
     );
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("restore works on one host"), "{}", o.all());
+    assert!(
+        o.stderr.contains("restore works on one host"),
+        "{}",
+        o.all()
+    );
     assert_eq!(pg.fingerprint("app"), changed);
-    on_host("tb2", &format!("rm -rf /var/backups/deployer/{project_name}"));
+    on_host(
+        "tb2",
+        &format!("rm -rf /var/backups/deployer/{project_name}"),
+    );
 }
 
 /// A named volume (read through the container that mounts it) and a host
@@ -370,14 +443,25 @@ fn volumes_and_directories_are_kept_as_tars() {
     let _ = docker(&["rm", "-f", &holder]);
     let _ = docker(&["volume", "rm", "-f", &vol]);
     docker_ok(&[
-        "run", "-d", "--name", &holder, "-v", &format!("{vol}:/uploads"), TEST_IMAGE, "sh", "-c",
+        "run",
+        "-d",
+        "--name",
+        &holder,
+        "-v",
+        &format!("{vol}:/uploads"),
+        TEST_IMAGE,
+        "sh",
+        "-c",
         "echo hello > /uploads/a.txt; mkdir /uploads/sub; echo deep > /uploads/sub/b.txt; sleep 600",
     ]);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let dir = project(&[]);
     let inv = inv();
     let project_name = format!("{}-vol", testbed_id());
-    on_host("tb3", "mkdir -p /srv/bk-files/x && echo one > /srv/bk-files/x/f.txt");
+    on_host(
+        "tb3",
+        "mkdir -p /srv/bk-files/x && echo one > /srv/bk-files/x/f.txt",
+    );
     let pb = playbook(
         dir.path(),
         "vol.yml",
@@ -400,7 +484,10 @@ fn volumes_and_directories_are_kept_as_tars() {
     };
     let up = by_name("uploads");
     let files = by_name("bk-files");
-    assert_eq!((up["kind"].as_str(), up["container"].as_str()), (Some("volume"), Some(holder.as_str())));
+    assert_eq!(
+        (up["kind"].as_str(), up["container"].as_str()),
+        (Some("volume"), Some(holder.as_str()))
+    );
     let listing = on_host(
         "tb3",
         &format!(
@@ -412,16 +499,31 @@ fn volumes_and_directories_are_kept_as_tars() {
         ),
     );
     let parts: Vec<&str> = listing.split("---\n").collect();
-    assert!(parts[0].contains("uploads/a.txt") && parts[0].contains("uploads/sub/b.txt"), "{listing}");
+    assert!(
+        parts[0].contains("uploads/a.txt") && parts[0].contains("uploads/sub/b.txt"),
+        "{listing}"
+    );
     assert!(parts[1].contains("./x/f.txt"), "{listing}");
     let tail: Vec<&str> = parts[2].lines().collect();
-    assert_eq!(tail, vec![files["sha256"].as_str().expect("sum"), "600"], "{listing}");
+    assert_eq!(
+        tail,
+        vec![files["sha256"].as_str().expect("sum"), "600"],
+        "{listing}"
+    );
     let id = up["id"].as_str().expect("id");
     let o = deployer(
         dir.path(),
         &["restore", "-i", &inv, "-l", "tb3", "--backup", id, "--yes"],
     );
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("is a volume backup: restoring it is not supported yet by deployer"), "{}", o.all());
-    on_host("tb3", &format!("rm -rf /var/backups/deployer/{project_name} /srv/bk-files"));
+    assert!(
+        o.stderr
+            .contains("is a volume backup: restoring it is not supported yet by deployer"),
+        "{}",
+        o.all()
+    );
+    on_host(
+        "tb3",
+        &format!("rm -rf /var/backups/deployer/{project_name} /srv/bk-files"),
+    );
 }

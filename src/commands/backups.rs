@@ -166,11 +166,7 @@ async fn restore_on(
         .map_err(|e| format!("host {host}: {e}; nothing was changed"))?;
     println!(
         "restore of backup {} ({} of {}, {} bytes, {}) on {host}:",
-        m.id,
-        m.kind,
-        m.name,
-        m.size,
-        m.created
+        m.id, m.kind, m.name, m.size, m.created
     );
     for (i, line) in req.describe().iter().enumerate() {
         println!("  {}. {line}", i + 1);

@@ -5,8 +5,8 @@
 
 pub mod docker;
 pub mod forward;
-pub mod stream;
 pub mod host_keys;
+pub mod stream;
 pub mod write;
 
 use std::path::PathBuf;

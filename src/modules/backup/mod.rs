@@ -510,10 +510,8 @@ where
         ))
     } else if let Err(e) = produced {
         Some(e)
-    } else if let Err(e) = fed {
-        Some(e)
     } else {
-        None
+        fed.err()
     };
     let Some(staged) = staged.filter(|_| problem.is_none()) else {
         if let Some(s) = parse_staged(&out.stdout_str()) {
@@ -618,7 +616,8 @@ mod tests {
                 release: None,
                 login_user: None,
             };
-            let chunks: Vec<Result<Vec<u8>, String>> = vec![Ok(b"PGDMP".to_vec()), Ok(vec![day as u8; 100_000])];
+            let chunks: Vec<Result<Vec<u8>, String>> =
+                vec![Ok(b"PGDMP".to_vec()), Ok(vec![day as u8; 100_000])];
             let policy = retention::Policy {
                 daily: 2,
                 weekly: 0,
@@ -641,7 +640,11 @@ mod tests {
             ids.push(id);
         }
         let mode = |p: &std::path::Path| {
-            std::fs::symlink_metadata(p).expect("meta").permissions().mode() & 0o7777
+            std::fs::symlink_metadata(p)
+                .expect("meta")
+                .permissions()
+                .mode()
+                & 0o7777
         };
         assert_eq!(mode(&root), 0o700);
         assert_eq!(mode(&root.join("proj")), 0o700);
@@ -689,7 +692,10 @@ mod tests {
         )
         .await
         .expect_err("must fail");
-        assert!(e.contains("does not exist") && e.contains("nothing was kept"), "{e}");
+        assert!(
+            e.contains("does not exist") && e.contains("nothing was kept"),
+            "{e}"
+        );
         assert_eq!(std::fs::read_dir(&dir).expect("ls").count(), 4);
     }
 }

@@ -190,10 +190,19 @@ impl PlanApply for BackupPostgres {
                 .await
                 .map_err(|e| e.to_string())?;
             super::require_running(&docker, &host, &job.container).await?;
-            let found =
-                existing_databases(&docker, &host, &job.container, &job.login_user, &job.databases)
-                    .await?;
-            let missing: Vec<&String> = job.databases.iter().filter(|d| !found.contains(d)).collect();
+            let found = existing_databases(
+                &docker,
+                &host,
+                &job.container,
+                &job.login_user,
+                &job.databases,
+            )
+            .await?;
+            let missing: Vec<&String> = job
+                .databases
+                .iter()
+                .filter(|d| !found.contains(d))
+                .collect();
             if !missing.is_empty() {
                 return Err(format!(
                     "host {host}: container '{}': database {} does not exist; nothing was written to {}",

@@ -100,12 +100,7 @@ fn cat_script(file: &str) -> String {
 }
 
 /// psql with `sql` on stdin, in database `db`; an error names host and container.
-async fn psql(
-    docker: &Docker,
-    r: &Request<'_>,
-    db: &str,
-    sql: &str,
-) -> Result<String, String> {
+async fn psql(docker: &Docker, r: &Request<'_>, db: &str, sql: &str) -> Result<String, String> {
     let out = exec_collect(
         docker,
         &r.container,
@@ -230,7 +225,10 @@ pub async fn restore(r: &Request<'_>) -> Result<String, String> {
     }
     // 3. The swap.
     let into = &r.into;
-    let old = format!("{}_before_restore", into.chars().take(40).collect::<String>());
+    let old = format!(
+        "{}_before_restore",
+        into.chars().take(40).collect::<String>()
+    );
     let swap = if target_exists {
         format!(
             "DROP DATABASE IF EXISTS \"{old}\";\n\
@@ -339,12 +337,9 @@ async fn load(docker: &Docker, r: &Request<'_>, temp: &str) -> Result<(), String
     let mut hasher = sha2::Sha256::new();
     let mut seen = |b: &[u8]| hasher.update(b);
     let script = cat_script(&r.manifest.file);
-    let pipe = r.source.run_piped_out(
-        &script,
-        r.source_become,
-        &mut input,
-        &mut seen,
-    );
+    let pipe = r
+        .source
+        .run_piped_out(&script, r.source_become, &mut input, &mut seen);
     let collect = async {
         let mut text = Vec::new();
         while let Some(chunk) = output.next().await {

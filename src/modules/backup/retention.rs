@@ -71,6 +71,9 @@ pub enum Tier {
     Monthly,
 }
 
+/// A backup's period for a tier (its day, week or month).
+type PeriodKey<'a> = dyn Fn(&Manifest) -> String + 'a;
+
 /// The backups kept, newest first, each with its tier.
 pub fn classify(backups: &[Manifest], policy: &Policy) -> Vec<(String, Tier)> {
     let mut sorted: Vec<&Manifest> = backups.iter().collect();
@@ -92,7 +95,7 @@ pub fn classify(backups: &[Manifest], policy: &Policy) -> Vec<(String, Tier)> {
     let month = |m: &Manifest| m.created.get(0..7).unwrap_or("").to_string();
     // Backups at index >= `from` are older than everything kept so far.
     let mut from = 0;
-    let tiers: [(Tier, u64, &dyn Fn(&Manifest) -> String); 3] = [
+    let tiers: [(Tier, u64, &PeriodKey); 3] = [
         (Tier::Daily, policy.daily, &|m| day(m).to_string()),
         (Tier::Weekly, policy.weekly, &|m| week(m).to_string()),
         (Tier::Monthly, policy.monthly, &month),
@@ -241,16 +244,23 @@ mod tests {
             weekly: 0,
             monthly: 0,
         };
-        assert_eq!(classify(&all, &nothing), vec![(all[2].id.clone(), Tier::Newest)]);
+        assert_eq!(
+            classify(&all, &nothing),
+            vec![(all[2].id.clone(), Tier::Newest)]
+        );
         let one = Policy {
             daily: 1,
             weekly: 0,
             monthly: 0,
         };
         // Three backups the same day: only the day's newest stays.
-        assert_eq!(prune(&all, &one), vec![all[0].id.clone(), all[1].id.clone()]);
+        assert_eq!(
+            prune(&all, &one),
+            vec![all[0].id.clone(), all[1].id.clone()]
+        );
         assert!(prune(&[], &one).is_empty());
-        let arg: PolicyArg = serde_json::from_value(serde_json::json!({"daily": "2"})).expect("arg");
+        let arg: PolicyArg =
+            serde_json::from_value(serde_json::json!({"daily": "2"})).expect("arg");
         assert_eq!(
             arg.policy(),
             Policy {

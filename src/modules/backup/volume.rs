@@ -156,7 +156,12 @@ impl PlanApply for BackupVolume {
         })
     }
 
-    fn plan(&self, _: VolumeBackupArgs, job: Job, ctx: &ModuleCtx<'_>) -> Result<Plan<Job>, String> {
+    fn plan(
+        &self,
+        _: VolumeBackupArgs,
+        job: Job,
+        ctx: &ModuleCtx<'_>,
+    ) -> Result<Plan<Job>, String> {
         let what = match &job.source {
             Source::Volume {
                 volume, container, ..
