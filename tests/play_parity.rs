@@ -395,6 +395,10 @@ fn become_variables_win_over_become_keywords() {
                 &d_root,
                 "-e",
                 &label,
+                // Releases keep their state under /var/lib/deployer, which
+                // the deploy user (the become user here) cannot write.
+                "-e",
+                "deployer_releases=false",
             ],
         );
         assert_eq!(d.code, 0, "deployer with {inv}:\n{}", d.all());
