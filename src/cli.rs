@@ -84,6 +84,10 @@ pub enum Command {
         /// Show unified diffs.
         #[arg(short = 'D', long = "diff")]
         diff: bool,
+        /// Also restore the database backup taken for the release (not supported yet by deployer:
+        /// refused; restore it with `deployer restore --backup ID`).
+        #[arg(long = "with-data")]
+        with_data: bool,
     },
     /// List the backups kept on each host (id, kind, database or volume, size, sha256, created, release).
     Backups(BackupArgs),
@@ -367,7 +371,13 @@ pub async fn run(cli: Cli) -> i32 {
             to,
             check,
             diff,
-        } => commands::rollback::rollback(common, to, check, diff).await,
+            with_data,
+        } => {
+            if with_data {
+                return commands::backups::rollback_with_data();
+            }
+            commands::rollback::rollback(common, to, check, diff).await
+        }
         Command::Lock(a) => commands::lock::lock(a).await,
         Command::Backups(a) => commands::backups::backups(a).await,
         Command::Restore(a) => commands::backups::restore_cmd(a).await,

@@ -534,7 +534,10 @@ fn env_inventory(dir: &Path, env: &str, host: &str) -> String {
     let testbed = std::fs::read_to_string(testbed_inventory()).expect("testbed inventory");
     let line = testbed
         .lines()
-        .find(|l| l.trim_start().starts_with(&format!("{host}: {{ansible_host")))
+        .find(|l| {
+            l.trim_start()
+                .starts_with(&format!("{host}: {{ansible_host"))
+        })
         .unwrap_or_else(|| panic!("{host} not in the testbed inventory"));
     let state = repo().join("tests/testbed/state");
     let text = format!(
@@ -602,12 +605,22 @@ fn staging_refreshed_from_production_shows_anonymised_data_only() {
         v
     };
     let plan: Vec<String> = args(false);
-    let o = deployer(dir.path(), &plan.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = deployer(
+        dir.path(),
+        &plan.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     assert_eq!(o.code, 2, "{}", o.all());
-    assert!(o.stdout.contains("run anonymise.sql in that new database"), "{}", o.all());
+    assert!(
+        o.stdout.contains("run anonymise.sql in that new database"),
+        "{}",
+        o.all()
+    );
     assert_eq!(staging.sql("app", "SELECT count(*) FROM items;"), "1");
     let go: Vec<String> = args(true);
-    let o = deployer(dir.path(), &go.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = deployer(
+        dir.path(),
+        &go.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     assert_eq!(o.code, 0, "{}", o.all());
     assert_eq!(staging.sql("app", "SELECT count(*) FROM items;"), "5000");
     assert_eq!(
@@ -618,7 +631,10 @@ fn staging_refreshed_from_production_shows_anonymised_data_only() {
         "0"
     );
     assert_eq!(
-        staging.sql("app", "SELECT count(*) FROM items WHERE email LIKE '%@example.com';"),
+        staging.sql(
+            "app",
+            "SELECT count(*) FROM items WHERE email LIKE '%@example.com';"
+        ),
         "0"
     );
     assert_eq!(prod.fingerprint("app"), prod_before);
@@ -626,11 +642,85 @@ fn staging_refreshed_from_production_shows_anonymised_data_only() {
     let o = deployer(
         dir.path(),
         &[
-            "refresh-staging", "--production", &p_inv, "--staging", &p_inv, "--database", "app",
-            "--anonymise", "anonymise.sql", "--yes",
+            "refresh-staging",
+            "--production",
+            &p_inv,
+            "--staging",
+            &p_inv,
+            "--database",
+            "app",
+            "--anonymise",
+            "anonymise.sql",
+            "--yes",
         ],
     );
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("refusing to refresh production from itself"), "{}", o.all());
-    on_host("tb1", &format!("rm -rf /var/backups/deployer/{project_name}"));
+    assert!(
+        o.stderr
+            .contains("refusing to refresh production from itself"),
+        "{}",
+        o.all()
+    );
+    on_host(
+        "tb1",
+        &format!("rm -rf /var/backups/deployer/{project_name}"),
+    );
+}
+
+/// The Makefile's targets are one deployer command each; ENV picks the
+/// inventory (prod: inventory/hosts.yml), and a missing ENV or ROLE stops make
+/// before anything runs. `rollback --with-data` is refused, changing nothing.
+#[test]
+fn makefile_targets_call_deployer_and_with_data_is_refused() {
+    let make = |args: &[&str]| {
+        let o = std::process::Command::new("make")
+            .arg("-n")
+            .args(args)
+            .current_dir(repo())
+            .output()
+            .expect("make (tests/testbed/install-deps.sh installs it)");
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert_eq!(make(&["lint"]).1, "deployer lint");
+    assert_eq!(
+        make(&["check", "ROLE=plane", "ENV=prod"]).1,
+        "deployer check -i inventory/hosts.yml --diff --tags plane playbooks/site.yml"
+    );
+    assert_eq!(
+        make(&["deploy-role", "ROLE=plane", "ENV=staging"]).1,
+        "deployer apply -i inventory/staging/hosts.yml --tags plane playbooks/site.yml"
+    );
+    assert_eq!(
+        make(&["rollback", "ENV=prod"]).1,
+        "deployer rollback -i inventory/hosts.yml"
+    );
+    assert_eq!(
+        make(&["backup", "ENV=prod"]).1,
+        "deployer apply -i inventory/hosts.yml playbooks/backup.yml"
+    );
+    let (ok, _, err) = make(&["deploy-role", "ROLE=plane"]);
+    assert!(!ok && err.contains("ENV is required"), "{err}");
+    let (ok, _, err) = make(&["check", "ENV=prod"]);
+    assert!(!ok && err.contains("ROLE is required"), "{err}");
+    let dir = project(&[]);
+    let o = deployer(
+        dir.path(),
+        &[
+            "rollback",
+            "-i",
+            "/nonexistent/inventory.yml",
+            "--with-data",
+        ],
+    );
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr
+            .contains("rollback --with-data is not supported yet by deployer: nothing was changed"),
+        "{}",
+        o.all()
+    );
 }

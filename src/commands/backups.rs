@@ -355,3 +355,11 @@ async fn refresh_inner(a: &crate::cli::RefreshStagingArgs) -> Result<i32, String
     sconn.close().await;
     r
 }
+
+/// `deployer rollback --with-data`: refused until releases record their backup.
+pub fn rollback_with_data() -> i32 {
+    eprintln!(
+        "error: rollback --with-data is not supported yet by deployer: nothing was changed. Roll the containers back with `deployer rollback`, then restore the database with `deployer backups -l HOST` and `deployer restore -l HOST --backup ID --yes`"
+    );
+    1
+}
