@@ -114,7 +114,8 @@ impl Connection {
         };
         let key = remote_shell::ShellKey::for_become(first);
         for (ctl, log) in warm::candidates(&dir) {
-            let session = Session::resume(ctl.clone().into_boxed_path(), Some(log.into_boxed_path()));
+            let session =
+                Session::resume(ctl.clone().into_boxed_path(), Some(log.into_boxed_path()));
             if session.check().await.is_err() {
                 warm::discard(&ctl);
                 continue;
@@ -284,10 +285,9 @@ impl Connection {
         script: &str,
         become_: Option<&Become>,
     ) -> Result<Output, ConnectionError> {
-        if let (Transport::Ssh(session), Some(key)) = (
-            &self.transport,
-            remote_shell::ShellKey::for_become(become_),
-        ) {
+        if let (Transport::Ssh(session), Some(key)) =
+            (&self.transport, remote_shell::ShellKey::for_become(become_))
+        {
             return self.run_in_shell(session, key, script, become_).await;
         }
         self.executions.fetch_add(1, Ordering::Relaxed);

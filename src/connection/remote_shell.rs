@@ -199,10 +199,7 @@ impl RemoteShell {
                 Err(_) => {
                     return Err(ConnectionError::Unreachable {
                         host: host.to_string(),
-                        reason: format!(
-                            "no answer from the remote shell within {} s",
-                            d.as_secs()
-                        ),
+                        reason: format!("no answer from the remote shell within {} s", d.as_secs()),
                     });
                 }
             },
@@ -229,10 +226,7 @@ impl RemoteShell {
         drop(stdin);
         let mut rest = ready;
         let _ = stdout.read_to_end(&mut rest).await;
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| exec_err(error_chain(&e)))?;
+        let status = child.wait().await.map_err(|e| exec_err(error_chain(&e)))?;
         let err = stderr.await.unwrap_or_default();
         if status.code() == Some(255) && rest.is_empty() {
             return Err(ConnectionError::Unreachable {
@@ -248,7 +242,11 @@ impl RemoteShell {
     }
 
     /// Runs one script in the shell. An error leaves the shell unusable (drop it).
-    pub(crate) async fn run(&mut self, host: &str, script: &str) -> Result<Output, ConnectionError> {
+    pub(crate) async fn run(
+        &mut self,
+        host: &str,
+        script: &str,
+    ) -> Result<Output, ConnectionError> {
         let lost = |reason: String| ConnectionError::Exec {
             host: host.to_string(),
             reason: format!("the remote shell ended during a script: {reason}"),
@@ -272,11 +270,9 @@ impl RemoteShell {
         let head = String::from_utf8_lossy(&head);
         let fields: Vec<&str> = head.trim_end().split(' ').collect();
         let (rc, out_len, err_len) = match fields.as_slice() {
-            ["D", t, rc, o, e] if *t == self.token => (
-                rc.parse::<i32>(),
-                o.parse::<usize>(),
-                e.parse::<usize>(),
-            ),
+            ["D", t, rc, o, e] if *t == self.token => {
+                (rc.parse::<i32>(), o.parse::<usize>(), e.parse::<usize>())
+            }
             _ => return Err(lost("unexpected answer".into())),
         };
         let (Ok(rc), Ok(out_len), Ok(err_len)) = (rc, out_len, err_len) else {

@@ -274,6 +274,10 @@ mod tests {
         u.known_hosts_file = Some(kh.clone());
         let k1 = key(&u, "cfg");
         std::fs::write(&kh, "b").expect("write");
-        assert_ne!(k1, key(&u, "cfg"), "known-hosts contents are part of the key");
+        assert_ne!(
+            k1,
+            key(&u, "cfg"),
+            "known-hosts contents are part of the key"
+        );
     }
 }
