@@ -146,7 +146,7 @@ impl Connection {
             )
             .await
             {
-                Ok(remote_shell::Started::Ready(sh)) => return Ok((conn(vec![sh]), None)),
+                Ok(remote_shell::Started::Ready(sh)) => return Ok((conn(vec![*sh]), None)),
                 // The host answered (sudo refused, say): the master is fine;
                 // the first script starts its shell again and reports why.
                 Ok(remote_shell::Started::Exited(_)) => return Ok((conn(Vec::new()), None)),
@@ -399,7 +399,7 @@ impl Connection {
                 )
                 .await?
                 {
-                    remote_shell::Started::Ready(s) => s,
+                    remote_shell::Started::Ready(s) => *s,
                     remote_shell::Started::Exited(out) => return Ok(out),
                 }
             }

@@ -101,7 +101,7 @@ pub(crate) struct RemoteShell {
 
 /// How starting a shell ended.
 pub(crate) enum Started {
-    Ready(RemoteShell),
+    Ready(Box<RemoteShell>),
     /// The shell exited before it was ready (`sudo: a password is required`):
     /// what an execution of its own would have returned.
     Exited(Output),
@@ -212,7 +212,7 @@ impl RemoteShell {
             && let Some(uid) = line.strip_prefix(&want)
             && let Ok(uid) = uid.trim_end().parse::<u32>()
         {
-            return Ok(Started::Ready(RemoteShell {
+            return Ok(Started::Ready(Box::new(RemoteShell {
                 key,
                 uid,
                 token,
@@ -220,7 +220,7 @@ impl RemoteShell {
                 stdin,
                 stdout,
                 stderr,
-            }));
+            })));
         }
         // Not ready: collect what it said, as an execution of its own would.
         drop(stdin);

@@ -191,7 +191,7 @@ pub fn candidates(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
             let _ = std::fs::remove_dir_all(&d);
         }
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     found.into_iter().map(|(_, c, l)| (c, l)).collect()
 }
 
