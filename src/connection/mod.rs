@@ -1,7 +1,8 @@
 //! Running shell scripts on a target: over one multiplexed OpenSSH master per
 //! host (the system `ssh`, so `~/.ssh/config`, agents and ProxyJump work), or
-//! locally for `delegate_to: localhost`. Every remote execution is counted:
-//! the count is how we hold ourselves to "a few round trips per host".
+//! locally for `delegate_to: localhost`. Every SSH session is counted (a
+//! remote shell that runs many scripts counts once): the count is how we
+//! hold ourselves to "one session per host".
 
 pub mod docker;
 pub mod forward;
@@ -279,7 +280,10 @@ impl Connection {
     }
 
     /// Runs a POSIX shell script (read by `sh -s` from stdin), as the become
-    /// user when given. One call is one remote execution.
+    /// user when given. Over SSH, scripts as the login user or as root go
+    /// through the host's remote shell (`remote_shell`: one SSH session for
+    /// all of them); a script as another user is an SSH session of its own.
+    /// [`Connection::executions`] counts SSH sessions.
     pub async fn run_script(
         &self,
         script: &str,
