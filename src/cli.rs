@@ -123,6 +123,10 @@ pub struct BackupArgs {
     /// The backup directory on the hosts (default /var/backups/deployer).
     #[arg(long = "dir", value_name = "DIR")]
     pub dir: Option<String>,
+    /// A new SSH connection per host, closed at the end of the run, instead of
+    /// reusing one an earlier run left up (for 60 s) and leaving it up for the next.
+    #[arg(long = "fresh-connection", env = "DEPLOYER_FRESH_CONNECTION")]
+    pub fresh_connection: bool,
     #[command(flatten)]
     pub vault: PasswordArgs,
 }
@@ -206,6 +210,10 @@ pub struct ReleaseArgs {
     /// human or json.
     #[arg(long = "format", value_enum)]
     pub format: Option<OutputFormat>,
+    /// A new SSH connection per host, closed at the end of the run, instead of
+    /// reusing one an earlier run left up (for 60 s) and leaving it up for the next.
+    #[arg(long = "fresh-connection", env = "DEPLOYER_FRESH_CONNECTION")]
+    pub fresh_connection: bool,
     #[command(flatten)]
     pub vault: PasswordArgs,
 }
@@ -263,6 +271,10 @@ pub struct RunArgs {
     /// Do not roll a host back when a deploy gate fails after changes.
     #[arg(long = "no-auto-rollback")]
     pub no_auto_rollback: bool,
+    /// A new SSH connection per host, closed at the end of the run, instead of
+    /// reusing one an earlier run left up (for 60 s) and leaving it up for the next.
+    #[arg(long = "fresh-connection", env = "DEPLOYER_FRESH_CONNECTION")]
+    pub fresh_connection: bool,
     #[command(flatten)]
     pub vault: PasswordArgs,
     /// Why this run: kept in the deploy lock and the audit logs.
@@ -308,6 +320,10 @@ pub struct StateArgs {
     /// How many hosts are worked on at once (default: forks in ansible.cfg or ANSIBLE_FORKS, else 10).
     #[arg(short = 'f', long = "forks")]
     pub forks: Option<usize>,
+    /// A new SSH connection per host, closed at the end of the run, instead of
+    /// reusing one an earlier run left up (for 60 s) and leaving it up for the next.
+    #[arg(long = "fresh-connection", env = "DEPLOYER_FRESH_CONNECTION")]
+    pub fresh_connection: bool,
     #[command(flatten)]
     pub vault: PasswordArgs,
 }

@@ -15,6 +15,7 @@ fn engine_for(a: &BackupArgs) -> Result<(Engine, Vec<String>), String> {
         extra_vars: a.extra_vars.clone(),
         keep_releases: None,
         format: a.format,
+        fresh_connection: a.fresh_connection,
         vault: crate::cli::PasswordArgs {
             vault_password_files: a.vault.vault_password_files.clone(),
             vault_ids: a.vault.vault_ids.clone(),
