@@ -182,10 +182,11 @@ pub fn performer() -> String {
     format!("{user}@{host}")
 }
 
-/// The command line, secrets masked (an `-e` value may hold one).
+/// The command line as recorded: `-e` keys only, never their values
+/// (see [`crate::state::audit::masked_command_line`]).
 pub fn command_line() -> String {
-    let args: Vec<String> = std::env::args().map(|a| shell_quote(&a)).collect();
-    crate::secrets::mask(&args.join(" "))
+    let args: Vec<String> = std::env::args().collect();
+    crate::state::audit::masked_command_line(&args)
 }
 
 /// What a file was before the release changed it.
