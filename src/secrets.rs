@@ -133,15 +133,18 @@ fn forms(s: &str) -> Vec<String> {
                     o.push('\\');
                     o.push(c);
                 }
-                c if (c as u32) < 0x20 || c as u32 == 0x7f => o.push_str(&format!("\\x{:02x}", c as u32)),
+                c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                    o.push_str(&format!("\\x{:02x}", c as u32))
+                }
                 c => o.push(c),
             }
         }
         out.push(o);
     }
-    // YAML single-quoted ('' for '), and a shell-quoted word ('\'' for ').
+    // YAML single-quoted ('' for '), and a shell-quoted word ('\'' or '"'"' for ').
     out.push(s.replace('\'', "''"));
     out.push(s.replace('\'', "'\\''"));
+    out.push(s.replace('\'', "'\"'\"'"));
     // YAML double-quoted: as JSON, plus `\x..`/`\e` spellings libyaml uses
     // for other control characters.
     let mut y = String::new();
@@ -154,7 +157,9 @@ fn forms(s: &str) -> Vec<String> {
             '\r' => y.push_str("\\r"),
             '\x1b' => y.push_str("\\e"),
             '\0' => y.push_str("\\0"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => y.push_str(&format!("\\x{:02X}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                y.push_str(&format!("\\x{:02X}", c as u32))
+            }
             c => y.push(c),
         }
     }

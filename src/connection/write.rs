@@ -446,7 +446,9 @@ fn prologue(dest: &str, dir: &str) -> String {
         shell_quote(dest),
         shell_quote(dir),
     ));
-    s.push_str("[ -d \"$__dw_dir\" ] || __dw_fail \"Destination directory $__dw_dir does not exist\"\n");
+    s.push_str(
+        "[ -d \"$__dw_dir\" ] || __dw_fail \"Destination directory $__dw_dir does not exist\"\n",
+    );
     s.push_str(&format!("__dw_go {}\n", go_args(dir)));
     s.push_str(
         "case $__dw_dir in */) __dw_dirslash=$__dw_dir ;; *) __dw_dirslash=$__dw_dir/ ;; esac\n",

@@ -281,7 +281,10 @@ pub fn masked_command_line(args: &[String]) -> String {
             }
         } else if let Some(v) = a.strip_prefix("--extra-vars=") {
             out.push(format!("--extra-vars={}", shell_quote(&extra_var_keys(v))));
-        } else if let Some(v) = a.strip_prefix("-e").filter(|v| !v.is_empty() && !a.starts_with("--")) {
+        } else if let Some(v) = a
+            .strip_prefix("-e")
+            .filter(|v| !v.is_empty() && !a.starts_with("--"))
+        {
             out.push(format!("-e{}", shell_quote(&extra_var_keys(v))));
         } else {
             out.push(shell_quote(a));
@@ -345,7 +348,15 @@ mod tests {
             "--message",
             "hot fix",
         ]));
-        for leaked in ["hunter2", "t0k", "\"s\"", "zz", "yaml-secret", "80", "\"n\""] {
+        for leaked in [
+            "hunter2",
+            "t0k",
+            "\"s\"",
+            "zz",
+            "yaml-secret",
+            "80",
+            "\"n\"",
+        ] {
             assert!(!line.contains(leaked), "{leaked} leaked: {line}");
         }
         assert!(line.starts_with("deployer apply -i inv.yml -e"), "{line}");

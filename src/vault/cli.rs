@@ -565,9 +565,8 @@ mod edit_signals {
         // process group): the editor decides what it means (vi ignores it).
         // Only a SIGINT sent to deployer itself ends the edit.
         // SAFETY: the kernel passes a valid siginfo with SA_SIGINFO.
-        let from_terminal = sig == libc::SIGINT
-            && !info.is_null()
-            && unsafe { (*info).si_code } == libc::SI_KERNEL;
+        let from_terminal =
+            sig == libc::SIGINT && !info.is_null() && unsafe { (*info).si_code } == libc::SI_KERNEL;
         if !from_terminal {
             RECEIVED.store(sig, Ordering::SeqCst);
         }
