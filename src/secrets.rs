@@ -199,7 +199,9 @@ fn matches(secrets: &[Pattern], text: &str) -> Vec<(usize, usize)> {
                 } else {
                     let first = pat.chars().next().is_some_and(is_word);
                     let last = pat.chars().next_back().is_some_and(is_word);
-                    !(first && before.is_some_and(is_word)) && !(last && after.is_some_and(is_word))
+                    let glued_before = first && before.is_some_and(is_word);
+                    let glued_after = last && after.is_some_and(is_word);
+                    !(glued_before || glued_after)
                 }
             };
             if ok {
