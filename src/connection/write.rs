@@ -440,16 +440,28 @@ pub fn go_args(dir: &str) -> String {
 /// The common head: the walk functions, the path's own name for messages,
 /// and the safe walk into the directory (see [`WALK_LIB`]).
 fn prologue(dest: &str, dir: &str) -> String {
+    prologue_making(dest, dir, false)
+}
+
+/// [`prologue`], and with `create` every missing directory of the path is
+/// made on the way (by the walk, never through a link another user could
+/// plant; each new level 0700 when the caller set `umask 077`): for private
+/// trees such as the backup directory.
+pub(crate) fn prologue_making(dest: &str, dir: &str, create: bool) -> String {
     let mut s = String::from(WALK_LIB);
     s.push_str(&format!(
         "__dw_dest={}\n__dw_dir={}\n",
         shell_quote(dest),
         shell_quote(dir),
     ));
-    s.push_str(
-        "[ -d \"$__dw_dir\" ] || __dw_fail \"Destination directory $__dw_dir does not exist\"\n",
-    );
-    s.push_str(&format!("__dw_go {}\n", go_args(dir)));
+    if create {
+        s.push_str("__dw_mk=1\n");
+    } else {
+        s.push_str(
+            "[ -d \"$__dw_dir\" ] || __dw_fail \"Destination directory $__dw_dir does not exist\"\n",
+        );
+    }
+    s.push_str(&format!("__dw_go {}\n__dw_mk=\n", go_args(dir)));
     s.push_str(
         "case $__dw_dir in */) __dw_dirslash=$__dw_dir ;; *) __dw_dirslash=$__dw_dir/ ;; esac\n",
     );
