@@ -462,6 +462,11 @@ fn edit_in_temp(
     force: bool,
 ) -> Result<Option<Zeroizing<Vec<u8>>>, VaultError> {
     use std::os::unix::fs::OpenOptionsExt;
+    // SIGTERM, SIGHUP and a SIGINT sent to deployer itself (not the
+    // terminal's Ctrl-C, which the editor gets and handles) stop the edit:
+    // the plaintext is removed before deployer exits. Installed before the
+    // plaintext exists, so no signal falls in between.
+    let signals = edit_signals::Guard::install();
     let dir = tempfile::Builder::new()
         .prefix("deployer-vault-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
@@ -489,10 +494,6 @@ fn edit_in_temp(
         .ok()
         .filter(|e| !e.trim().is_empty())
         .unwrap_or_else(|| "vi".to_string());
-    // SIGTERM, SIGHUP and a SIGINT sent to deployer itself (not the
-    // terminal's Ctrl-C, which the editor gets and handles) stop the edit:
-    // the plaintext is removed before deployer exits.
-    let signals = edit_signals::Guard::install();
     // Through the shell, so `EDITOR="code --wait"` works as with ansible-vault.
     let mut child = Command::new("sh")
         .arg("-c")
