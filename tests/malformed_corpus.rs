@@ -900,7 +900,7 @@ fn corpus() -> Vec<Case> {
     c.push(compose(
         "compose-template-syntax",
         "services:\n  app:\n    image: \"busybox:{{ tag \"\n",
-        "#4",
+        "busybox:{{ tag",
     ));
     c.push(compose(
         "compose-template-unknown-filter",
