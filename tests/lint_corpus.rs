@@ -273,7 +273,11 @@ fn lint_prints_no_secret_value_of_any_fixture_in_any_format() {
             // The repository's secrets are vault-encrypted: no literal to find.
             secrets.retain(|s| !s.starts_with('$'));
         }
-        for format in [&[][..], &["--format", "json"][..], &["--format", "sarif"][..]] {
+        for format in [
+            &[][..],
+            &["--format", "json"][..],
+            &["--format", "sarif"][..],
+        ] {
             let out = lint(dir, format);
             let text = format!(
                 "{}{}",

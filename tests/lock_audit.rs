@@ -288,7 +288,10 @@ fn two_concurrent_applies_one_runs_the_other_fails_at_once_or_waits() {
             && pos("release A2") < pos("release B"),
         "{audit}"
     );
-    on_host(host, &format!("sudo rm -rf {root} {gate} {}", state_dir(dir)));
+    on_host(
+        host,
+        &format!("sudo rm -rf {root} {gate} {}", state_dir(dir)),
+    );
 }
 
 #[test]

@@ -59,7 +59,10 @@ fn the_example_project_has_no_preflight_finding() {
     // read: nothing connects) and against the testbed (its extra vars).
     let inventory = vec![r.join("inventory/hosts.yml")];
     let password = r.join("tests/fixtures/vault-password.txt");
-    let testbed_vars = format!("@{}", r.join("tests/fixtures/plane-testbed-vars.yml").display());
+    let testbed_vars = format!(
+        "@{}",
+        r.join("tests/fixtures/plane-testbed-vars.yml").display()
+    );
     for (playbook, extra) in [
         ("playbooks/site.yml", vec![]),
         ("playbooks/site.yml", vec![testbed_vars.clone()]),
@@ -99,10 +102,22 @@ fn the_example_playbooks_reach_every_role_of_the_repository() {
             deployer::project::load_playbook(&r.join(pb), &deployer::modules::registry::Registry)
                 .expect("the example playbook loads");
         for play in &book.plays {
-            let all: Vec<_> = play.tasks.iter().chain(play.handlers.iter()).cloned().collect();
+            let all: Vec<_> = play
+                .tasks
+                .iter()
+                .chain(play.handlers.iter())
+                .cloned()
+                .collect();
             for t in deployer::project::flatten_tasks(&all) {
-                let rel = t.loc.file.strip_prefix(&r).unwrap_or(&t.loc.file).to_path_buf();
-                let mut parts = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned());
+                let rel = t
+                    .loc
+                    .file
+                    .strip_prefix(&r)
+                    .unwrap_or(&t.loc.file)
+                    .to_path_buf();
+                let mut parts = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned());
                 if parts.next().as_deref() == Some("roles")
                     && let Some(role) = parts.next()
                 {

@@ -338,7 +338,15 @@ fn bad_rollbacks_are_refused_and_change_nothing() {
     on_host("tb1", &format!("echo '{ghost}' > {lock}"));
     let o = deployer(
         p.path(),
-        &["rollback", "-i", &inv, "-l", "tb1", "--to", "20000101T000000Z-000000"],
+        &[
+            "rollback",
+            "-i",
+            &inv,
+            "-l",
+            "tb1",
+            "--to",
+            "20000101T000000Z-000000",
+        ],
     );
     assert_eq!(o.code, 1, "{}", o.all());
     assert!(o.stderr.contains("unknown release"), "{}", o.all());
@@ -362,7 +370,10 @@ fn bad_rollbacks_are_refused_and_change_nothing() {
         .join("\n");
     assert!(nokey.contains("/nonexistent/deployer-test-key"), "{text}");
     std::fs::write(p.path().join("inv-nokey.yml"), nokey).expect("inventory");
-    let o = deployer(p.path(), &["rollback", "-i", "inv-nokey.yml", "-l", "tb1,tb2"]);
+    let o = deployer(
+        p.path(),
+        &["rollback", "-i", "inv-nokey.yml", "-l", "tb1,tb2"],
+    );
     assert_eq!(o.code, 1, "{}", o.all());
     for want in [
         "rollback refused before connecting to any host, nothing was changed",

@@ -83,10 +83,7 @@ impl Engine {
         if let Some(k) = &target.key_file
             && let Err(e) = std::fs::File::open(k)
         {
-            return Err(format!(
-                "ansible_ssh_private_key_file {}: {e}",
-                k.display()
-            ));
+            return Err(format!("ansible_ssh_private_key_file {}: {e}", k.display()));
         }
         Ok(ConnectPlan::Ssh(target))
     }

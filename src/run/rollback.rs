@@ -1131,16 +1131,17 @@ async fn rollback_locked(
         close(reached).await;
         return 1;
     }
-    let prepared = futures::future::join_all(reached.into_iter().map(|(h, (conn, _))| async move {
-        if let Some(holder) = holder
-            && let Err(e) = locks.acquire(engine, &h, &conn, holder).await
-        {
-            return (h.clone(), Err(vec![e]));
-        }
-        let p = prepare(engine, &h, conn, None, req).await;
-        (h, p)
-    }))
-    .await;
+    let prepared =
+        futures::future::join_all(reached.into_iter().map(|(h, (conn, _))| async move {
+            if let Some(holder) = holder
+                && let Err(e) = locks.acquire(engine, &h, &conn, holder).await
+            {
+                return (h.clone(), Err(vec![e]));
+            }
+            let p = prepare(engine, &h, conn, None, req).await;
+            (h, p)
+        }))
+        .await;
     let mut plans = Vec::new();
     for (h, p) in prepared {
         match p {
