@@ -10,7 +10,7 @@ use crate::commands;
 #[derive(Parser, Debug)]
 #[command(
     name = "deployer",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("DEPLOYER_GIT_REV"), ")"),
     about = "Converge servers from an Ansible-layout project, over SSH, with exact diffs"
 )]
 pub struct Cli {
@@ -58,6 +58,18 @@ pub enum Command {
     Config,
     /// List each host's releases (what each apply changed), oldest first.
     Releases(ReleaseArgs),
+    /// Print a shell completion script: `deployer completions bash > /etc/bash_completion.d/deployer`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (deployer.1 and one per subcommand) into a directory.
+    Man {
+        /// Directory to write the pages into (created if missing).
+        #[arg(long = "out-dir", value_name = "DIR", default_value = ".")]
+        out_dir: PathBuf,
+    },
     /// Undo the newest release on each host (or every release newer than --to ID):
     /// files byte for byte, containers by image ID. Exit 0 done, 1 refused or failed, 2 --check with changes.
     Rollback {
@@ -73,6 +85,57 @@ pub enum Command {
         #[arg(short = 'D', long = "diff")]
         diff: bool,
     },
+    /// List the backups kept on each host (id, kind, database or volume, size, sha256, created, release).
+    Backups(BackupArgs),
+    /// Restore a PostgreSQL backup into its container: checksum first, loaded into a new
+    /// database, which replaces the live one only once complete. Without --yes: the plan, exit 2.
+    Restore(RestoreArgs),
+}
+
+/// Options of `deployer backups` (and the host selection of `deployer restore`).
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Inventory file(s) or directories. There is no default, on purpose.
+    #[arg(
+        short = 'i',
+        long = "inventory",
+        env = "DEPLOYER_INVENTORY",
+        value_delimiter = ','
+    )]
+    pub inventory: Vec<PathBuf>,
+    /// Only these hosts: a host or group name, or a pattern (`web*`, `a:b`, `all:!db`).
+    #[arg(short = 'l', long = "limit")]
+    pub limit: Option<String>,
+    /// Extra variables: key=value, @file.yml, or a JSON/YAML mapping.
+    #[arg(short = 'e', long = "extra-vars")]
+    pub extra_vars: Vec<String>,
+    /// human or json.
+    #[arg(long = "format", value_enum)]
+    pub format: Option<OutputFormat>,
+    /// The backup directory on the hosts (default /var/backups/deployer).
+    #[arg(long = "dir", value_name = "DIR")]
+    pub dir: Option<String>,
+    #[command(flatten)]
+    pub vault: PasswordArgs,
+}
+
+/// Options of `deployer restore`.
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub common: BackupArgs,
+    /// The backup to restore (an id as `deployer backups` lists it).
+    #[arg(long = "backup", value_name = "ID")]
+    pub backup: String,
+    /// Restore into this database instead of the one the backup was taken from.
+    #[arg(long = "into", value_name = "NAME")]
+    pub into: Option<String>,
+    /// Restore into this container instead of the one the backup was taken from.
+    #[arg(long = "container", value_name = "NAME")]
+    pub container: Option<String>,
+    /// Do it (without it: print what would be done, exit 2).
+    #[arg(long = "yes")]
+    pub yes: bool,
 }
 
 /// Options of `deployer releases` and `deployer rollback`.
@@ -265,6 +328,10 @@ pub async fn run(cli: Cli) -> i32 {
             diff,
         } => commands::rollback::rollback(common, to, check, diff).await,
         Command::Lock(a) => commands::lock::lock(a).await,
+        Command::Backups(a) => commands::backups::backups(a).await,
+        Command::Restore(a) => commands::backups::restore_cmd(a).await,
+        Command::Completions { shell } => commands::docs::completions(shell),
+        Command::Man { out_dir } => commands::docs::man_pages(&out_dir),
         Command::Audit(a) => commands::audit::audit(a).await,
     }
 }

@@ -5,6 +5,8 @@
 
 pub mod apply;
 pub mod audit;
+pub mod backups;
+pub mod docs;
 pub mod inventory;
 pub mod lint;
 pub mod lock;

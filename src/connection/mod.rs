@@ -6,6 +6,7 @@
 pub mod docker;
 pub mod forward;
 pub mod host_keys;
+pub mod stream;
 pub mod write;
 
 use std::path::PathBuf;
