@@ -62,7 +62,7 @@ measure() { # label, deployer args...
 import json, sys
 r = json.loads(sys.stdin.read())["hosts"]
 k = lambda key: sum(h[key] for h in r.values())
-print(f"hosts={len(r)} changed={k(\"changed\")} failed={k(\"failed\")} unreachable={k(\"unreachable\")} remote_executions={k(\"remote_executions\")}")
+print("hosts=%d changed=%d failed=%d unreachable=%d remote_executions=%d" % (len(r), k("changed"), k("failed"), k("unreachable"), k("remote_executions")))
 ' 2>/dev/null || echo "no recap")
   read -r max_ssh max_fd <<<"$peaks"
   printf '| %s | %s | %s | %.1f MB | %s | %s | exit %s | %s |\n' "$N" "$label" "$wall" "$(echo "$rss / 1024" | bc -l)" "$max_ssh" "$max_fd" "$code" "$recap"
