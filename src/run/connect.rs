@@ -20,9 +20,22 @@ impl Engine {
     ) -> Result<Connection, String> {
         match self.connect_plan(host, play, pl)? {
             ConnectPlan::Local => Ok(Connection::local(host)),
-            ConnectPlan::Ssh(target) => Connection::connect(host, &target)
-                .await
-                .map_err(|e| crate::secrets::mask(&e.to_string())),
+            ConnectPlan::Ssh(target) => {
+                if self.opts.fresh_connection {
+                    return Connection::connect(host, &target)
+                        .await
+                        .map_err(|e| crate::secrets::mask(&e.to_string()));
+                }
+                // The first script on a host is the deploy lock's, as the state's user.
+                let first = self.state_become(host).ok().flatten();
+                let (conn, note) = Connection::connect_warm(host, &target, first.as_ref())
+                    .await
+                    .map_err(|e| crate::secrets::mask(&e.to_string()))?;
+                if let Some(note) = note {
+                    self.reporter.warning(&note);
+                }
+                Ok(conn)
+            }
         }
     }
 
