@@ -1,4 +1,4 @@
-//! A command re-observes the cached files in its own execution (issue 6: no extra
+//! A command re-observes the cached files in its own execution (no extra
 //! round trip after a `command`/`shell`). Pinned here against the real testbed:
 //! the command's stdout and stderr stay exact, later tasks see what the command
 //! did to cached files, and a command run as another user falls back to a
@@ -111,7 +111,7 @@ fn commands_refresh_the_observation_cache_in_their_own_execution() {
     assert_eq!(r["hosts"]["tb1"]["changed"], 1, "{r}");
     // 1 prefetch + 4 commands + g.txt: 1 refetch (the command as `deploy` could
     // not re-observe root's reads) + 1 write. Without the folding: 9. Plus the
-    // run's own three (issue 7): lock at the start (this play gathers no facts
+    // run's own three: lock at the start (this play gathers no facts
     // to share it with), the release record (the run changed g.txt), and audit +
     // lock release at the end.
     assert_eq!(r["hosts"]["tb1"]["remote_executions"], 10, "{r}");

@@ -176,8 +176,34 @@ impl Connection {
     }
 
     /// Runs a POSIX shell script (read by `sh -s` from stdin), as the become
-    /// user when given. One call is one remote execution.
+    /// user when given. One call is one remote execution. Under `-v` each
+    /// execution is logged (host, user, exit status, duration, first line),
+    /// under `-vv` with the script's text (see [`crate::ui`]).
     pub async fn run_script(
+        &self,
+        script: &str,
+        become_: Option<&Become>,
+    ) -> Result<Output, ConnectionError> {
+        let started = std::time::Instant::now();
+        let user = become_.map(|b| b.user.as_str()).unwrap_or("(login user)");
+        tracing::trace!(host = %self.name, user = %user, "script:\n{}", crate::ui::script_for_log(script));
+        let result = self.run_script_once(script, become_).await;
+        let ms = started.elapsed().as_millis();
+        match &result {
+            Ok(out) => tracing::debug!(
+                host = %self.name, user = %user, rc = out.rc, ms,
+                "remote execution: {}", crate::ui::script_summary(script)
+            ),
+            Err(e) => tracing::debug!(
+                host = %self.name, user = %user, ms,
+                "remote execution failed: {}: {}", crate::ui::script_summary(script),
+                crate::secrets::mask(&e.to_string())
+            ),
+        }
+        result
+    }
+
+    async fn run_script_once(
         &self,
         script: &str,
         become_: Option<&Become>,

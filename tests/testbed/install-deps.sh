@@ -19,6 +19,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PACKAGES=(
   docker.io debootstrap debian-archive-keyring openssh-client python3-venv
   iproute2 ca-certificates busybox-static curl tar xz-utils
+  tmux
 )
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
