@@ -7,6 +7,7 @@ pub mod apt;
 /// Argument coercion lives at the crate root (loading uses it too); modules
 /// keep naming it `super::args`.
 pub use crate::args;
+pub mod backup;
 pub mod blockinfile;
 pub mod command;
 pub mod compose;

@@ -87,6 +87,8 @@ pub static MODULES: &[&dyn Module] = &[
     &super::package::Package,
     &super::systemd::Systemd,
     &super::package::Service,
+    &super::backup::postgres::BackupPostgres,
+    &super::backup::volume::BackupVolume,
 ];
 
 /// Modules an Ansible project may name that deployer knows but does not run yet:
