@@ -527,3 +527,200 @@ fn volumes_and_directories_are_kept_as_tars() {
         &format!("rm -rf /var/backups/deployer/{project_name} /srv/bk-files"),
     );
 }
+
+/// An inventory of one testbed host, as `inventory/<env>/hosts.yml` of a
+/// project laid out by environment.
+fn env_inventory(dir: &Path, env: &str, host: &str) -> String {
+    let testbed = std::fs::read_to_string(testbed_inventory()).expect("testbed inventory");
+    let line = testbed
+        .lines()
+        .find(|l| {
+            l.trim_start()
+                .starts_with(&format!("{host}: {{ansible_host"))
+        })
+        .unwrap_or_else(|| panic!("{host} not in the testbed inventory"));
+    let state = repo().join("tests/testbed/state");
+    let text = format!(
+        "all:\n  hosts:\n    {}\n  vars:\n    ansible_user: deploy\n    ansible_become: true\n    ansible_ssh_private_key_file: {}\n    ansible_ssh_common_args: \"-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes\"\n    deployer_environment: {env}\n",
+        line.trim(),
+        state.join("id_ed25519").display(),
+        state.join("known_hosts").display(),
+    );
+    let path = dir.join("inventory").join(env);
+    std::fs::create_dir_all(&path).expect("mkdir");
+    std::fs::write(path.join("hosts.yml"), text).expect("write inventory");
+    path.display().to_string()
+}
+
+/// Production (tb1) and staging (tb2), each with its own PostgreSQL: staging
+/// refreshed from production's newest backup shows production's rows, every
+/// one anonymised; production is untouched.
+#[test]
+fn staging_refreshed_from_production_shows_anonymised_data_only() {
+    let prod = Pg::start("bk-pg-prod");
+    prod.fill(5_000);
+    let staging = Pg::start("bk-pg-staging");
+    staging.sql(
+        "app",
+        "CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL, email text NOT NULL);\n\
+         INSERT INTO items (name, email) VALUES ('old staging row', 'old@staging.invalid');\n",
+    );
+    let prod_before = prod.fingerprint("app");
+    let dir = project(&[(
+        "anonymise.sql",
+        "UPDATE items SET name = 'person ' || id, email = 'user' || id || '@staging.invalid';\n",
+    )]);
+    let p_inv = env_inventory(dir.path(), "production", "tb1");
+    let s_inv = env_inventory(dir.path(), "staging", "tb2");
+    let project_name = format!("{}-env", testbed_id());
+    let pb = playbook(
+        dir.path(),
+        "backup.yml",
+        &format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - deployer.backup.postgres:\n        container: {}\n        database: app\n        login_user: app\n        project: {project_name}\n",
+            prod.name
+        ),
+    );
+    let o = deployer(dir.path(), &["apply", "-i", &p_inv, &pb]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    let args = |yes: bool| {
+        let mut v = vec![
+            "refresh-staging".to_string(),
+            "--production".into(),
+            p_inv.clone(),
+            "--staging".into(),
+            s_inv.clone(),
+            "--database".into(),
+            "app".into(),
+            "--project".into(),
+            project_name.clone(),
+            "--container".into(),
+            staging.name.clone(),
+            "--anonymise".into(),
+            "anonymise.sql".into(),
+        ];
+        if yes {
+            v.push("--yes".into());
+        }
+        v
+    };
+    let plan: Vec<String> = args(false);
+    let o = deployer(
+        dir.path(),
+        &plan.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(o.code, 2, "{}", o.all());
+    assert!(
+        o.stdout.contains("run anonymise.sql in that new database"),
+        "{}",
+        o.all()
+    );
+    assert_eq!(staging.sql("app", "SELECT count(*) FROM items;"), "1");
+    let go: Vec<String> = args(true);
+    let o = deployer(
+        dir.path(),
+        &go.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(staging.sql("app", "SELECT count(*) FROM items;"), "5000");
+    assert_eq!(
+        staging.sql(
+            "app",
+            "SELECT count(*) FROM items WHERE email NOT LIKE '%@staging.invalid' OR name NOT LIKE 'person %';"
+        ),
+        "0"
+    );
+    assert_eq!(
+        staging.sql(
+            "app",
+            "SELECT count(*) FROM items WHERE email LIKE '%@example.com';"
+        ),
+        "0"
+    );
+    assert_eq!(prod.fingerprint("app"), prod_before);
+    // The same host as production and staging is refused.
+    let o = deployer(
+        dir.path(),
+        &[
+            "refresh-staging",
+            "--production",
+            &p_inv,
+            "--staging",
+            &p_inv,
+            "--database",
+            "app",
+            "--anonymise",
+            "anonymise.sql",
+            "--yes",
+        ],
+    );
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr
+            .contains("refusing to refresh production from itself"),
+        "{}",
+        o.all()
+    );
+    on_host(
+        "tb1",
+        &format!("rm -rf /var/backups/deployer/{project_name}"),
+    );
+}
+
+/// The Makefile's targets are one deployer command each; ENV picks the
+/// inventory (prod: inventory/hosts.yml), and a missing ENV or ROLE stops make
+/// before anything runs. `rollback --with-data` is refused, changing nothing.
+#[test]
+fn makefile_targets_call_deployer_and_with_data_is_refused() {
+    let make = |args: &[&str]| {
+        let o = std::process::Command::new("make")
+            .arg("-n")
+            .args(args)
+            .current_dir(repo())
+            .output()
+            .expect("make (tests/testbed/install-deps.sh installs it)");
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert_eq!(make(&["lint"]).1, "deployer lint");
+    assert_eq!(
+        make(&["check", "ROLE=plane", "ENV=prod"]).1,
+        "deployer check -i inventory/hosts.yml --diff --tags plane playbooks/site.yml"
+    );
+    assert_eq!(
+        make(&["deploy-role", "ROLE=plane", "ENV=staging"]).1,
+        "deployer apply -i inventory/staging/hosts.yml --tags plane playbooks/site.yml"
+    );
+    assert_eq!(
+        make(&["rollback", "ENV=prod"]).1,
+        "deployer rollback -i inventory/hosts.yml"
+    );
+    assert_eq!(
+        make(&["backup", "ENV=prod"]).1,
+        "deployer apply -i inventory/hosts.yml playbooks/backup.yml"
+    );
+    let (ok, _, err) = make(&["deploy-role", "ROLE=plane"]);
+    assert!(!ok && err.contains("ENV is required"), "{err}");
+    let (ok, _, err) = make(&["check", "ENV=prod"]);
+    assert!(!ok && err.contains("ROLE is required"), "{err}");
+    let dir = project(&[]);
+    let o = deployer(
+        dir.path(),
+        &[
+            "rollback",
+            "-i",
+            "/nonexistent/inventory.yml",
+            "--with-data",
+        ],
+    );
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr
+            .contains("rollback --with-data is not supported yet by deployer: nothing was changed"),
+        "{}",
+        o.all()
+    );
+}

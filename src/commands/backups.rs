@@ -205,3 +205,163 @@ fn request<'a>(
         after_load_sql: None,
     })
 }
+
+/// An engine over one inventory and the one host it selects.
+fn one_host(
+    inventory: &std::path::Path,
+    host: Option<&str>,
+    dir: Option<&str>,
+    vault: &crate::cli::PasswordArgs,
+    side: &str,
+) -> Result<(Engine, String), String> {
+    let a = BackupArgs {
+        inventory: vec![inventory.to_path_buf()],
+        limit: host.map(str::to_string),
+        extra_vars: Vec::new(),
+        format: None,
+        dir: dir.map(str::to_string),
+        fresh_connection: false,
+        vault: crate::cli::PasswordArgs {
+            vault_password_files: vault.vault_password_files.clone(),
+            vault_ids: vault.vault_ids.clone(),
+            ask_vault_password: vault.ask_vault_password,
+        },
+    };
+    let (engine, hosts) = engine_for(&a)?;
+    match hosts.as_slice() {
+        [h] => Ok((engine, h.clone())),
+        _ => Err(format!(
+            "the {side} inventory {} selects {} hosts ({}): name one with --{side}-host",
+            inventory.display(),
+            hosts.len(),
+            hosts.join(", ")
+        )),
+    }
+}
+
+/// `deployer refresh-staging`: exit 0 refreshed, 1 refused or failed, 2
+/// without `--yes` (the plan is printed, nothing changes).
+pub async fn refresh_staging(a: crate::cli::RefreshStagingArgs) -> i32 {
+    match refresh_inner(&a).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", mask(&e));
+            1
+        }
+    }
+}
+
+async fn refresh_inner(a: &crate::cli::RefreshStagingArgs) -> Result<i32, String> {
+    backup::check_name("--database", &a.database)?;
+    if let Some(p) = &a.project {
+        backup::check_name("--project", p)?;
+    }
+    let root = a
+        .dir
+        .clone()
+        .unwrap_or_else(|| backup::DEFAULT_DIR.to_string());
+    backup::check_dir("--dir", &root)?;
+    let sql = std::fs::read_to_string(&a.anonymise)
+        .map_err(|e| format!("--anonymise {}: {e}", a.anonymise.display()))?;
+    if sql.trim().is_empty() {
+        return Err(format!(
+            "--anonymise {}: the file is empty: staging would get production's data as it is",
+            a.anonymise.display()
+        ));
+    }
+    let (prod, prod_host) = one_host(
+        &a.production,
+        a.production_host.as_deref(),
+        a.dir.as_deref(),
+        &a.vault,
+        "production",
+    )?;
+    let (staging, staging_host) = one_host(
+        &a.staging,
+        a.staging_host.as_deref(),
+        a.dir.as_deref(),
+        &a.vault,
+        "staging",
+    )?;
+    if std::fs::canonicalize(&a.production).ok() == std::fs::canonicalize(&a.staging).ok()
+        && prod_host == staging_host
+    {
+        return Err(format!(
+            "production and staging are the same host ({prod_host}): refusing to refresh production from itself"
+        ));
+    }
+    let pconn = prod.connect_host(&prod_host).await?;
+    let sconn = match staging.connect_host(&staging_host).await {
+        Ok(c) => c,
+        Err(e) => {
+            pconn.close().await;
+            return Err(e);
+        }
+    };
+    let pb = become_for(&prod, &prod_host);
+    let sb = become_for(&staging, &staging_host);
+    let r = async {
+        let list = backup::list(&pconn, pb.as_ref(), &root).await?;
+        let newest = list
+            .iter()
+            .rev()
+            .find(|m| {
+                m.kind == "postgres"
+                    && m.name == a.database
+                    && a.project.as_ref().is_none_or(|p| *p == m.project)
+            })
+            .ok_or_else(|| {
+                format!(
+                    "production host {prod_host}: no backup of database '{}' in {root}; nothing was changed",
+                    a.database
+                )
+            })?;
+        let container = a
+            .container
+            .clone()
+            .or_else(|| newest.container.clone())
+            .ok_or("give --container")?;
+        let req = restore::Request {
+            source: &pconn,
+            source_become: pb.as_ref(),
+            target: &sconn,
+            target_become: sb.as_ref(),
+            socket: crate::connection::docker::DEFAULT_SOCKET.to_string(),
+            manifest: newest,
+            container,
+            into: a.database.clone(),
+            login_user: newest
+                .login_user
+                .clone()
+                .unwrap_or_else(|| "postgres".into()),
+            after_load_sql: Some((a.anonymise.display().to_string(), sql.clone())),
+        };
+        req.check()?;
+        println!(
+            "refresh of staging ({staging_host}) from production backup {} ({}, {} bytes, {}) on {prod_host}:",
+            newest.id, newest.name, newest.size, newest.created
+        );
+        for (i, line) in req.describe().iter().enumerate() {
+            println!("  {}. {line}", i + 1);
+        }
+        if !a.yes {
+            println!("nothing was changed: run again with --yes to refresh staging");
+            return Ok(2);
+        }
+        let done = restore::restore(&req).await?;
+        println!("{staging_host}: {done}, anonymised with {}", a.anonymise.display());
+        Ok(0)
+    }
+    .await;
+    pconn.close().await;
+    sconn.close().await;
+    r
+}
+
+/// `deployer rollback --with-data`: refused until releases record their backup.
+pub fn rollback_with_data() -> i32 {
+    eprintln!(
+        "error: rollback --with-data is not supported yet by deployer: nothing was changed. Roll the containers back with `deployer rollback`, then restore the database with `deployer backups -l HOST` and `deployer restore -l HOST --backup ID --yes`"
+    );
+    1
+}

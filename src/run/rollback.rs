@@ -193,6 +193,25 @@ async fn list_releases(
     parse_list(&out.stdout_str())
 }
 
+/// The rollback's read-only pre-flight on one host: its release records
+/// allow the request (`Ok(true)`: the host has no release of this project
+/// and no `--to` was asked, so it is left alone).
+async fn releases_needed(
+    engine: &Engine,
+    host: &str,
+    conn: &Connection,
+    req: &RollbackRequest,
+) -> Result<bool, String> {
+    let (loc, _) = engine
+        .state_location(host)
+        .ok_or("release recording is off for this host (deployer_releases: false)")?;
+    let releases = list_releases(conn, &loc).await?;
+    if releases.is_empty() && req.to.is_none() {
+        return Ok(true);
+    }
+    select(&releases, req.to.as_deref()).map(|_| false)
+}
+
 /// Step 1 on one host: choose, then verify what the restore needs.
 async fn prepare(
     engine: &Engine,
@@ -1043,21 +1062,87 @@ async fn rollback_locked(
     locks: &Locks,
 ) -> i32 {
     let reporter = &engine.reporter;
-    let prepared = futures::future::join_all(hosts.iter().map(|h| async move {
+    // Pre-flight, before any connection: every targeted host can be reached
+    // as its variables say (settings resolved, key readable) and records
+    // releases.
+    let mut refused = Vec::new();
+    for h in hosts {
+        if let Err(e) = engine.plan_connection(h) {
+            refused.push(format!("{h}: {e}"));
+        }
+        if engine.state_location(h).is_none() {
+            refused.push(format!(
+                "{h}: release recording is off for this host (deployer_releases: false)"
+            ));
+        }
+    }
+    if !refused.is_empty() {
+        eprintln!(
+            "error: rollback refused before connecting to any host, nothing was changed:\n  {}",
+            crate::secrets::mask(&refused.join("\n  "))
+        );
+        return 1;
+    }
+    // Then, read only (before any host's lock is taken): every host has the
+    // release records the rollback needs.
+    let checked = futures::future::join_all(hosts.iter().map(|h| async move {
         let conn = match engine.connect_host(h).await {
             Ok(c) => Arc::new(c),
-            Err(e) => return (h.clone(), Err(vec![e])),
+            Err(e) => return (h.clone(), Err(e)),
         };
-        if let Some(holder) = holder
-            && let Err(e) = locks.acquire(engine, h, &conn, holder).await
-        {
-            return (h.clone(), Err(vec![e]));
+        match releases_needed(engine, h, &conn, req).await {
+            Ok(untouched) => (h.clone(), Ok((conn, untouched))),
+            Err(e) => {
+                if let Ok(c) = Arc::try_unwrap(conn) {
+                    c.close().await;
+                }
+                (h.clone(), Err(e))
+            }
         }
-        (h.clone(), prepare(engine, h, conn, None, req).await)
     }))
     .await;
+    let mut reached = Vec::new();
+    for (h, c) in checked {
+        match c {
+            Ok(c) => reached.push((h, c)),
+            Err(e) => refused.push(format!("{h}: {e}")),
+        }
+    }
+    let close = |reached: Vec<(String, (Arc<Connection>, bool))>| async move {
+        for (_, (conn, _)) in reached {
+            if let Ok(c) = Arc::try_unwrap(conn) {
+                c.close().await;
+            }
+        }
+    };
+    if !refused.is_empty() {
+        eprintln!(
+            "error: rollback refused, nothing was changed on any host:\n  {}",
+            crate::secrets::mask(&refused.join("\n  "))
+        );
+        close(reached).await;
+        return 1;
+    }
+    if reached.iter().all(|(_, (_, untouched))| *untouched) {
+        eprintln!(
+            "error: no release of project '{}' on any targeted host: nothing to roll back (run deployer from the project's directory)",
+            engine.opts.project
+        );
+        close(reached).await;
+        return 1;
+    }
+    let prepared =
+        futures::future::join_all(reached.into_iter().map(|(h, (conn, _))| async move {
+            if let Some(holder) = holder
+                && let Err(e) = locks.acquire(engine, &h, &conn, holder).await
+            {
+                return (h.clone(), Err(vec![e]));
+            }
+            let p = prepare(engine, &h, conn, None, req).await;
+            (h, p)
+        }))
+        .await;
     let mut plans = Vec::new();
-    let mut refused = Vec::new();
     for (h, p) in prepared {
         match p {
             Ok(p) => plans.push(p),

@@ -25,12 +25,13 @@
 # ~8 minutes (pip ~2, migrate ~3.5), later runs ~2. REAL_PLANE_FRESH=1 migrates
 # again; REAL_PLANE_KEEP=1 leaves the scratch dir (logs) in place.
 #
-# Ports: REAL_PLANE_PORT_BASE (default 2480): +1 PostgreSQL, +2 Redis, +3 Plane.
+# Ports: REAL_PLANE_PORT_BASE (default 15430): +1 PostgreSQL, +2 Redis, +3 Plane
+# (refused with a clear message when one is already taken).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 TAG=${PLANE_TAG:-v1.2.3}
-BASE=${REAL_PLANE_PORT_BASE:-2480}
+BASE=${REAL_PLANE_PORT_BASE:-15430}
 PG_PORT=$((BASE + 1))
 REDIS_PORT=$((BASE + 2))
 API_PORT=$((BASE + 3))
@@ -72,6 +73,12 @@ if [ -z "$DEPLOYER" ]; then
     (cd "$REPO" && cargo build --quiet --test plane_users) || die "cargo build"
     DEPLOYER=$REPO/target/debug/deployer
 fi
+
+for port in "$PG_PORT" "$REDIS_PORT" "$API_PORT"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        die "127.0.0.1:$port is already taken (set REAL_PLANE_PORT_BASE to a free range)"
+    fi
+done
 
 # --- scratch dir and cleanup -------------------------------------------------
 WORK=$(mktemp -d /tmp/deployer-real-plane.XXXXXX)
