@@ -3,24 +3,34 @@
 //! is listed once, in [`registry::MODULES`]; read the top of `registry.rs` to
 //! add one.
 
+pub mod accounts;
 pub mod apt;
 /// Argument coercion lives at the crate root (loading uses it too); modules
 /// keep naming it `super::args`.
 pub use crate::args;
+pub mod authorized_key;
 pub mod blockinfile;
 pub mod command;
 pub mod compose;
+pub mod cron;
 pub mod docker_container;
 pub mod docker_network;
 pub mod files;
+pub mod get_url;
+pub mod getent;
 pub mod include_vars;
+pub mod ini_file;
 pub mod lineinfile;
 pub mod misc;
 pub mod observe;
 pub mod package;
+pub mod pam_limits;
 pub mod plane_users;
 pub mod registry;
+pub mod replace;
 pub mod setup;
+pub mod slurp;
+pub mod sysctl;
 pub mod systemd;
 pub mod text_edit;
 
