@@ -10,7 +10,7 @@ use crate::commands;
 #[derive(Parser, Debug)]
 #[command(
     name = "deployer",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("DEPLOYER_GIT_REV"), ")"),
     about = "Converge servers from an Ansible-layout project, over SSH, with exact diffs"
 )]
 pub struct Cli {
@@ -58,6 +58,18 @@ pub enum Command {
     Config,
     /// List each host's releases (what each apply changed), oldest first.
     Releases(ReleaseArgs),
+    /// Print a shell completion script: `deployer completions bash > /etc/bash_completion.d/deployer`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (deployer.1 and one per subcommand) into a directory.
+    Man {
+        /// Directory to write the pages into (created if missing).
+        #[arg(long = "out-dir", value_name = "DIR", default_value = ".")]
+        out_dir: PathBuf,
+    },
     /// Undo the newest release on each host (or every release newer than --to ID):
     /// files byte for byte, containers by image ID. Exit 0 done, 1 refused or failed, 2 --check with changes.
     Rollback {
@@ -265,6 +277,8 @@ pub async fn run(cli: Cli) -> i32 {
             diff,
         } => commands::rollback::rollback(common, to, check, diff).await,
         Command::Lock(a) => commands::lock::lock(a).await,
+        Command::Completions { shell } => commands::docs::completions(shell),
+        Command::Man { out_dir } => commands::docs::man_pages(&out_dir),
         Command::Audit(a) => commands::audit::audit(a).await,
     }
 }

@@ -80,3 +80,102 @@ fn plan_step_continues_only_on_exit_0_or_2() {
         );
     }
 }
+
+/// The workflow's top-level `env:` entries (`KEY: value`), in order.
+fn workflow_env(workflow: &str) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    let mut inside = false;
+    for line in workflow.lines() {
+        if line == "env:" {
+            inside = true;
+            continue;
+        }
+        if inside {
+            if !line.starts_with("  ") || line.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.trim().split_once(':') {
+                env.push((k.trim().to_string(), v.trim().trim_matches('"').to_string()));
+            }
+        }
+    }
+    env
+}
+
+/// Every file the workflow points deployer at exists in the repository (a
+/// missing inventory would fail the deploy job on its first run on main).
+#[test]
+fn every_path_the_workflow_names_exists() {
+    let repo = common::repo();
+    let workflow = std::fs::read_to_string(repo.join(".github/workflows/deploy.yml"))
+        .expect("read deploy.yml");
+    let env = workflow_env(&workflow);
+    let paths: Vec<&(String, String)> = env.iter().filter(|(_, v)| v.contains('/')).collect();
+    assert!(
+        paths.iter().any(|(k, _)| k == "DEPLOYER_INVENTORY")
+            && paths.iter().any(|(k, _)| k == "PLAYBOOK"),
+        "the workflow names its inventory and playbook in env: {env:?}"
+    );
+    for (key, path) in paths {
+        assert!(
+            repo.join(path).exists(),
+            "deploy.yml: env {key} names {path}, which is not in the repository"
+        );
+    }
+}
+
+/// Every `deployer ...` command line of the workflow parses: the binary given
+/// the same subcommand and flags plus `--help` exits 0 (clap refuses an
+/// unknown flag or value before it prints help).
+#[test]
+fn every_deployer_command_of_the_workflow_parses() {
+    let repo = common::repo();
+    let workflow = std::fs::read_to_string(repo.join(".github/workflows/deploy.yml"))
+        .expect("read deploy.yml");
+    let env = workflow_env(&workflow);
+    let mut checked = 0;
+    for line in workflow.lines() {
+        let Some(at) = line.find("./target/release/deployer ") else {
+            continue;
+        };
+        let mut cmd = &line[at + "./target/release/deployer ".len()..];
+        // Stop at the shell's redirections and operators.
+        for stop in [" >", " ||", " &&", " |", ";"] {
+            if let Some(i) = cmd.find(stop) {
+                cmd = &cmd[..i];
+            }
+        }
+        let args: Vec<String> = cmd
+            .split_whitespace()
+            .map(|w| {
+                let w = w.trim_matches('"');
+                match w.strip_prefix('$') {
+                    Some(var) => env
+                        .iter()
+                        .find(|(k, _)| k == var)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_else(|| {
+                            panic!("deploy.yml: ${var} is not in the workflow's env")
+                        }),
+                    None => w.to_string(),
+                }
+            })
+            .collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_deployer"))
+            .args(&args)
+            .arg("--help")
+            .output()
+            .expect("run deployer");
+        assert!(
+            out.status.success(),
+            "deploy.yml: `deployer {}` does not parse: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 3,
+        "expected the lint, plan and apply commands, found {checked}"
+    );
+}

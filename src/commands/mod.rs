@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod docs;
 pub mod inventory;
 pub mod lint;
 pub mod lock;
