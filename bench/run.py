@@ -6,6 +6,13 @@ testbed hosts in the same run (python3 stdlib only).
     bench/run.py                      # 1 and 20 hosts, K=5 and K=3 re-runs
     bench/run.py --hosts 1 --k 2      # quicker
     bench/run.py --no-up              # use the running testbed (refuses if it is down)
+    bench/run.py --tools ansible@1,deployer,floor,bare,deployer-warm,floor-warm   # ansible at 1 host only
+
+Rows: "deployer" opens a new SSH connection per host (--fresh-connection); "deployer-warm"
+reuses the masters the run just before it left up (that priming run is untimed and its
+sessions uncounted); "floor" is the role's checks in one SSH session per host on a new
+connection, "floor-warm" the same over an SSH master already up; "bare" is `ssh host sudo
+true` on a new connection.
 
 Starts its own testbed with tests/testbed/up.sh N: TESTBED_ID and TESTBED_PORT_BASE
 from the environment (default bn and 2500, ports 2501..), so it can run beside other
@@ -36,10 +43,12 @@ INVENTORY = os.path.join(TESTBED, "inventory.yml")
 SSH_CONFIG = os.path.join(TESTBED, "state", "ssh_config")
 TESTBED_ID = os.environ.get("TESTBED_ID") or "bn"
 PORT_BASE = os.environ.get("TESTBED_PORT_BASE") or "2500"
-VENV = "/opt/deployer-bench/venv"
+VENV = os.environ.get("DEPLOYER_BENCH_VENV", "/opt/deployer-bench/venv")
 PINS = ["ansible-core==2.19.14", "mitogen==0.3.54", "pyinfra==3.10.0"]
 TARGET_DIR = os.environ.get("CARGO_TARGET_DIR", "/work/target-bench")
-DEPLOYER = os.path.join(TARGET_DIR, "release", "deployer")
+# DEPLOYER_BENCH_BIN: an already built deployer (no build; its profile is named in the results).
+DEPLOYER = os.environ.get("DEPLOYER_BENCH_BIN") or os.path.join(TARGET_DIR, "release", "deployer")
+PROFILE = "debug" if "/debug/" in DEPLOYER else "release"
 ROOTS = {
     "ansible": "/srv/bench-ansible",
     "mitogen": "/srv/bench-mitogen",
@@ -62,16 +71,18 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)
 
 
-def ensure_tools():
-    if not os.path.exists(os.path.join(VENV, "bin", "ansible-playbook")) or not os.path.exists(
-        os.path.join(VENV, "bin", "pyinfra")
-    ):
+def ensure_tools(tools):
+    need = [os.path.join(VENV, "bin", "ansible-playbook")] if {"ansible", "mitogen"} & set(tools) else []
+    need += [os.path.join(VENV, "bin", "pyinfra")] if "pyinfra" in tools else []
+    if any(not os.path.exists(p) for p in need):
         log(f"creating {VENV} with {' '.join(PINS)}")
         sh([sys.executable, "-m", "venv", VENV])
         sh([os.path.join(VENV, "bin", "pip"), "install", "-q", *PINS])
     if not shutil.which("time") and not os.path.exists("/usr/bin/time"):
         log("installing GNU time")
         sh(["apt-get", "install", "-y", "-q", "time"])
+    if os.environ.get("DEPLOYER_BENCH_BIN"):
+        return
     log("building deployer (release)")
     subprocess.run(
         ["cargo", "build", "--release", "-q"],
@@ -151,6 +162,10 @@ class Tools:
             VENV, "lib", pyver, "site-packages", "ansible_mitogen", "plugins", "strategy"
         )
         self.pyinfra_inv = os.path.join(tmp, "pyinfra_inventory.py")
+        # deployer's warm masters for this bench only (private, 0700).
+        self.control_dir = os.path.join(tmp, "ctl")
+        os.makedirs(self.control_dir, mode=0o700, exist_ok=True)
+        self.floor_mux = {}
         self.write_pyinfra_inventory()
 
     def write_pyinfra_inventory(self):
@@ -195,11 +210,14 @@ class Tools:
                  os.path.join(HERE, "pyinfra", "deploy.py"), "--data", f"bench_root={root}"],
                 {**os.environ, "PYTHONPATH": os.path.join(HERE, "pyinfra")},
             )
-        if tool == "deployer":
+        if tool in ("deployer", "deployer-warm"):
+            # "deployer": a new SSH connection per host (--fresh-connection); "deployer-warm":
+            # the master the previous run left up (primed right before, untimed).
+            fresh = ["--fresh-connection"] if tool == "deployer" else []
             return (
-                ["/usr/bin/time", "-v", DEPLOYER, "apply", "-i", INVENTORY, "-l", self.limit, "-f", "20",
-                 "-e", f"bench_root={root}", "--format", "json", os.path.join(HERE, "site.yml")],
-                os.environ.copy(),
+                ["/usr/bin/time", "-v", DEPLOYER, "apply", "-i", INVENTORY, "-l", self.limit, "-f", str(max(20, len(self.hosts))),
+                 *fresh, "-e", f"bench_root={ROOTS['deployer']}", "--format", "json", os.path.join(HERE, "site.yml")],
+                {**os.environ, "DEPLOYER_SSH_CONTROL_DIR": self.control_dir},
             )
         raise ValueError(tool)
 
@@ -207,6 +225,10 @@ class Tools:
         """One run: (wall seconds, changed total, peak RSS KB or None)."""
         if tool == "floor":
             return self.floor()
+        if tool == "floor-warm":
+            return self.floor(warm=True)
+        if tool == "bare":
+            return self.bare()
         cmd, env = self.command(tool)
         t0 = time.monotonic()
         r = subprocess.run(cmd, env=env, cwd=self.tmp, capture_output=True, text=True)
@@ -216,7 +238,7 @@ class Tools:
         changed, rss = None, None
         if tool in ("ansible", "mitogen"):
             changed = sum(int(m) for m in re.findall(r"^\S+\s+: ok=\d+\s+changed=(\d+)", r.stdout, re.M))
-        elif tool == "deployer":
+        elif tool in ("deployer", "deployer-warm"):
             for line in r.stdout.splitlines():
                 if '"event":"recap"' in line:
                     changed = sum(h["changed"] for h in json.loads(line)["hosts"].values())
@@ -229,18 +251,22 @@ class Tools:
             changed = int(m.group(1)) if m and m.group(1).isdigit() else 0
         return wall, changed, rss
 
-    def floor(self):
+    def floor(self, warm=False):
         """The role's ~30 checks (stat + sha256 of every managed path) in ONE
-        SSH session per host, a fresh connection each, all hosts in parallel."""
+        SSH session per host, a fresh connection each (warm: over an SSH master
+        already up, started untimed before), all hosts in parallel."""
         root = ROOTS["deployer"]
         script = "cd " + root + " && for f in " + " ".join(MANAGED) + (
             "; do if [ -e \"$f\" ] || [ -L \"$f\" ]; then stat -c '%n|%F|%a|%U|%G|%s' -- \"$f\"; "
             "[ -f \"$f\" ] && sha256sum < \"$f\"; else echo \"$f absent\"; fi; done"
         )
 
+        mux = self.floor_mux if warm else {}
+
         def one(h):
             return subprocess.run(
-                ["ssh", "-F", SSH_CONFIG, h, "sudo sh -c " + shquote(script)], capture_output=True, text=True
+                ["ssh", "-F", SSH_CONFIG, *mux.get(h, []), h, "sudo sh -c " + shquote(script)],
+                capture_output=True, text=True
             )
 
         t0 = time.monotonic()
@@ -249,6 +275,39 @@ class Tools:
         for h, r in res.items():
             if r.returncode != 0 or r.stdout.count("\n") < len(MANAGED):
                 sys.exit(f"bench: floor failed on {h}: {r.stderr}")
+        return wall, 0, None
+
+    def prime(self, tool):
+        """Untimed, uncounted: what a warm row starts from. deployer-warm: a run
+        just before leaves its SSH masters up; floor-warm: an SSH master per host."""
+        if tool == "deployer-warm":
+            cmd, env = self.command(tool)
+            r = subprocess.run(cmd[2:], env=env, cwd=self.tmp, capture_output=True, text=True)
+            if r.returncode != 0:
+                sys.exit(f"bench: priming deployer failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+        elif tool == "floor-warm":
+            self.floor_mux = parallel(self.master, self.hosts)
+
+    def master(self, h):
+        """An SSH master to h that stays up 60 s idle (untimed); the ssh options to use it."""
+        sock = os.path.join(self.tmp, f"floor-{h}.sock")
+        opts = ["-o", "ControlMaster=no", "-o", f"ControlPath={sock}"]
+        if subprocess.run(["ssh", "-F", SSH_CONFIG, "-S", sock, "-O", "check", h], capture_output=True).returncode != 0:
+            subprocess.run(["ssh", "-F", SSH_CONFIG, "-o", "ControlMaster=yes", "-o", f"ControlPath={sock}",
+                            "-o", "ControlPersist=60", "-f", "-N", h], check=True)
+        return opts
+
+    def bare(self):
+        """`ssh host sudo true` on a new connection, all hosts in parallel."""
+        def one(h):
+            return subprocess.run(["ssh", "-F", SSH_CONFIG, h, "sudo true"], capture_output=True, text=True)
+
+        t0 = time.monotonic()
+        res = parallel(one, self.hosts)
+        wall = time.monotonic() - t0
+        for h, r in res.items():
+            if r.returncode != 0:
+                sys.exit(f"bench: ssh sudo true failed on {h}: {r.stderr}")
         return wall, 0, None
 
 
@@ -266,6 +325,7 @@ def bench(n, k, tools, start_testbed, profile):
                   "execs_first": None, "execs_reruns": [], "rss_kb": []} for tool in tools}
 
     def timed(tool, first):
+        t.prime(tool)
         before = exec_counts(hosts)
         wall, changed, rss = t.run(tool)
         after = exec_counts(hosts)
@@ -284,7 +344,7 @@ def bench(n, k, tools, start_testbed, profile):
             f"execs/host={execs['mean']:.1f}" + (f"  rss={rss} KB" if rss else ""))
 
     for tool in tools:
-        if tool != "floor":
+        if tool not in ("floor", "floor-warm", "bare", "deployer-warm"):
             timed(tool, True)
     for _ in range(k):
         for tool in tools:
@@ -378,6 +438,23 @@ def table(results):
     return "\n".join(rows)
 
 
+def ratios(case):
+    """The issue's targets, from one case's medians: (label, value) pairs."""
+    med = {t: r["median"] for t, r in case["tools"].items() if r.get("median")}
+    out = []
+
+    def q(label, a, b):
+        if a in med and b in med:
+            out.append((label, f"{med[a] / med[b]:.2f}x"))
+
+    q("deployer (new connection) / bare `ssh host sudo true`", "deployer", "bare")
+    q("deployer / floor (new connection)", "deployer", "floor")
+    q("deployer warm / floor warm", "deployer-warm", "floor-warm")
+    q("ansible (pipelining) / deployer", "ansible", "deployer")
+    q("ansible (pipelining) / deployer warm", "ansible", "deployer-warm")
+    return out
+
+
 def write_results(results):
     with open(os.path.join(HERE, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
@@ -386,12 +463,17 @@ def write_results(results):
         "<!-- bench:begin (generated by bench/run.py; edit outside these markers) -->",
         f"Run {results['date']} on {m['nproc']} vCPU ({m['cpu']}), {m['mem_gib']} GiB RAM, "
         f"kernel {m['kernel']}; ansible-core {m['versions']['ansible-core']}, mitogen {m['versions']['mitogen']}, "
-        f"pyinfra {m['versions']['pyinfra']}, deployer {m['versions']['deployer']} (release). "
+        f"pyinfra {m['versions']['pyinfra']}, deployer {m['versions']['deployer']} ({PROFILE}). "
         f"Command: `{results['command']}`.",
         "",
         table(results),
         "",
     ]
+    for case in results["cases"]:
+        rs = ratios(case)
+        if rs:
+            gen.append(f"Ratios of medians at {case['hosts']} host(s): " + "; ".join(f"{l} = **{v}**" for l, v in rs) + ".")
+            gen.append("")
     for case in results["cases"]:
         if "profile" in case:
             p = case["profile"]
@@ -422,14 +504,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hosts", default="1,20", help="comma-separated host counts (default 1,20)")
     ap.add_argument("--k", type=int, default=None, help="re-runs per tool (default 5 at 1 host, 3 otherwise)")
-    ap.add_argument("--tools", default="ansible,mitogen,pyinfra,deployer,floor")
+    ap.add_argument("--tools", default="ansible,mitogen,pyinfra,deployer,floor,bare,deployer-warm,floor-warm",
+                    help="comma-separated; tool@1+20 runs a tool only at those host counts")
     ap.add_argument("--no-up", action="store_true", help="do not start the testbed; refuse if it is not up")
     args = ap.parse_args()
-    tools = args.tools.split(",")
-    ensure_tools()
+    # `tool@1+20`: run that tool only at those host counts (ansible at 100 hosts takes long).
+    spec = [(t.split("@")[0], {int(x) for x in t.split("@")[1].split("+")} if "@" in t else None)
+            for t in args.tools.split(",")]
+    ensure_tools([t for t, _ in spec])
     cases = []
     for n in [int(x) for x in args.hosts.split(",")]:
         k = args.k if args.k is not None else (5 if n == 1 else 3)
+        tools = [t for t, at in spec if at is None or n in at]
         cases.append(bench(n, k, tools, not args.no_up, profile=True))
     results = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "command": f"TESTBED_ID={TESTBED_ID} TESTBED_PORT_BASE={PORT_BASE} "

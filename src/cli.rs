@@ -84,7 +84,107 @@ pub enum Command {
         /// Show unified diffs.
         #[arg(short = 'D', long = "diff")]
         diff: bool,
+        /// Also restore the database backup taken for the release (not supported yet by deployer:
+        /// refused; restore it with `deployer restore --backup ID`).
+        #[arg(long = "with-data")]
+        with_data: bool,
     },
+    /// List the backups kept on each host (id, kind, database or volume, size, sha256, created, release).
+    Backups(BackupArgs),
+    /// Restore a PostgreSQL backup into its container: checksum first, loaded into a new
+    /// database, which replaces the live one only once complete. Without --yes: the plan, exit 2.
+    Restore(RestoreArgs),
+    /// Refresh staging from production: the newest production backup of a database, restored
+    /// into staging's container with an anonymisation SQL file run before it replaces staging's
+    /// database. Both inventories are explicit. Without --yes: the plan, exit 2.
+    RefreshStaging(RefreshStagingArgs),
+}
+
+/// Options of `deployer backups` (and the host selection of `deployer restore`).
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Inventory file(s) or directories. There is no default, on purpose.
+    #[arg(
+        short = 'i',
+        long = "inventory",
+        env = "DEPLOYER_INVENTORY",
+        value_delimiter = ','
+    )]
+    pub inventory: Vec<PathBuf>,
+    /// Only these hosts: a host or group name, or a pattern (`web*`, `a:b`, `all:!db`).
+    #[arg(short = 'l', long = "limit")]
+    pub limit: Option<String>,
+    /// Extra variables: key=value, @file.yml, or a JSON/YAML mapping.
+    #[arg(short = 'e', long = "extra-vars")]
+    pub extra_vars: Vec<String>,
+    /// human or json.
+    #[arg(long = "format", value_enum)]
+    pub format: Option<OutputFormat>,
+    /// The backup directory on the hosts (default /var/backups/deployer).
+    #[arg(long = "dir", value_name = "DIR")]
+    pub dir: Option<String>,
+    /// A new SSH connection per host, closed at the end of the run, instead of
+    /// reusing one an earlier run left up (for 60 s) and leaving it up for the next.
+    #[arg(long = "fresh-connection", env = "DEPLOYER_FRESH_CONNECTION")]
+    pub fresh_connection: bool,
+    #[command(flatten)]
+    pub vault: PasswordArgs,
+}
+
+/// Options of `deployer refresh-staging`.
+#[derive(Args, Debug)]
+pub struct RefreshStagingArgs {
+    /// The production inventory (read only: its newest backup is copied). No default, on purpose.
+    #[arg(long = "production", value_name = "INV")]
+    pub production: PathBuf,
+    /// The production host holding the backups (needed when the inventory has several).
+    #[arg(long = "production-host", value_name = "HOST")]
+    pub production_host: Option<String>,
+    /// The staging inventory.
+    #[arg(long = "staging", value_name = "INV")]
+    pub staging: PathBuf,
+    /// The staging host (needed when the inventory has several).
+    #[arg(long = "staging-host", value_name = "HOST")]
+    pub staging_host: Option<String>,
+    /// The database whose newest production backup is restored.
+    #[arg(long = "database", value_name = "NAME")]
+    pub database: String,
+    /// Only backups of this project (as the backup task named it).
+    #[arg(long = "project", value_name = "NAME")]
+    pub project: Option<String>,
+    /// Staging's PostgreSQL container (default: the one the backup was taken from).
+    #[arg(long = "container", value_name = "NAME")]
+    pub container: Option<String>,
+    /// The SQL file run in the restored copy before it replaces staging's database.
+    #[arg(long = "anonymise", alias = "anonymize", value_name = "FILE.sql")]
+    pub anonymise: PathBuf,
+    /// The backup directory on the hosts (default /var/backups/deployer).
+    #[arg(long = "dir", value_name = "DIR")]
+    pub dir: Option<String>,
+    /// Do it (without it: print what would be done, exit 2).
+    #[arg(long = "yes")]
+    pub yes: bool,
+    #[command(flatten)]
+    pub vault: PasswordArgs,
+}
+
+/// Options of `deployer restore`.
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub common: BackupArgs,
+    /// The backup to restore (an id as `deployer backups` lists it).
+    #[arg(long = "backup", value_name = "ID")]
+    pub backup: String,
+    /// Restore into this database instead of the one the backup was taken from.
+    #[arg(long = "into", value_name = "NAME")]
+    pub into: Option<String>,
+    /// Restore into this container instead of the one the backup was taken from.
+    #[arg(long = "container", value_name = "NAME")]
+    pub container: Option<String>,
+    /// Do it (without it: print what would be done, exit 2).
+    #[arg(long = "yes")]
+    pub yes: bool,
 }
 
 /// Options of `deployer releases` and `deployer rollback`.
@@ -110,6 +210,10 @@ pub struct ReleaseArgs {
     /// human or json.
     #[arg(long = "format", value_enum)]
     pub format: Option<OutputFormat>,
+    /// A new SSH connection per host, closed at the end of the run, instead of
+    /// reusing one an earlier run left up (for 60 s) and leaving it up for the next.
+    #[arg(long = "fresh-connection", env = "DEPLOYER_FRESH_CONNECTION")]
+    pub fresh_connection: bool,
     #[command(flatten)]
     pub vault: PasswordArgs,
 }
@@ -167,6 +271,10 @@ pub struct RunArgs {
     /// Do not roll a host back when a deploy gate fails after changes.
     #[arg(long = "no-auto-rollback")]
     pub no_auto_rollback: bool,
+    /// A new SSH connection per host, closed at the end of the run, instead of
+    /// reusing one an earlier run left up (for 60 s) and leaving it up for the next.
+    #[arg(long = "fresh-connection", env = "DEPLOYER_FRESH_CONNECTION")]
+    pub fresh_connection: bool,
     #[command(flatten)]
     pub vault: PasswordArgs,
     /// Why this run: kept in the deploy lock and the audit logs.
@@ -212,6 +320,10 @@ pub struct StateArgs {
     /// How many hosts are worked on at once (default: forks in ansible.cfg or ANSIBLE_FORKS, else 10).
     #[arg(short = 'f', long = "forks")]
     pub forks: Option<usize>,
+    /// A new SSH connection per host, closed at the end of the run, instead of
+    /// reusing one an earlier run left up (for 60 s) and leaving it up for the next.
+    #[arg(long = "fresh-connection", env = "DEPLOYER_FRESH_CONNECTION")]
+    pub fresh_connection: bool,
     #[command(flatten)]
     pub vault: PasswordArgs,
 }
@@ -275,8 +387,17 @@ pub async fn run(cli: Cli) -> i32 {
             to,
             check,
             diff,
-        } => commands::rollback::rollback(common, to, check, diff).await,
+            with_data,
+        } => {
+            if with_data {
+                return commands::backups::rollback_with_data();
+            }
+            commands::rollback::rollback(common, to, check, diff).await
+        }
         Command::Lock(a) => commands::lock::lock(a).await,
+        Command::Backups(a) => commands::backups::backups(a).await,
+        Command::Restore(a) => commands::backups::restore_cmd(a).await,
+        Command::RefreshStaging(a) => commands::backups::refresh_staging(a).await,
         Command::Completions { shell } => commands::docs::completions(shell),
         Command::Man { out_dir } => commands::docs::man_pages(&out_dir),
         Command::Audit(a) => commands::audit::audit(a).await,

@@ -109,12 +109,12 @@ fn commands_refresh_the_observation_cache_in_their_own_execution() {
     let r = recap(&out.stdout);
     // Only g.txt: the rest was there, and the copy after the shell sees its write.
     assert_eq!(r["hosts"]["tb1"]["changed"], 1, "{r}");
-    // 1 prefetch + 4 commands + g.txt: 1 refetch (the command as `deploy` could
-    // not re-observe root's reads) + 1 write. Without the folding: 9. Plus the
-    // run's own three (issue 7): lock at the start (this play gathers no facts
-    // to share it with), the release record (the run changed g.txt), and audit +
-    // lock release at the end.
-    assert_eq!(r["hosts"]["tb1"]["remote_executions"], 10, "{r}");
+    // Remote executions are SSH sessions: every script as root (the lock, the
+    // prefetch, 3 commands, the refetch after the command as `deploy`, the
+    // write of g.txt, the release record, audit + lock release) runs in the
+    // host's one root shell; the command as `deploy` gets its own session.
+    // (10 with a session per script.)
+    assert_eq!(r["hosts"]["tb1"]["remote_executions"], 2, "{r}");
     let files = on_host(
         "tb1",
         &format!("ls {ROOT}; stat -c '%a %U' {ROOT}/g.txt; cat {ROOT}/g.txt"),

@@ -923,3 +923,122 @@ fn a_workspace_of_another_owner_is_an_error_until_the_admin_is_invited() {
         );
     }
 }
+
+/// A wrong admin password in the vault: a clear error naming the admin and
+/// the step, nothing changed in Plane or the vault; with the right password
+/// back the next run changes nothing.
+#[test]
+fn a_wrong_admin_password_is_a_clear_error_that_changes_nothing() {
+    let (_s, port) = standin();
+    let p = Proj::new(&site_with(port, &[("a1", "Member")]));
+    let out = p.apply();
+    assert_eq!(out.code, 0, "{}", out.all());
+    let before = p.vault();
+    let state_before = standin_state(port);
+
+    p.forget("vault_plane_admin_password");
+    let d = p.cli(&["vault", "decrypt", "secrets.yml"]);
+    assert_eq!(d.code, 0, "{}", d.all());
+    let path = p.dir.path().join("secrets.yml");
+    let mut text = std::fs::read_to_string(&path).expect("read");
+    text.push_str("vault_plane_admin_password: fixture-Wr0ng-pw-Hk2vQs8nLm4xTz7c\n");
+    std::fs::write(&path, text).expect("write");
+    assert_eq!(p.cli(&["vault", "encrypt", "secrets.yml"]).code, 0);
+
+    let out = p.apply();
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout.contains(
+            "sign in as admin@example.test: the admin password in the vault is wrong (Plane error 5065)"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.all().contains("fixture-Wr0ng-pw"),
+        "the password is not printed"
+    );
+    let after = p.vault();
+    for (k, v) in &before {
+        if k != "vault_plane_admin_password" {
+            assert_eq!(after.get(k), Some(v), "{k} kept");
+        }
+    }
+    assert_eq!(standin_state(port)["users"], state_before["users"]);
+
+    p.forget("vault_plane_admin_password");
+    let d = p.cli(&["vault", "decrypt", "secrets.yml"]);
+    assert_eq!(d.code, 0, "{}", d.all());
+    let mut text = std::fs::read_to_string(&path).expect("read");
+    text.push_str(&format!("vault_plane_admin_password: {ADMIN_PW}\n"));
+    std::fs::write(&path, text).expect("write");
+    assert_eq!(p.cli(&["vault", "encrypt", "secrets.yml"]).code, 0);
+    let again = p.cli(&["apply", "-i", "hosts.yml", "site.yml", "--format", "json"]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_eq!(
+        total(&recap(&again.stdout), "changed"),
+        0,
+        "{}",
+        again.stdout
+    );
+}
+
+/// An agent's email already used by a person's own account: a clear error
+/// naming the agent, the user and the step, before anything is asked of
+/// that account (no invitation sent to it, no token made); the agents done
+/// before keep their tokens, and with another email the next run goes on.
+#[test]
+fn an_agent_email_used_by_a_human_is_a_clear_error_and_the_human_is_left_alone() {
+    let (_s, port) = standin();
+    let p = Proj::new(&site_with(port, &[("a1", "Member")]));
+    let out = p.apply();
+    assert_eq!(out.code, 0, "{}", out.all());
+    block_on(async {
+        let c =
+            deployer::plane::PlaneClient::new(&format!("http://127.0.0.1:{port}")).expect("client");
+        c.form(
+            "a human signs up",
+            &mut deployer::plane::Session::default(),
+            "/auth/sign-up/",
+            &[
+                ("email", "human@example.test"),
+                ("password", "fixture-Hum4n-pw-Rt6yUb1nMq9wZx3k"),
+            ],
+        )
+        .await
+        .expect("human");
+    });
+    let a1_token = p.vault()["vault_plane_a1_token"].clone();
+
+    let site = site_with(port, &[("a1", "Member"), ("a2", "Member")])
+        .replace("a2@example.test", "human@example.test");
+    p.site(&site);
+    let out = p.apply();
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stdout.contains("sign in as human@example.test: Plane has a user human@example.test whose password is not the one stored under vault_plane_a2_password (Plane error 5065): if it is a person's own account, give agent 'a2' another email"),
+        "{}",
+        out.stdout
+    );
+    let st = standin_state(port);
+    assert_eq!(user(&st, "human@example.test")["tokens"], 0);
+    let ws = workspace_of(&st, "javisi");
+    assert_eq!(
+        ws["invitations"],
+        serde_json::json!([]),
+        "the human is not invited"
+    );
+    assert!(
+        !ws["members"]
+            .as_array()
+            .is_some_and(|ms| ms.iter().any(|m| m["email"] == "human@example.test")),
+        "{ws}"
+    );
+    assert_eq!(p.vault()["vault_plane_a1_token"], a1_token);
+    assert_eq!(token_status(port, &a1_token), 200);
+
+    p.site(&site_with(port, &[("a1", "Member"), ("a2", "Member")]));
+    let out = p.apply();
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(p.vault()["vault_plane_a2_token"].starts_with("plane_api_"));
+}

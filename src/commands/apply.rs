@@ -106,6 +106,7 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
             project: project_id(),
             keep_releases: a.keep_releases,
             auto_rollback: !a.no_auto_rollback,
+            fresh_connection: a.fresh_connection,
         }),
         env: Arc::new(crate::template::environment()),
         vault: Arc::new(VaultAccess::new(passwords)),

@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod backups;
 pub mod docs;
 pub mod inventory;
 pub mod lint;
@@ -136,6 +137,7 @@ pub fn release_engine(a: &ReleaseArgs, diff: bool) -> Result<(Engine, Vec<String
             project: project_id(),
             keep_releases: a.keep_releases,
             auto_rollback: false,
+            fresh_connection: a.fresh_connection,
         }),
         env: Arc::new(crate::template::environment()),
         vault: Arc::new(VaultAccess::new(passwords)),
@@ -211,6 +213,7 @@ pub fn state_engine(a: &StateArgs) -> Result<Engine, String> {
             project: crate::state::project_id(&std::env::current_dir().unwrap_or_default()),
             keep_releases: None,
             auto_rollback: false,
+            fresh_connection: a.fresh_connection,
         }),
         env: Arc::new(crate::template::environment()),
         vault: Arc::new(VaultAccess::new(passwords)),

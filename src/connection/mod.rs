@@ -1,11 +1,15 @@
 //! Running shell scripts on a target: over one multiplexed OpenSSH master per
 //! host (the system `ssh`, so `~/.ssh/config`, agents and ProxyJump work), or
-//! locally for `delegate_to: localhost`. Every remote execution is counted:
-//! the count is how we hold ourselves to "a few round trips per host".
+//! locally for `delegate_to: localhost`. Every SSH session is counted (a
+//! remote shell that runs many scripts counts once): the count is how we
+//! hold ourselves to "one session per host".
 
 pub mod docker;
 pub mod forward;
 pub mod host_keys;
+pub(crate) mod remote_shell;
+pub mod stream;
+pub mod warm;
 pub mod write;
 
 use std::path::PathBuf;
@@ -77,14 +81,111 @@ pub struct Connection {
     target: Option<SshTarget>,
     /// deployer's ssh config file (see `host_keys`), removed when the connection goes.
     _ssh_config: Option<tempfile::TempDir>,
+    /// Idle remote shells (`remote_shell`), at most one per kind.
+    shells: std::sync::Mutex<Vec<remote_shell::RemoteShell>>,
+    /// The master stays up after the run for the next one (`warm`).
+    warm: bool,
 }
 
 impl Connection {
+    /// A new connection of its own (a new master, closed at the end).
     pub async fn connect(name: &str, target: &SshTarget) -> Result<Connection, ConnectionError> {
+        Self::open(name, target, None).await
+    }
+
+    /// A connection that uses a warm master left by an earlier run to the
+    /// same target with the same options, or starts one that stays up for
+    /// [`warm::IDLE_SECS`] after this run (see `warm`). `first` is who the
+    /// first script runs as: its shell is started at once, which also proves
+    /// a reused master still reaches the host (else a new master is made).
+    /// The note says why warm connections could not be used, when so.
+    pub async fn connect_warm(
+        name: &str,
+        target: &SshTarget,
+        first: Option<&Become>,
+    ) -> Result<(Connection, Option<String>), ConnectionError> {
+        let dir = match warm::target_dir(
+            target,
+            &host_keys::wrapper_config(target.config_file.as_deref()),
+        ) {
+            Ok(d) => d,
+            Err(why) => {
+                let c = Self::open(name, target, None).await?;
+                return Ok((c, Some(format!("{name}: no warm ssh connection: {why}"))));
+            }
+        };
+        let key = remote_shell::ShellKey::for_become(first);
+        for (ctl, log) in warm::candidates(&dir) {
+            let session =
+                Session::resume(ctl.clone().into_boxed_path(), Some(log.into_boxed_path()));
+            if session.check().await.is_err() {
+                warm::discard(&ctl);
+                continue;
+            }
+            let session = std::sync::Arc::new(session);
+            let conn = |shells: Vec<remote_shell::RemoteShell>| Connection {
+                name: name.to_string(),
+                transport: Transport::Ssh(session.clone()),
+                executions: AtomicUsize::new(1),
+                docker: Default::default(),
+                target: Some(target.clone()),
+                _ssh_config: None,
+                shells: std::sync::Mutex::new(shells),
+                warm: true,
+            };
+            // A first script as another user gets its own execution: the
+            // probe is then a login shell, kept for later scripts.
+            let (probe_key, probe_become) = match &key {
+                Some(k) => (k.clone(), first),
+                None => (remote_shell::ShellKey::Login, None),
+            };
+            match remote_shell::RemoteShell::start(
+                name,
+                session.clone(),
+                probe_key,
+                probe_become,
+                Some(warm::PROBE),
+            )
+            .await
+            {
+                Ok(remote_shell::Started::Ready(sh)) => return Ok((conn(vec![*sh]), None)),
+                // The host answered (sudo refused, say): the master is fine;
+                // the first script starts its shell again and reports why.
+                Ok(remote_shell::Started::Exited(_)) => return Ok((conn(Vec::new()), None)),
+                Err(_) => {
+                    drop(session);
+                    kill_master(&ctl).await;
+                }
+            }
+        }
+        let mut c = Self::open(name, target, Some(&dir)).await?;
+        c.warm = true;
+        if let Transport::Ssh(s) = &c.transport
+            && let Some(d) = s.control_socket().parent()
+        {
+            // openssh makes the master's directory with the umask's mode;
+            // only a private one is reused.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700));
+        }
+        Ok((c, None))
+    }
+
+    async fn open(
+        name: &str,
+        target: &SshTarget,
+        warm_dir: Option<&std::path::Path>,
+    ) -> Result<Connection, ConnectionError> {
         let mut b = SessionBuilder::default();
         b.known_hosts_check(target.strict_host_key_checking.clone());
         b.connect_timeout(std::time::Duration::from_secs(15));
         b.server_alive_interval(std::time::Duration::from_secs(30));
+        if let Some(dir) = warm_dir {
+            b.control_directory(dir);
+            if let Some(idle) = std::num::NonZeroUsize::new(warm::IDLE_SECS) {
+                b.control_persist(openssh::ControlPersist::IdleFor(idle));
+            }
+        }
         if let Some(u) = &target.user {
             b.user(u.clone());
         }
@@ -132,6 +233,8 @@ impl Connection {
             docker: Default::default(),
             target: Some(target.clone()),
             _ssh_config: Some(config_dir),
+            shells: Default::default(),
+            warm: false,
         })
     }
 
@@ -143,6 +246,8 @@ impl Connection {
             docker: Default::default(),
             target: None,
             _ssh_config: None,
+            shells: Default::default(),
+            warm: false,
         }
     }
 
@@ -176,12 +281,20 @@ impl Connection {
     }
 
     /// Runs a POSIX shell script (read by `sh -s` from stdin), as the become
-    /// user when given. One call is one remote execution.
+    /// user when given. Over SSH, scripts as the login user or as root go
+    /// through the host's remote shell (`remote_shell`: one SSH session for
+    /// all of them); a script as another user is an SSH session of its own.
+    /// [`Connection::executions`] counts SSH sessions.
     pub async fn run_script(
         &self,
         script: &str,
         become_: Option<&Become>,
     ) -> Result<Output, ConnectionError> {
+        if let (Transport::Ssh(session), Some(key)) =
+            (&self.transport, remote_shell::ShellKey::for_become(become_))
+        {
+            return self.run_in_shell(session, key, script, become_).await;
+        }
         self.executions.fetch_add(1, Ordering::Relaxed);
         let mut input = Vec::new();
         let program = match become_ {
@@ -268,7 +381,66 @@ impl Connection {
         Ok(out)
     }
 
+    /// Runs a script in the host's shell for `key`, starting one when none
+    /// is idle (one remote execution: its SSH session). A shell that failed
+    /// or whose script was cancelled is dropped, never reused.
+    async fn run_in_shell(
+        &self,
+        session: &std::sync::Arc<Session>,
+        key: remote_shell::ShellKey,
+        script: &str,
+        become_: Option<&Become>,
+    ) -> Result<Output, ConnectionError> {
+        let mut shell = match self.take_shell(&key) {
+            Some(s) => s,
+            None => {
+                self.executions.fetch_add(1, Ordering::Relaxed);
+                match remote_shell::RemoteShell::start(
+                    &self.name,
+                    session.clone(),
+                    key,
+                    become_,
+                    None,
+                )
+                .await?
+                {
+                    remote_shell::Started::Ready(s) => *s,
+                    remote_shell::Started::Exited(out) => return Ok(out),
+                }
+            }
+        };
+        let out = shell.run(&self.name, script).await?;
+        self.put_shell(shell);
+        Ok(out)
+    }
+
+    /// An idle shell that can run as `key`: its own kind, or a login shell
+    /// that runs as root for root.
+    fn take_shell(&self, key: &remote_shell::ShellKey) -> Option<remote_shell::RemoteShell> {
+        let mut shells = self.shells.lock().unwrap_or_else(|e| e.into_inner());
+        let i = shells.iter().position(|s| &s.key == key).or_else(|| {
+            matches!(key, remote_shell::ShellKey::Root { .. })
+                .then(|| {
+                    shells
+                        .iter()
+                        .position(|s| s.key == remote_shell::ShellKey::Login && s.uid == 0)
+                })
+                .flatten()
+        })?;
+        Some(shells.swap_remove(i))
+    }
+
+    fn put_shell(&self, shell: remote_shell::RemoteShell) {
+        let mut shells = self.shells.lock().unwrap_or_else(|e| e.into_inner());
+        // Two scripts ran at once and each started a shell: keep one.
+        if !shells.iter().any(|s| s.key == shell.key) {
+            shells.push(shell);
+        }
+    }
+
     pub async fn close(self) {
+        let shells = std::mem::take(&mut *self.shells.lock().unwrap_or_else(|e| e.into_inner()));
+        futures::future::join_all(shells.into_iter().map(remote_shell::RemoteShell::close)).await;
         // The Docker bridges hold the session too: stop them first.
         for t in self.docker.into_inner() {
             t.shutdown().await;
@@ -276,7 +448,12 @@ impl Connection {
         if let Transport::Ssh(s) = self.transport
             && let Ok(s) = std::sync::Arc::try_unwrap(s)
         {
-            let _ = s.close().await;
+            if self.warm {
+                // Left running for the next run (ControlPersist ends it).
+                let _ = s.detach();
+            } else {
+                let _ = s.close().await;
+            }
         }
     }
 
@@ -285,6 +462,20 @@ impl Connection {
     pub async fn close_all(conns: Vec<Connection>) {
         futures::future::join_all(conns.into_iter().map(Connection::close)).await;
     }
+}
+
+/// Tells a master that did not answer to exit, and forgets it.
+async fn kill_master(ctl: &std::path::Path) {
+    let _ = tokio::process::Command::new("ssh")
+        .arg("-S")
+        .arg(ctl)
+        .args(["-o", "BatchMode=yes", "-O", "exit", "none"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+    warm::discard(ctl);
 }
 
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {

@@ -347,6 +347,14 @@ const SUBSHELL_END: &str = "__dw_rc=$?; [ \"$__dw_rc\" = 0 ] || exit \"$__dw_rc\
 /// The common head: failure helper, the path's own name for messages, the
 /// link check over the directory path, and `cd -P` into the directory.
 fn prologue(dest: &str, dir: &str) -> String {
+    prologue_making(dest, dir, false)
+}
+
+/// [`prologue`], and with `create` the directory is made first (`mkdir -p`,
+/// each new level 0700 under `umask 077`) once the link check over its path
+/// passed: for private trees such as the backup directory. Callers set
+/// `umask 077` before it.
+pub(crate) fn prologue_making(dest: &str, dir: &str, create: bool) -> String {
     let mut s = format!(
         "__dw_fail() {{ printf '%s\\n' \"$*\" >&2; exit 1; }}\n\
          __dw_me=$(id -u)\n\
@@ -367,6 +375,9 @@ fn prologue(dest: &str, dir: &str) -> String {
              if [ -L \"$__dw_p\" ]; then __dw_o=$(stat -c %u -- \"$__dw_p\"); [ \"$__dw_o\" = 0 ] || [ \"$__dw_o\" = \"$__dw_me\" ] || __dw_fail \"refusing to write $__dw_dest: $__dw_p is a symbolic link owned by another user (uid $__dw_o)\"; fi\n\
              done\n",
         );
+    }
+    if create {
+        s.push_str("mkdir -p -- \"$__dw_dir\" || __dw_fail \"cannot create $__dw_dir\"\n");
     }
     s.push_str(
         "[ -d \"$__dw_dir\" ] || __dw_fail \"Destination directory $__dw_dir does not exist\"\n\

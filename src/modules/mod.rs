@@ -9,6 +9,7 @@ pub mod apt;
 /// keep naming it `super::args`.
 pub use crate::args;
 pub mod authorized_key;
+pub mod backup;
 pub mod blockinfile;
 pub mod command;
 pub mod compose;

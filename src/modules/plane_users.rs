@@ -626,44 +626,18 @@ impl Provision<'_> {
 
         let mut accepted_any = false;
         for agent in &a.agents {
-            let role = role_number(&agent.role).unwrap_or(15);
             let pw_key = a.agent_password_key.replace("{id}", &agent.id);
             let token_key = a.agent_token_key.replace("{id}", &agent.id);
             let who = &agent.email;
-            match member_of(who) {
-                Some((id, current)) if current != role => {
-                    if self.act(format!("change {who}'s role to {}", agent.role)) {
-                        c.session_json(
-                            &format!("change the role of {who}"),
-                            &mut admin,
-                            Method::PATCH,
-                            &format!("{members_path}{id}/"),
-                            Some(&json!({"role": role})),
-                        )
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    }
-                }
-                Some(_) => {}
-                None => {
-                    if self.act(format!("invite {who} as {}", agent.role)) {
-                        c.session_json(
-                            &format!("invite {who}"),
-                            &mut admin,
-                            Method::POST,
-                            &format!("/api/workspaces/{}/invitations/", a.workspace.slug),
-                            Some(&json!({"emails": [{"email": who, "role": role}]})),
-                        )
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    }
-                }
-            }
             if self.check && store.get(&pw_key).is_none() {
+                self.membership(a, &member_of, agent, &mut admin).await?;
                 self.act(format!("create user {who} and a token"));
                 continue;
             }
-            // The agent's own session: sign in with the stored password, or sign up.
+            // The agent's own session: sign in with the stored password, or
+            // sign up. Signing in comes first: an email that belongs to
+            // someone else's account is refused before that account is
+            // invited anywhere.
             let password = match store.get(&pw_key) {
                 Some(p) => p.to_string(),
                 None => {
@@ -681,22 +655,9 @@ impl Provision<'_> {
                     &[("email", who), ("password", &password)],
                 )
                 .await;
-            match signed_in {
-                Ok(_) => {}
-                Err(e) if e.form_code() == Some(5060) => {
-                    if !self.act(format!("sign up {who}")) {
-                        continue;
-                    }
-                    session = Session::default();
-                    c.form(
-                        &format!("sign up {who}"),
-                        &mut session,
-                        "/auth/sign-up/",
-                        &[("email", who), ("password", &password)],
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
-                }
+            let sign_up = match signed_in {
+                Ok(_) => false,
+                Err(e) if e.form_code() == Some(5060) => true,
                 Err(e) if e.form_code() == Some(5065) => {
                     return Err(format!(
                         "sign in as {who}: Plane has a user {who} whose password is not the one stored under {pw_key} (Plane error 5065): if it is a person's own account, give agent '{}' another email; if the password was changed in Plane, put it under {pw_key}",
@@ -704,6 +665,23 @@ impl Provision<'_> {
                     ));
                 }
                 Err(e) => return Err(e.to_string()),
+            };
+            // Invited before signing up: with sign-up closed
+            // (ENABLE_SIGNUP=0) only invited emails may sign up.
+            self.membership(a, &member_of, agent, &mut admin).await?;
+            if sign_up {
+                if !self.act(format!("sign up {who}")) {
+                    continue;
+                }
+                session = Session::default();
+                c.form(
+                    &format!("sign up {who}"),
+                    &mut session,
+                    "/auth/sign-up/",
+                    &[("email", who), ("password", &password)],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
             }
             // Pending invitations are not joined at sign-up: accept them.
             let inv = c
@@ -806,6 +784,51 @@ impl Provision<'_> {
                         "verify {}: role is {got:?} in Plane, expected {want}",
                         agent.email
                     ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The agent's membership as asked: its role changed when it is a member
+    /// with another role, an invitation with the role when it is not one.
+    async fn membership(
+        &mut self,
+        a: &PlaneUsersArgs,
+        member_of: &(dyn Fn(&str) -> Option<(String, i64)> + Sync),
+        agent: &Agent,
+        admin: &mut Session,
+    ) -> Result<(), String> {
+        let c = self.client;
+        let role = role_number(&agent.role).unwrap_or(15);
+        let who = &agent.email;
+        let members_path = format!("/api/workspaces/{}/members/", a.workspace.slug);
+        match member_of(who) {
+            Some((id, current)) if current != role => {
+                if self.act(format!("change {who}'s role to {}", agent.role)) {
+                    c.session_json(
+                        &format!("change the role of {who}"),
+                        admin,
+                        Method::PATCH,
+                        &format!("{members_path}{id}/"),
+                        Some(&json!({"role": role})),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                }
+            }
+            Some(_) => {}
+            None => {
+                if self.act(format!("invite {who} as {}", agent.role)) {
+                    c.session_json(
+                        &format!("invite {who}"),
+                        admin,
+                        Method::POST,
+                        &format!("/api/workspaces/{}/invitations/", a.workspace.slug),
+                        Some(&json!({"emails": [{"email": who, "role": role}]})),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
                 }
             }
         }

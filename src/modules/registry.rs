@@ -98,6 +98,8 @@ pub static MODULES: &[&dyn Module] = &[
     &super::slurp::Slurp,
     &super::pam_limits::PamLimits,
     &super::ini_file::IniFile,
+    &super::backup::postgres::BackupPostgres,
+    &super::backup::volume::BackupVolume,
 ];
 
 /// Modules an Ansible project may name that deployer knows but does not run yet:

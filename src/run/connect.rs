@@ -50,9 +50,20 @@ impl Engine {
         if let Some(args) = get("ansible_ssh_extra_args")? {
             apply_ssh_args(&mut target, &args)?;
         }
-        Connection::connect(host, &target)
+        if self.opts.fresh_connection {
+            return Connection::connect(host, &target)
+                .await
+                .map_err(|e| crate::secrets::mask(&e.to_string()));
+        }
+        // The first script on a host is the deploy lock's, as the state's user.
+        let first = self.state_become(host).ok().flatten();
+        let (conn, note) = Connection::connect_warm(host, &target, first.as_ref())
             .await
-            .map_err(|e| crate::secrets::mask(&e.to_string()))
+            .map_err(|e| crate::secrets::mask(&e.to_string()))?;
+        if let Some(note) = note {
+            self.reporter.warning(&note);
+        }
+        Ok(conn)
     }
 }
 

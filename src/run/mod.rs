@@ -59,6 +59,9 @@ pub struct RunOptions {
     pub keep_releases: Option<usize>,
     /// Roll a host back when a deploy gate fails after changes (`--no-auto-rollback` clears it).
     pub auto_rollback: bool,
+    /// `--fresh-connection`: a new SSH master per host, closed at the end,
+    /// instead of a warm one kept for the next run (`connection::warm`).
+    pub fresh_connection: bool,
 }
 
 type Layer = IndexMap<String, VarValue>;

@@ -667,7 +667,7 @@ impl Engine {
     /// same rule as the releases' `StateLocation::for_host`): nobody else
     /// when the SSH login is root; root when `ansible_become` is true (the
     /// system directory); else the login user (its own directory).
-    fn state_become(&self, host: &str) -> Result<Option<Become>, String> {
+    pub(super) fn state_become(&self, host: &str) -> Result<Option<Become>, String> {
         let play = self.state_play();
         let layers = self.play_layers(&play)?;
         let ctx = self.context(&play, &layers, &HostState::new(host), None);

@@ -2,6 +2,7 @@
 # Install what the real-host testbed needs on a Debian 12 machine (run as root).
 # Idempotent and fast when everything is already there: it is run on every CI run.
 #   - Debian packages: docker.io, debootstrap, openssh-client, python3-venv, ...
+#     (+ postgresql-15 and redis-server when PLANE_SRC is set: the real-Plane check)
 #   - a running dockerd (started in the background, log in /var/log/dockerd.log)
 #   - a Python venv at /opt/deployer-ci/venv with the pinned `ansible` package
 #     (ansible-core plus the collections, e.g. ansible.posix and community.general,
@@ -18,8 +19,14 @@ ACTIONLINT_DIR=/opt/deployer-ci/actionlint
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PACKAGES=(
   docker.io debootstrap debian-archive-keyring openssh-client python3-venv
-  iproute2 ca-certificates busybox-static curl tar xz-utils
+  iproute2 ca-certificates busybox-static curl tar xz-utils make
 )
+# The real-Plane check (tests/real_plane/run.sh) runs only when Plane's source
+# is given (PLANE_SRC); then it needs PostgreSQL 15 and Redis (and a Python
+# 3.12, which Debian 12 does not package: see that script).
+if [[ -n ${PLANE_SRC:-} ]]; then
+  PACKAGES+=(postgresql-15 redis-server)
+fi
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 

@@ -1,0 +1,362 @@
+//! One remote shell per host and run: every script run as the login user, or
+//! as root through `sudo`, goes through one long-lived shell over one SSH
+//! session instead of a session (and a `sudo`) of its own. N executions
+//! become one session plus N round trips.
+//!
+//! # The protocol
+//!
+//! The shell program ([`LOOP`]) is given to `/bin/sh -c` as an argument, so
+//! nothing that arrives on its stdin is ever read as shell text by it. It
+//! makes a private directory (`mktemp -d` under `umask 077`), prints a ready
+//! line with a random token of this shell and its uid, then reads frames:
+//!
+//! - request: `F <token> <length>\n` followed by exactly `<length>` bytes of
+//!   script. The loop copies those bytes into a file (`head -c`, which reads
+//!   no further) and runs `/bin/sh -s` on it with stdout and stderr into two
+//!   files, stdin from that file, the login umask, in a fresh process (no
+//!   state carries from one script to the next).
+//! - response: `D <token> <rc> <stdout length> <stderr length>\n`, then the
+//!   two streams' bytes. Lengths, not markers: nothing a script prints can
+//!   end its own output early or forge another frame.
+//!
+//! Lines before the first frame that are not a frame header are skipped: with
+//! `sudo -S` the password line reaches the loop when sudo did not ask for it,
+//! and is dropped there without being run. A frame cut short (the connection
+//! lost) ends the loop, which then removes its directory.
+//!
+//! The user data inside the scripts is what it was before: base64 in
+//! here-documents or quoted words (see [`super::write`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openssh::{Child, ChildStdin, ChildStdout, Session};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+use super::{Become, ConnectionError, Output, error_chain, shell_quote};
+
+/// The remote side. `$1` is the shell's token. Run by `/bin/sh -c`; the
+/// scripts run by `/bin/sh -s` as before.
+pub(crate) const LOOP: &str = r#"t=$1
+u=$(umask)
+umask 077
+d=$(mktemp -d) || exit 125
+trap 'rm -rf -- "$d"' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
+printf 'DEPLOYER-SHELL %s %s\n' "$t" "$(id -u)"
+while IFS= read -r h; do
+case $h in
+"F $t "*) n=${h#"F $t "} ;;
+*) continue ;;
+esac
+case $n in ''|*[!0-9]*) exit 124 ;; esac
+head -c "$n" > "$d/s" || exit 124
+[ "$(stat -c %s "$d/s")" = "$n" ] || exit 124
+(umask "$u"; exec /bin/sh -s < "$d/s") > "$d/o" 2> "$d/e"
+r=$?
+set -- $(stat -c %s "$d/o" "$d/e")
+printf 'D %s %s %s %s\n' "$t" "$r" "$1" "$2"
+cat -- "$d/o" "$d/e" || exit 124
+done
+"#;
+
+/// Which shell a script can run in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ShellKey {
+    /// The login user's shell (no become).
+    Login,
+    /// Root through `sudo` (with or without a password).
+    Root { password: bool },
+}
+
+impl ShellKey {
+    /// The shell for a script run with `become_`, if it may share one:
+    /// scripts as the login user or as root. A script as another user
+    /// (`become_user: postgres`) gets its own execution.
+    pub(crate) fn for_become(become_: Option<&Become>) -> Option<ShellKey> {
+        match become_ {
+            None => Some(ShellKey::Login),
+            Some(b) if b.user == "root" => Some(ShellKey::Root {
+                password: b.password.is_some(),
+            }),
+            Some(_) => None,
+        }
+    }
+}
+
+/// A running shell, idle between frames.
+pub(crate) struct RemoteShell {
+    pub(crate) key: ShellKey,
+    /// The remote uid the shell runs as (a login shell as root serves root too).
+    pub(crate) uid: u32,
+    token: String,
+    child: Child<Arc<Session>>,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    stderr: tokio::task::JoinHandle<Vec<u8>>,
+}
+
+/// How starting a shell ended.
+pub(crate) enum Started {
+    Ready(Box<RemoteShell>),
+    /// The shell exited before it was ready (`sudo: a password is required`):
+    /// what an execution of its own would have returned.
+    Exited(Output),
+}
+
+/// The command line of a shell for `key` (no user data in it: the loop, the
+/// token, and the quoted become user).
+fn command_line(token: &str, become_: Option<&Become>) -> String {
+    let sh = format!(
+        "/bin/sh -c {} deployer-shell {}",
+        shell_quote(LOOP),
+        shell_quote(token)
+    );
+    match become_ {
+        None => sh,
+        Some(b) => {
+            let user = shell_quote(&b.user);
+            match &b.password {
+                None => format!("sudo -n -H -u {user} -- {sh}"),
+                Some(_) => format!("sudo -S -p '' -H -u {user} -- {sh}"),
+            }
+        }
+    }
+}
+
+fn random_token() -> String {
+    let mut b = [0u8; 16];
+    if getrandom(&mut b).is_err() {
+        // Without randomness the token still frames; it only guards against
+        // a password line that looks like a frame header.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        b.copy_from_slice(&t.to_le_bytes());
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
+
+impl RemoteShell {
+    /// Starts a shell on `session` and waits for its ready line (at most
+    /// `ready_within` when given: a warm master whose TCP connection died
+    /// would otherwise hang here).
+    pub(crate) async fn start(
+        host: &str,
+        session: Arc<Session>,
+        key: ShellKey,
+        become_: Option<&Become>,
+        ready_within: Option<Duration>,
+    ) -> Result<Started, ConnectionError> {
+        let exec_err = |reason: String| ConnectionError::Exec {
+            host: host.to_string(),
+            reason,
+        };
+        let token = random_token();
+        let mut child = session
+            .arc_raw_command(command_line(&token, become_))
+            .stdin(openssh::Stdio::piped())
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| exec_err(error_chain(&e)))?;
+        let (Some(mut stdin), Some(stdout), Some(mut stderr)) = (
+            child.stdin().take(),
+            child.stdout().take(),
+            child.stderr().take(),
+        ) else {
+            return Err(exec_err("the remote shell has no pipes".into()));
+        };
+        let stderr = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let _ = stderr.read_to_end(&mut buf).await;
+            buf
+        });
+        if let Some(pw) = become_.and_then(|b| b.password.as_ref()) {
+            let mut line = Vec::with_capacity(pw.len() + 1);
+            line.extend_from_slice(pw.as_bytes());
+            line.push(b'\n');
+            // A failed write means the shell is gone: the ready line tells.
+            let _ = stdin.write_all(&line).await;
+            let _ = stdin.flush().await;
+        }
+        let mut stdout = BufReader::new(stdout);
+        let mut ready = Vec::new();
+        let read = stdout.read_until(b'\n', &mut ready);
+        let n = match ready_within {
+            Some(d) => match tokio::time::timeout(d, read).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(ConnectionError::Unreachable {
+                        host: host.to_string(),
+                        reason: format!("no answer from the remote shell within {} s", d.as_secs()),
+                    });
+                }
+            },
+            None => read.await,
+        }
+        .map_err(|e| exec_err(e.to_string()))?;
+        let want = format!("DEPLOYER-SHELL {token} ");
+        let line = String::from_utf8_lossy(&ready);
+        if n > 0
+            && let Some(uid) = line.strip_prefix(&want)
+            && let Ok(uid) = uid.trim_end().parse::<u32>()
+        {
+            return Ok(Started::Ready(Box::new(RemoteShell {
+                key,
+                uid,
+                token,
+                child,
+                stdin,
+                stdout,
+                stderr,
+            })));
+        }
+        // Not ready: collect what it said, as an execution of its own would.
+        drop(stdin);
+        let mut rest = ready;
+        let _ = stdout.read_to_end(&mut rest).await;
+        let status = child.wait().await.map_err(|e| exec_err(error_chain(&e)))?;
+        let err = stderr.await.unwrap_or_default();
+        if status.code() == Some(255) && rest.is_empty() {
+            return Err(ConnectionError::Unreachable {
+                host: host.to_string(),
+                reason: crate::secrets::mask(&String::from_utf8_lossy(&err)),
+            });
+        }
+        Ok(Started::Exited(Output {
+            rc: status.code().unwrap_or(-1),
+            stdout: rest,
+            stderr: err,
+        }))
+    }
+
+    /// Runs one script in the shell. An error leaves the shell unusable (drop it).
+    pub(crate) async fn run(
+        &mut self,
+        host: &str,
+        script: &str,
+    ) -> Result<Output, ConnectionError> {
+        let lost = |reason: String| ConnectionError::Exec {
+            host: host.to_string(),
+            reason: format!("the remote shell ended during a script: {reason}"),
+        };
+        let mut frame = format!("F {} {}\n", self.token, script.len()).into_bytes();
+        frame.extend_from_slice(script.as_bytes());
+        self.stdin
+            .write_all(&frame)
+            .await
+            .map_err(|e| lost(e.to_string()))?;
+        self.stdin.flush().await.map_err(|e| lost(e.to_string()))?;
+        let mut head = Vec::new();
+        let n = self
+            .stdout
+            .read_until(b'\n', &mut head)
+            .await
+            .map_err(|e| lost(e.to_string()))?;
+        if n == 0 {
+            return Err(lost("connection closed".into()));
+        }
+        let head = String::from_utf8_lossy(&head);
+        let fields: Vec<&str> = head.trim_end().split(' ').collect();
+        let (rc, out_len, err_len) = match fields.as_slice() {
+            ["D", t, rc, o, e] if *t == self.token => {
+                (rc.parse::<i32>(), o.parse::<usize>(), e.parse::<usize>())
+            }
+            _ => return Err(lost("unexpected answer".into())),
+        };
+        let (Ok(rc), Ok(out_len), Ok(err_len)) = (rc, out_len, err_len) else {
+            return Err(lost("unexpected answer".into()));
+        };
+        let mut stdout = vec![0u8; out_len];
+        self.stdout
+            .read_exact(&mut stdout)
+            .await
+            .map_err(|e| lost(e.to_string()))?;
+        let mut stderr = vec![0u8; err_len];
+        self.stdout
+            .read_exact(&mut stderr)
+            .await
+            .map_err(|e| lost(e.to_string()))?;
+        Ok(Output { rc, stdout, stderr })
+    }
+
+    /// Ends the shell: end of input, the loop removes its directory and exits.
+    pub(crate) async fn close(self) {
+        let RemoteShell {
+            child,
+            stdin,
+            stderr,
+            ..
+        } = self;
+        drop(stdin);
+        let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        stderr.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loop run by the local shell: frames in, exact streams and status
+    /// out, no state carried over, a password-like line before the first
+    /// frame skipped without being run.
+    #[tokio::test]
+    async fn the_loop_frames_scripts_and_their_streams() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("ran");
+        let token = "0123abcd";
+        let mut input = format!("touch {}\n", marker.display()).into_bytes();
+        for s in [
+            "printf 'a\\nD x 0 0 0\\n'; printf e >&2; X=1; cd /; exit 3",
+            "echo \"${X:-unset} $(umask)\"; pwd",
+            "",
+        ] {
+            input.extend_from_slice(format!("F {token} {}\n", s.len()).as_bytes());
+            input.extend_from_slice(s.as_bytes());
+        }
+        input.extend_from_slice(b"F 0123abcd 10\nshort");
+        let mut child = tokio::process::Command::new("/bin/sh")
+            .args(["-c", LOOP, "deployer-shell", token])
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(&input).await.expect("write");
+        drop(stdin);
+        let out = child.wait_with_output().await.expect("wait");
+        assert!(!marker.exists(), "a line before the first frame was run");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let uid = unsafe { libc::geteuid() };
+        let here = dir.path().canonicalize().expect("canon");
+        let second = format!("unset {}\n{}\n", umask_now(), here.display());
+        let want = format!(
+            "DEPLOYER-SHELL {token} {uid}\nD {token} 3 12 1\na\nD x 0 0 0\neD {token} 0 {} 0\n{second}D {token} 0 0 0\n",
+            second.len()
+        );
+        assert_eq!(text, want);
+        // A cut frame is not run, and ends the loop with its directory gone.
+        assert_eq!(out.status.code(), Some(124));
+    }
+
+    fn umask_now() -> String {
+        let o = std::process::Command::new("/bin/sh")
+            .args(["-c", "umask"])
+            .output()
+            .expect("umask");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+}
