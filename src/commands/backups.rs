@@ -220,6 +220,7 @@ fn one_host(
         extra_vars: Vec::new(),
         format: None,
         dir: dir.map(str::to_string),
+        fresh_connection: false,
         vault: crate::cli::PasswordArgs {
             vault_password_files: vault.vault_password_files.clone(),
             vault_ids: vault.vault_ids.clone(),
