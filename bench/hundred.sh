@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # 100 testbed hosts: deployer's first apply, no-op re-run and check of the
-# benchmark role (bench/site.yml), wall time and peak RSS (/usr/bin/time -v).
+# benchmark role (bench/site.yml), wall time and peak RSS (/usr/bin/time -v),
+# the most ssh processes and deployer file descriptors open at once.
 # Usage: TESTBED_ID=bh TESTBED_PORT_BASE=3000 bench/hundred.sh [N=100] [FORKS=20]
 # Brings the testbed up with N hosts (tests/testbed/up.sh N) and leaves it up.
 set -euo pipefail
@@ -22,12 +23,36 @@ clean() {
   done
   wait
 }
+# The most ssh processes of this checkout (masters and clients: their working
+# directory is this one) and open file descriptors of deployer seen at once,
+# sampled every 0.2 s while `pid` (the /usr/bin/time wrapper) runs.
+sample() { # pid -> "max_ssh max_fds"
+  local pid=$1 max_ssh=0 max_fd=0 n d p
+  while kill -0 "$pid" 2>/dev/null; do
+    n=0
+    for p in $(pgrep -x ssh || true); do
+      [[ $(readlink "/proc/$p/cwd" 2>/dev/null) == "$PWD" ]] && n=$((n + 1))
+    done
+    ((n > max_ssh)) && max_ssh=$n
+    d=$(pgrep -P "$pid" -x deployer | head -n 1 || true)
+    if [[ -n $d ]]; then
+      n=$(find "/proc/$d/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+      ((n > max_fd)) && max_fd=$n
+    fi
+    sleep 0.2
+  done
+  echo "$max_ssh $max_fd"
+}
 measure() { # label, deployer args...
   local label=$1
   shift
   local out
   out=$(mktemp)
-  /usr/bin/time -v "$BIN" "$@" --format json >"$out.stdout" 2>"$out" || true
+  /usr/bin/time -v "$BIN" "$@" --format json >"$out.stdout" 2>"$out" &
+  local tpid=$!
+  local peaks
+  peaks=$(sample "$tpid")
+  wait "$tpid" || true
   local wall rss code
   wall=$(sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$out")
   rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$out")
@@ -37,14 +62,20 @@ measure() { # label, deployer args...
 import json, sys
 r = json.loads(sys.stdin.read())["hosts"]
 k = lambda key: sum(h[key] for h in r.values())
-print(f"hosts={len(r)} changed={k(\"changed\")} failed={k(\"failed\")} unreachable={k(\"unreachable\")} remote_executions={k(\"remote_executions\")}")
+print("hosts=%d changed=%d failed=%d unreachable=%d remote_executions=%d" % (len(r), k("changed"), k("failed"), k("unreachable"), k("remote_executions")))
 ' 2>/dev/null || echo "no recap")
-  printf '| %s | %s | %s | %.1f MB | exit %s | %s |\n' "$N" "$label" "$wall" "$(echo "$rss / 1024" | bc -l)" "$code" "$recap"
+  read -r max_ssh max_fd <<<"$peaks"
+  printf '| %s | %s | %s | %.1f MB | %s | %s | exit %s | %s |\n' "$N" "$label" "$wall" "$(echo "$rss / 1024" | bc -l)" "$max_ssh" "$max_fd" "$code" "$recap"
+  if [[ $code != 0 && $code != 2 ]]; then
+    # What failed, for the record (secrets are masked by deployer itself).
+    grep -v '^\s' "$out" | grep -v 'Command being timed' | head -n 20 >&2 || true
+    grep '"status":"failed"\|"unreachable"' "$out.stdout" | head -n 5 >&2 || true
+  fi
   rm -f "$out" "$out.stdout"
 }
 clean
-echo "| hosts | run | wall (m:ss) | peak RSS | exit | recap |"
-echo "|---|---|---|---|---|---|"
+echo "| hosts | run | wall (m:ss) | deployer peak RSS | ssh processes at once | deployer open fds | exit | recap |"
+echo "|---|---|---|---|---|---|---|---|"
 measure "check (clean hosts)" check -i "$INV" bench/site.yml -f "$FORKS" -e bench_root=$ROOT
 measure "first apply" apply -i "$INV" bench/site.yml -f "$FORKS" -e bench_root=$ROOT
 measure "no-op re-run" apply -i "$INV" bench/site.yml -f "$FORKS" -e bench_root=$ROOT

@@ -197,7 +197,7 @@ class Tools:
         return env
 
     def command(self, tool):
-        root = ROOTS[tool]
+        root = ROOTS.get(tool)
         if tool in ("ansible", "mitogen"):
             return (
                 [os.path.join(VENV, "bin", "ansible-playbook"), "-i", INVENTORY, "-l", self.limit,

@@ -126,6 +126,36 @@ pub fn check(input: &RunInput) -> Vec<Finding> {
                 && used.keeps(&f.file)
         }));
     }
+    if input.playbook.is_none() && !inventories.is_empty() {
+        // `rollback` runs no playbook: its inventories (with their
+        // group_vars/ and host_vars/) are what it loads.
+        let mut target = lint::Target {
+            root: root.clone(),
+            files: Vec::new(),
+            inventories: inventories.clone(),
+        };
+        for inv in &inventories {
+            if inv.is_dir() {
+                lint::walk(inv, &mut target.files);
+            } else {
+                target.files.push(inv.clone());
+                if let Some(d) = inv.parent() {
+                    for v in ["group_vars", "host_vars"] {
+                        lint::walk(&d.join(v), &mut target.files);
+                    }
+                }
+            }
+        }
+        let all = lint::Linter::new().run(&target);
+        findings.extend(all.into_iter().filter(|f| {
+            f.severity == Severity::Error
+                && !CONVENTION_RULES.contains(&f.rule)
+                // Names used in the inventory may come from a playbook's
+                // vars; the rollback templates none of them but the
+                // connection settings, checked per host.
+                && f.rule != "ref-undefined-var"
+        }));
+    }
     findings.extend(vault_findings(input, &root));
     findings
         .sort_by(|a, b| (&a.file, a.line, a.col, a.rule).cmp(&(&b.file, b.line, b.col, b.rule)));

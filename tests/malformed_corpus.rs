@@ -900,7 +900,7 @@ fn corpus() -> Vec<Case> {
     c.push(compose(
         "compose-template-syntax",
         "services:\n  app:\n    image: \"busybox:{{ tag \"\n",
-        "#4",
+        "busybox:{{ tag",
     ));
     c.push(compose(
         "compose-template-unknown-filter",
@@ -926,6 +926,66 @@ fn corpus() -> Vec<Case> {
         k.args = vec!["--command", cmd];
         c.push(k);
     }
+
+    // --- rollback: its inventories, vault and connection settings -----------------------
+    let mut k = inv_case(
+        "rollback-inv-yaml-syntax",
+        "bad.yml",
+        s("all:\n  hosts:\n    tb1: {ansible_host: [127.0.0.1}\n"),
+        "bad.yml",
+        "tb1",
+    );
+    k.args = vec!["--inventory-override", "bad.yml", "--command", "rollback"];
+    c.push(k);
+    let mut k = inv_case(
+        "rollback-inv-ini-bad-section",
+        "hosts.ini",
+        s("[servers\ntb1\n"),
+        "hosts.ini",
+        "[servers",
+    );
+    k.args = vec!["--inventory-override", "hosts.ini", "--command", "rollback"];
+    c.push(k);
+    let mut k = case(
+        "rollback-group-vars-bad-yaml",
+        vec![("group_vars/all.yml", s("a: [1\n"))],
+        "group_vars/all.yml",
+        "#2",
+    );
+    k.args = vec!["--command", "rollback"];
+    c.push(k);
+    let mut k = case(
+        "rollback-vault-file-corrupt",
+        vec![
+            ("group_vars/all.yml", format!("{corrupt}\n").into_bytes()),
+            ("pw", s(VAULT_PASSWORD)),
+        ],
+        "group_vars/all.yml",
+        "$ANSIBLE_VAULT",
+    );
+    k.args = vec!["--vault-password-file", "pw", "--command", "rollback"];
+    c.push(k);
+    // The key file named by the inventory does not exist: refused before
+    // connecting, naming it.
+    let nokey: String = corpus_inventory()
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("ansible_ssh_private_key_file:") {
+                "    ansible_ssh_private_key_file: missing-corpus-key\n".to_string()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let mut k = case(
+        "rollback-key-file-missing",
+        vec![("nokey.yml", nokey.into_bytes())],
+        "missing-corpus-key",
+        "",
+    );
+    k.at = None;
+    k.args = vec!["--inventory-override", "nokey.yml", "--command", "rollback"];
+    c.push(k);
     c
 }
 
@@ -962,7 +1022,11 @@ fn run_case(k: &Case, inventory: &str) -> Result<(), String> {
             other => extra.push(other.to_string()),
         }
     }
-    let mut args: Vec<&str> = vec![command.as_str(), "-i", inv.as_str(), "site.yml"];
+    let mut args: Vec<&str> = vec![command.as_str(), "-i", inv.as_str()];
+    // `rollback` runs no playbook.
+    if command != "rollback" {
+        args.push("site.yml");
+    }
     if command == "plan" {
         args.extend(["--format", "json"]);
     }

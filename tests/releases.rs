@@ -330,6 +330,72 @@ fn bad_rollbacks_are_refused_and_change_nothing() {
     assert!(o.stderr.contains("unknown release"), "{}", o.all());
     assert!(o.stderr.contains("nothing was changed"), "{}", o.all());
 
+    // The release records are checked before any lock is taken: with the
+    // deploy lock held by a run of another machine, an unknown id is still
+    // refused for what it is, and that lock is left as it was.
+    let ghost = r#"{"run_id":"20260101T000000Z-dead","who":"ghost@elsewhere","since":"2026-01-01T00:00:00Z","revision":null,"dirty":false,"command":"deployer apply","message":null,"pid":4242}"#;
+    let lock = format!("{}/lock", state_dir(&p));
+    on_host("tb1", &format!("echo '{ghost}' > {lock}"));
+    let o = deployer(
+        p.path(),
+        &[
+            "rollback",
+            "-i",
+            &inv,
+            "-l",
+            "tb1",
+            "--to",
+            "20000101T000000Z-000000",
+        ],
+    );
+    assert_eq!(o.code, 1, "{}", o.all());
+    assert!(o.stderr.contains("unknown release"), "{}", o.all());
+    assert!(!o.all().contains("ghost@elsewhere"), "{}", o.all());
+    assert!(on_host("tb1", &format!("cat {lock}")).contains("ghost@elsewhere"));
+    on_host("tb1", &format!("rm -f {lock}"));
+
+    // Before any connection: every targeted host's connection settings
+    // (here a key file that does not exist) and its inventory.
+    let text = std::fs::read_to_string(testbed_inventory()).expect("inventory");
+    let nokey: String = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("ansible_ssh_private_key_file:") {
+                "    ansible_ssh_private_key_file: /nonexistent/deployer-test-key".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(nokey.contains("/nonexistent/deployer-test-key"), "{text}");
+    std::fs::write(p.path().join("inv-nokey.yml"), nokey).expect("inventory");
+    let o = deployer(
+        p.path(),
+        &["rollback", "-i", "inv-nokey.yml", "-l", "tb1,tb2"],
+    );
+    assert_eq!(o.code, 1, "{}", o.all());
+    for want in [
+        "rollback refused before connecting to any host, nothing was changed",
+        "tb1: ansible_ssh_private_key_file /nonexistent/deployer-test-key",
+        "tb2: ansible_ssh_private_key_file /nonexistent/deployer-test-key",
+    ] {
+        assert!(o.stderr.contains(want), "missing {want:?}:\n{}", o.all());
+    }
+    std::fs::write(
+        p.path().join("inv-broken.yml"),
+        "all:\n  hosts:\n    tb1: {ansible_host: [127.0.0.1}\n",
+    )
+    .expect("inventory");
+    let o = deployer(p.path(), &["rollback", "-i", "inv-broken.yml"]);
+    assert_eq!(o.code, 1, "{}", o.all());
+    assert!(
+        o.stderr.contains("inv-broken.yml:3:")
+            && o.stderr.contains("before connecting to any host"),
+        "{}",
+        o.all()
+    );
+
     // The image the earlier release needs is gone: refused, listed.
     docker_ok(&["rmi", &tag_x]);
     let o = deployer(p.path(), &["rollback", "-i", &inv, "-l", "tb1"]);

@@ -106,12 +106,21 @@ pub fn preflight(
 
 /// An engine (no playbook) and the targeted hosts, for releases and rollback.
 pub fn release_engine(a: &ReleaseArgs, diff: bool) -> Result<(Engine, Vec<String>), String> {
+    // The pre-flight first: every problem of the inventories and the vault,
+    // all at once, before anything is loaded for the run.
+    let extra = project::parse_extra_vars(&a.extra_vars).map_err(|e| e.to_string())?;
+    let passwords = passwords_from(&a.vault)?;
+    let inventories = if a.inventory.is_empty() {
+        project::config::current()
+            .map_err(|e| e.to_string())?
+            .inventory()
+    } else {
+        a.inventory.clone()
+    };
+    preflight(None, &inventories, &extra, passwords.as_ref())?;
     let mut inv = load_inventory(&a.inventory)?;
     let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
     inv.load_vars_dirs(&cwd).map_err(|e| e.to_string())?;
-    let extra = project::parse_extra_vars(&a.extra_vars).map_err(|e| e.to_string())?;
-    let passwords = passwords_from(&a.vault)?;
-    preflight(None, &a.inventory, &extra, passwords.as_ref())?;
     let format = match a.format {
         None | Some(OutputFormat::Human) => Format::Human,
         Some(OutputFormat::Json) => Format::Json,

@@ -263,6 +263,11 @@ pub const RULES: &[Rule] = &[
         "a lookup()/query() plugin Ansible does not have, or deployer does not run yet",
     ),
     rule(
+        "jinja-unsupported-var",
+        E,
+        "a template variable Ansible's template module sets that deployer does not provide yet",
+    ),
+    rule(
         "load-error",
         E,
         "the engine's own loader refuses the playbook (a problem lint's rules do not model)",
@@ -326,6 +331,10 @@ pub struct Knowledge {
     /// Literal values of secret-named variables: never printed (findings
     /// show the key and `********`).
     pub secret_values: Vec<String>,
+    /// An `include_vars` whose names cannot be known before the run (a
+    /// directory, a templated or vault-encrypted file): any name may come
+    /// from it, so no variable is reported as defined nowhere.
+    pub names_unknown: bool,
 }
 
 #[derive(Clone, Debug)]

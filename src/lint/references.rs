@@ -193,7 +193,10 @@ pub fn finish(l: &mut Linter, _project: &Project) {
         }
     }
 
-    // Variables defined nowhere.
+    // Variables defined nowhere (unless an include_vars may define any name).
+    if l.know.names_unknown {
+        l.know.uses.clear();
+    }
     let globals: HashSet<String> = l.env.globals().map(|(k, _)| k.to_string()).collect();
     let mut seen = HashSet::new();
     for (name, loc) in std::mem::take(&mut l.know.uses) {

@@ -781,6 +781,7 @@ fn task(l: &mut Linter, project: &Project, node: &Node, ctx: &TaskCtx) {
                     conventions::check_task_images(l, &short, mval);
                 }
                 "docker_container" => conventions::check_task_images(l, &short, mval),
+                "include_vars" => include_vars_names(l, ctx, &args),
                 "set_fact" => {
                     if let Some(m) = args.as_map() {
                         for (k, v) in m {
@@ -958,5 +959,58 @@ fn loop_value_can_be_a_list(v: &Node) -> bool {
         Yaml::Seq(_) | Yaml::Null | Yaml::Vault(_) => true,
         Yaml::Str(s) => is_templated(s),
         _ => false,
+    }
+}
+
+/// The names an `include_vars` task defines: `name:` itself, else the keys
+/// of the file it loads (found where the engine looks: the role's `vars/`,
+/// the role, the playbook's `vars/`, the playbook's directory). A directory,
+/// a templated path or an encrypted file defines names lint cannot know.
+fn include_vars_names(l: &mut Linter, ctx: &TaskCtx, args: &Node) {
+    if let Some(name) = args.get("name").and_then(Node::as_str) {
+        if is_templated(name) {
+            l.know.names_unknown = true;
+        } else {
+            l.know.defined.insert(name.to_string());
+        }
+        return;
+    }
+    let Some(file) = args.get("file").and_then(Node::as_str) else {
+        l.know.names_unknown = true;
+        return;
+    };
+    if is_templated(file) {
+        l.know.names_unknown = true;
+        return;
+    }
+    let p = Path::new(file);
+    let mut cands: Vec<PathBuf> = Vec::new();
+    if p.is_absolute() {
+        cands.push(p.to_path_buf());
+    } else {
+        if let Some(r) = &ctx.role_dir {
+            cands.push(r.join("vars").join(file));
+            cands.push(r.join(file));
+        }
+        cands.push(ctx.base_dir.join("vars").join(file));
+        cands.push(ctx.base_dir.join(file));
+    }
+    let Some(found) = cands.into_iter().find(|c| c.is_file()) else {
+        l.know.names_unknown = true;
+        return;
+    };
+    let bytes = std::fs::read(&found).unwrap_or_default();
+    if crate::vault::is_encrypted(&bytes) {
+        l.know.names_unknown = true;
+        return;
+    }
+    match crate::project::inventory::load_vars_file(&found) {
+        Ok(vars) => {
+            for (k, v) in vars {
+                l.know.values.entry(k.clone()).or_insert(v);
+                l.know.defined.insert(k);
+            }
+        }
+        Err(_) => l.know.names_unknown = true,
     }
 }

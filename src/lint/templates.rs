@@ -94,10 +94,30 @@ pub fn check_str(l: &mut Linter, s: &str, loc: &Loc) {
     record_uses(l, names, s, &at);
 }
 
+/// What the template module (and the `template` lookup) puts on top of the
+/// task's variables while it renders a template file
+/// ([`crate::template::template_file_vars`]; `ansible_managed` is an
+/// `ansible_` name).
+pub const TEMPLATE_FILE_VARS: &[&str] = &[
+    "template_host",
+    "template_path",
+    "template_uid",
+    "template_destpath",
+    "template_fullpath",
+];
+
+/// Ansible's template variables deployer does not provide: a template using
+/// them fails when it renders, so the pre-flight says so.
+const TEMPLATE_FILE_VARS_NOT_YET: &[&str] = &["template_mtime", "template_run_date"];
+
 pub fn check_template_file(l: &mut Linter, path: &Path, text: &str) {
     let name = path.display().to_string();
     let names = match l.env.template_from_named_str(&name, text) {
-        Ok(t) => t.undeclared_variables(false),
+        Ok(t) => {
+            let mut names = t.undeclared_variables(false);
+            names.retain(|n| !TEMPLATE_FILE_VARS.contains(&n.as_str()));
+            names
+        }
         Err(e) => {
             let line = e.line().unwrap_or(0);
             l.report_at(
@@ -118,6 +138,17 @@ pub fn check_template_file(l: &mut Linter, path: &Path, text: &str) {
     };
     for (start, end) in regions(text) {
         scan_filters_tests(l, &text[start..end], start, &at);
+    }
+    let mut names = names;
+    for n in TEMPLATE_FILE_VARS_NOT_YET {
+        if names.remove(*n) && !guarded(text, n) {
+            let pos = find_word(text, n).unwrap_or(0);
+            l.report(
+                "jinja-unsupported-var",
+                &at(pos),
+                format!("template variable '{n}' (set by Ansible's template module) is not provided by deployer yet"),
+            );
+        }
     }
     record_uses(l, names, text, &at);
 }

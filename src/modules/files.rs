@@ -455,7 +455,7 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
                 String::new()
             } else {
                 changes.push(format!("state: {} -> absent", kind_name(obs.kind)));
-                format!("rm -rf -- {q}\n")
+                write::remove_script(&path)?
             }
         }
         "directory" => {
@@ -467,10 +467,7 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
             }
             if !obs.exists {
                 changes.push("state: absent -> directory".into());
-                format!(
-                    "mkdir -p -- {q}\n{}",
-                    write::attributes_script(&path, &attrs.path_attrs(), false)?
-                )
+                write::mkdir_script(&path, &attrs.path_attrs())
             } else {
                 changes.extend(attrs.changes(&obs));
                 write::attributes_script(&path, &attrs.path_attrs(), false)?

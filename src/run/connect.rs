@@ -4,6 +4,13 @@
 
 use super::*;
 
+/// How a host is reached, resolved from its variables without opening any
+/// connection.
+pub enum ConnectPlan {
+    Local,
+    Ssh(SshTarget),
+}
+
 impl Engine {
     pub(super) async fn connect(
         &self,
@@ -11,6 +18,36 @@ impl Engine {
         play: &Play,
         pl: &PlayLayers,
     ) -> Result<Connection, String> {
+        match self.connect_plan(host, play, pl)? {
+            ConnectPlan::Local => Ok(Connection::local(host)),
+            ConnectPlan::Ssh(target) => {
+                if self.opts.fresh_connection {
+                    return Connection::connect(host, &target)
+                        .await
+                        .map_err(|e| crate::secrets::mask(&e.to_string()));
+                }
+                // The first script on a host is the deploy lock's, as the state's user.
+                let first = self.state_become(host).ok().flatten();
+                let (conn, note) = Connection::connect_warm(host, &target, first.as_ref())
+                    .await
+                    .map_err(|e| crate::secrets::mask(&e.to_string()))?;
+                if let Some(note) = note {
+                    self.reporter.warning(&note);
+                }
+                Ok(conn)
+            }
+        }
+    }
+
+    /// The host's connection settings (`ansible_connection`, `ansible_host`,
+    /// `ansible_port`, `ansible_user`, the key, `ansible_ssh_*_args`),
+    /// resolved and checked without contacting it.
+    pub(super) fn connect_plan(
+        &self,
+        host: &str,
+        play: &Play,
+        pl: &PlayLayers,
+    ) -> Result<ConnectPlan, String> {
         let st = HostState::new(host);
         let ctx = self.context(play, pl, &st, None);
         let get = |k: &str| -> Result<Option<String>, String> {
@@ -24,8 +61,14 @@ impl Engine {
                 },
             }
         };
-        if get("ansible_connection")?.as_deref() == Some("local") {
-            return Ok(Connection::local(host));
+        match get("ansible_connection")?.as_deref() {
+            Some("local") => return Ok(ConnectPlan::Local),
+            None | Some("ssh" | "smart" | "ansible.builtin.ssh") => {}
+            Some(other) => {
+                return Err(format!(
+                    "ansible_connection '{other}' is not supported yet by deployer (ssh or local)"
+                ));
+            }
         }
         let addr = get("ansible_host")?.unwrap_or_else(|| host.to_string());
         let port = match get("ansible_port")?.or(get("ansible_ssh_port")?) {
@@ -50,20 +93,12 @@ impl Engine {
         if let Some(args) = get("ansible_ssh_extra_args")? {
             apply_ssh_args(&mut target, &args)?;
         }
-        if self.opts.fresh_connection {
-            return Connection::connect(host, &target)
-                .await
-                .map_err(|e| crate::secrets::mask(&e.to_string()));
+        if let Some(k) = &target.key_file
+            && let Err(e) = std::fs::File::open(k)
+        {
+            return Err(format!("ansible_ssh_private_key_file {}: {e}", k.display()));
         }
-        // The first script on a host is the deploy lock's, as the state's user.
-        let first = self.state_become(host).ok().flatten();
-        let (conn, note) = Connection::connect_warm(host, &target, first.as_ref())
-            .await
-            .map_err(|e| crate::secrets::mask(&e.to_string()))?;
-        if let Some(note) = note {
-            self.reporter.warning(&note);
-        }
-        Ok(conn)
+        Ok(ConnectPlan::Ssh(target))
     }
 }
 

@@ -103,6 +103,14 @@ impl Engine {
     }
 
     /// Opens a connection to `host` for the release commands.
+    /// How `host` would be reached (its connection settings resolved and
+    /// checked), without contacting it.
+    pub fn plan_connection(&self, host: &str) -> Result<(), String> {
+        let (play, _) = self.host_context(host)?;
+        let pl = self.play_layers(&play)?;
+        self.connect_plan(host, &play, &pl).map(|_| ())
+    }
+
     pub async fn connect_host(&self, host: &str) -> Result<Connection, String> {
         let (play, _) = self.host_context(host)?;
         let pl = self.play_layers(&play)?;
