@@ -560,3 +560,427 @@ fn host_key_checking_cannot_be_bypassed() {
         "a command ran on a host whose key was not verified"
     );
 }
+
+/// The run's secrets: `-e` values (one with quotes and a backslash), vault
+/// values (one multi-line, one of two characters). Each has a core that
+/// greps uniquely.
+const E_SECRET: &str = "sec-eval-Zq81x";
+const E_JSON_SECRET: &str = "sec-js\"on\\Zq82x";
+const V_SECRET: &str = "sec-v'au\"lt\\Zq83x";
+const V_MULTI: &str =
+    "-----BEGIN FIXTURE-----\nZq84xLINEONE\nZq85xLINETWO\nQ7\n-----END FIXTURE-----\n";
+const V_SHORT: &str = "k7";
+const CORES: [&str; 5] = ["Zq81x", "Zq82x", "Zq83x", "Zq84x", "Zq85x"];
+
+fn vault(dir: &std::path::Path, args: &[&str]) -> Out {
+    let pw = repo().join("tests/fixtures/vault-password.txt");
+    let mut a: Vec<String> = vec!["vault".into()];
+    a.extend(args.iter().map(|s| s.to_string()));
+    a.push("--vault-password-file".into());
+    a.push(pw.display().to_string());
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    deployer(dir, &a)
+}
+
+/// Lines of `text` that hold a secret's core, or the short secret as a token.
+fn leaks(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| {
+            CORES.iter().any(|c| l.contains(c))
+                || l.contains("pin=k7")
+                || l.contains("'k7'")
+                || l.contains("\"k7\"")
+        })
+        .map(|l| l.chars().take(300).collect())
+        .collect()
+}
+
+#[test]
+fn secrets_of_a_run_are_in_no_output_and_no_state_file() {
+    let root = "/srv/sec-leak";
+    let name = format!("sec-leak-{}", testbed_id());
+    on_host(
+        HOST,
+        &format!("rm -rf {root} /var/lib/deployer/{name}; mkdir -p {root}"),
+    );
+    let vars = serde_json::json!({
+        "v_secret": V_SECRET,
+        "v_multi": V_MULTI,
+        "v_short": V_SHORT,
+    });
+    let p = project(&[
+        (".deployer-project", &name),
+        ("group_vars/all/vault.yml", &vars.to_string()),
+        (
+            "site.yml",
+            &format!(
+                "- hosts: {HOST}\n  gather_facts: false\n  become: true\n  tasks:\n\
+                 \x20   - copy: {{content: \"key={{{{ api_key }}}} js={{{{ db_pw }}}} v={{{{ v_secret }}}}\\n\", dest: {root}/conf, mode: '0600'}}\n\
+                 \x20   - template: {{src: t.j2, dest: {root}/multi, mode: '0600'}}\n\
+                 \x20   - debug: {{var: bundle}}\n\
+                 \x20     vars: {{bundle: {{a: \"{{{{ api_key }}}}\", b: \"{{{{ db_pw }}}}\", c: \"{{{{ v_secret }}}}\", d: \"{{{{ v_multi }}}}\", e: \"{{{{ v_short }}}}\"}}}}\n\
+                 \x20   - debug: {{msg: \"{{{{ {{'a': api_key, 'b': db_pw, 'c': v_secret, 'd': v_multi}} | to_json }}}}\"}}\n\
+                 \x20   - debug: {{msg: \"{{{{ {{'a': api_key, 'b': db_pw, 'c': v_secret, 'd': v_multi}} | to_nice_yaml }}}}\"}}\n\
+                 \x20   - debug: {{msg: \"pin={{{{ v_short }}}} lines={{{{ v_multi }}}}\"}}\n\
+                 \x20   - shell: cat\n      args: {{stdin: \"{{{{ v_secret }}}} {{{{ db_pw }}}}\"}}\n      register: echoed\n      changed_when: false\n\
+                 \x20   - debug: {{var: echoed}}\n\
+                 \x20   - fail: {{msg: \"failing with {{{{ api_key }}}} {{{{ v_secret }}}} pin={{{{ v_short }}}}\"}}\n      ignore_errors: true\n\
+                 \x20   - command: \"false {{{{ db_pw }}}}\"\n      ignore_errors: true\n      changed_when: false\n"
+            ),
+        ),
+        ("templates/t.j2", "{{ v_multi }}"),
+    ]);
+    let enc = vault(p.path(), &["encrypt", "group_vars/all/vault.yml"]);
+    assert_eq!(enc.code, 0, "{}", enc.all());
+    let pw = repo().join("tests/fixtures/vault-password.txt");
+    let pw = pw.display().to_string();
+    let inv = inv();
+    let e1 = format!("api_key={E_SECRET}");
+    let e2 = serde_json::json!({ "db_pw": E_JSON_SECRET }).to_string();
+    let base = [
+        "-i",
+        inv.as_str(),
+        "site.yml",
+        "--vault-password-file",
+        pw.as_str(),
+        "-e",
+        e1.as_str(),
+        "-e",
+        e2.as_str(),
+    ];
+    let run = |cmd: &str, extra: &[&str]| {
+        let mut a = vec![cmd];
+        a.extend_from_slice(&base);
+        a.extend_from_slice(extra);
+        deployer(p.path(), &a)
+    };
+    let outs = [
+        ("apply --diff", run("apply", &["--diff"])),
+        (
+            "check --diff --format json",
+            run("check", &["--diff", "--format", "json"]),
+        ),
+        ("apply --format json", run("apply", &["--format", "json"])),
+    ];
+    // The runs did what they say: the files hold the secrets in clear.
+    assert_eq!(outs[0].1.code, 0, "{}", outs[0].1.all());
+    assert!(
+        outs[0].1.stdout.contains("changed: [tb2]"),
+        "{}",
+        outs[0].1.stdout
+    );
+    assert!(
+        outs[0].1.all().contains("pin=********"),
+        "{}",
+        outs[0].1.all()
+    );
+    assert!(
+        outs[0].1.all().contains("failing with"),
+        "{}",
+        outs[0].1.all()
+    );
+    assert_eq!(
+        on_host(HOST, &format!("cat {root}/conf")),
+        format!("key={E_SECRET} js={E_JSON_SECRET} v={V_SECRET}\n")
+    );
+    assert_eq!(on_host(HOST, &format!("cat {root}/multi")), V_MULTI);
+    let mut found = Vec::new();
+    for (what, o) in &outs {
+        for l in leaks(&o.all()) {
+            found.push(format!("{what}: {l}"));
+        }
+    }
+    // Every state file: the run log here, and everything deployer keeps on
+    // the host (lock, audit, releases, pending handlers) and in its temp dirs.
+    let local = std::fs::read_to_string(p.path().join(".deployer/runs.jsonl")).expect("runs.jsonl");
+    assert!(local.contains("api_key=********"), "{local}");
+    assert!(local.contains("\"db_pw\\\":\\\"********\\\""), "{local}");
+    for l in leaks(&local) {
+        found.push(format!(".deployer/runs.jsonl: {l}"));
+    }
+    let state = on_host(
+        HOST,
+        &format!(
+            "cd /var/lib/deployer/{name} && find . -type f | sort | while read -r f; do echo \"== $f\"; cat \"$f\"; echo; done; \
+             echo '== /tmp, /root'; grep -rIl -e Zq81x -e Zq82x -e Zq83x -e Zq84x -e Zq85x /tmp /root /var/tmp 2>/dev/null"
+        ),
+    );
+    assert!(state.contains("== ./audit.log"), "{state}");
+    assert!(state.contains("release.json"), "{state}");
+    for l in leaks(&state) {
+        found.push(format!("host state: {l}"));
+    }
+    assert!(found.is_empty(), "secrets leaked:\n{}", found.join("\n"));
+    println!(
+        "secrets grep: 3 runs' output, runs.jsonl and {} host state files: 0 hits",
+        state.matches("\n== ").count()
+    );
+    // Modes: 0600 files in 0700 directories, here and on the host.
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode(&p.path().join(".deployer")), 0o700);
+    assert_eq!(mode(&p.path().join(".deployer/runs.jsonl")), 0o600);
+    let wide = on_host(
+        HOST,
+        &format!(
+            "find /var/lib/deployer/{name} \\( -type f ! -perm 600 \\) -o \\( -type d ! -perm 700 \\) | head"
+        ),
+    );
+    assert_eq!(wide, "", "state files or directories not private");
+    on_host(HOST, &format!("rm -rf {root} /var/lib/deployer/{name}"));
+}
+
+/// `deployer vault edit` with an editor that sleeps: the plaintext is in a
+/// private directory while it runs and gone after SIGTERM, SIGINT (sent to
+/// deployer) and after the editor fails; the vault file is unchanged.
+#[test]
+fn vault_edit_removes_its_plaintext_on_signals_and_editor_failure() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = project(&[("secret.yml", "password: sec-edit-Zq86x\n")]);
+    let dir = p.path();
+    let enc = vault(dir, &["encrypt", "secret.yml"]);
+    assert_eq!(enc.code, 0, "{}", enc.all());
+    std::fs::set_permissions(
+        dir.join("secret.yml"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .expect("chmod");
+    let before = std::fs::read(dir.join("secret.yml")).expect("read");
+    let tmp = dir.join("tmp");
+    std::fs::create_dir(&tmp).expect("mkdir");
+    std::fs::write(dir.join("sleepy.sh"), "#!/bin/sh\nexec sleep 60\n").expect("editor");
+    std::fs::write(
+        dir.join("failing.sh"),
+        "#!/bin/sh\necho changed >> \"$1\"\nexit 3\n",
+    )
+    .expect("editor");
+    for e in ["sleepy.sh", "failing.sh"] {
+        std::fs::set_permissions(dir.join(e), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+    }
+    let pw = repo().join("tests/fixtures/vault-password.txt");
+    let start = |editor: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_deployer"))
+            .args(["vault", "edit", "secret.yml", "--vault-password-file"])
+            .arg(&pw)
+            .current_dir(dir)
+            .env("EDITOR", dir.join(editor))
+            .env("TMPDIR", &tmp)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("vault edit")
+    };
+    let plaintext_files = || -> Vec<(std::path::PathBuf, u32, String)> {
+        let mut out = Vec::new();
+        for d in std::fs::read_dir(&tmp).expect("ls").flatten() {
+            let m = std::fs::metadata(d.path())
+                .expect("meta")
+                .permissions()
+                .mode()
+                & 0o777;
+            out.push((d.path(), m, String::new()));
+            if d.path().is_dir() {
+                for f in std::fs::read_dir(d.path()).expect("ls").flatten() {
+                    let fm = std::fs::metadata(f.path())
+                        .expect("meta")
+                        .permissions()
+                        .mode()
+                        & 0o777;
+                    let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+                    out.push((f.path(), fm, text));
+                }
+            }
+        }
+        out
+    };
+    for (sig, code) in [("TERM", 143), ("INT", 130)] {
+        let child = start("sleepy.sh");
+        let t0 = Instant::now();
+        let seen = loop {
+            let f = plaintext_files();
+            if f.iter().any(|(_, _, t)| t.contains("Zq86x")) {
+                break f;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "the editor never got the plaintext"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        // While the editor runs: a 0700 directory holding a 0600 file.
+        assert!(
+            seen.iter().any(|(p, m, _)| p.is_dir() && *m == 0o700),
+            "{seen:?}"
+        );
+        assert!(
+            seen.iter()
+                .any(|(p, m, t)| p.is_file() && *m == 0o600 && t.contains("Zq86x")),
+            "{seen:?}"
+        );
+        let k = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(k.success());
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "SIG{sig}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            plaintext_files(),
+            Vec::new(),
+            "SIG{sig} left the plaintext behind"
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("was removed"));
+    }
+    let out = start("failing.sh").wait_with_output().expect("wait");
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(
+        plaintext_files(),
+        Vec::new(),
+        "a failed editor left the plaintext behind"
+    );
+    assert_eq!(std::fs::read(dir.join("secret.yml")).expect("read"), before);
+    // A rekey keeps the file's mode.
+    let newpw = dir.join("newpw");
+    std::fs::write(&newpw, "another-password\n").expect("pw");
+    let r = vault(
+        dir,
+        &[
+            "rekey",
+            "secret.yml",
+            "--new-vault-password-file",
+            newpw.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    let m = std::fs::metadata(dir.join("secret.yml"))
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(m, 0o640, "rekey changed the file's mode");
+    assert_ne!(std::fs::read(dir.join("secret.yml")).expect("read"), before);
+}
+
+/// The state of the root-only directory mallory points his links at.
+fn victim2() -> String {
+    on_host(
+        HOST,
+        "stat -c '%U %a' /root/sec-victim2; ls -A /root/sec-victim2; cat /root/sec-victim2/keep",
+    )
+}
+
+/// Links mallory plants in his own directories, and a directory he swaps for
+/// a link between two runs: `file state=directory`, `state=absent`, a mode
+/// change, a write, the release save and rollback's restore all refuse to go
+/// through them, and nothing outside his directory changes.
+#[test]
+fn links_planted_by_a_local_user_are_never_followed() {
+    mallory();
+    let d = "/home/mallory/plant";
+    let name = format!("sec-plant-{}", testbed_id());
+    on_host(
+        HOST,
+        &format!(
+            "rm -rf {d} /root/sec-victim2 /var/lib/deployer/{name}; mkdir -m 700 /root/sec-victim2; \
+             printf 'root-only-Zq90x\\n' > /root/sec-victim2/keep; chmod 600 /root/sec-victim2/keep; \
+             install -d -o mallory -g mallory {d} {d}/r; runuser -u mallory -- ln -s /root/sec-victim2 {d}/sub"
+        ),
+    );
+    let before = victim2();
+    assert_eq!(before, "root 700\nkeep\nroot-only-Zq90x\n");
+    let p = project(&[
+        (".deployer-project", &name),
+        (
+            "site.yml",
+            &format!(
+                "- hosts: {HOST}\n  gather_facts: false\n  become: true\n  tasks:\n\
+                 \x20   - file: {{path: {d}/sub/made/deeper, state: directory, mode: '0777'}}\n      ignore_errors: true\n\
+                 \x20   - file: {{path: {d}/sub/keep, state: absent}}\n      ignore_errors: true\n\
+                 \x20   - file: {{path: {d}/sub/keep, mode: '0644', owner: mallory}}\n      ignore_errors: true\n\
+                 \x20   - copy: {{content: \"x\\n\", dest: {d}/sub/keep, owner: mallory}}\n      ignore_errors: true\n\
+                 \x20   - file: {{path: {d}/sub, state: absent}}\n      when: remove_link | default(false) | bool\n\
+                 \x20   - copy: {{content: \"{{{{ version }}}}\\n\", dest: {d}/r/conf, owner: mallory, mode: '0644'}}\n"
+            ),
+        ),
+    ]);
+    let inv = inv();
+    let run = |extra: &[&str]| {
+        let mut a = vec!["apply", "-i", inv.as_str(), "site.yml"];
+        a.extend_from_slice(extra);
+        deployer(p.path(), &a)
+    };
+    let first = run(&["-e", "version=one"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    assert_eq!(
+        first.stdout.matches("failed: [tb2]").count(),
+        4,
+        "{}",
+        first.stdout
+    );
+    assert!(
+        first
+            .all()
+            .contains("is a symbolic link owned by another user"),
+        "{}",
+        first.all()
+    );
+    assert_eq!(
+        victim2(),
+        before,
+        "something went through the link:\n{}",
+        first.all()
+    );
+    // A second run: the release saves r/conf ("one") before writing "two".
+    let second = run(&["-e", "version=two"]);
+    assert_eq!(second.code, 0, "{}", second.all());
+    assert_eq!(on_host(HOST, &format!("cat {d}/r/conf")), "two\n");
+    // mallory swaps his directory r for a link to the root-only directory:
+    // rollback must not restore "one" into /root/sec-victim2/conf.
+    on_host(
+        HOST,
+        &format!(
+            "runuser -u mallory -- sh -c 'mv {d}/r {d}/r-moved && ln -s /root/sec-victim2 {d}/r'"
+        ),
+    );
+    let rb = deployer(p.path(), &["rollback", "-i", &inv, "-l", HOST]);
+    assert_ne!(
+        rb.code,
+        0,
+        "rollback through mallory's link succeeded:\n{}",
+        rb.all()
+    );
+    assert!(rb.all().contains("symbolic link"), "{}", rb.all());
+    assert_eq!(
+        victim2(),
+        before,
+        "rollback went through the link:\n{}",
+        rb.all()
+    );
+    assert_eq!(on_host(HOST, &format!("cat {d}/r-moved/conf")), "two\n");
+    // The release save never copied the root-only file into the state.
+    let state = on_host(
+        HOST,
+        &format!("grep -rl Zq90x /var/lib/deployer/{name} 2>/dev/null; ls /root/sec-victim2"),
+    );
+    assert_eq!(
+        state, "keep\n",
+        "root-only content copied into the release state"
+    );
+    // A link mallory owns is removed as a link (never followed).
+    let third = run(&["-e", "version=three", "-e", "remove_link=true"]);
+    assert_eq!(victim2(), before, "{}", third.all());
+    assert_eq!(on_host(HOST, &format!("ls -A {d}")), "r\nr-moved\n");
+    on_host(
+        HOST,
+        &format!("rm -rf {d} /root/sec-victim2 /var/lib/deployer/{name}"),
+    );
+}

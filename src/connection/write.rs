@@ -77,6 +77,15 @@ pub struct RemoteWrite<'a> {
     /// is the new file's path. Split into words like Ansible's `validate`
     /// (no shell: `$()`, `;` and quotes in it are just characters).
     pub validate: Option<&'a str>,
+    /// Content made on the host instead of `content`: a shell snippet the
+    /// module builds (task data in it quoted), run in the private staging
+    /// directory, that must leave the new content in the file `new` there
+    /// and exit non-zero (having printed why) when it cannot. Other files it
+    /// makes there it removes itself. Used for a download (`get_url`).
+    pub produce: Option<&'a str>,
+    /// When the new content equals the existing regular file's, leave the
+    /// file as it is (no rename, no backup) and print `U\tsame`.
+    pub keep_if_same: bool,
 }
 
 /// What a finished write reports.
@@ -96,7 +105,19 @@ impl<'a> RemoteWrite<'a> {
             mode: None,
             backup: false,
             validate: None,
+            produce: None,
+            keep_if_same: false,
         }
+    }
+    /// See [`RemoteWrite::produce`].
+    pub fn produce(mut self, snippet: Option<&'a str>) -> Self {
+        self.produce = snippet;
+        self
+    }
+    /// See [`RemoteWrite::keep_if_same`].
+    pub fn keep_if_same(mut self, keep: bool) -> Self {
+        self.keep_if_same = keep;
+        self
     }
     pub fn owner(mut self, owner: Option<&'a str>) -> Self {
         self.owner = owner;
@@ -139,15 +160,28 @@ impl<'a> RemoteWrite<'a> {
              trap 'rmdir -- \"$__dw_s\" 2>/dev/null || :' EXIT\n\
              cd -P -- \"$__dw_s\"\n\
              [ \"$(stat -c '%u %a' .)\" = \"$__dw_me 700\" ] && [ \"$(stat -c %d:%i ..)\" = \"$__dw_at\" ] || __dw_fail \"refusing to write $__dw_dest: its temporary directory was replaced while in use\"\n\
-             trap 'rm -f -- new bak; cd .. && rmdir -- \"$__dw_s\" 2>/dev/null || :' EXIT\n\
-             base64 -d > new <<'__DEPLOYER_EOF__'\n",
+             trap 'rm -f -- new bak; cd .. && rmdir -- \"$__dw_s\" 2>/dev/null || :' EXIT\n",
         );
-        // Base64 lines cannot form the delimiter line.
-        for chunk in b64.as_bytes().chunks(76) {
-            s.push_str(std::str::from_utf8(chunk).unwrap_or(""));
-            s.push('\n');
+        if let Some(p) = self.produce {
+            s.push_str(p);
+            s.push_str("\n[ -f new ] || __dw_fail \"no content was made for $__dw_dest\"\n");
+        } else {
+            s.push_str("base64 -d > new <<'__DEPLOYER_EOF__'\n");
+            // Base64 lines cannot form the delimiter line.
+            for chunk in b64.as_bytes().chunks(76) {
+                s.push_str(std::str::from_utf8(chunk).unwrap_or(""));
+                s.push('\n');
+            }
+            s.push_str("__DEPLOYER_EOF__\n");
         }
-        s.push_str("__DEPLOYER_EOF__\n");
+        if self.keep_if_same {
+            s.push_str(
+                "case $(stat -c %F -- \"../$__dw_name\" 2>/dev/null || true) in\n\
+                 'regular file' | 'regular empty file')\n\
+                 if cmp -s new \"../$__dw_name\"; then printf 'U\\tsame\\n'; exit 0; fi ;;\n\
+                 esac\n",
+            );
+        }
         // Owner and mode of the file it replaces (a link is replaced, not
         // followed: it gives nothing), else 0666 less the login umask. One
         // `stat` reads type and attributes together.
@@ -304,71 +338,168 @@ pub fn attributes_script(path: &str, attrs: &PathAttrs<'_>, link: bool) -> Resul
     Ok(s)
 }
 
+/// The script that removes `path` (a file, a link, or a directory and all
+/// it holds) without following a link on the way: the walk into its
+/// directory is [`WALK_LIB`]'s, then `rm -rf` of the name relative to that
+/// directory (GNU `rm` never follows a link inside the tree it removes; a
+/// link at `path` itself is removed, not followed).
+pub fn remove_script(path: &str) -> Result<String, String> {
+    let (dir, name) = split_path(path);
+    if name == "." || name == ".." {
+        return Err(format!("refusing to remove '{path}'"));
+    }
+    let mut s = String::from("(\nset -e\n");
+    s.push_str(WALK_LIB);
+    s.push_str(&format!(
+        "__dw_dest={}\n__dw_name={}\n",
+        shell_quote(path),
+        shell_quote(&name)
+    ));
+    s.push_str("if [ -d ");
+    s.push_str(&shell_quote(&dir));
+    s.push_str(" ]; then\n");
+    s.push_str(&format!("__dw_go {}\n", go_args(&dir)));
+    s.push_str(
+        "if [ -e \"./$__dw_name\" ] || [ -L \"./$__dw_name\" ]; then rm -rf -- \"./$__dw_name\"; fi\nfi\n)\n",
+    );
+    s.push_str(SUBSHELL_END);
+    Ok(s)
+}
+
+/// The script that makes directory `path` and every missing directory above
+/// it (`mkdir -p`), each one created with `attrs` (as Ansible's `file
+/// state=directory` does), through [`WALK_LIB`]'s walk: never through a link
+/// another user could plant, attributes set through `.` from inside.
+pub fn mkdir_script(path: &str, attrs: &PathAttrs<'_>) -> String {
+    let mut s = String::from("(\nset -e\n");
+    s.push_str(WALK_LIB);
+    s.push_str(&format!("__dw_dest={}\n__dw_mk=1\n", shell_quote(path)));
+    if let Some(o) = attrs.owner {
+        s.push_str(&format!("__dw_own={}\n", shell_quote(o)));
+    }
+    if let Some(g) = attrs.group {
+        s.push_str(&format!("__dw_grp={}\n", shell_quote(g)));
+    }
+    if let Some(m) = attrs.mode {
+        s.push_str(&format!("__dw_mode={m:04o}\n"));
+    }
+    s.push_str(&format!("__dw_go {}\n)\n", go_args(path)));
+    s.push_str(SUBSHELL_END);
+    s
+}
+
 /// After the subshell: its failure ends the whole script. Not `( ... ) ||
 /// exit`: on the left of `||` the shell ignores `set -e` inside, and a failed
 /// step would go on to the next. For the same reason, never put these scripts
 /// in an `if`, `&&` or `||` list.
 const SUBSHELL_END: &str = "__dw_rc=$?; [ \"$__dw_rc\" = 0 ] || exit \"$__dw_rc\"\n";
 
-/// The common head: failure helper, the path's own name for messages, the
-/// link check over the directory path, and `cd -P` into the directory.
+/// The shell functions every script here starts with.
+///
+/// `__dw_go START COMPONENT...` changes into a directory one component at a
+/// time, never through a name another user could swap:
+/// - a symbolic link is followed only when root or the running user owns it
+///   AND the directory holding it is not writable by anyone else (sticky
+///   directories such as `/tmp` count as not writable: nobody else can
+///   replace root's entry there); any other link is refused;
+/// - after every `cd` into a real directory, its `..` must be the directory
+///   just left (same device and inode): a directory swapped for a link, or
+///   moved, between the check and the `cd` is caught there;
+/// - with `__dw_mk` set, a missing component is made (`mkdir`, owned by the
+///   running user) and given the owner, group and mode in `__dw_own`,
+///   `__dw_grp`, `__dw_mode` through `.` once inside it (never by name);
+///   each directory made is listed in `__dw_made`.
+///
+/// `__dw_fail MESSAGE` prints the message and exits (the subshell or script).
+/// `$__dw_dest` names the path in messages.
+pub const WALK_LIB: &str = r#"__dw_fail() { printf '%s\n' "$*" >&2; exit 1; }
+__dw_me=$(id -u)
+__dw_mk=
+__dw_own=
+__dw_grp=
+__dw_mode=
+__dw_made=
+__dw_step() {
+  __dw_tl=
+  if [ "$__dw_c" = .. ]; then cd -P .. || __dw_fail "cannot enter $(pwd -P)/.."; __dw_at=$(stat -c %d:%i .); return 0; fi
+  __dw_pi=$(stat -c '%u %a' .) || __dw_fail "cannot read $(pwd -P)"
+  __dw_pt=1
+  case ${__dw_pi% *} in 0|"$__dw_me") ;; *) __dw_pt= ;; esac
+  __dw_pm=0${__dw_pi#* }
+  if [ $(( __dw_pm & 022 )) != 0 ] && [ $(( __dw_pm & 01000 )) = 0 ]; then __dw_pt=; fi
+  __dw_new=
+  if [ -L "./$__dw_c" ]; then
+    __dw_o=$(stat -c %u -- "./$__dw_c") || __dw_fail "cannot read $(pwd -P)/$__dw_c"
+    [ "$__dw_o" = 0 ] || [ "$__dw_o" = "$__dw_me" ] || __dw_fail "refusing $__dw_dest: $(pwd -P)/$__dw_c is a symbolic link owned by another user (uid $__dw_o)"
+    [ -n "$__dw_pt" ] || __dw_fail "refusing $__dw_dest: $(pwd -P)/$__dw_c is a symbolic link in a directory another user can write"
+    __dw_tl=1
+  elif [ -n "$__dw_mk" ] && [ ! -e "./$__dw_c" ]; then
+    mkdir -- "./$__dw_c" 2>/dev/null || [ -d "./$__dw_c" ] || __dw_fail "cannot create $(pwd -P)/$__dw_c"
+    __dw_new=1
+  fi
+  [ -d "./$__dw_c" ] || __dw_fail "Destination directory $(pwd -P)/$__dw_c does not exist"
+  cd -P -- "./$__dw_c" || __dw_fail "cannot enter $(pwd -P)/$__dw_c"
+  if [ -z "$__dw_tl" ]; then
+    [ "$(stat -c %d:%i ..)" = "$__dw_at" ] || __dw_fail "refusing $__dw_dest: $__dw_c was replaced while in use"
+  fi
+  __dw_at=$(stat -c %d:%i .)
+  if [ -n "$__dw_new" ]; then
+    [ "$(stat -c %u .)" = "$__dw_me" ] || __dw_fail "refusing $__dw_dest: $(pwd -P) was replaced while in use"
+    if [ -n "$__dw_own" ]; then chown -- "$__dw_own" . || __dw_fail "cannot set the owner of $(pwd -P)"; fi
+    if [ -n "$__dw_grp" ]; then chgrp -- "$__dw_grp" . || __dw_fail "cannot set the group of $(pwd -P)"; fi
+    if [ -n "$__dw_mode" ]; then chmod -- "$__dw_mode" . || __dw_fail "cannot set the mode of $(pwd -P)"; fi
+    __dw_made="$__dw_made$(pwd -P)
+"
+  fi
+}
+__dw_go() {
+  cd -P -- "$1" || __dw_fail "cannot enter $1"
+  shift
+  __dw_at=$(stat -c %d:%i .)
+  for __dw_c in "$@"; do __dw_step; done
+}
+"#;
+
+/// The shell words of a `__dw_go` call that enters `dir`: the start (`/` or
+/// `.`) and the components, each quoted (`.` components dropped).
+pub fn go_args(dir: &str) -> String {
+    let mut s = String::from(if dir.starts_with('/') { "/" } else { "." });
+    for c in dir.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        s.push(' ');
+        s.push_str(&shell_quote(c));
+    }
+    s
+}
+
+/// The common head: the walk functions, the path's own name for messages,
+/// and the safe walk into the directory (see [`WALK_LIB`]).
 fn prologue(dest: &str, dir: &str) -> String {
     prologue_making(dest, dir, false)
 }
 
-/// [`prologue`], and with `create` the directory is made first (`mkdir -p`,
-/// each new level 0700 under `umask 077`) once the link check over its path
-/// passed: for private trees such as the backup directory. Callers set
-/// `umask 077` before it.
+/// [`prologue`], and with `create` every missing directory of the path is
+/// made on the way (by the walk, never through a link another user could
+/// plant; each new level 0700 when the caller set `umask 077`): for private
+/// trees such as the backup directory.
 pub(crate) fn prologue_making(dest: &str, dir: &str, create: bool) -> String {
-    let mut s = format!(
-        "__dw_fail() {{ printf '%s\\n' \"$*\" >&2; exit 1; }}\n\
-         __dw_me=$(id -u)\n\
-         __dw_dest={}\n\
-         __dw_dir={}\n",
+    let mut s = String::from(WALK_LIB);
+    s.push_str(&format!(
+        "__dw_dest={}\n__dw_dir={}\n",
         shell_quote(dest),
         shell_quote(dir),
-    );
-    let prefixes = dir_prefixes(dir);
-    if !prefixes.is_empty() {
-        s.push_str("for __dw_p in");
-        for p in &prefixes {
-            s.push(' ');
-            s.push_str(&shell_quote(p));
-        }
+    ));
+    if create {
+        s.push_str("__dw_mk=1\n");
+    } else {
         s.push_str(
-            "; do\n\
-             if [ -L \"$__dw_p\" ]; then __dw_o=$(stat -c %u -- \"$__dw_p\"); [ \"$__dw_o\" = 0 ] || [ \"$__dw_o\" = \"$__dw_me\" ] || __dw_fail \"refusing to write $__dw_dest: $__dw_p is a symbolic link owned by another user (uid $__dw_o)\"; fi\n\
-             done\n",
+            "[ -d \"$__dw_dir\" ] || __dw_fail \"Destination directory $__dw_dir does not exist\"\n",
         );
     }
-    if create {
-        s.push_str("mkdir -p -- \"$__dw_dir\" || __dw_fail \"cannot create $__dw_dir\"\n");
-    }
+    s.push_str(&format!("__dw_go {}\n__dw_mk=\n", go_args(dir)));
     s.push_str(
-        "[ -d \"$__dw_dir\" ] || __dw_fail \"Destination directory $__dw_dir does not exist\"\n\
-         cd -P -- \"$__dw_dir\"\n\
-         case $__dw_dir in */) __dw_dirslash=$__dw_dir ;; *) __dw_dirslash=$__dw_dir/ ;; esac\n",
+        "case $__dw_dir in */) __dw_dirslash=$__dw_dir ;; *) __dw_dirslash=$__dw_dir/ ;; esac\n",
     );
     s
-}
-
-/// Every leading part of a directory path (`/a/b` -> `/a`, `/a/b`).
-fn dir_prefixes(dir: &str) -> Vec<String> {
-    let parts: Vec<&str> = dir
-        .split('/')
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect();
-    (0..parts.len())
-        .map(|i| {
-            let joined = parts[..=i].join("/");
-            if dir.starts_with('/') {
-                format!("/{joined}")
-            } else {
-                joined
-            }
-        })
-        .collect()
 }
 
 /// A destination's directory and file name; a path ending in `/` names a
@@ -387,7 +518,7 @@ fn split_dest(dest: &str) -> Result<(String, String), String> {
 }
 
 /// The directory and last component of a path (`/` itself is `("/", ".")`).
-fn split_path(path: &str) -> (String, String) {
+pub fn split_path(path: &str) -> (String, String) {
     let p = path.trim_end_matches('/');
     if p.is_empty() {
         return ("/".into(), ".".into());
@@ -445,12 +576,9 @@ mod tests {
         assert_eq!(split_path("/srv/d/"), ("/srv".into(), "d".into()));
         assert_eq!(split_path("/"), ("/".into(), ".".into()));
         assert!(split_dest("/srv/d/").is_err());
-        assert_eq!(
-            dir_prefixes("/home/m/sub"),
-            vec!["/home", "/home/m", "/home/m/sub"]
-        );
-        assert_eq!(dir_prefixes("/"), Vec::<String>::new());
-        assert_eq!(dir_prefixes("a/b"), vec!["a", "a/b"]);
+        assert_eq!(go_args("/home/m/s b"), "/ home m 's b'");
+        assert_eq!(go_args("/"), "/");
+        assert_eq!(go_args("a/./b"), ". a b");
     }
 
     #[test]

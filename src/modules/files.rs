@@ -22,7 +22,7 @@ pub struct Attrs {
 }
 
 impl Attrs {
-    fn from_json(
+    pub(crate) fn from_json(
         mode: Option<&Json>,
         owner: Option<String>,
         group: Option<String>,
@@ -455,7 +455,7 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
                 String::new()
             } else {
                 changes.push(format!("state: {} -> absent", kind_name(obs.kind)));
-                format!("rm -rf -- {q}\n")
+                write::remove_script(&path)?
             }
         }
         "directory" => {
@@ -467,10 +467,7 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
             }
             if !obs.exists {
                 changes.push("state: absent -> directory".into());
-                format!(
-                    "mkdir -p -- {q}\n{}",
-                    write::attributes_script(&path, &attrs.path_attrs(), false)?
-                )
+                write::mkdir_script(&path, &attrs.path_attrs())
             } else {
                 changes.extend(attrs.changes(&obs));
                 write::attributes_script(&path, &attrs.path_attrs(), false)?
@@ -623,7 +620,7 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
     Ok(result)
 }
 
-async fn text_module(
+pub(crate) async fn text_module(
     ctx: &mut ModuleCtx<'_>,
     path: &str,
     attrs: Attrs,

@@ -615,6 +615,7 @@ pub fn parse_extra_vars(items: &[String]) -> Result<Vars, LocatedError> {
             }
         } else if item.trim_start().starts_with('{') {
             let node = yaml::parse_str(item, cli)?;
+            register_extra_strings(&node);
             for (k, v) in inventory::vars_from_map(&node, "extra vars")? {
                 out.insert(k, v);
             }
@@ -626,9 +627,13 @@ pub fn parse_extra_vars(items: &[String]) -> Result<Vars, LocatedError> {
                 let (k, v) = w.split_once('=').ok_or_else(|| {
                     LocatedError::new(
                         &Loc::file_only(cli),
-                        format!("expected -e key=value, -e @file or -e '{{...}}', got '{w}'"),
+                        format!(
+                            "expected -e key=value, -e @file or -e '{{...}}', got a word without '=' ({} characters; not shown: -e values are treated as secrets)",
+                            w.chars().count()
+                        ),
                     )
                 })?;
+                crate::secrets::register_extra_value(v);
                 out.insert(
                     k.to_string(),
                     Node {
@@ -640,6 +645,16 @@ pub fn parse_extra_vars(items: &[String]) -> Result<Vars, LocatedError> {
         }
     }
     Ok(out)
+}
+
+/// Every string value of an inline `-e '{...}'`, registered as a secret.
+fn register_extra_strings(node: &Node) {
+    match &node.value {
+        Yaml::Str(s) => crate::secrets::register_extra_value(s),
+        Yaml::Seq(items) => items.iter().for_each(register_extra_strings),
+        Yaml::Map(m) => m.iter().for_each(|(_, v)| register_extra_strings(v)),
+        _ => {}
+    }
 }
 
 /// The tasks that run, in order: blocks and loaded includes opened up.

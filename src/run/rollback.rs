@@ -484,19 +484,49 @@ fn file_diffs(plan: &HostPlan) -> Vec<FileDiff> {
     out
 }
 
-/// The one script that restores every file (see the module doc).
+/// The one script that restores every file (see the module doc). Every
+/// path is reached through [`crate::connection::write::WALK_LIB`]'s walk
+/// (never through a link another user could plant) and every new file or
+/// link is made in a private staging directory inside its destination
+/// directory, then renamed into place relative to it, as
+/// [`crate::connection::write::RemoteWrite`] does.
 fn restore_script(plan: &HostPlan, rec: &Recorder) -> String {
+    use crate::connection::write::{WALK_LIB, go_args, split_path};
     let mut s = String::from("main() {\nset -e\n");
+    s.push_str(WALK_LIB);
     s.push_str(&format!("R={}\n", plan.loc.releases()));
     for f in &plan.files {
         if let Some(snippet) = rec.save_snippet(&f.rec.path) {
             s.push_str(&snippet);
         }
     }
-    s.push_str("tmps=\ntrap 'rm -f $tmps' EXIT\n");
+    // Staging directories left by a failure are removed through the walk too.
+    let mut clean = String::from("__dw_clean() {\n");
+    for (i, f) in plan.files.iter().enumerate() {
+        if matches!(
+            f.rec.previous,
+            PreviousFile::File { .. } | PreviousFile::Link { .. }
+        ) {
+            let (dir, _) = split_path(&f.rec.path);
+            clean.push_str(&format!(
+                "[ -z \"$st{i}\" ] || ( __dw_go {} 2>/dev/null && rm -rf -- \"./$st{i}\" ) || :\n",
+                go_args(&dir)
+            ));
+        }
+    }
+    clean.push_str(":\n}\n");
+    s.push_str(&clean);
+    s.push_str("trap '__dw_clean' EXIT\n");
     // Phase 1: everything that can fail happens before the first rename.
     for (i, f) in plan.files.iter().enumerate() {
         let q = shell_quote(&f.rec.path);
+        let (dir, _) = split_path(&f.rec.path);
+        let stage = format!(
+            "st{i}=\n__dw_dest={q}\n__dw_mk=1\n__dw_go {go}\n__dw_mk=\n__dw_s=$(mktemp -d ./.deployer-write.XXXXXX)\n__dw_s=${{__dw_s#./}}\nst{i}=$__dw_s\n\
+             __dw_d=$__dw_at\ncd -P -- \"./$__dw_s\"\n\
+             [ \"$(stat -c '%u %a' .)\" = \"$__dw_me 700\" ] && [ \"$(stat -c %d:%i ..)\" = \"$__dw_d\" ] || __dw_fail \"refusing to restore $__dw_dest: its temporary directory was replaced while in use\"\n",
+            go = go_args(&dir)
+        );
         match &f.rec.previous {
             PreviousFile::File {
                 mode,
@@ -504,16 +534,18 @@ fn restore_script(plan: &HostPlan, rec: &Recorder) -> String {
                 group,
                 saved,
                 ..
-            } => s.push_str(&format!(
-                "d=$(dirname -- {q}); mkdir -p -- \"$d\"; t{i}=$(mktemp \"$d/.deployer-tmp.XXXXXX\"); tmps=\"$tmps $t{i}\"\n\
-                 cp -- \"$R/{rel}/{saved}\" \"$t{i}\"; chown {own} \"$t{i}\"; chmod {mode} \"$t{i}\"; sync \"$t{i}\" 2>/dev/null || true\n",
-                rel = f.release,
-                own = shell_quote(&format!("{owner}:{group}")),
-            )),
-            PreviousFile::Link { target } => s.push_str(&format!(
-                "d=$(dirname -- {q}); mkdir -p -- \"$d\"; t{i}=\"$d/.deployer-tmp.$$.{i}\"; rm -f -- \"$t{i}\"; ln -s -- {} \"$t{i}\"; tmps=\"$tmps $t{i}\"\n",
-                shell_quote(target)
-            )),
+            } => {
+                s.push_str(&stage);
+                s.push_str(&format!(
+                    "( umask 077; cp -- \"$R/{rel}/{saved}\" new )\nchown -- {own} new\nchmod {mode} new\nsync new 2>/dev/null || true\ncd /\n",
+                    rel = f.release,
+                    own = shell_quote(&format!("{owner}:{group}")),
+                ));
+            }
+            PreviousFile::Link { target } => {
+                s.push_str(&stage);
+                s.push_str(&format!("ln -s -- {} new\ncd /\n", shell_quote(target)));
+            }
             PreviousFile::Absent | PreviousFile::Directory { .. } => {}
         }
     }
@@ -533,32 +565,39 @@ fn restore_script(plan: &HostPlan, rec: &Recorder) -> String {
         if let PreviousFile::Directory { mode, owner, group } = &f.rec.previous {
             let q = shell_quote(&f.rec.path);
             s.push_str(&format!(
-                "{{ mkdir -p -- {q} && chown {} {q} && chmod {mode} {q}; }} || err=\"$err {q}\"\n",
+                "( __dw_dest={q}; __dw_mk=1; __dw_go {} && chown -- {} . && chmod {mode} . ) || err=\"$err {q}\"\n",
+                go_args(&f.rec.path),
                 shell_quote(&format!("{owner}:{group}"))
             ));
         }
     }
     for (i, f) in plan.files.iter().enumerate() {
         let q = shell_quote(&f.rec.path);
-        match &f.rec.previous {
-            PreviousFile::File { .. } => {
-                s.push_str(&format!("mv -f -- \"$t{i}\" {q} || err=\"$err {q}\"\n"))
-            }
-            PreviousFile::Link { .. } => {
-                s.push_str(&format!("mv -Tf -- \"$t{i}\" {q} || err=\"$err {q}\"\n"))
-            }
-            _ => {}
+        let (dir, name) = split_path(&f.rec.path);
+        if matches!(
+            f.rec.previous,
+            PreviousFile::File { .. } | PreviousFile::Link { .. }
+        ) {
+            s.push_str(&format!(
+                "( __dw_dest={q}; __dw_go {go} && __dw_d=$__dw_at && cd -P -- \"./$st{i}\" && [ \"$(stat -c '%u %a' .)\" = \"$__dw_me 700\" ] && [ \"$(stat -c %d:%i ..)\" = \"$__dw_d\" ] && mv -f -T -- new ../{n} && cd .. && rmdir -- \"./$st{i}\" ) && st{i}= || err=\"$err {q}\"\n",
+                go = go_args(&dir),
+                n = shell_quote(&name),
+            ));
         }
     }
     absent.sort_by_key(|(_, f)| std::cmp::Reverse(f.rec.path.len()));
     for (_, f) in &absent {
         let q = shell_quote(&f.rec.path);
+        let (dir, name) = split_path(&f.rec.path);
         s.push_str(&format!(
-            "if [ -L {q} ] || [ -f {q} ]; then rm -f -- {q} || err=\"$err {q}\"; elif [ -d {q} ]; then rmdir -- {q} 2>/dev/null || printf 'W\\t%s\\n' {}; fi\n",
-            shell_quote(&format!("{} was made by the release but is not empty now: left in place", f.rec.path))
+            "if [ -d {dq} ]; then ( __dw_dest={q}; __dw_go {go} && if [ -L ./{n} ] || [ -f ./{n} ]; then rm -f -- ./{n}; elif [ -d ./{n} ]; then rmdir -- ./{n} 2>/dev/null || printf 'W\\t%s\\n' {w}; fi ) || err=\"$err {q}\"; fi\n",
+            dq = shell_quote(&dir),
+            go = go_args(&dir),
+            n = shell_quote(&name),
+            w = shell_quote(&format!("{} was made by the release but is not empty now: left in place", f.rec.path))
         ));
     }
-    s.push_str("tmps=\nsync 2>/dev/null || true\nif [ -n \"$err\" ]; then echo \"rollback: could not restore:$err\" >&2; exit 1; fi\necho DONE\n}\nmain\n");
+    s.push_str("sync 2>/dev/null || true\nif [ -n \"$err\" ]; then echo \"rollback: could not restore:$err\" >&2; exit 1; fi\necho DONE\n}\nmain\n");
     s
 }
 

@@ -186,14 +186,59 @@ pub fn local_log(project_root: &Path) -> PathBuf {
 pub fn append_local(project_root: &Path, rec: &RunRecord) -> Result<(), String> {
     let path = local_log(project_root);
     let dir = project_root.join(LOCAL_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    private_dir(&dir)?;
     let line = crate::secrets::mask(&serde_json::to_string(rec).map_err(|e| e.to_string())?);
-    let mut f = std::fs::OpenOptions::new()
+    let mut f = private_append(&path)?;
+    writeln!(f, "{line}").map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Makes `dir` (and missing parents) as a private directory: created 0700
+/// (never a moment with a wider mode), an existing one narrowed to 0700.
+/// A link at `dir` is refused.
+pub fn private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let err = |e: std::io::Error| format!("{}: {e}", dir.display());
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(format!(
+                "{}: is a symbolic link; deployer keeps its state in a real directory",
+                dir.display()
+            ));
+        }
+        Ok(m) if m.is_dir() => {
+            if m.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(err)?;
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err)
+}
+
+/// Opens `path` for appending: created 0600, an existing file narrowed to
+/// 0600, never through a link.
+pub fn private_append(path: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    writeln!(f, "{line}").map_err(|e| format!("{}: {e}", path.display()))
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(err)?;
+    let m = f.metadata().map_err(err)?;
+    if m.permissions().mode() & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(err)?;
+    }
+    Ok(f)
 }
 
 /// The last `n` runs of `.deployer/runs.jsonl` (a line that is not a run is
@@ -220,10 +265,11 @@ pub fn tail_local(project_root: &Path, n: usize) -> Result<Vec<Result<RunRecord,
         .collect())
 }
 
-/// The command line as recorded in locks and audit logs: words shell-quoted,
-/// `-e` values whose key looks secret (`*password*`, `*token*`, ...) replaced
-/// by `********`, an inline `-e` that is neither `key=value` nor JSON masked
-/// whole, and any vault value masked.
+/// The command line as recorded in locks, audit logs, release records and
+/// `runs.jsonl`: words shell-quoted, every `-e` value replaced by `********`
+/// (its keys are kept: `-e 'db_password=******** port=********'`, a JSON
+/// `-e` keeps its top-level keys, `-e @file` keeps the file name, anything
+/// else is `********` whole), and any registered secret masked.
 pub fn masked_command_line(args: &[String]) -> String {
     let mut out = vec!["deployer".to_string()];
     let mut it = args.iter().skip(1);
@@ -231,12 +277,15 @@ pub fn masked_command_line(args: &[String]) -> String {
         if a == "-e" || a == "--extra-vars" {
             out.push(a.clone());
             if let Some(v) = it.next() {
-                out.push(shell_quote(&mask_extra_var(v)));
+                out.push(shell_quote(&extra_var_keys(v)));
             }
         } else if let Some(v) = a.strip_prefix("--extra-vars=") {
-            out.push(format!("--extra-vars={}", shell_quote(&mask_extra_var(v))));
-        } else if let Some(v) = a.strip_prefix("-e").filter(|v| !v.is_empty()) {
-            out.push(format!("-e{}", shell_quote(&mask_extra_var(v))));
+            out.push(format!("--extra-vars={}", shell_quote(&extra_var_keys(v))));
+        } else if let Some(v) = a
+            .strip_prefix("-e")
+            .filter(|v| !v.is_empty() && !a.starts_with("--"))
+        {
+            out.push(format!("-e{}", shell_quote(&extra_var_keys(v))));
         } else {
             out.push(shell_quote(a));
         }
@@ -244,39 +293,28 @@ pub fn masked_command_line(args: &[String]) -> String {
     crate::secrets::mask(&out.join(" "))
 }
 
-fn mask_extra_var(v: &str) -> String {
-    use crate::lint::conventions::is_secret_name;
+/// An `-e` value with its keys kept and every value replaced by the mask.
+fn extra_var_keys(v: &str) -> String {
     if v.starts_with('@') {
         return v.to_string();
     }
     if v.trim_start().starts_with('{') {
-        fn walk(j: &mut serde_json::Value) {
-            if let Some(m) = j.as_object_mut() {
-                for (k, v) in m.iter_mut() {
-                    if is_secret_name(k) && !v.is_object() {
-                        *v = serde_json::Value::String(MASK.into());
-                    } else {
-                        walk(v);
-                    }
-                }
-            } else if let Some(a) = j.as_array_mut() {
-                a.iter_mut().for_each(walk);
-            }
-        }
         return match serde_json::from_str::<serde_json::Value>(v) {
-            Ok(mut j) => {
-                walk(&mut j);
-                j.to_string()
-            }
-            Err(_) => MASK.to_string(),
+            Ok(serde_json::Value::Object(m)) => serde_json::Value::Object(
+                m.keys()
+                    .map(|k| (k.clone(), serde_json::Value::String(MASK.into())))
+                    .collect(),
+            )
+            .to_string(),
+            _ => MASK.to_string(),
         };
     }
     match crate::shell::split(v) {
-        Some(words) if words.iter().all(|w| w.contains('=')) => words
+        Some(words) if !words.is_empty() && words.iter().all(|w| w.contains('=')) => words
             .iter()
             .map(|w| match w.split_once('=') {
-                Some((k, _)) if is_secret_name(k) => format!("{k}={MASK}"),
-                _ => w.clone(),
+                Some((k, _)) => format!("{k}={MASK}"),
+                None => MASK.to_string(),
             })
             .collect::<Vec<_>>()
             .join(" "),
@@ -310,14 +348,26 @@ mod tests {
             "--message",
             "hot fix",
         ]));
-        for leaked in ["hunter2", "t0k", "\"s\"", "zz", "yaml-secret"] {
+        for leaked in [
+            "hunter2",
+            "t0k",
+            "\"s\"",
+            "zz",
+            "yaml-secret",
+            "80",
+            "\"n\"",
+        ] {
             assert!(!line.contains(leaked), "{leaked} leaked: {line}");
         }
         assert!(line.starts_with("deployer apply -i inv.yml -e"), "{line}");
-        assert!(line.contains("app_port=80"), "{line}");
+        assert!(
+            line.contains("'db_password=******** app_port=********'"),
+            "{line}"
+        );
+        assert!(line.contains("\"nested\":\"********\""), "{line}");
+        assert!(line.contains("-e'admin_token=********'"), "{line}");
         assert!(line.contains("@vars.yml"), "{line}");
         assert!(line.contains("'hot fix'"), "{line}");
-        assert!(line.contains("\"n\":1"), "{line}");
     }
 
     #[test]

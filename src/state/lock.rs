@@ -168,9 +168,13 @@ impl LockHolder {
 /// Shell that sets `D` to the state directory: `/var/lib/deployer/<project>`
 /// when the script runs as root (with become, or as a root login), else the
 /// login user's `~/.local/state/deployer/<project>` (see [`super::state_root`]).
+///
+/// It also sets `umask 077`: every state file and directory the script
+/// makes (lock, audit log, pending handlers, releases) is created 0600/0700,
+/// never readable by anyone else for a moment.
 pub fn state_dir_sh(project: &str) -> String {
     format!(
-        "if [ \"$(id -u)\" -eq 0 ]; then D={}; else D=\"{}\"; fi\necho \"{MARK}state $D\"\n",
+        "umask 077\nif [ \"$(id -u)\" -eq 0 ]; then D={}; else D=\"{}\"; fi\necho \"{MARK}state $D\"\n",
         shell_quote(&super::state_root(project, true)),
         super::state_root(project, false)
     )

@@ -182,10 +182,11 @@ pub fn performer() -> String {
     format!("{user}@{host}")
 }
 
-/// The command line, secrets masked (an `-e` value may hold one).
+/// The command line as recorded: `-e` keys only, never their values
+/// (see [`crate::state::audit::masked_command_line`]).
 pub fn command_line() -> String {
-    let args: Vec<String> = std::env::args().map(|a| shell_quote(&a)).collect();
-    crate::secrets::mask(&args.join(" "))
+    let args: Vec<String> = std::env::args().collect();
+    crate::state::audit::masked_command_line(&args)
 }
 
 /// What a file was before the release changed it.
@@ -502,25 +503,45 @@ impl Recorder {
              base64 -d > \"$S/release.json.tmp\" <<'__DEPLOYER_EOF__'\n{wrapped}__DEPLOYER_EOF__\n\
              mv -f \"$S/release.json.tmp\" \"$S/release.json\"\nsync \"$S/release.json\" 2>/dev/null || true\n\
              mv \"$S\" \"$R/{id}\"\n\
-             ls -1 \"$R\" | grep -v '^\\.' | sort | head -n -{keep} | while read -r d; do rm -rf -- \"$R/$d\"; done\n\
+             (cd -P -- \"$R\" && {check} && ls -1 | grep -v '^\\.' | sort | head -n -{keep} | while read -r d; do rm -rf -- \"./$d\"; done) || echo \"release: old releases under $R not pruned: its path is not private to $(id -un)\" >&2\n\
              sync \"$R\" 2>/dev/null || true\n",
-            keep = self.keep
+            keep = self.keep,
+            check = PRIVATE_CWD,
         )
     }
 }
 
+/// Shell that succeeds only when every directory from `/` to the working
+/// directory (physical path) belongs to root or the running user and is not
+/// writable by anyone else (sticky directories excepted): nobody else can
+/// then swap a name on the way, and `rm -rf` of a name here is safe.
+const PRIVATE_CWD: &str = "__p=$(pwd -P); __me=$(id -u); __ok=1; while :; do __i=$(stat -c '%u %a' -- \"${__p:-/}\") || __ok=; case ${__i% *} in 0|\"$__me\") ;; *) __ok= ;; esac; __m=0${__i#* }; if [ $(( __m & 022 )) != 0 ] && [ $(( __m & 01000 )) = 0 ]; then __ok=; fi; [ -n \"$__p\" ] || break; __p=${__p%/*}; done; [ -n \"$__ok\" ]";
+
 /// See [`Recorder::save_snippet`]. Runs in a subshell so its umask (0077:
 /// copies readable by the state owner only) does not leak into the write.
+/// The path's directory is entered through
+/// [`crate::connection::write::WALK_LIB`]'s walk and the file is read
+/// relative to it with `O_NOFOLLOW` (`dd iflag=nofollow`) and `O_NONBLOCK`
+/// (a FIFO swapped in cannot hang it): a link another user plants never
+/// makes root copy a file from elsewhere into the release (which a rollback
+/// would then write back where that user can read it).
 pub fn save_snippet(stage: &str, n: usize, path: &str) -> String {
+    use crate::connection::write::{WALK_LIB, go_args, split_path};
     let q = shell_quote(path);
+    let (dir, name) = split_path(path);
+    let nq = shell_quote(&name);
     format!(
-        "( umask 077; S={stage}; mkdir -p \"$S/files\" || exit 1\n\
-         if [ -L {q} ]; then t=$(readlink -- {q}) || exit 1; printf 'P\\tlink\\t%s\\n' \"$t\"\n\
-         elif [ -f {q} ]; then cp -p -- {q} \"$S/files/{n}\" || exit 1; a=$(stat -c '%a\t%U\t%G' -- {q}) || exit 1; \
+        "( umask 077; S={stage}; mkdir -p \"$S/files\" || exit 1\n{WALK_LIB}__dw_dest={q}\n\
+         if [ ! -d {dq} ]; then printf 'P\\tabsent\\n'; exit 0; fi\n\
+         __dw_go {go}\n__dw_n=./{nq}\n\
+         if [ -L \"$__dw_n\" ]; then t=$(readlink -- \"$__dw_n\") || exit 1; printf 'P\\tlink\\t%s\\n' \"$t\"\n\
+         elif [ -f \"$__dw_n\" ]; then dd if=\"$__dw_n\" of=\"$S/files/{n}\" iflag=nofollow,nonblock status=none || exit 1; a=$(stat -c '%a\t%U\t%G' -- \"$__dw_n\") || exit 1; \
          h=$(sha256sum < \"$S/files/{n}\" | cut -d' ' -f1); [ -n \"$h\" ] || exit 1; printf 'P\\tfile\\t%s\\t%s\\tfiles/{n}\\n' \"$a\" \"$h\"\n\
-         elif [ -d {q} ]; then a=$(stat -c '%a\t%U\t%G' -- {q}) || exit 1; printf 'P\\tdirectory\\t%s\\n' \"$a\"\n\
-         elif [ -e {q} ]; then echo 'release: cannot save '{q}': not a regular file, directory or link' >&2; exit 1\n\
-         else printf 'P\\tabsent\\n'; fi ) || {{ echo 'release: could not save the previous state of '{q}' under '{stage}' (is the release state writable by this task'\"'\"'s user?)' >&2; exit 1; }}\n"
+         elif [ -d \"$__dw_n\" ]; then a=$(stat -c '%a\t%U\t%G' -- \"$__dw_n\") || exit 1; printf 'P\\tdirectory\\t%s\\n' \"$a\"\n\
+         elif [ -e \"$__dw_n\" ]; then echo 'release: cannot save '{q}': not a regular file, directory or link' >&2; exit 1\n\
+         else printf 'P\\tabsent\\n'; fi ) || {{ echo 'release: could not save the previous state of '{q}' under '{stage}' (is the release state writable by this task'\"'\"'s user?)' >&2; exit 1; }}\n",
+        dq = shell_quote(&dir),
+        go = go_args(&dir),
     )
 }
 

@@ -130,11 +130,18 @@ fn read_input(path: &Path) -> Result<Zeroizing<Vec<u8>>, VaultError> {
 }
 
 fn write_output(path: &Path, data: &[u8]) -> Result<(), VaultError> {
+    write_output_as(path, data, false)
+}
+
+/// `plaintext`: the data is a decrypted secret (never readable by others).
+fn write_output_as(path: &Path, data: &[u8], plaintext: bool) -> Result<(), VaultError> {
     if is_dash(path) {
         let mut out = std::io::stdout().lock();
         out.write_all(data)
             .and_then(|()| out.flush())
             .map_err(|e| VaultError::io("<stdout>", "writing", e))
+    } else if plaintext {
+        crate::vault::write_atomic_private(path, data)
     } else {
         write_atomic(path, data, 0o600)
     }
@@ -247,7 +254,7 @@ fn cmd_decrypt(
         results.push((dest, dec.plaintext));
     }
     for (dest, data) in results {
-        write_output(&dest, &data)?;
+        write_output_as(&dest, &data, true)?;
     }
     say("Decryption successful");
     Ok(0)
@@ -455,8 +462,14 @@ fn edit_in_temp(
     force: bool,
 ) -> Result<Option<Zeroizing<Vec<u8>>>, VaultError> {
     use std::os::unix::fs::OpenOptionsExt;
+    // SIGTERM, SIGHUP and a SIGINT sent to deployer itself (not the
+    // terminal's Ctrl-C, which the editor gets and handles) stop the edit:
+    // the plaintext is removed before deployer exits. Installed before the
+    // plaintext exists, so no signal falls in between.
+    let signals = edit_signals::Guard::install();
     let dir = tempfile::Builder::new()
         .prefix("deployer-vault-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
         .map_err(|e| VaultError::io(std::env::temp_dir(), "creating a private directory in", e))?;
     let name = original
@@ -482,16 +495,46 @@ fn edit_in_temp(
         .filter(|e| !e.trim().is_empty())
         .unwrap_or_else(|| "vi".to_string());
     // Through the shell, so `EDITOR="code --wait"` works as with ansible-vault.
-    let status = Command::new("sh")
+    let mut child = Command::new("sh")
         .arg("-c")
         .arg(format!("{editor} \"$1\""))
         .arg("deployer-vault-edit")
         .arg(&temp.path)
-        .status()
+        .spawn()
         .map_err(|e| VaultError::Editor {
             editor: editor.clone(),
             detail: format!("could not start it: {e}"),
         })?;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) => {}
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(VaultError::Editor {
+                    editor,
+                    detail: format!("cannot wait for it: {e}"),
+                });
+            }
+        }
+        if let Some(sig) = signals.received() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let _ = child.wait();
+            drop(temp);
+            drop(signals);
+            eprintln!(
+                "deployer: interrupted (signal {sig}): the decrypted copy was removed; {} was not changed",
+                original.display()
+            );
+            std::process::exit(128 + sig);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    drop(signals);
     if !status.success() {
         return Err(VaultError::Editor {
             editor,
@@ -508,5 +551,70 @@ fn edit_in_temp(
         Ok(Some(new))
     } else {
         Ok(None)
+    }
+}
+
+/// Signal handling while `vault edit` waits for the editor.
+mod edit_signals {
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    static RECEIVED: AtomicI32 = AtomicI32::new(0);
+    const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+    extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+        // A Ctrl-C typed in the terminal reaches the editor too (same
+        // process group): the editor decides what it means (vi ignores it).
+        // Only a SIGINT sent to deployer itself ends the edit.
+        // SAFETY: the kernel passes a valid siginfo with SA_SIGINFO.
+        let from_terminal =
+            sig == libc::SIGINT && !info.is_null() && unsafe { (*info).si_code } == libc::SI_KERNEL;
+        if !from_terminal {
+            RECEIVED.store(sig, Ordering::SeqCst);
+        }
+    }
+
+    /// The handlers, installed until dropped (then the previous ones return).
+    pub struct Guard {
+        old: Vec<(libc::c_int, libc::sigaction)>,
+    }
+
+    impl Guard {
+        pub fn install() -> Guard {
+            RECEIVED.store(0, Ordering::SeqCst);
+            let mut old = Vec::new();
+            for sig in SIGNALS {
+                // SAFETY: plain sigaction(2) calls with zero-initialised structs;
+                // the handler only stores to an atomic (async-signal-safe).
+                unsafe {
+                    let mut sa: libc::sigaction = std::mem::zeroed();
+                    sa.sa_sigaction = on_signal as *const () as usize;
+                    sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+                    libc::sigemptyset(&mut sa.sa_mask);
+                    let mut prev: libc::sigaction = std::mem::zeroed();
+                    if libc::sigaction(sig, &sa, &mut prev) == 0 {
+                        old.push((sig, prev));
+                    }
+                }
+            }
+            Guard { old }
+        }
+
+        pub fn received(&self) -> Option<i32> {
+            match RECEIVED.load(Ordering::SeqCst) {
+                0 => None,
+                s => Some(s),
+            }
+        }
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            for (sig, prev) in &self.old {
+                // SAFETY: restores the action saved by `install`.
+                unsafe {
+                    libc::sigaction(*sig, prev, std::ptr::null_mut());
+                }
+            }
+        }
     }
 }

@@ -157,7 +157,7 @@ pub fn format_inline(ciphertext: &str, name: Option<&str>) -> String {
 /// Decrypt a whole-file vault YAML, set or replace top-level `key: value` entries
 /// (values written as safely double-quoted YAML strings), keep the other keys,
 /// their order and comments, re-encrypt with the same vault id and password and
-/// write atomically with mode 0600. On any error nothing is written.
+/// write atomically (the file keeps its mode and owner). On any error nothing is written.
 pub fn set_keys(
     path: &Path,
     passwords: &VaultPasswords,
@@ -179,27 +179,51 @@ pub fn set_keys(
     write_atomic(path, out.as_bytes(), 0o600)
 }
 
-/// Write `data` to `path` atomically: a temporary file in the same directory with
-/// `mode`, fsync, rename over `path`, fsync the directory. A symlink at `path` is
-/// followed (its target is replaced), as ansible-vault does.
+/// Write `data` to `path` atomically: a temporary file in the same directory,
+/// fsync, rename over `path`, fsync the directory. An existing file keeps its
+/// mode, owner and group (the temporary file gets them before any data is
+/// written); a new file gets `mode`. A symlink at `path` is followed (its
+/// target is replaced), as ansible-vault does.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), VaultError> {
+    write_atomic_with(path, data, mode, 0o7777)
+}
+
+/// [`write_atomic`] for plaintext secrets (`vault decrypt` into a file): as
+/// that, but never readable by group or others whatever the old file's mode.
+pub fn write_atomic_private(path: &Path, data: &[u8]) -> Result<(), VaultError> {
+    write_atomic_with(path, data, 0o600, 0o7700)
+}
+
+fn write_atomic_with(path: &Path, data: &[u8], mode: u32, keep: u32) -> Result<(), VaultError> {
+    use std::os::unix::fs::MetadataExt;
     let target: PathBuf = match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => {
             std::fs::canonicalize(path).map_err(|e| VaultError::io(path, "resolving symlink", e))?
         }
         _ => path.to_path_buf(),
     };
+    let old = std::fs::metadata(&target).ok().filter(|m| m.is_file());
+    let mode = old.as_ref().map_or(mode, |m| m.mode() & keep);
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // Created 0600 (never wider while empty or being written); owner, group
+    // and final mode set before the data.
     let mut tmp = tempfile::Builder::new()
         .prefix(".deployer-vault-")
         .suffix(".tmp")
-        .permissions(std::fs::Permissions::from_mode(mode))
+        .permissions(std::fs::Permissions::from_mode(0o600))
         .tempfile_in(&dir)
         .map_err(|e| VaultError::io(&dir, "creating a temporary file in", e))?;
     let tmp_path = tmp.path().to_path_buf();
+    if let Some(m) = &old {
+        let f = tmp.as_file();
+        if std::os::unix::fs::fchown(f, Some(m.uid()), Some(m.gid())).is_err() {
+            // Not root: the group may still be ours to give.
+            let _ = std::os::unix::fs::fchown(f, None, Some(m.gid()));
+        }
+    }
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(|e| VaultError::io(&tmp_path, "setting permissions of", e))?;

@@ -472,6 +472,8 @@ fn set_keys_keeps_others_and_vault_id() {
         encrypt(plain.as_bytes(), b"pw", Some("prod")).unwrap(),
     )
     .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
     let mut pws = VaultPasswords::from_password("default", b"wrong").unwrap();
     pws.add_password("other", b"pw").unwrap();
     set_keys(
@@ -487,10 +489,10 @@ fn set_keys_keeps_others_and_vault_id() {
         String::from_utf8(out).unwrap(),
         "# secrets (fake values)\nz_first: one\napi_token: \"new-fake \\\"quoted\\\"\"\nnested:\n  a: 1\nadded: \"x: y\"\n"
     );
-    use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o600
+        0o640,
+        "a rewrite keeps the file's mode"
     );
 }
 
@@ -522,6 +524,8 @@ fn write_atomic_mode_and_symlink() {
     std::fs::write(&target, "old").unwrap();
     let link = dir.path().join("link.yml");
     std::os::unix::fs::symlink(&target, &link).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
     write_atomic(&link, b"new", 0o600).unwrap();
     assert!(
         std::fs::symlink_metadata(&link)
@@ -530,9 +534,21 @@ fn write_atomic_mode_and_symlink() {
             .is_symlink()
     );
     assert_eq!(std::fs::read(&target).unwrap(), b"new");
-    use std::os::unix::fs::PermissionsExt;
+    // The old file's mode is kept (a vault file shared with a group stays so).
     assert_eq!(
         std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    // Plaintext never keeps group/other bits; a new file is 0600.
+    crate::vault::write_atomic_private(&target, b"plain").unwrap();
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let fresh = dir.path().join("fresh.yml");
+    write_atomic(&fresh, b"x", 0o600).unwrap();
+    assert_eq!(
+        std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777,
         0o600
     );
     let err = write_atomic(&dir.path().join("missing-dir/x"), b"x", 0o600).unwrap_err();
