@@ -14,6 +14,13 @@ use crate::commands;
     about = "Converge servers from an Ansible-layout project, over SSH, with exact diffs"
 )]
 pub struct Cli {
+    /// More detail on stderr: -v each remote execution and Docker API call
+    /// (host, user, exit status, duration), -vv also the scripts' text (secrets masked).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Colour the status words: auto (when stdout is a terminal and NO_COLOR is unset), always, never.
+    #[arg(long = "color", value_enum, default_value = "auto", global = true)]
+    pub color: crate::ui::ColorChoice,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -368,6 +375,7 @@ pub struct AuditArgs {
 
 /// Runs the command and returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
+    crate::ui::init(cli.verbose, cli.color);
     match cli.command {
         Command::Apply(a) => commands::apply::apply(a).await,
         Command::Check(a) => commands::apply::check(a).await,

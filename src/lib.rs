@@ -17,6 +17,7 @@ pub mod secrets;
 pub mod shell;
 pub mod state;
 pub mod template;
+pub mod ui;
 pub mod vars;
 pub mod vault;
 pub mod yaml;

@@ -38,6 +38,17 @@ impl Status {
             Status::Unreachable => "unreachable",
         }
     }
+
+    /// The word in Ansible's colours when colour is on (see [`crate::ui`]).
+    fn painted(self) -> String {
+        let code = match self {
+            Status::Ok => "32",
+            Status::Changed => "33",
+            Status::Skipped => "36",
+            Status::Failed | Status::Unreachable => "31",
+        };
+        crate::ui::paint(self.word(), code)
+    }
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -62,11 +73,109 @@ pub struct PlannedTask {
     pub diffs: Vec<FileDiff>,
 }
 
+/// Detail lines shown under a result without `-v`.
+const DETAIL_LINES: usize = 12;
+
 pub struct Reporter {
     pub format: Format,
     pub show_diff: bool,
     out: Mutex<Box<dyn Write + Send>>,
     pub plan: Mutex<Vec<PlannedTask>>,
+    /// The status line on a terminal (human format, stderr a TTY only).
+    progress: Option<std::sync::Arc<Progress>>,
+}
+
+/// What each host is running, redrawn once a second on stderr as one status
+/// line (`running: [tb1] Install packages 12s, [tb2] ...`), erased before
+/// any result line is printed so the two never mix. Only on a terminal: in a
+/// pipe, a file or CI nothing of it is written (no control characters).
+pub struct Progress {
+    running: Mutex<Vec<(String, String, std::time::Instant)>>,
+    /// Whether the status line is currently drawn.
+    drawn: std::sync::atomic::AtomicBool,
+    /// Held while the terminal is written (status line or a result line), so
+    /// a redraw never lands between erasing the line and printing a result.
+    screen: Mutex<()>,
+}
+
+impl Progress {
+    fn start() -> Option<std::sync::Arc<Progress>> {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() || std::env::var_os("DEPLOYER_NO_PROGRESS").is_some() {
+            return None;
+        }
+        let p = std::sync::Arc::new(Progress {
+            running: Mutex::new(Vec::new()),
+            drawn: std::sync::atomic::AtomicBool::new(false),
+            screen: Mutex::new(()),
+        });
+        let weak = std::sync::Arc::downgrade(&p);
+        std::thread::spawn(move || {
+            while let Some(p) = weak.upgrade() {
+                p.draw();
+                drop(p);
+                std::thread::sleep(std::time::Duration::from_millis(1000));
+            }
+        });
+        Some(p)
+    }
+
+    fn set(&self, host: &str, task: &str) {
+        if let Ok(mut r) = self.running.lock() {
+            r.retain(|(h, _, _)| h != host);
+            r.push((host.to_string(), mask(task), std::time::Instant::now()));
+        }
+    }
+
+    fn clear_host(&self, host: &str) {
+        if let Ok(mut r) = self.running.lock() {
+            r.retain(|(h, _, _)| h != host);
+        }
+    }
+
+    /// The status line's text, cut to `width` characters.
+    fn text(&self, width: usize) -> Option<String> {
+        let r = self.running.lock().ok()?;
+        if r.is_empty() {
+            return None;
+        }
+        let parts: Vec<String> = r
+            .iter()
+            .map(|(h, t, at)| format!("[{h}] {t} {}s", at.elapsed().as_secs()))
+            .collect();
+        let line = format!("running: {}", parts.join(", "));
+        Some(line.chars().take(width.saturating_sub(1)).collect())
+    }
+
+    fn draw(&self) {
+        let _screen = self.screen.lock();
+        let width = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(100);
+        let mut err = std::io::stderr().lock();
+        match self.text(width) {
+            Some(line) => {
+                let _ = write!(err, "\r\x1b[K{line}");
+                self.drawn.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            None => {
+                if self.drawn.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    let _ = write!(err, "\r\x1b[K");
+                }
+            }
+        }
+        let _ = err.flush();
+    }
+
+    /// Erases the status line (before a result line is printed).
+    fn erase(&self) {
+        if self.drawn.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[K");
+            let _ = err.flush();
+        }
+    }
 }
 
 pub fn mask_json(v: &Json) -> Json {
@@ -109,6 +218,11 @@ impl Reporter {
             show_diff,
             out: Mutex::new(Box::new(std::io::stdout())),
             plan: Mutex::new(Vec::new()),
+            progress: if format == Format::Human {
+                Progress::start()
+            } else {
+                None
+            },
         }
     }
 
@@ -118,10 +232,36 @@ impl Reporter {
             show_diff,
             out: Mutex::new(w),
             plan: Mutex::new(Vec::new()),
+            progress: None,
+        }
+    }
+
+    /// A task starts on a host: the terminal's status line shows it with its
+    /// elapsed time; JSON gets a `task_start` event (for CI dashboards).
+    pub fn task_start(&self, host: &str, task: &str, location: &str) {
+        if let Some(p) = &self.progress {
+            p.set(host, task);
+        }
+        if self.format == Format::Json {
+            self.event(
+                json!({"event": "task_start", "host": host, "task": task, "location": location}),
+            );
+        }
+    }
+
+    /// A host has no more tasks running (its status-line entry goes).
+    pub fn host_idle(&self, host: &str) {
+        if let Some(p) = &self.progress {
+            p.clear_host(host);
         }
     }
 
     fn line(&self, text: &str) {
+        let _screen = self.progress.as_ref().map(|p| {
+            let guard = p.screen.lock();
+            p.erase();
+            guard
+        });
         if let Ok(mut o) = self.out.lock() {
             let _ = writeln!(o, "{}", mask(text));
             let _ = o.flush();
@@ -186,6 +326,9 @@ impl Reporter {
         item: Option<&str>,
         show_diff: bool,
     ) {
+        if item.is_none() {
+            self.host_idle(host);
+        }
         if let Ok(mut p) = self.plan.lock() {
             p.push(PlannedTask {
                 host: host.to_string(),
@@ -208,12 +351,24 @@ impl Reporter {
         match self.format {
             Format::Human => {
                 let item = item.map(|i| format!(" => (item={i})")).unwrap_or_default();
-                let mut line = format!("{}: [{host}] {task}{item}", status.word());
+                let mut line = format!("{}: [{host}] {task}{item}", status.painted());
+                let mut details: Vec<&str> = Vec::new();
                 if let Some(m) = msg
                     && (matches!(status, Status::Failed | Status::Unreachable) || !m.is_empty() && status != Status::Skipped) {
-                        line.push_str(&format!(" => {m}"));
+                        // A result of several lines: the first on the result
+                        // line, the others indented under it.
+                        let mut lines = m.lines();
+                        line.push_str(&format!(" => {}", lines.next().unwrap_or("")));
+                        details = lines.filter(|l| !l.trim().is_empty()).collect();
                     }
                 self.line(&line);
+                let shown = if crate::ui::verbosity() > 0 { details.len() } else { DETAIL_LINES };
+                for d in details.iter().take(shown) {
+                    self.line(&format!("    {d}"));
+                }
+                if details.len() > shown {
+                    self.line(&format!("    ... {} more (-v shows all)", details.len() - shown));
+                }
                 if show_diff {
                     for d in diffs {
                         self.line(unified_diff(d).trim_end());
@@ -223,6 +378,9 @@ impl Reporter {
             Format::Json => self.event(json!({
                 "event": "task_result", "host": host, "task": task, "location": location,
                 "status": status, "item": item, "msg": msg,
+                // The result's first line, and its other lines as a list.
+                "summary": msg.map(|m| m.lines().next().unwrap_or("")),
+                "details": msg.map(|m| m.lines().skip(1).filter(|l| !l.trim().is_empty()).collect::<Vec<_>>()).unwrap_or_default(),
                 "diff": if show_diff { serde_json::to_value(diffs).unwrap_or(Json::Null) } else { Json::Null },
             })),
             Format::Quiet => {}
@@ -261,6 +419,9 @@ impl Reporter {
     }
 
     pub fn recap(&self, stats: &[(String, HostStats)], check: bool) {
+        for (host, _) in stats {
+            self.host_idle(host);
+        }
         match self.format {
             Format::Human => {
                 self.line(&format!(

@@ -1,4 +1,4 @@
-//! A command re-observes the cached files in its own execution (issue 6: no extra
+//! A command re-observes the cached files in its own execution (no extra
 //! round trip after a `command`/`shell`). Pinned here against the real testbed:
 //! the command's stdout and stderr stay exact, later tasks see what the command
 //! did to cached files, and a command run as another user falls back to a

@@ -1,4 +1,4 @@
-//! The example project end to end on tb1 of the testbed (issue 5, "End to
+//! The example project end to end on tb1 of the testbed ("End to
 //! end"): `apply playbooks/site.yml --tags plane` on a COPY of the project (its
 //! vault receives the tokens; the repository's secrets.yml is never touched),
 //! with the testbed inventory put beside the production one so that the real
@@ -458,7 +458,7 @@ fn plane_end_to_end_stack_users_tokens_idempotence_and_one_role_change() {
     // Measured 7 before the deploy lock: the batched observation, the
     // PostgreSQL role's two psql commands (create-if-missing, connect check),
     // and the re-reads of the observed files that follow commands (a command
-    // may change any file). The run's own two on top (issue 7: lock + pending
+    // may change any file). The run's own two on top (lock + pending
     // handlers at the start, audit + release at the end).
     assert!(total(&r, "remote_executions") <= 9, "{r}");
 

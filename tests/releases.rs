@@ -1,4 +1,4 @@
-//! Releases, rollback and health-gated automatic rollback (issue 7) on the
+//! Releases, rollback and health-gated automatic rollback on the
 //! real testbed: deploy A, deploy B (changed template + new image), roll back
 //! to A (files byte for byte, containers by image ID), deploy a C whose
 //! healthcheck fails and watch it return to B by itself; plus the bad inputs.

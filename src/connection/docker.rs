@@ -206,6 +206,11 @@ impl Connection {
             host: self.name.clone(),
             reason,
         };
+        tracing::debug!(
+            host = %self.name,
+            user = %become_user.as_deref().unwrap_or("(login user)"),
+            "docker: opening the API of {remote_socket}"
+        );
         let mut bridge = None;
         let mut relay = None;
         let (local, dir) = match &self.transport {

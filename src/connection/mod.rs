@@ -284,8 +284,34 @@ impl Connection {
     /// user when given. Over SSH, scripts as the login user or as root go
     /// through the host's remote shell (`remote_shell`: one SSH session for
     /// all of them); a script as another user is an SSH session of its own.
-    /// [`Connection::executions`] counts SSH sessions.
+    /// [`Connection::executions`] counts SSH sessions. Under `-v` each script
+    /// is logged (host, user, exit status, duration, its start), under `-vv`
+    /// with its text (see [`crate::ui`]).
     pub async fn run_script(
+        &self,
+        script: &str,
+        become_: Option<&Become>,
+    ) -> Result<Output, ConnectionError> {
+        let started = std::time::Instant::now();
+        let user = become_.map(|b| b.user.as_str()).unwrap_or("(login user)");
+        tracing::trace!(host = %self.name, user = %user, "script:\n{}", crate::ui::script_for_log(script));
+        let result = self.run_script_once(script, become_).await;
+        let ms = started.elapsed().as_millis();
+        match &result {
+            Ok(out) => tracing::debug!(
+                host = %self.name, user = %user, rc = out.rc, ms,
+                "remote execution: {}", crate::ui::script_summary(script)
+            ),
+            Err(e) => tracing::debug!(
+                host = %self.name, user = %user, ms,
+                "remote execution failed: {}: {}", crate::ui::script_summary(script),
+                crate::secrets::mask(&e.to_string())
+            ),
+        }
+        result
+    }
+
+    async fn run_script_once(
         &self,
         script: &str,
         become_: Option<&Become>,

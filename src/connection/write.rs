@@ -77,6 +77,15 @@ pub struct RemoteWrite<'a> {
     /// is the new file's path. Split into words like Ansible's `validate`
     /// (no shell: `$()`, `;` and quotes in it are just characters).
     pub validate: Option<&'a str>,
+    /// Content made on the host instead of `content`: a shell snippet the
+    /// module builds (task data in it quoted), run in the private staging
+    /// directory, that must leave the new content in the file `new` there
+    /// and exit non-zero (having printed why) when it cannot. Other files it
+    /// makes there it removes itself. Used for a download (`get_url`).
+    pub produce: Option<&'a str>,
+    /// When the new content equals the existing regular file's, leave the
+    /// file as it is (no rename, no backup) and print `U\tsame`.
+    pub keep_if_same: bool,
 }
 
 /// What a finished write reports.
@@ -96,7 +105,19 @@ impl<'a> RemoteWrite<'a> {
             mode: None,
             backup: false,
             validate: None,
+            produce: None,
+            keep_if_same: false,
         }
+    }
+    /// See [`RemoteWrite::produce`].
+    pub fn produce(mut self, snippet: Option<&'a str>) -> Self {
+        self.produce = snippet;
+        self
+    }
+    /// See [`RemoteWrite::keep_if_same`].
+    pub fn keep_if_same(mut self, keep: bool) -> Self {
+        self.keep_if_same = keep;
+        self
     }
     pub fn owner(mut self, owner: Option<&'a str>) -> Self {
         self.owner = owner;
@@ -139,15 +160,28 @@ impl<'a> RemoteWrite<'a> {
              trap 'rmdir -- \"$__dw_s\" 2>/dev/null || :' EXIT\n\
              cd -P -- \"$__dw_s\"\n\
              [ \"$(stat -c '%u %a' .)\" = \"$__dw_me 700\" ] && [ \"$(stat -c %d:%i ..)\" = \"$__dw_at\" ] || __dw_fail \"refusing to write $__dw_dest: its temporary directory was replaced while in use\"\n\
-             trap 'rm -f -- new bak; cd .. && rmdir -- \"$__dw_s\" 2>/dev/null || :' EXIT\n\
-             base64 -d > new <<'__DEPLOYER_EOF__'\n",
+             trap 'rm -f -- new bak; cd .. && rmdir -- \"$__dw_s\" 2>/dev/null || :' EXIT\n",
         );
-        // Base64 lines cannot form the delimiter line.
-        for chunk in b64.as_bytes().chunks(76) {
-            s.push_str(std::str::from_utf8(chunk).unwrap_or(""));
-            s.push('\n');
+        if let Some(p) = self.produce {
+            s.push_str(p);
+            s.push_str("\n[ -f new ] || __dw_fail \"no content was made for $__dw_dest\"\n");
+        } else {
+            s.push_str("base64 -d > new <<'__DEPLOYER_EOF__'\n");
+            // Base64 lines cannot form the delimiter line.
+            for chunk in b64.as_bytes().chunks(76) {
+                s.push_str(std::str::from_utf8(chunk).unwrap_or(""));
+                s.push('\n');
+            }
+            s.push_str("__DEPLOYER_EOF__\n");
         }
-        s.push_str("__DEPLOYER_EOF__\n");
+        if self.keep_if_same {
+            s.push_str(
+                "case $(stat -c %F -- \"../$__dw_name\" 2>/dev/null || true) in\n\
+                 'regular file' | 'regular empty file')\n\
+                 if cmp -s new \"../$__dw_name\"; then printf 'U\\tsame\\n'; exit 0; fi ;;\n\
+                 esac\n",
+            );
+        }
         // Owner and mode of the file it replaces (a link is replaced, not
         // followed: it gives nothing), else 0666 less the login umask. One
         // `stat` reads type and attributes together.

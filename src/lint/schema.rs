@@ -795,6 +795,12 @@ fn task(l: &mut Linter, project: &Project, node: &Node, ctx: &TaskCtx) {
                         }
                     }
                 }
+                // getent sets the fact getent_<database>.
+                "getent" => {
+                    if let Some(db) = args.get("database").and_then(|v| v.as_str()) {
+                        l.know.defined.insert(format!("getent_{db}"));
+                    }
+                }
                 _ => {}
             }
             if short == "template" {

@@ -22,7 +22,7 @@ pub struct Attrs {
 }
 
 impl Attrs {
-    fn from_json(
+    pub(crate) fn from_json(
         mode: Option<&Json>,
         owner: Option<String>,
         group: Option<String>,
@@ -620,7 +620,7 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
     Ok(result)
 }
 
-async fn text_module(
+pub(crate) async fn text_module(
     ctx: &mut ModuleCtx<'_>,
     path: &str,
     attrs: Attrs,

@@ -3,17 +3,22 @@
 //! is listed once, in [`registry::MODULES`]; read the top of `registry.rs` to
 //! add one.
 
+pub mod accounts;
 pub mod apt;
 /// Argument coercion lives at the crate root (loading uses it too); modules
 /// keep naming it `super::args`.
 pub use crate::args;
+pub mod authorized_key;
 pub mod backup;
 pub mod blockinfile;
 pub mod command;
 pub mod compose;
+pub mod cron;
 pub mod docker_container;
 pub mod docker_network;
 pub mod files;
+pub mod get_url;
+pub mod getent;
 pub mod include_vars;
 pub mod lineinfile;
 pub mod misc;

@@ -360,7 +360,9 @@ pub async fn plane_users(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleRe
             result.msg = Some(if p.actions.is_empty() {
                 "users, roles and tokens are in place".into()
             } else {
-                p.actions.join("; ")
+                // One short summary line, then one line per action (shown
+                // indented under the result; see the reporter).
+                format!("{}\n{}", summarize(&p.actions), p.actions.join("\n"))
             });
             Ok(result)
         }
@@ -369,10 +371,67 @@ pub async fn plane_users(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleRe
             let done = if p.actions.is_empty() {
                 String::new()
             } else {
-                format!(" (done before the error: {})", p.actions.join("; "))
+                format!(
+                    "\ndone before the error: {}\n{}",
+                    summarize(&p.actions),
+                    p.actions.join("\n")
+                )
             };
             Err(format!("{e}{done}"))
         }
+    }
+}
+
+/// A one-line count of what the provisioning did (or would do), such as
+/// "instance admin, workspace created; 10 invited; 10 signed up; 11 tokens
+/// created". Actions are grouped by their kind, in order of first appearance.
+fn summarize(actions: &[String]) -> String {
+    let would = actions.iter().all(|a| a.starts_with("would "));
+    let mut kinds: Vec<(&'static str, usize)> = Vec::new();
+    for a in actions {
+        let a = a.strip_prefix("would ").unwrap_or(a);
+        let kind = if a.starts_with("create the instance admin") {
+            "instance admin created"
+        } else if a.starts_with("create workspace") {
+            "workspace created"
+        } else if a.starts_with("create user") {
+            "users created with a token"
+        } else if a.starts_with("invite ") {
+            "invited"
+        } else if a.starts_with("sign up ") {
+            "signed up"
+        } else if a.starts_with("accept the invitation") {
+            "invitations accepted"
+        } else if a.starts_with("change ") && a.contains("'s role to ") {
+            "roles changed"
+        } else if a.starts_with("set the display name") {
+            "display names set"
+        } else if a.starts_with("replace the token") {
+            "tokens replaced"
+        } else if a.starts_with("create a token") {
+            "tokens created"
+        } else if a.starts_with("revoke ") {
+            "older tokens revoked"
+        } else {
+            "other changes"
+        };
+        match kinds.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((kind, 1)),
+        }
+    }
+    let parts: Vec<String> = kinds
+        .iter()
+        .map(|(kind, n)| match (*kind, *n) {
+            ("instance admin created" | "workspace created", 1) => kind.to_string(),
+            (kind, n) => format!("{n} {kind}"),
+        })
+        .collect();
+    let text = parts.join("; ");
+    if would {
+        format!("would: {text}")
+    } else {
+        text
     }
 }
 
@@ -1087,6 +1146,28 @@ fn admin_setup_error(e: PlaneError, email: &str, container: Option<&str>) -> Str
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn summary_counts_actions_by_kind() {
+        let actions: Vec<String> = [
+            "create the instance admin admin@example.test",
+            "create workspace acme",
+            "invite a1@example.test as Member",
+            "invite a2@example.test as Admin",
+            "sign up a1@example.test",
+            "create a token for a1@example.test",
+            "create a token for a2@example.test",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            super::summarize(&actions),
+            "instance admin created; workspace created; 2 invited; 1 signed up; 2 tokens created"
+        );
+        let would: Vec<String> = actions.iter().map(|a| format!("would {a}")).collect();
+        assert!(super::summarize(&would).starts_with("would: instance admin created"));
+    }
+
     use super::*;
 
     #[test]

@@ -51,6 +51,7 @@ impl Engine {
         let display_name = base_ctx
             .render_string(&name)
             .unwrap_or_else(|_| name.clone());
+        self.reporter.task_start(&st.name, &display_name, &loc);
         let items = match self.loop_items(&base_ctx, t) {
             Ok(items) => items,
             Err(e) => {

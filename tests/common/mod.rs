@@ -112,7 +112,7 @@ pub fn scoped(name: &str) -> String {
     format!("{}-{name}", testbed_id())
 }
 
-/// Removes the deploy state (lock, audit log, pending handlers: issue 7) that
+/// Removes the deploy state (lock, audit log, pending handlers) that
 /// a run of the temporary project `dir` left on THIS machine through an
 /// `ansible_connection: local` host.
 pub fn forget_local_state(dir: &Path) {

@@ -20,6 +20,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PACKAGES=(
   docker.io debootstrap debian-archive-keyring openssh-client python3-venv
   iproute2 ca-certificates busybox-static curl tar xz-utils make
+  tmux
 )
 # The real-Plane check (tests/real_plane/run.sh) runs only when Plane's source
 # is given (PLANE_SRC); then it needs PostgreSQL 15 and Redis (and a Python
