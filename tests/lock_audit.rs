@@ -206,12 +206,12 @@ fn two_concurrent_applies_one_runs_the_other_fails_at_once_or_waits() {
             "-e",
             &gate_arg,
             "--message",
-            "release A",
+            "release first",
         ],
     );
     let a_pid = a.child.id();
     let held = wait_on_host(host, &format!("sudo cat {lock} 2>/dev/null"), "A's lock");
-    assert!(held.contains("\"message\":\"release A\""), "{held}");
+    assert!(held.contains("\"message\":\"release first\""), "{held}");
 
     // B fails with A's details and changes nothing, while A still holds
     // the lock: A cannot end before the test opens its gate, so B ending
@@ -220,13 +220,13 @@ fn two_concurrent_applies_one_runs_the_other_fails_at_once_or_waits() {
     assert_eq!(b.code, 1, "{}", b.all());
     assert!(a.running(), "A ended before B:\n{}", a.text());
     assert!(
-        sudo_cat(host, &lock).contains("\"message\":\"release A\""),
+        sudo_cat(host, &lock).contains("\"message\":\"release first\""),
         "A's lock is still there when B has ended"
     );
     for want in [
         "tb1 is locked by ",
         &format!("pid {a_pid}"),
-        "message: \"release A\"",
+        "message: \"release first\"",
         // The holder's command line: -e keys, never values.
         "content=********",
         "nothing was changed on any host",
@@ -257,7 +257,7 @@ fn two_concurrent_applies_one_runs_the_other_fails_at_once_or_waits() {
             "-e",
             &gate_arg,
             "--message",
-            "release A2",
+            "release second",
         ],
     );
     wait_on_host(host, &format!("sudo cat {lock} 2>/dev/null"), "A2's lock");
@@ -273,7 +273,7 @@ fn two_concurrent_applies_one_runs_the_other_fails_at_once_or_waits() {
             "--lock-wait",
             "15m",
             "--message",
-            "release B",
+            "release third",
         ],
     );
     b.wait_for_line("waiting up to");
@@ -290,9 +290,9 @@ fn two_concurrent_applies_one_runs_the_other_fails_at_once_or_waits() {
     let audit = sudo_cat(host, &format!("{}/audit.log", state_dir(dir)));
     let pos = |m: &str| audit.lines().position(|l| l.contains(m));
     assert!(
-        pos("release A\"").is_some()
-            && pos("release A\"") < pos("release A2")
-            && pos("release A2") < pos("release B"),
+        pos("release first\"").is_some()
+            && pos("release first\"") < pos("release second")
+            && pos("release second") < pos("release third"),
         "{audit}"
     );
     on_host(
