@@ -1117,12 +1117,9 @@ fn every_malformed_project_fails_before_any_connection_with_file_and_line() {
             failures.push(e);
         }
     }
-    // Nothing was changed on the host.
-    assert_eq!(
-        on_host(HOST, "test -e /srv/corpus && echo changed").trim(),
-        "",
-        "a corpus run changed the host"
-    );
+    // Nothing was changed on the host (the strict helper fails when the
+    // absence check exits non-zero).
+    on_host(HOST, "test ! -e /srv/corpus");
     assert!(
         failures.is_empty(),
         "{} of {} malformed projects were not refused cleanly before connecting:\n\n{}",
