@@ -256,17 +256,40 @@ pub fn contains_secret(text: &str) -> bool {
         .unwrap_or(true)
 }
 
-/// Registers the values of `-e` given on the command line (`key=value` and
-/// inline JSON/YAML): a value there is as likely a password as anything
-/// else, and nothing says which. Numbers and booleans are not registered
-/// (they would mask every counter of the recap); `-e @file` values are the
-/// file's own business (its secrets come from the vault like any other).
-pub fn register_extra_value(value: &str) {
+/// Registers a value of `-e` given on the command line (`key=value` and
+/// inline JSON/YAML) as a secret when its key names one (`password`, `db_pw`,
+/// `api_key`, `token`, `secret`, ...). Other `-e` values (a prefix, a
+/// version, a container name) stay readable in output, as in Ansible; the
+/// run's records keep only the keys of every `-e` whatever its name.
+/// Numbers and booleans are never registered (they would mask every counter
+/// of the recap); `-e @file` values are the file's own business (its
+/// secrets come from the vault like any other).
+pub fn register_extra_value(key: &str, value: &str) {
     let v = value.trim();
-    if v.is_empty() || is_plain_scalar(v) {
+    if v.is_empty() || is_plain_scalar(v) || !key_names_a_secret(key) {
         return;
     }
     register(value);
+}
+
+/// Whether a variable's name says it holds a secret.
+pub fn key_names_a_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "pass",
+        "pw",
+        "secret",
+        "token",
+        "key",
+        "credential",
+        "private",
+        "auth",
+        "cert",
+        "salt",
+        "cookie",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
 }
 
 /// `80`, `-1.5`, `true`, `no`, `null`: not a secret on its own.
@@ -353,9 +376,14 @@ mod tests {
         assert!(is_plain_scalar("Yes"));
         assert!(!is_plain_scalar("1.2.3"));
         assert!(!is_plain_scalar("hunter2"));
-        register_extra_value("4242");
+        register_extra_value("db_password", "4242");
         assert_eq!(mask("ok=4242"), "ok=4242");
-        register_extra_value("xv-secret-Kp");
+        register_extra_value("api_token", "xv-secret-Kp");
         assert_eq!(mask("v=xv-secret-Kp"), "v=********");
+        // A value whose key does not name a secret stays readable.
+        register_extra_value("prefix", "xv-prefix-Lm");
+        assert_eq!(mask("name=xv-prefix-Lm_api"), "name=xv-prefix-Lm_api");
+        assert!(key_names_a_secret("db_pw") && key_names_a_secret("VAULT_PASS"));
+        assert!(!key_names_a_secret("plane_testbed_prefix") && !key_names_a_secret("version"));
     }
 }

@@ -89,6 +89,9 @@ impl Rng {
 fn spawn_apply(dir: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_deployer"))
         .args(["apply", "-i", &inv(), "site.yml"])
+        // The run's own SSH master (not a warm one kept from an earlier run)
+        // is the link this test cuts.
+        .env("DEPLOYER_FRESH_CONNECTION", "1")
         .current_dir(dir)
         .env_remove("DEPLOYER_INVENTORY")
         .stdout(Stdio::piped())
@@ -195,7 +198,10 @@ fn trials_of(kind: Cut, host: &str) {
     reset();
     // The complete files, and how long a whole first apply takes.
     let t0 = Instant::now();
-    let full = deployer(dir, &["apply", "-i", &inv(), "site.yml"]);
+    let full = deployer(
+        dir,
+        &["apply", "--fresh-connection", "-i", &inv(), "site.yml"],
+    );
     let whole = t0.elapsed();
     assert_eq!(full.code, 0, "{}", full.all());
     let complete = hashes(host, &root);
@@ -243,7 +249,10 @@ fn trials_of(kind: Cut, host: &str) {
             .1
             .contains("locked");
         // The next run converges, with no manual step.
-        let again = deployer(dir, &["apply", "-i", &inv(), "site.yml"]);
+        let again = deployer(
+            dir,
+            &["apply", "--fresh-connection", "-i", &inv(), "site.yml"],
+        );
         assert_eq!(
             again.code,
             0,
@@ -276,7 +285,15 @@ fn trials_of(kind: Cut, host: &str) {
     assert!(partial > 0, "no trial interrupted the apply before its end");
     let noop = deployer(
         dir,
-        &["apply", "-i", &inv(), "site.yml", "--format", "json"],
+        &[
+            "apply",
+            "--fresh-connection",
+            "-i",
+            &inv(),
+            "site.yml",
+            "--format",
+            "json",
+        ],
     );
     assert_eq!(noop.code, 0, "{}", noop.all());
     assert_eq!(total(&recap(&noop.stdout), "changed"), 0, "{}", noop.stdout);

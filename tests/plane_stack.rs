@@ -482,7 +482,9 @@ fn plane_end_to_end_stack_users_tokens_idempotence_and_one_role_change() {
         vec![(
             "Plane users, roles and API tokens (stored in the vault)".to_string(),
             "changed".to_string(),
-            "would change builder@agents.javisi.local's role to Admin".to_string()
+            // A summary line, then one line per action.
+            "would: 1 roles changed\nwould change builder@agents.javisi.local's role to Admin"
+                .to_string()
         )],
         "{}",
         check.stdout

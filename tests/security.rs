@@ -334,8 +334,12 @@ fn start_server(port: u16, log: &str, delay: &str) {
 fn stop_server(port: u16) {
     on_host(
         HOST,
-        // The bracket keeps pkill from matching (and killing) this very shell.
-        &format!("pkill -f '[s]ec-server-{port}.py' ; rm -f /tmp/sec-server-{port}.py"),
+        // The bracket keeps pkill from matching this very shell, and the file
+        // name is built from parts so the shell's own command line does not
+        // hold it either; pkill's "no process" (1) is fine.
+        &format!(
+            "f=/tmp/sec-server-; f=\"$f{port}.py\"; pkill -f '[s]ec-server-{port}[.]py'; rm -f \"$f\""
+        ),
     );
 }
 
@@ -702,7 +706,7 @@ fn secrets_of_a_run_are_in_no_output_and_no_state_file() {
         HOST,
         &format!(
             "cd /var/lib/deployer/{name} && find . -type f | sort | while read -r f; do echo \"== $f\"; cat \"$f\"; echo; done; \
-             echo '== /tmp, /root'; grep -rIl -e Zq81x -e Zq82x -e Zq83x -e Zq84x -e Zq85x /tmp /root /var/tmp 2>/dev/null"
+             echo '== /tmp, /root'; grep -rIl -e Zq81x -e Zq82x -e Zq83x -e Zq84x -e Zq85x /tmp /root /var/tmp 2>/dev/null; true"
         ),
     );
     assert!(state.contains("== ./audit.log"), "{state}");

@@ -751,7 +751,7 @@ pub fn parse_extra_vars(items: &[String]) -> Result<Vars, LocatedError> {
             }
         } else if item.trim_start().starts_with('{') {
             let node = yaml::parse_str(item, cli)?;
-            register_extra_strings(&node);
+            register_extra_strings("", &node);
             for (k, v) in inventory::vars_from_map(&node, "extra vars")? {
                 out.insert(k, v);
             }
@@ -769,7 +769,7 @@ pub fn parse_extra_vars(items: &[String]) -> Result<Vars, LocatedError> {
                         ),
                     )
                 })?;
-                crate::secrets::register_extra_value(v);
+                crate::secrets::register_extra_value(k, v);
                 out.insert(
                     k.to_string(),
                     Node {
@@ -783,12 +783,21 @@ pub fn parse_extra_vars(items: &[String]) -> Result<Vars, LocatedError> {
     Ok(out)
 }
 
-/// Every string value of an inline `-e '{...}'`, registered as a secret.
-fn register_extra_strings(node: &Node) {
+/// The string values of an inline `-e '{...}'` whose key (or an enclosing
+/// key) names a secret, registered as secrets.
+fn register_extra_strings(key: &str, node: &Node) {
     match &node.value {
-        Yaml::Str(s) => crate::secrets::register_extra_value(s),
-        Yaml::Seq(items) => items.iter().for_each(register_extra_strings),
-        Yaml::Map(m) => m.iter().for_each(|(_, v)| register_extra_strings(v)),
+        Yaml::Str(s) => crate::secrets::register_extra_value(key, s),
+        Yaml::Seq(items) => items.iter().for_each(|i| register_extra_strings(key, i)),
+        Yaml::Map(m) => m.iter().for_each(|(k, v)| {
+            let name = k.as_str().unwrap_or_default();
+            let key = if crate::secrets::key_names_a_secret(key) {
+                key
+            } else {
+                name
+            };
+            register_extra_strings(key, v)
+        }),
         _ => {}
     }
 }
