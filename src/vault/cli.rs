@@ -229,8 +229,10 @@ fn cmd_encrypt(
         let dest = output.clone().unwrap_or_else(|| f.clone());
         results.push((dest, encrypt(&plain, &password, Some(&label))?));
     }
+    // As ansible-vault: `encrypt` makes a new file 0600 (the plaintext's old
+    // mode is not kept); `rekey` and `edit` keep the file's mode and owner.
     for (dest, data) in results {
-        write_output(&dest, data.as_bytes())?;
+        write_output_as(&dest, data.as_bytes(), true)?;
     }
     say("Encryption successful");
     Ok(0)
