@@ -483,7 +483,7 @@ fn plane_end_to_end_stack_users_tokens_idempotence_and_one_role_change() {
             "Plane users, roles and API tokens (stored in the vault)".to_string(),
             "changed".to_string(),
             // A summary line, then one line per action.
-            "would: 1 roles changed\nwould change builder@agents.javisi.local's role to Admin"
+            "would: 1 role changed\nwould change builder@agents.javisi.local's role to Admin"
                 .to_string()
         )],
         "{}",
