@@ -751,12 +751,28 @@ mod tests {
         ));
         let p = TaskProgress::new(&r, "tb1", "Pull images");
         p.start("image_pull", "pulling img:1", json!({"image": "img:1"}));
-        p.update("image_pull", "img:1: 1.0 MB of 4.0 MB", json!({"bytes_done": 1_000_000u64}));
+        p.update(
+            "image_pull",
+            "img:1: 1.0 MB of 4.0 MB",
+            json!({"bytes_done": 1_000_000u64}),
+        );
         // Within a second of the last progress event: not sent.
-        p.update("image_pull", "img:1: 2.0 MB of 4.0 MB", json!({"bytes_done": 2_000_000u64}));
+        p.update(
+            "image_pull",
+            "img:1: 2.0 MB of 4.0 MB",
+            json!({"bytes_done": 2_000_000u64}),
+        );
         // Another step has its own clock.
-        p.update("health_wait", "api: starting", json!({"health": "starting"}));
-        p.end("image_pull", "pulled img:1", json!({"bytes_done": 4_000_000u64}));
+        p.update(
+            "health_wait",
+            "api: starting",
+            json!({"health": "starting"}),
+        );
+        p.end(
+            "image_pull",
+            "pulled img:1",
+            json!({"bytes_done": 4_000_000u64}),
+        );
         let ev = events(&buf);
         let phases: Vec<(String, String)> = ev
             .iter()
@@ -784,7 +800,11 @@ mod tests {
         assert_eq!(ev[1]["msg"], "img:1: 1.0 MB of 4.0 MB");
         assert_eq!(ev[3]["bytes_done"], 4_000_000);
         // Quiet output (plans) reports nothing.
-        let quiet = Arc::new(Reporter::to_writer(Format::Quiet, false, Box::new(buf.clone())));
+        let quiet = Arc::new(Reporter::to_writer(
+            Format::Quiet,
+            false,
+            Box::new(buf.clone()),
+        ));
         TaskProgress::new(&quiet, "tb1", "t").start("x", "y", json!({}));
         assert_eq!(events(&buf).len(), 4);
     }
@@ -801,7 +821,9 @@ mod tests {
         p.set_detail("tb1", "user 3 of 11: writer@agents.test");
         assert_eq!(
             p.text(200).as_deref(),
-            Some("running: [tb1] Plane users 0s: user 3 of 11: writer@agents.test, [tb2] Stack up 0s")
+            Some(
+                "running: [tb1] Plane users 0s: user 3 of 11: writer@agents.test, [tb2] Stack up 0s"
+            )
         );
         // Cut to the terminal's width.
         assert_eq!(p.text(20).map(|t| t.chars().count()), Some(19));

@@ -344,7 +344,9 @@ pub async fn plane_users(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleRe
     };
     let outcome = p.run(&a, &mut store).await;
     let (text, ok) = match &outcome {
-        Ok(()) if p.actions.is_empty() => ("users, roles and tokens are in place".to_string(), true),
+        Ok(()) if p.actions.is_empty() => {
+            ("users, roles and tokens are in place".to_string(), true)
+        }
         Ok(()) => (summarize(&p.actions), true),
         Err(_) => ("failed".to_string(), false),
     };
@@ -649,11 +651,7 @@ impl Provision<'_> {
         })?;
 
         // The workspace.
-        self.at(
-            "workspace",
-            format!("workspace {}", a.workspace.slug),
-            None,
-        );
+        self.at("workspace", format!("workspace {}", a.workspace.slug), None);
         let mine = c
             .session_json(
                 "list workspaces",

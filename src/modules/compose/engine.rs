@@ -865,8 +865,9 @@ fn observed_container(
 }
 
 /// An image pull's bytes, summed over its layers from the daemon's progress
-/// messages (`Downloading` with current/total; a layer `Download complete`,
-/// `Pull complete` or `Already exists` counts as fully done).
+/// messages (`Downloading` with current/total; a layer `Download complete` or
+/// `Pull complete` counts as fully done, one that `Already exists` as nothing
+/// to download).
 #[derive(Default)]
 struct PullProgress {
     /// Layer id -> (bytes done, total bytes when known).
@@ -880,11 +881,14 @@ impl PullProgress {
             return false;
         };
         let d = info.progress_detail.as_ref();
-        let current = d.and_then(|d| d.current).and_then(|c| u64::try_from(c).ok());
+        let current = d
+            .and_then(|d| d.current)
+            .and_then(|c| u64::try_from(c).ok());
         let total = d
             .and_then(|d| d.total)
             .and_then(|t| u64::try_from(t).ok())
             .filter(|t| *t > 0);
+        let new = !self.layers.contains_key(id);
         let entry = self.layers.entry(id.clone()).or_insert((0, None));
         let before = *entry;
         match status.as_str() {
@@ -892,14 +896,15 @@ impl PullProgress {
                 entry.0 = current.unwrap_or(entry.0);
                 entry.1 = total.or(entry.1);
             }
-            "Download complete" | "Pull complete" | "Already exists" => {
-                if let Some(t) = entry.1 {
-                    entry.0 = t;
-                }
+            // Nothing to download for this layer.
+            "Already exists" => *entry = (0, Some(0)),
+            "Download complete" | "Pull complete" => {
+                let t = entry.1.unwrap_or(entry.0);
+                *entry = (t, Some(t));
             }
             _ => {}
         }
-        *entry != before || before == (0, None)
+        new || *entry != before
     }
 
     fn done(&self) -> u64 {
@@ -1010,4 +1015,46 @@ fn health_log(info: &ContainerInspectResponse) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PullProgress;
+    use bollard::models::{CreateImageInfo, ProgressDetail};
+
+    fn msg(id: &str, status: &str, current: Option<i64>, total: Option<i64>) -> CreateImageInfo {
+        CreateImageInfo {
+            id: Some(id.into()),
+            status: Some(status.into()),
+            progress_detail: Some(ProgressDetail { current, total }),
+            ..Default::default()
+        }
+    }
+
+    /// The daemon's pull messages, as `docker pull` sends them for a
+    /// two-layer image whose first layer is already present.
+    #[test]
+    fn pull_bytes_are_summed_over_layers() {
+        let mut p = PullProgress::default();
+        assert!(!p.add(&CreateImageInfo {
+            status: Some("Pulling from library/x".into()),
+            ..Default::default()
+        }));
+        assert!(p.add(&msg("a", "Pulling fs layer", None, None)));
+        assert!(p.add(&msg("b", "Already exists", None, None)));
+        assert!(p.add(&msg("a", "Downloading", Some(1_000_000), Some(4_000_000))));
+        assert_eq!(p.text(), "1.0 MB of 4.0 MB");
+        // The same count again is not news.
+        assert!(!p.add(&msg("a", "Downloading", Some(1_000_000), Some(4_000_000))));
+        assert!(p.add(&msg("a", "Downloading", Some(3_500_000), Some(4_000_000))));
+        assert!(p.add(&msg("a", "Download complete", None, None)));
+        assert_eq!(p.text(), "4.0 MB of 4.0 MB");
+        let j = p.json("api", "reg/x:1");
+        assert_eq!(j["bytes_done"], 4_000_000);
+        assert_eq!(j["bytes_total"], 4_000_000);
+        assert_eq!(j["layers"], 2);
+        // A layer whose size is not known yet: bytes only.
+        assert!(p.add(&msg("c", "Waiting", None, None)));
+        assert_eq!(p.text(), "4.0 MB");
+    }
 }
