@@ -91,7 +91,12 @@ impl Engine {
 
     pub(super) fn magic_vars(&self, play: &Play, st: &HostState, task: Option<&Task>) -> Layer {
         let mut m =
-            hostvars::host_magic_vars(&self.inventory, &self.opts, &self.playbook_dir, &st.name);
+            hostvars::host_magic_vars(
+            &self.inventory,
+            (self.opts.check, self.opts.diff),
+            &self.playbook_dir,
+            &st.name,
+        );
         let v = |x: Json| VarValue::Value(crate::vars::json_to_value(&x));
         m.insert("hostvars".into(), VarValue::Value(self.hostvars()));
         m.insert("ansible_play_name".into(), v(json!(play.name)));

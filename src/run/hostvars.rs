@@ -58,7 +58,9 @@ impl HostvarsStore {
 /// The `hostvars` mapping of one task's context.
 pub(super) struct HostVars {
     inventory: Arc<Inventory>,
-    opts: Arc<RunOptions>,
+    check: bool,
+    diff: bool,
+    extra_vars: Vars,
     env: Arc<Environment<'static>>,
     vault: Arc<VaultAccess>,
     store: Arc<HostvarsStore>,
@@ -76,7 +78,9 @@ impl Engine {
     pub(super) fn hostvars(&self) -> Value {
         Value::from_object(HostVars {
             inventory: self.inventory.clone(),
-            opts: self.opts.clone(),
+            check: self.opts.check,
+            diff: self.opts.diff,
+            extra_vars: self.opts.extra_vars.clone(),
             env: self.env.clone(),
             vault: self.vault.clone(),
             store: self.hostvars.clone(),
@@ -84,6 +88,27 @@ impl Engine {
             cache: Mutex::new(HashMap::new()),
         })
     }
+}
+
+/// `hostvars` of an inventory outside a run: inventory variables only (no
+/// facts, no runtime values, no extra variables). For tests that compare
+/// template rendering with Ansible's (tests/template_oracle.rs).
+pub fn inventory_hostvars(
+    inventory: Arc<Inventory>,
+    env: Arc<Environment<'static>>,
+    vault: Arc<VaultAccess>,
+) -> Value {
+    Value::from_object(HostVars {
+        inventory,
+        check: false,
+        diff: false,
+        extra_vars: Vars::default(),
+        env,
+        vault,
+        store: Arc::new(HostvarsStore::default()),
+        playbook_dir: PathBuf::new(),
+        cache: Mutex::new(HashMap::new()),
+    })
 }
 
 /// The inventory's variables of a host: its groups' (`all` first, children
@@ -116,7 +141,7 @@ pub(super) fn facts_or_empty(facts: &Option<Layer>) -> Layer {
 /// The magic variables that belong to a host rather than to a play.
 pub(super) fn host_magic_vars(
     inventory: &Inventory,
-    opts: &RunOptions,
+    (check, diff): (bool, bool),
     playbook_dir: &Path,
     host: &str,
 ) -> Layer {
@@ -143,8 +168,8 @@ pub(super) fn host_magic_vars(
         "playbook_dir".into(),
         v(json!(playbook_dir.display().to_string())),
     );
-    m.insert("ansible_check_mode".into(), v(json!(opts.check)));
-    m.insert("ansible_diff_mode".into(), v(json!(opts.diff)));
+    m.insert("ansible_check_mode".into(), v(json!(check)));
+    m.insert("ansible_diff_mode".into(), v(json!(diff)));
     m
 }
 
@@ -169,12 +194,12 @@ impl Object for HostVars {
         layers.push(facts_or_empty(&snap.facts));
         layers.push(host_magic_vars(
             &self.inventory,
-            &self.opts,
+            (self.check, self.diff),
             &self.playbook_dir,
             name,
         ));
         layers.push(snap.runtime);
-        layers.push(layer_from_vars(&self.opts.extra_vars));
+        layers.push(layer_from_vars(&self.extra_vars));
         let ctx = VarContext::new(layers, self.env.clone(), self.vault.clone());
         let v = ctx.value();
         if let Ok(mut c) = self.cache.lock() {

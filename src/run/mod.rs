@@ -39,7 +39,7 @@ mod run_once;
 mod scheduling;
 mod session;
 mod tasks;
-pub use hostvars::HostvarsStore;
+pub use hostvars::{HostvarsStore, inventory_hostvars};
 pub use session::{Interrupt, RunSession, SessionOutcome};
 
 use facts::{FACTS_SCRIPT, facts_layer, py_repr, python_interpreter};
