@@ -190,7 +190,10 @@ fn render(
         inv.groups.insert("all".into(), all);
         inv.groups.insert("ungrouped".into(), ungrouped);
         let hv = deployer::run::inventory_hostvars(Arc::new(inv), env.clone(), vault.clone());
-        layers.push(IndexMap::from([("hostvars".to_string(), VarValue::Value(hv))]));
+        layers.push(IndexMap::from([(
+            "hostvars".to_string(),
+            VarValue::Value(hv),
+        )]));
     }
     layers.push(layer_from_vars(&case.vars));
     let ctx = VarContext::new(layers, env.clone(), vault);

@@ -104,9 +104,7 @@ impl Engine {
         // and set in the tasks before.
         let lockstep = (needs_lockstep(play)
             || (hosts.len() > 1 && hostvars::play_mentions_hostvars(play, &self.inventory)))
-        .then(|| {
-            lockstep::Lockstep::new(hosts, batch_size, play.max_fail_percentage, sem.clone())
-        });
+        .then(|| lockstep::Lockstep::new(hosts, batch_size, play.max_fail_percentage, sem.clone()));
         let mut futures = Vec::new();
         for h in hosts {
             let state = states.shift_remove(h).unwrap_or_else(|| HostState::new(h));
