@@ -702,7 +702,8 @@ pub(crate) fn path_info_from(r: &mut ModuleResult, line: &str) {
     r.data.insert("gid".into(), json!(gid));
     r.data.insert("owner".into(), json!(name(f[1], uid)));
     r.data.insert("group".into(), json!(name(f[2], gid)));
-    r.data.insert("mode".into(), json!(format!("0{:0>3}", f[0])));
+    r.data
+        .insert("mode".into(), json!(format!("0{:0>3}", f[0])));
     r.data.insert("state".into(), json!(state));
     r.data
         .insert("size".into(), json!(f[5].parse::<u64>().unwrap_or(0)));
