@@ -10,7 +10,6 @@ use super::args::{Mode, de_bool, de_opt_bool, de_opt_string, de_string};
 use super::observe::{FileKind, ObservedFile, Want};
 use super::registry::{ArgSchema, Module, ModuleFuture};
 use super::{FileDiff, ModuleCtx, ModuleResult, parse_args};
-use crate::connection::shell_quote;
 use crate::connection::write::{self, PathAttrs, RemoteWrite};
 
 /// Owner, group and mode a task asks for (any may be left to the existing file).
@@ -441,7 +440,6 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
             }
         }
     });
-    let q = shell_quote(&path);
     let kind_name = |k: FileKind| match k {
         FileKind::File => "file",
         FileKind::Directory => "directory",
@@ -496,7 +494,8 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
             if obs.exists {
                 // -h: a link's own times; never creates through a link.
                 format!(
-                    "touch -h -c -- {q}\n{}",
+                    "{}{}",
+                    write::touch_script(&path)?,
                     write::attributes_script(&path, &attrs.path_attrs(), false)?
                 )
             } else {
@@ -527,7 +526,7 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
                     "src: {} -> {src}",
                     obs.link_target.clone().unwrap_or_else(|| "(none)".into())
                 ));
-                script.push_str(&format!("ln -sfn -- {} {q}\n", shell_quote(&src)));
+                script.push_str(&write::link_script(&path, &src)?);
             }
             // As Ansible's file module: with follow (the default) mode, owner
             // and group are the link target's, set in the same run as the
