@@ -670,7 +670,7 @@ pub(crate) async fn text_module(
 
 /// The stat script whose output [`path_info_from`] reads (`path` quoted here).
 pub(crate) fn path_info_script(path: &str) -> String {
-    let q = shell_quote(path);
+    let q = crate::connection::shell_quote(path);
     format!("if [ -e {q} ]; then stat -c '%a\t%U\t%G\t%u\t%g\t%s\t%F\t%h' -- {q}; fi\n")
 }
 
