@@ -668,6 +668,61 @@ pub(crate) async fn text_module(
     Ok(result)
 }
 
+/// The stat script whose output [`path_info_from`] reads (`path` quoted here).
+pub(crate) fn path_info_script(path: &str) -> String {
+    let q = crate::connection::shell_quote(path);
+    format!("if [ -e {q} ]; then stat -c '%a\t%U\t%G\t%u\t%g\t%s\t%F\t%h' -- {q}; fi\n")
+}
+
+/// Ansible's `add_path_info` from one line of [`path_info_script`]: what
+/// every module that returns `path` (or `dest`) of an existing file reports
+/// beside it (`uid`, `gid`, `owner`, `group`, `mode`, `state`, `size`).
+pub(crate) fn path_info_from(r: &mut ModuleResult, line: &str) {
+    let f: Vec<&str> = line.trim_end_matches('\n').split('\t').collect();
+    if f.len() != 8 {
+        return;
+    }
+    let uid = f[3].parse::<u64>().unwrap_or(0);
+    let gid = f[4].parse::<u64>().unwrap_or(0);
+    let name = |n: &str, id: u64| {
+        if n == "UNKNOWN" {
+            id.to_string()
+        } else {
+            n.to_string()
+        }
+    };
+    let state = match f[6] {
+        "symbolic link" => "link",
+        "directory" => "directory",
+        _ if f[7].parse::<u64>().unwrap_or(1) > 1 => "hard",
+        _ => "file",
+    };
+    r.data.insert("uid".into(), json!(uid));
+    r.data.insert("gid".into(), json!(gid));
+    r.data.insert("owner".into(), json!(name(f[1], uid)));
+    r.data.insert("group".into(), json!(name(f[2], gid)));
+    r.data
+        .insert("mode".into(), json!(format!("0{:0>3}", f[0])));
+    r.data.insert("state".into(), json!(state));
+    r.data
+        .insert("size".into(), json!(f[5].parse::<u64>().unwrap_or(0)));
+}
+
+/// [`path_info_from`] read from the host.
+pub(crate) async fn add_path_info(
+    ctx: &mut ModuleCtx<'_>,
+    r: &mut ModuleResult,
+    path: &str,
+) -> Result<(), String> {
+    let out = ctx
+        .conn
+        .run_script(&path_info_script(path), ctx.become_.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    path_info_from(r, &out.stdout_str());
+    Ok(())
+}
+
 pub async fn lineinfile(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
     let a: super::lineinfile::LineinfileArgs = parse_args("lineinfile", args)?;
     let attrs = Attrs::from_json(a.mode.as_ref(), a.owner.clone(), a.group.clone())?;
