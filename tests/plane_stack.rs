@@ -324,7 +324,7 @@ fn plane_end_to_end_stack_users_tokens_idempotence_and_one_role_change() {
     assert!(
         progress.iter().any(|e| e["step"] == "health_wait"
             && e["phase"] == "end"
-            && e["service"] == "api"
+            && e["service"] == "plane-api"
             && e["ready"] == true),
         "the api's health wait: {progress:#?}"
     );
