@@ -173,10 +173,7 @@ impl Progress {
 
     fn draw(&self) {
         let _screen = self.screen.lock();
-        let width = std::env::var("COLUMNS")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(100);
+        let width = terminal_width().unwrap_or(100);
         let mut err = std::io::stderr().lock();
         match self.text(width) {
             Some(line) => {
@@ -331,6 +328,18 @@ pub fn human_bytes(n: u64) -> String {
         unit += 1;
     }
     format!("{v:.1} {}", UNITS[unit])
+}
+
+/// The terminal's width in columns: `COLUMNS` when set, else what the
+/// terminal on stderr says (TIOCGWINSZ).
+fn terminal_width() -> Option<usize> {
+    if let Some(c) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
+        return Some(c);
+    }
+    // SAFETY: TIOCGWINSZ fills a winsize struct we own; fd 2 is only read.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0 && ws.ws_col > 0).then_some(usize::from(ws.ws_col))
 }
 
 pub fn mask_json(v: &Json) -> Json {

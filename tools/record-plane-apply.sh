@@ -15,7 +15,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${1:-$ROOT/docs/terminal/plane-apply.txt}
-BIN=${2:-$ROOT/target/release/deployer}
+BIN=$(realpath "${2:-$ROOT/target/release/deployer}")
 ID=${TESTBED_ID:-tb}
 PREFIX=$ID-deployer-plane-rec
 SESSION=deployer-record-$ID-$$
@@ -28,7 +28,7 @@ cleanup() {
   for v in postgresql_data redis_data; do docker volume rm "${PREFIX}_$v" >/dev/null 2>&1 || true; done
   TESTBED_ID=$ID "$ROOT/tests/testbed/plane-networks.sh" down "$PREFIX" >/dev/null 2>&1 || true
   docker exec "deployer-${ID}1" rm -rf "/srv/$PREFIX" 2>/dev/null || true
-  [ -n "${WORK:-}" ] && rm -rf "$WORK"
+  if [ -n "${WORK:-}" ]; then rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 cleanup
