@@ -559,11 +559,12 @@ fn become_reaches_docker_as_root_for_a_login_user_outside_the_docker_group() {
     );
 
     // Nothing of the relay is left on the host once the run is over.
-    // A command that fails when a relay directory or process is left (the
-    // bracket keeps pgrep from matching this very shell).
+    // A command that fails when a relay directory or process is left. The
+    // brackets keep the text `deployer-docker` out of this very shell's
+    // command line, which pgrep -f would otherwise match.
     on_host(
         "tb3",
-        "test -z \"$(ls -d /tmp/deployer-docker-* 2>/dev/null)\" && ! pgrep -f '[d]eployer-docker'",
+        "test -z \"$(ls -d /tmp/deployer-docke[r]-* 2>/dev/null)\" && ! pgrep -f '[d]eployer-docker'",
     );
 
     // The per-connection bridge (used where python3 is missing) works too.

@@ -386,6 +386,54 @@ fn sigint_during_an_apply_releases_the_lock_and_keeps_the_notified_handler() {
     );
 }
 
+/// A task stopped by SIGINT while it ran may have changed its host: its
+/// notification is kept pending (the handler fires on the next apply), as
+/// a copy whose file was written just before the signal must.
+#[test]
+fn sigint_in_the_middle_of_a_notifying_task_keeps_its_handler_pending() {
+    let host = "tb2";
+    let root = "/srv/dt-lock-midtask";
+    on_host(host, &format!("sudo rm -rf {root} {root}.restarts"));
+    let p = project(&[(
+        "site.yml",
+        &format!(
+            "- name: Interrupted task
+  hosts: {host}
+  become: true
+  gather_facts: false
+  tasks:
+    - name: Changes, then runs long
+      ansible.builtin.shell: mkdir -p {root} && sleep 120
+      notify: restart app
+  handlers:
+    - name: restart app
+      ansible.builtin.shell: echo restarted >> {root}.restarts
+"
+        ),
+    )]);
+    let dir = p.path();
+    let sd = state_dir(dir);
+    let a = spawn(dir, &["apply", "-i", &inv(), "site.yml"]);
+    wait_on_host(host, &format!("test -d {root} && echo yes"), "the change");
+    let kill = Command::new("kill")
+        .args(["-INT", &a.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let a = finish(a);
+    assert_eq!(a.code, 130, "{}", a.all());
+    let pending = sudo_cat(host, &format!("{sd}/pending-handlers.json"));
+    assert!(
+        pending.contains("\"notification\":\"restart app\""),
+        "{pending}"
+    );
+    on_host(host, &format!("test ! -e {root}.restarts"));
+    on_host(
+        host,
+        &format!("sudo pkill -f 'slee[p] 120'; sudo rm -rf {root} {root}.restarts {sd}; true"),
+    );
+}
+
 #[test]
 fn a_handler_notified_before_a_failing_task_runs_on_the_next_apply() {
     let host = "tb3";

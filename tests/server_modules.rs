@@ -692,6 +692,38 @@ fn get_url_matches_ansible() {
     assert_eq!(root_sh(DEPLOYER_SD, GET_URL_STATE), before);
 }
 
+const REPLACE_RESET: &str = "rm -rf /opt/dpl-text /root/deployer-replace.json; true";
+const REPLACE_STATE: &str = "cd /opt/dpl-text 2>/dev/null && find . | sort | while read -r f; do stat -c '%n %a %U %G %F' \"$f\"; [ -f \"$f\" ] && cat -A \"$f\"; done; \
+     cat /root/deployer-replace.json 2>/dev/null; true";
+
+/// replace and ini_file: same file contents and modes, same per-task
+/// `changed`, messages and registered keys as ansible-playbook; a missing
+/// file fails naming it.
+#[test]
+fn replace_matches_ansible() {
+    differential(&Differential {
+        prep: "replace_prep.yml",
+        playbook: "replace.yml",
+        reset: REPLACE_RESET,
+        state: REPLACE_STATE,
+        volatile: &["what the modules registered"],
+    });
+    let (code, bad) = deployer_run("replace_bad.yml", "apply");
+    assert_eq!(code, 1);
+    assert!(
+        bad[0].2
+            && bad[0]
+                .3
+                .contains("Path /opt/dpl-text/missing.conf does not exist !"),
+        "{bad:?}"
+    );
+    let (_, abad) = ansible_playbook("replace_bad.yml", false);
+    assert_eq!(
+        abad[0].3,
+        "Path /opt/dpl-text/missing.conf does not exist !"
+    );
+}
+
 const KEYS_RESET: &str = "for u in dpl-keys dpl-keys2; do userdel -r $u >/dev/null 2>&1; groupdel $u >/dev/null 2>&1; done; \
      rm -rf /home/dpl-keys /home/dpl-keys2 /root/deployer-keys.json; true";
 const KEYS_STATE: &str = "for d in /home/dpl-keys/.ssh /home/dpl-keys2/.ssh; do stat -c '%n %a %U %G' $d 2>/dev/null; \
@@ -741,4 +773,29 @@ fn cron_matches_ansible() {
     let (_, abad) = ansible_playbook("cron_bad.yml", false);
     assert_eq!(bad[0].3, abad[0].3, "{bad:?}");
     assert!(bad[0].2 && bad[0].3.contains("special_time"));
+}
+
+const SYSCTL_RESET: &str = "rm -f /etc/sysctl.d/60-dpl.conf /etc/sysctl.d/61-dpl.conf /etc/security/limits.d/60-dpl.conf \
+     /etc/security/limits.d/61-dpl.conf /root/deployer-sysctl.json; true";
+const SYSCTL_STATE: &str = "for f in /etc/sysctl.d/60-dpl.conf /etc/sysctl.d/61-dpl.conf /etc/security/limits.d/60-dpl.conf \
+     /etc/security/limits.d/61-dpl.conf; do stat -c '%n %a %U %G' $f 2>/dev/null && cat -A $f; done; \
+     ls -A /etc/sysctl.d /etc/security/limits.d; cat /root/deployer-sysctl.json 2>/dev/null; true";
+
+/// sysctl, pam_limits and slurp: same sysctl and limits files (normalized
+/// lines, first occurrence kept, comments kept), `changed` and registered
+/// keys as ansible-playbook.
+#[test]
+fn sysctl_matches_ansible() {
+    differential(&Differential {
+        prep: "sysctl_prep.yml",
+        playbook: "sysctl.yml",
+        reset: SYSCTL_RESET,
+        state: SYSCTL_STATE,
+        volatile: &["what the modules registered"],
+    });
+    let (code, bad) = deployer_run("sysctl_bad.yml", "apply");
+    assert_eq!(code, 1);
+    let (_, abad) = ansible_playbook("sysctl_bad.yml", false);
+    assert_eq!(bad[0].3, abad[0].3, "{bad:?}");
+    assert_eq!(bad[0].3, "value cannot be blank");
 }

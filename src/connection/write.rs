@@ -153,15 +153,7 @@ impl<'a> RemoteWrite<'a> {
         // The traps end in `|| :`: under `set -e` a failing command in an
         // EXIT trap (the staging directory moved away by another user after
         // the write) would turn a finished write into a failure.
-        s.push_str(
-            "__dw_at=$(stat -c %d:%i .)\n\
-             __dw_s=$(mktemp -d ./.deployer-write.XXXXXX) || __dw_fail \"cannot create a temporary directory in $__dw_dir\"\n\
-             __dw_s=${__dw_s#./}\n\
-             trap 'rmdir -- \"$__dw_s\" 2>/dev/null || :' EXIT\n\
-             cd -P -- \"$__dw_s\"\n\
-             [ \"$(stat -c '%u %a' .)\" = \"$__dw_me 700\" ] && [ \"$(stat -c %d:%i ..)\" = \"$__dw_at\" ] || __dw_fail \"refusing to write $__dw_dest: its temporary directory was replaced while in use\"\n\
-             trap 'rm -f -- new bak; cd .. && rmdir -- \"$__dw_s\" 2>/dev/null || :' EXIT\n",
-        );
+        s.push_str(STAGE);
         if let Some(p) = self.produce {
             s.push_str(p);
             s.push_str("\n[ -f new ] || __dw_fail \"no content was made for $__dw_dest\"\n");
@@ -229,6 +221,57 @@ impl<'a> RemoteWrite<'a> {
         s.push_str(SUBSHELL_END);
         Ok(s)
     }
+}
+
+/// After [`prologue`] and `__dw_name`: a private staging directory made
+/// inside the destination directory and entered (owned by the running user,
+/// 0700, its parent checked to be the destination directory). What is made
+/// there (`new`, `bak`) moves out with one `rename(2)`; the trap removes the
+/// rest on every exit.
+const STAGE: &str = "__dw_at=$(stat -c %d:%i .)\n\
+     __dw_s=$(mktemp -d ./.deployer-write.XXXXXX) || __dw_fail \"cannot create a temporary directory in $__dw_dir\"\n\
+     __dw_s=${__dw_s#./}\n\
+     trap 'rmdir -- \"$__dw_s\" 2>/dev/null || :' EXIT\n\
+     cd -P -- \"$__dw_s\"\n\
+     [ \"$(stat -c '%u %a' .)\" = \"$__dw_me 700\" ] && [ \"$(stat -c %d:%i ..)\" = \"$__dw_at\" ] || __dw_fail \"refusing to write $__dw_dest: its temporary directory was replaced while in use\"\n\
+     trap 'rm -f -- new bak; cd .. && rmdir -- \"$__dw_s\" 2>/dev/null || :' EXIT\n";
+
+/// The script that makes `path` a symbolic link to `src` (replacing a link,
+/// or with `force` a file, already there) without following a link on the
+/// way: the walk into the directory is [`WALK_LIB`]'s, the link is made in a
+/// private staging directory and moved over the name with one `rename(2)`
+/// (never `ln -sf` by name, which another user of the directory could race).
+pub fn link_script(path: &str, src: &str) -> Result<String, String> {
+    let (dir, name) = split_dest(path)?;
+    let mut s = String::from("(\nset -e\numask 077\n");
+    s.push_str(&prologue(path, &dir));
+    s.push_str(&format!("__dw_name={}\n", shell_quote(&name)));
+    s.push_str(STAGE);
+    s.push_str(&format!(
+        "[ ! -d \"../$__dw_name\" ] || [ -L \"../$__dw_name\" ] || __dw_fail \"refusing to replace the directory $__dw_dest with a link\"\n\
+         ln -s -- {} new\n\
+         mv -f -T -- new \"../$__dw_name\"\n\
+         sync .. 2>/dev/null || true\n\
+         )\n",
+        shell_quote(src)
+    ));
+    s.push_str(SUBSHELL_END);
+    Ok(s)
+}
+
+/// The script that updates the times of an existing `path` (its own times
+/// when it is a link: `touch -h`), reached by [`WALK_LIB`]'s walk, never
+/// through a link another user could plant; it creates nothing.
+pub fn touch_script(path: &str) -> Result<String, String> {
+    let (dir, name) = split_path(path);
+    let mut s = String::from("(\nset -e\n");
+    s.push_str(&prologue(path, &dir));
+    s.push_str(&format!(
+        "__dw_name={}\ntouch -h -c -- \"./$__dw_name\"\n)\n",
+        shell_quote(&name)
+    ));
+    s.push_str(SUBSHELL_END);
+    Ok(s)
 }
 
 impl Connection {

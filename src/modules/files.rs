@@ -10,7 +10,6 @@ use super::args::{Mode, de_bool, de_opt_bool, de_opt_string, de_string};
 use super::observe::{FileKind, ObservedFile, Want};
 use super::registry::{ArgSchema, Module, ModuleFuture};
 use super::{FileDiff, ModuleCtx, ModuleResult, parse_args};
-use crate::connection::shell_quote;
 use crate::connection::write::{self, PathAttrs, RemoteWrite};
 
 /// Owner, group and mode a task asks for (any may be left to the existing file).
@@ -441,7 +440,6 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
             }
         }
     });
-    let q = shell_quote(&path);
     let kind_name = |k: FileKind| match k {
         FileKind::File => "file",
         FileKind::Directory => "directory",
@@ -496,7 +494,8 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
             if obs.exists {
                 // -h: a link's own times; never creates through a link.
                 format!(
-                    "touch -h -c -- {q}\n{}",
+                    "{}{}",
+                    write::touch_script(&path)?,
                     write::attributes_script(&path, &attrs.path_attrs(), false)?
                 )
             } else {
@@ -527,7 +526,7 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
                     "src: {} -> {src}",
                     obs.link_target.clone().unwrap_or_else(|| "(none)".into())
                 ));
-                script.push_str(&format!("ln -sfn -- {} {q}\n", shell_quote(&src)));
+                script.push_str(&write::link_script(&path, &src)?);
             }
             // As Ansible's file module: with follow (the default) mode, owner
             // and group are the link target's, set in the same run as the
@@ -667,6 +666,61 @@ pub(crate) async fn text_module(
     };
     result.msg = Some(edit.msg);
     Ok(result)
+}
+
+/// The stat script whose output [`path_info_from`] reads (`path` quoted here).
+pub(crate) fn path_info_script(path: &str) -> String {
+    let q = crate::connection::shell_quote(path);
+    format!("if [ -e {q} ]; then stat -c '%a\t%U\t%G\t%u\t%g\t%s\t%F\t%h' -- {q}; fi\n")
+}
+
+/// Ansible's `add_path_info` from one line of [`path_info_script`]: what
+/// every module that returns `path` (or `dest`) of an existing file reports
+/// beside it (`uid`, `gid`, `owner`, `group`, `mode`, `state`, `size`).
+pub(crate) fn path_info_from(r: &mut ModuleResult, line: &str) {
+    let f: Vec<&str> = line.trim_end_matches('\n').split('\t').collect();
+    if f.len() != 8 {
+        return;
+    }
+    let uid = f[3].parse::<u64>().unwrap_or(0);
+    let gid = f[4].parse::<u64>().unwrap_or(0);
+    let name = |n: &str, id: u64| {
+        if n == "UNKNOWN" {
+            id.to_string()
+        } else {
+            n.to_string()
+        }
+    };
+    let state = match f[6] {
+        "symbolic link" => "link",
+        "directory" => "directory",
+        _ if f[7].parse::<u64>().unwrap_or(1) > 1 => "hard",
+        _ => "file",
+    };
+    r.data.insert("uid".into(), json!(uid));
+    r.data.insert("gid".into(), json!(gid));
+    r.data.insert("owner".into(), json!(name(f[1], uid)));
+    r.data.insert("group".into(), json!(name(f[2], gid)));
+    r.data
+        .insert("mode".into(), json!(format!("0{:0>3}", f[0])));
+    r.data.insert("state".into(), json!(state));
+    r.data
+        .insert("size".into(), json!(f[5].parse::<u64>().unwrap_or(0)));
+}
+
+/// [`path_info_from`] read from the host.
+pub(crate) async fn add_path_info(
+    ctx: &mut ModuleCtx<'_>,
+    r: &mut ModuleResult,
+    path: &str,
+) -> Result<(), String> {
+    let out = ctx
+        .conn
+        .run_script(&path_info_script(path), ctx.become_.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    path_info_from(r, &out.stdout_str());
+    Ok(())
 }
 
 pub async fn lineinfile(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {

@@ -20,13 +20,18 @@ pub mod files;
 pub mod get_url;
 pub mod getent;
 pub mod include_vars;
+pub mod ini_file;
 pub mod lineinfile;
 pub mod misc;
 pub mod observe;
 pub mod package;
+pub mod pam_limits;
 pub mod plane_users;
 pub mod registry;
+pub mod replace;
 pub mod setup;
+pub mod slurp;
+pub mod sysctl;
 pub mod systemd;
 pub mod text_edit;
 

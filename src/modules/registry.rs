@@ -91,8 +91,13 @@ pub static MODULES: &[&dyn Module] = &[
     &super::accounts::Group,
     &super::getent::Getent,
     &super::get_url::GetUrl,
+    &super::replace::Replace,
     &super::authorized_key::AuthorizedKey,
     &super::cron::Cron,
+    &super::sysctl::Sysctl,
+    &super::slurp::Slurp,
+    &super::pam_limits::PamLimits,
+    &super::ini_file::IniFile,
     &super::backup::postgres::BackupPostgres,
     &super::backup::volume::BackupVolume,
 ];
@@ -114,11 +119,6 @@ pub static NOT_YET: &[(&str, &str)] = &[
 /// FQCNs are refused by the loader the same way): loading a task that names one
 /// fails at its file:line instead of running anything.
 pub static PENDING: &[&str] = &[
-    "replace",
-    "sysctl",
-    "slurp",
-    "pam_limits",
-    "ini_file",
     "unarchive",
     "find",
     "package_facts",

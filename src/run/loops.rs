@@ -179,6 +179,17 @@ impl Engine {
             } else {
                 st.failed = true;
                 st.stats.failed += 1;
+                // A task stopped by SIGINT/SIGTERM may have changed its host
+                // before it was stopped (a file written, its result not yet
+                // read): its notifications stay pending, so the next apply
+                // fires the handlers (a restart too many is safe, one too few
+                // is not).
+                if self.interrupted() {
+                    for n in &t.notify {
+                        let n = base_ctx.render_string(n).unwrap_or_else(|_| n.clone());
+                        st.notified.insert(n);
+                    }
+                }
                 // A failed deploy gate.
                 if st.gate_failure.is_none() && is_deploy_gate(t, module, args, &base_ctx) {
                     st.gate_failure =

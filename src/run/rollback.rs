@@ -275,6 +275,9 @@ async fn verify_files(plan: &mut HostPlan, with_content: bool) -> Vec<String> {
         return Vec::new();
     }
     let mut s = format!("R={}\n", plan.loc.releases());
+    if with_content {
+        s.push_str(crate::connection::write::WALK_LIB);
+    }
     for (i, f) in plan.files.iter().enumerate() {
         let q = shell_quote(&f.rec.path);
         if let PreviousFile::File { saved, .. } = &f.rec.previous {
@@ -289,8 +292,14 @@ async fn verify_files(plan: &mut HostPlan, with_content: bool) -> Vec<String> {
             }
         }
         if with_content {
+            // The current content, for the diff: read through the walk (never
+            // through a link another user planted on the way), in a subshell
+            // whose failure only means "no content to show".
+            let (dir, name) = crate::connection::write::split_path(&f.rec.path);
             s.push_str(&format!(
-                "if [ -f {q} ] && [ ! -L {q} ]; then printf 'C\\t{i}\\t'; base64 -w0 < {q}; echo; fi\n"
+                "( __dw_dest={q}; __dw_go {} 2>/dev/null && if [ -f ./{n} ] && [ ! -L ./{n} ]; then printf 'C\\t{i}\\t'; base64 -w0 < ./{n}; echo; fi ) || true\n",
+                crate::connection::write::go_args(&dir),
+                n = shell_quote(&name),
             ));
         }
         s.push_str(&format!(
