@@ -397,9 +397,7 @@ pub async fn run(cli: Cli) -> i32 {
             check,
             diff,
             with_data,
-        } => {
-            commands::rollback::rollback(common, to, check, diff, with_data).await
-        }
+        } => commands::rollback::rollback(common, to, check, diff, with_data).await,
         Command::Lock(a) => commands::lock::lock(a).await,
         Command::Backups(a) => commands::backups::backups(a).await,
         Command::Restore(a) => commands::backups::restore_cmd(a).await,

@@ -537,7 +537,12 @@ fn volumes_and_directories_are_kept_as_tars() {
         "tb3",
         "echo two > /srv/bk-files/x/f.txt; echo extra > /srv/bk-files/y.txt",
     );
-    let dir_listing = || on_host("tb3", "cd /srv/bk-files && find . -mindepth 1 | sort && cat x/f.txt");
+    let dir_listing = || {
+        on_host(
+            "tb3",
+            "cd /srv/bk-files && find . -mindepth 1 | sort && cat x/f.txt",
+        )
+    };
     // Without --yes: the plan, nothing changed.
     let id = up["id"].as_str().expect("id");
     let o = deployer(
@@ -600,12 +605,12 @@ fn volumes_and_directories_are_kept_as_tars() {
     assert_eq!(o.code, 0, "{}", o.all());
     assert_eq!(dir_listing(), before_dir);
     // No temporary or previous copy left next to it.
-    assert_eq!(
-        on_host("tb3", "ls -A /srv | grep bk-files"),
-        "bk-files\n"
-    );
+    assert_eq!(on_host("tb3", "ls -A /srv | grep bk-files"), "bk-files\n");
     // A damaged volume backup is refused before anything changes.
-    on_host("tb3", &format!("printf x >> {}", up["file"].as_str().expect("file")));
+    on_host(
+        "tb3",
+        &format!("printf x >> {}", up["file"].as_str().expect("file")),
+    );
     docker_ok(&["exec", &holder, "sh", "-c", "echo after > /uploads/a.txt"]);
     let o = deployer(
         dir.path(),
@@ -855,7 +860,15 @@ fn failed_migration_then_rollback_with_data_gives_the_rows_back() {
     // --check: the plan, nothing changed.
     let o = deployer(
         dir.path(),
-        &["rollback", "-i", &inv, "-l", "tb1", "--with-data", "--check"],
+        &[
+            "rollback",
+            "-i",
+            &inv,
+            "-l",
+            "tb1",
+            "--with-data",
+            "--check",
+        ],
     );
     assert_eq!(o.code, 2, "{}", o.all());
     assert!(
@@ -888,8 +901,11 @@ fn failed_migration_then_rollback_with_data_gives_the_rows_back() {
     );
     assert_eq!(o.code, 1, "{}", o.all());
     assert!(
-        o.stderr.contains("rollback --with-data refused, nothing was changed")
-            && o.stderr.contains("no backup in /var/backups/deployer was taken during the release(s) to undo"),
+        o.stderr
+            .contains("rollback --with-data refused, nothing was changed")
+            && o.stderr.contains(
+                "no backup in /var/backups/deployer was taken during the release(s) to undo"
+            ),
         "{}",
         o.all()
     );

@@ -1039,7 +1039,10 @@ async fn data_to_restore(engine: &Engine, p: &HostPlan) -> Result<Vec<backup::Ma
 /// are undone: per database or volume, the one taken during the oldest
 /// undone release (the data as it was before all of them), the earliest of
 /// that release when there are several.
-pub(crate) fn backups_for_undo(list: &[backup::Manifest], undo: &[String]) -> Vec<backup::Manifest> {
+pub(crate) fn backups_for_undo(
+    list: &[backup::Manifest],
+    undo: &[String],
+) -> Vec<backup::Manifest> {
     let rank = |m: &backup::Manifest| {
         m.release
             .as_ref()

@@ -527,12 +527,15 @@ impl VolumeRequest<'_> {
                 v.push(format!(
                     "unpack it into a new directory inside volume '{vol}' through {through} on {host}"
                 ));
-                v.push(format!(
+                v.push(
                     "then replace the volume's files with it (renames; the old files are deleted only after the swap)"
-                ));
+                        .to_string(),
+                );
             }
             (_, Some(p)) => {
-                v.push(format!("unpack it into a new directory next to {p} on {host}"));
+                v.push(format!(
+                    "unpack it into a new directory next to {p} on {host}"
+                ));
                 v.push(format!(
                     "then replace {p} with it (renames; the old copy is deleted only after the swap)"
                 ));
@@ -661,7 +664,9 @@ async fn mount_of(
                 .then_some(m.destination)
                 .flatten()
         })
-        .ok_or_else(|| format!("host {host}: container '{container}' does not mount volume '{volume}'"))
+        .ok_or_else(|| {
+            format!("host {host}: container '{container}' does not mount volume '{volume}'")
+        })
 }
 
 async fn restore_named_volume(r: &VolumeRequest<'_>, volume: &str) -> Result<String, String> {
@@ -700,7 +705,11 @@ async fn restore_named_volume(r: &VolumeRequest<'_>, volume: &str) -> Result<Str
     };
     super::require_running(&docker, host, &container)
         .await
-        .map_err(|e| format!("{e} (a volume is restored through a running container that mounts it): {untouched}"))?;
+        .map_err(|e| {
+            format!(
+                "{e} (a volume is restored through a running container that mounts it): {untouched}"
+            )
+        })?;
     let untouched = format!(
         "nothing was restored; volume '{volume}' (mounted at {mount} in container '{container}') on {host} is untouched"
     );
