@@ -98,6 +98,9 @@ pub static MODULES: &[&dyn Module] = &[
     &super::slurp::Slurp,
     &super::pam_limits::PamLimits,
     &super::ini_file::IniFile,
+    &super::timezone::Timezone,
+    &super::package_facts::PackageFacts,
+    &super::service_facts::ServiceFacts,
     &super::backup::postgres::BackupPostgres,
     &super::backup::volume::BackupVolume,
 ];
@@ -121,12 +124,9 @@ pub static NOT_YET: &[(&str, &str)] = &[
 pub static PENDING: &[&str] = &[
     "unarchive",
     "find",
-    "package_facts",
-    "service_facts",
     "apt_repository",
     "deb822_repository",
     "apt_key",
-    "timezone",
     "hostname",
     "locale_gen",
     "mount",
