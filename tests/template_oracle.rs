@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use deployer::project::inventory::{Group, Host, Inventory};
 use deployer::template;
 use deployer::vars::{VarContext, VarValue, VaultAccess, layer_from_vars};
 use deployer::yaml::{Node, Yaml};
@@ -40,6 +41,9 @@ struct Case {
     deployer: Option<String>,
     /// A deliberate difference: deployer fails, mentioning this.
     deployer_err: Option<String>,
+    /// The file's `hosts:` (name → inventory variables): `hostvars` of an
+    /// inventory of those hosts, as Ansible's HostVars gives it.
+    hosts: Option<Arc<IndexMap<String, IndexMap<String, Node>>>>,
 }
 
 fn root() -> PathBuf {
@@ -86,6 +90,14 @@ fn load_cases() -> Vec<Case> {
         let doc = deployer::yaml::parse_str(&text, Path::new(&format!("{CASES}/{name}")))
             .unwrap_or_else(|e| panic!("{e}"));
         let file_vars = vars_of(map_get(&doc, "vars"));
+        let hosts = map_get(&doc, "hosts").map(|h| {
+            Arc::new(
+                vars_of(Some(h))
+                    .into_iter()
+                    .map(|(name, v)| (name, vars_of(Some(&v))))
+                    .collect::<IndexMap<_, _>>(),
+            )
+        });
         let Some(Node {
             value: Yaml::Seq(cases),
             ..
@@ -124,6 +136,7 @@ fn load_cases() -> Vec<Case> {
                 err,
                 deployer,
                 deployer_err,
+                hosts: hosts.clone(),
             });
         }
     }
@@ -151,8 +164,39 @@ fn render(
     case: &Case,
     env: &Arc<minijinja::Environment<'static>>,
 ) -> Result<(String, String), String> {
-    let layer: IndexMap<String, VarValue> = layer_from_vars(&case.vars);
-    let ctx = VarContext::new(vec![layer], env.clone(), Arc::new(VaultAccess::new(None)));
+    let vault = Arc::new(VaultAccess::new(None));
+    let mut layers: Vec<IndexMap<String, VarValue>> = Vec::new();
+    if let Some(hosts) = &case.hosts {
+        let mut inv = Inventory::default();
+        let mut all = Group {
+            name: "all".into(),
+            ..Default::default()
+        };
+        for (name, vars) in hosts.iter() {
+            all.hosts.insert(name.clone());
+            inv.hosts.insert(
+                name.clone(),
+                Host {
+                    name: name.clone(),
+                    vars: vars.clone(),
+                },
+            );
+        }
+        let ungrouped = Group {
+            name: "ungrouped".into(),
+            hosts: all.hosts.clone(),
+            ..Default::default()
+        };
+        inv.groups.insert("all".into(), all);
+        inv.groups.insert("ungrouped".into(), ungrouped);
+        let hv = deployer::run::inventory_hostvars(Arc::new(inv), env.clone(), vault.clone());
+        layers.push(IndexMap::from([(
+            "hostvars".to_string(),
+            VarValue::Value(hv),
+        )]));
+    }
+    layers.push(layer_from_vars(&case.vars));
+    let ctx = VarContext::new(layers, env.clone(), vault);
     match case.kind {
         "t" => {
             let v = ctx.render_value(&case.src)?;

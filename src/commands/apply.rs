@@ -113,6 +113,7 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
         reporter: reporter.clone(),
         playbook_dir: pb_dir.canonicalize().unwrap_or(pb_dir),
         session: Some(session.clone()),
+        hostvars: Default::default(),
     };
     let signals = on_signals(session.interrupt.clone());
     let outcome = engine.run(&pb).await;

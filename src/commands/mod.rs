@@ -153,6 +153,7 @@ pub fn release_engine(a: &ReleaseArgs, diff: bool) -> Result<(Engine, Vec<String
         reporter: Arc::new(Reporter::new(format, diff)),
         playbook_dir: cwd,
         session: None,
+        hostvars: Default::default(),
     };
     Ok((engine, hosts))
 }
@@ -229,5 +230,6 @@ pub fn state_engine(a: &StateArgs) -> Result<Engine, String> {
         reporter: Arc::new(Reporter::new(Format::Quiet, false)),
         playbook_dir: std::env::current_dir().unwrap_or_default(),
         session: None,
+        hostvars: Default::default(),
     })
 }

@@ -121,6 +121,11 @@ pub trait ReleaseStage: Sync {
     /// `P\t...` line; None when this release already saved the path. Put it at
     /// the head of the script that changes the path, under `set -e`.
     fn save_snippet(&self, path: &str) -> Option<String>;
+    /// The release's id (backups taken during it name it in their manifest,
+    /// so `rollback --with-data` finds them).
+    fn release_id(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// What a module saved for the host's release. Modules push these to

@@ -1124,26 +1124,6 @@ fn unknown_key_message(key: &str, modules: &dyn ModuleCatalog) -> String {
     }
 }
 
-#[allow(dead_code)]
-fn flatten_once(node: &Node) -> Node {
-    match &node.value {
-        Yaml::Seq(items) => {
-            let mut out = Vec::new();
-            for i in items {
-                match &i.value {
-                    Yaml::Seq(inner) => out.extend(inner.iter().cloned()),
-                    _ => out.push(i.clone()),
-                }
-            }
-            Node {
-                value: Yaml::Seq(out),
-                loc: node.loc.clone(),
-            }
-        }
-        _ => node.clone(),
-    }
-}
-
 pub fn conditions(node: &Node) -> Result<Vec<String>, LocatedError> {
     match &node.value {
         Yaml::Bool(b) => Ok(vec![if *b { "true".into() } else { "false".into() }]),

@@ -66,22 +66,8 @@ impl Engine {
         for r in role_chain.iter().rev() {
             layers.push(layer_from_vars(&r.defaults));
         }
-        for g in self.inventory.host_groups(&st.name) {
-            if let Some(group) = self.inventory.groups.get(&g) {
-                layers.push(layer_from_vars(&group.vars));
-            }
-        }
-        if let Some(h) = self.inventory.hosts.get(&st.name) {
-            layers.push(layer_from_vars(&h.vars));
-        }
-        match &st.facts {
-            Some(f) => layers.push(f.clone()),
-            // Ansible's `ansible_facts` is an empty mapping before any gathering.
-            None => layers.push(Layer::from_iter([(
-                "ansible_facts".to_string(),
-                VarValue::Value(crate::vars::json_to_value(&json!({}))),
-            )])),
-        }
+        layers.extend(hostvars::inventory_layers(&self.inventory, &st.name));
+        layers.push(hostvars::facts_or_empty(&st.facts));
         layers.push(self.magic_vars(play, st, task));
         layers.push(pl.vars.clone());
         layers.push(pl.files.clone());
@@ -104,33 +90,14 @@ impl Engine {
     }
 
     pub(super) fn magic_vars(&self, play: &Play, st: &HostState, task: Option<&Task>) -> Layer {
-        let mut m = Layer::new();
+        let mut m = hostvars::host_magic_vars(
+            &self.inventory,
+            (self.opts.check, self.opts.diff),
+            &self.playbook_dir,
+            &st.name,
+        );
         let v = |x: Json| VarValue::Value(crate::vars::json_to_value(&x));
-        let groups: serde_json::Map<String, Json> = self
-            .inventory
-            .groups
-            .keys()
-            .map(|g| (g.clone(), json!(self.inventory.group_hosts(g))))
-            .collect();
-        let group_names: Vec<String> = self
-            .inventory
-            .host_groups(&st.name)
-            .into_iter()
-            .filter(|g| g != "all" && g != "ungrouped")
-            .collect();
-        m.insert("inventory_hostname".into(), v(json!(st.name)));
-        m.insert(
-            "inventory_hostname_short".into(),
-            v(json!(st.name.split('.').next().unwrap_or(&st.name))),
-        );
-        m.insert("groups".into(), v(Json::Object(groups)));
-        m.insert("group_names".into(), v(json!(group_names)));
-        m.insert(
-            "playbook_dir".into(),
-            v(json!(self.playbook_dir.display().to_string())),
-        );
-        m.insert("ansible_check_mode".into(), v(json!(self.opts.check)));
-        m.insert("ansible_diff_mode".into(), v(json!(self.opts.diff)));
+        m.insert("hostvars".into(), VarValue::Value(self.hostvars()));
         m.insert("ansible_play_name".into(), v(json!(play.name)));
         if let Some(role) = task.and_then(|t| t.scope.role.as_ref()) {
             m.insert("role_name".into(), v(json!(role.name)));

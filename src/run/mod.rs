@@ -31,6 +31,7 @@ mod context;
 mod facts;
 mod gates;
 mod handlers;
+mod hostvars;
 mod lockstep;
 mod loops;
 pub mod rollback;
@@ -38,6 +39,7 @@ mod run_once;
 mod scheduling;
 mod session;
 mod tasks;
+pub use hostvars::{HostvarsStore, inventory_hostvars};
 pub use session::{Interrupt, RunSession, SessionOutcome};
 
 use facts::{FACTS_SCRIPT, facts_layer, py_repr, python_interpreter};
@@ -138,6 +140,8 @@ pub struct Engine {
     pub playbook_dir: PathBuf,
     /// Deploy lock, pending handlers, audit; `None`: no host state.
     pub session: Option<Arc<RunSession>>,
+    /// Every host's facts and runtime values, for `hostvars` (run/hostvars.rs).
+    pub hostvars: Arc<HostvarsStore>,
 }
 
 #[derive(Debug)]
@@ -169,6 +173,9 @@ struct PlayCtx<'a> {
 impl ReleaseStage for Recorder {
     fn save_snippet(&self, path: &str) -> Option<String> {
         Recorder::save_snippet(self, path)
+    }
+    fn release_id(&self) -> Option<&str> {
+        Some(&self.id)
     }
 }
 

@@ -99,9 +99,12 @@ impl Engine {
         self.reporter.play_start(&play.name, hosts);
         let sem = Arc::new(Semaphore::new(self.opts.forks.max(1)));
         let run_once = run_once::RunOnce::new(hosts);
-        let lockstep = needs_lockstep(play).then(|| {
-            lockstep::Lockstep::new(hosts, batch_size, play.max_fail_percentage, sem.clone())
-        });
+        // A play that reads `hostvars` runs its hosts in lock step, as
+        // Ansible's linear strategy: a host sees what the others gathered
+        // and set in the tasks before.
+        let lockstep = (needs_lockstep(play)
+            || (hosts.len() > 1 && hostvars::play_mentions_hostvars(play, &self.inventory)))
+        .then(|| lockstep::Lockstep::new(hosts, batch_size, play.max_fail_percentage, sem.clone()));
         let mut futures = Vec::new();
         for h in hosts {
             let state = states.shift_remove(h).unwrap_or_else(|| HostState::new(h));
@@ -210,6 +213,7 @@ impl Engine {
                 .await;
             return;
         }
+        self.hostvars.publish(&st.name, &st.facts, &st.runtime);
         // Gathering facts is a task every host of the batch runs.
         if play.gather_facts
             && !self

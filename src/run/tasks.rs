@@ -44,6 +44,8 @@ impl Engine {
                     return;
                 }
                 self.run_task(ctx, t, st).await;
+                // What the task set is visible to the others' `hostvars`.
+                self.hostvars.publish(&st.name, &st.facts, &st.runtime);
                 if ctx.lockstep.is_some() && !st.in_handlers && self.is_step(t) {
                     // `run_once` makes a failure fatal to all, as linear.py does.
                     let fatal = (t.any_errors_fatal.unwrap_or(ctx.play.any_errors_fatal)

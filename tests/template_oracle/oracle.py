@@ -34,12 +34,17 @@ import yaml
 
 # Deprecation notices (e.g. for `when: "{{ x }}"`) are not results: keep CI output quiet.
 os.environ.setdefault("ANSIBLE_DEPRECATION_WARNINGS", "False")
+# Cases with `hosts:` build an inventory of their own (no inventory source).
+os.environ.setdefault("ANSIBLE_INVENTORY_UNPARSED_WARNING", "False")
 
 from ansible.module_utils.datatag import native_type_name
 from ansible.parsing.dataloader import DataLoader
 from ansible.parsing.yaml.loader import AnsibleLoader
 from ansible.template import Templar, trust_as_template
 from ansible._internal._templating import _template_vars
+from ansible.inventory.manager import InventoryManager
+from ansible.vars.hostvars import HostVars
+from ansible.vars.manager import VariableManager
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = os.path.join(HERE, "cases")
@@ -134,15 +139,34 @@ def cases():
             variables.update(case.get("vars") or {})
             # As the VariableManager does: `vars` is all of them.
             variables["vars"] = dict(variables)
+            if doc.get("hosts"):
+                variables["hostvars"] = ("hosts", doc["hosts"])
             yield f"{name}#{i}", kind, str.__str__(case[kind]), variables
+
+
+def hostvars_of(hosts):
+    """Ansible's own `hostvars` of an inventory of these hosts (in `all`)."""
+    loader = DataLoader()
+    inventory = InventoryManager(loader=loader, sources=[])
+    for name, host_vars in hosts.items():
+        inventory.add_host(name, group="all")
+        host = inventory.get_host(name)
+        for k, v in (host_vars or {}).items():
+            host.set_variable(k, trust(v))
+    manager = VariableManager(loader=loader, inventory=inventory)
+    return HostVars(inventory=inventory, variable_manager=manager, loader=loader)
 
 
 def main():
     out = []
     for cid, kind, src, variables in cases():
         entry = {"id": cid, "kind": kind, "src": src}
+        hosts = variables.pop("hostvars", None)
+        variables = trust(variables)
+        if hosts is not None:
+            variables["hostvars"] = hostvars_of(hosts[1])
         try:
-            entry.update(render(kind, src, trust(variables)))
+            entry.update(render(kind, src, variables))
             entry["ok"] = True
         except Exception as ex:  # Ansible's failure is the expected result
             entry["ok"] = False
