@@ -839,7 +839,12 @@ fn fact_modules_output(host: &str) -> Json {
     for p in ["hello", "tree", "sl", "ed"] {
         v["packages"].as_object_mut().map(|m| m.remove(p));
     }
-    for s in ["deployer-demo.service", "cron.service", "cron", "e2scrub_all.service"] {
+    for s in [
+        "deployer-demo.service",
+        "cron.service",
+        "cron",
+        "e2scrub_all.service",
+    ] {
         v["services"].as_object_mut().map(|m| m.remove(s));
     }
     // Counts of the same, without the volatile entries.
@@ -865,7 +870,11 @@ fn fact_modules_match_ansible() {
             let ansible = fact_modules_output(host);
             let (code, d) = deployer_run_on(host, "facts_modules.yml", "apply");
             assert_eq!(code, 0, "deployer on {host}: {d:?}");
-            assert_eq!(changed_list(&a), changed_list(&d), "{host}: per-task changed");
+            assert_eq!(
+                changed_list(&a),
+                changed_list(&d),
+                "{host}: per-task changed"
+            );
             let ours = fact_modules_output(host);
             if ansible == ours {
                 if host.starts_with("sd") {

@@ -102,8 +102,7 @@ done
 pub fn parse(out: &str) -> Result<Map<String, Json>, String> {
     if out.lines().next() == Some("N") {
         return Err(
-            "package_facts: hosts without dpkg are not supported yet by deployer (apt only)"
-                .into(),
+            "package_facts: hosts without dpkg are not supported yet by deployer (apt only)".into(),
         );
     }
     let native = out

@@ -228,7 +228,10 @@ mod tests {
                    getty@.service enabled enabled\nauditd.service masked enabled\n\
                    @show\ngetty@.service\t1\t\ncron.service\t0\tActiveState=active\n";
         let s = parse(out).unwrap();
-        assert_eq!(s["cron"], json!({"name": "cron", "state": "running", "source": "sysv"}));
+        assert_eq!(
+            s["cron"],
+            json!({"name": "cron", "state": "running", "source": "sysv"})
+        );
         assert_eq!(s["procps"]["state"], "stopped");
         assert!(!s.contains_key("odd"));
         assert_eq!(s["cron.service"]["status"], "enabled");

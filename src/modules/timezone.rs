@@ -205,7 +205,10 @@ mod tests {
     fn reads_the_zone_from_timedatectl_status() {
         let s = "               Local time: Wed 2026-12-02 05:12:41 UTC\n                Time zone: Etc/UTC (UTC, +0000)\n";
         assert_eq!(parse_status(s).as_deref(), Some("Etc/UTC"));
-        assert_eq!(parse_status("Timezone: Europe/Berlin (CET)"), Some("Europe/Berlin".into()));
+        assert_eq!(
+            parse_status("Timezone: Europe/Berlin (CET)"),
+            Some("Europe/Berlin".into())
+        );
         assert_eq!(parse_status("nothing"), None);
     }
 }
