@@ -25,15 +25,18 @@ pub mod lineinfile;
 pub mod misc;
 pub mod observe;
 pub mod package;
+pub mod package_facts;
 pub mod pam_limits;
 pub mod plane_users;
 pub mod registry;
 pub mod replace;
+pub mod service_facts;
 pub mod setup;
 pub mod slurp;
 pub mod sysctl;
 pub mod systemd;
 pub mod text_edit;
+pub mod timezone;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
