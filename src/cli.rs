@@ -91,8 +91,9 @@ pub enum Command {
         /// Show unified diffs.
         #[arg(short = 'D', long = "diff")]
         diff: bool,
-        /// Also restore the database backup taken for the release (not supported yet by deployer:
-        /// refused; restore it with `deployer restore --backup ID`).
+        /// Also restore the backups (databases, volumes) taken during the undone releases,
+        /// after the files and containers are rolled back. Refused, changing nothing, when
+        /// an undone release has no backup. With --check: what would be restored.
         #[arg(long = "with-data")]
         with_data: bool,
     },
@@ -396,12 +397,7 @@ pub async fn run(cli: Cli) -> i32 {
             check,
             diff,
             with_data,
-        } => {
-            if with_data {
-                return commands::backups::rollback_with_data();
-            }
-            commands::rollback::rollback(common, to, check, diff).await
-        }
+        } => commands::rollback::rollback(common, to, check, diff, with_data).await,
         Command::Lock(a) => commands::lock::lock(a).await,
         Command::Backups(a) => commands::backups::backups(a).await,
         Command::Restore(a) => commands::backups::restore_cmd(a).await,

@@ -433,8 +433,8 @@ fn bad_input_is_refused_naming_host_container_and_path() {
 }
 
 /// A named volume (read through the container that mounts it) and a host
-/// directory, each kept as a tar with its manifest; restoring one is refused
-/// as not supported yet.
+/// directory, each kept as a tar with its manifest, changed, then restored
+/// (under the deploy lock: refused while another run holds it).
 #[test]
 fn volumes_and_directories_are_kept_as_tars() {
     ensure_test_image();
@@ -460,6 +460,10 @@ fn volumes_and_directories_are_kept_as_tars() {
     let project_name = format!("{}-vol", testbed_id());
     on_host(
         "tb3",
+        &format!("rm -rf /var/backups/deployer/{project_name} /srv/bk-files"),
+    );
+    on_host(
+        "tb3",
         "mkdir -p /srv/bk-files/x && echo one > /srv/bk-files/x/f.txt",
     );
     let pb = playbook(
@@ -470,8 +474,6 @@ fn volumes_and_directories_are_kept_as_tars() {
         ),
     );
     let o = deployer(dir.path(), &["apply", "-i", &inv, &pb]);
-    let _ = docker(&["rm", "-f", &holder]);
-    let _ = docker(&["volume", "rm", "-f", &vol]);
     assert_eq!(o.code, 0, "{}", o.all());
     let list = backups_json(dir.path(), "tb3", &[]);
     let mine = of_project(&list, &project_name);
@@ -510,21 +512,124 @@ fn volumes_and_directories_are_kept_as_tars() {
         vec![files["sha256"].as_str().expect("sum"), "600"],
         "{listing}"
     );
+    // The volume and the directory change (a file edited, one removed, one
+    // added), then each backup is restored: exactly the backed-up files again.
+    let listing_of_volume = |c: &str| {
+        docker(&[
+            "exec",
+            c,
+            "sh",
+            "-c",
+            "cd /uploads && find . | sort && cat a.txt && (cat sub/b.txt 2>/dev/null || echo no-b)",
+        ])
+    };
+    let before_vol = listing_of_volume(&holder);
+    docker_ok(&[
+        "exec",
+        &holder,
+        "sh",
+        "-c",
+        "echo changed > /uploads/a.txt; rm -r /uploads/sub; echo new > /uploads/c.txt",
+    ]);
+    assert_ne!(listing_of_volume(&holder), before_vol);
+    let before_dir = "./x\n./x/f.txt\none\n";
+    on_host(
+        "tb3",
+        "echo two > /srv/bk-files/x/f.txt; echo extra > /srv/bk-files/y.txt",
+    );
+    let dir_listing = || {
+        on_host(
+            "tb3",
+            "cd /srv/bk-files && find . -mindepth 1 | sort && cat x/f.txt",
+        )
+    };
+    // Without --yes: the plan, nothing changed.
     let id = up["id"].as_str().expect("id");
+    let o = deployer(
+        dir.path(),
+        &["restore", "-i", &inv, "-l", "tb3", "--backup", id],
+    );
+    assert_eq!(o.code, 2, "{}", o.all());
+    assert!(
+        o.stdout.contains(&format!("inside volume '{vol}'")),
+        "{}",
+        o.all()
+    );
+    assert!(listing_of_volume(&holder).contains("./c.txt"));
+    // A deploy lock held by another run: refused, nothing changed.
+    let sd = format!(
+        "/var/lib/deployer/{}",
+        dir.path().file_name().expect("name").to_string_lossy()
+    );
+    let ghost = r#"{"run_id":"20260101T000000Z-dead","who":"ghost@elsewhere","since":"2026-01-01T00:00:00Z","revision":null,"dirty":false,"command":"deployer apply site.yml","message":null,"pid":4242}"#;
+    on_host(
+        "tb3",
+        &format!("mkdir -p {sd} && echo '{ghost}' > {sd}/lock"),
+    );
     let o = deployer(
         dir.path(),
         &["restore", "-i", &inv, "-l", "tb3", "--backup", id, "--yes"],
     );
-    assert_eq!(o.code, 1);
+    assert_eq!(o.code, 1, "{}", o.all());
     assert!(
         o.stderr
-            .contains("is a volume backup: restoring it is not supported yet by deployer"),
+            .contains("host tb3: the deploy lock is held by ghost@elsewhere")
+            && o.stderr.contains("nothing was restored"),
         "{}",
         o.all()
     );
+    assert!(listing_of_volume(&holder).contains("./c.txt"));
+    on_host("tb3", &format!("rm -f {sd}/lock"));
+    let o = deployer(
+        dir.path(),
+        &["restore", "-i", &inv, "-l", "tb3", "--backup", id, "--yes"],
+    );
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert!(
+        o.stdout.contains(&format!("into volume '{vol}'")),
+        "{}",
+        o.all()
+    );
+    assert_eq!(listing_of_volume(&holder), before_vol);
+    // The lock was given back.
+    assert_eq!(
+        on_host("tb3", &format!("test ! -e {sd}/lock && echo free")).trim(),
+        "free"
+    );
+    // The host directory.
+    let fid = files["id"].as_str().expect("id");
+    let o = deployer(
+        dir.path(),
+        &["restore", "-i", &inv, "-l", "tb3", "--backup", fid, "--yes"],
+    );
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(dir_listing(), before_dir);
+    // No temporary or previous copy left next to it.
+    assert_eq!(on_host("tb3", "ls -A /srv | grep bk-files"), "bk-files\n");
+    // A damaged volume backup is refused before anything changes.
     on_host(
         "tb3",
-        &format!("rm -rf /var/backups/deployer/{project_name} /srv/bk-files"),
+        &format!("printf x >> {}", up["file"].as_str().expect("file")),
+    );
+    docker_ok(&["exec", &holder, "sh", "-c", "echo after > /uploads/a.txt"]);
+    let o = deployer(
+        dir.path(),
+        &["restore", "-i", &inv, "-l", "tb3", "--backup", id, "--yes"],
+    );
+    assert_eq!(o.code, 1, "{}", o.all());
+    assert!(
+        o.stderr.contains("fails its checksum")
+            && o.stderr
+                .contains(&format!("volume '{vol}' on tb3 is untouched")),
+        "{}",
+        o.all()
+    );
+    assert!(listing_of_volume(&holder).contains("after"));
+    let _ = docker(&["rm", "-f", &holder]);
+    let _ = docker(&["volume", "rm", "-f", &vol]);
+    on_host(
+        "tb3",
+        &format!("rm -rf /var/backups/deployer/{project_name} /srv/bk-files {sd}"),
     );
 }
 
@@ -669,9 +774,9 @@ fn staging_refreshed_from_production_shows_anonymised_data_only() {
 
 /// The Makefile's targets are one deployer command each; ENV picks the
 /// inventory (prod: inventory/hosts.yml), and a missing ENV or ROLE stops make
-/// before anything runs. `rollback --with-data` is refused, changing nothing.
+/// before anything runs.
 #[test]
-fn makefile_targets_call_deployer_and_with_data_is_refused() {
+fn makefile_targets_call_deployer() {
     let make = |args: &[&str]| {
         let o = std::process::Command::new("make")
             .arg("-n")
@@ -706,21 +811,108 @@ fn makefile_targets_call_deployer_and_with_data_is_refused() {
     assert!(!ok && err.contains("ENV is required"), "{err}");
     let (ok, _, err) = make(&["check", "ENV=prod"]);
     assert!(!ok && err.contains("ROLE is required"), "{err}");
-    let dir = project(&[]);
+}
+
+/// A release takes a backup, then its migration deletes rows and fails:
+/// `rollback --with-data` puts the release's files back and restores the
+/// backup taken during it (with --check: the plan, nothing changed); a
+/// rollback of a release without a backup is refused with --with-data.
+#[test]
+fn failed_migration_then_rollback_with_data_gives_the_rows_back() {
+    let pg = Pg::start("bk-pg-rollback");
+    pg.fill(2_000);
+    let before = pg.fingerprint("app");
+    let project_name = format!("{}-wd", testbed_id());
+    let srv = format!("/srv/{project_name}");
+    on_host(
+        "tb1",
+        &format!("rm -rf /var/backups/deployer/{project_name} {srv}"),
+    );
+    let release1 = format!(
+        "- hosts: tb1\n  gather_facts: false\n  tasks:\n    - file: {{path: {srv}, state: directory, mode: '0755'}}\n    - copy: {{dest: {srv}/version, content: \"v1\\n\"}}\n"
+    );
+    let release2 = format!(
+        "- hosts: tb1\n  gather_facts: false\n  tasks:\n    - name: back up before the migration\n      deployer.backup.postgres:\n        container: {pg}\n        database: app\n        login_user: app\n        project: {project_name}\n    - copy: {{dest: {srv}/version, content: \"v2\\n\"}}\n    - name: migrate\n      command:\n        argv: [docker, exec, {pg}, psql, -X, -q, -U, app, -d, app, -v, ON_ERROR_STOP=1, -c, 'DELETE FROM items WHERE id > 100', -c, 'ALTER TABLE nosuch ADD COLUMN x int']\n",
+        pg = pg.name
+    );
+    let dir = project(&[("r1.yml", &release1), ("r2.yml", &release2)]);
+    let inv = inv();
+    let sd = format!(
+        "/var/lib/deployer/{}",
+        dir.path().file_name().expect("name").to_string_lossy()
+    );
+    let o = deployer(dir.path(), &["apply", "-i", &inv, "r1.yml"]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    let o = deployer(dir.path(), &["apply", "-i", &inv, "r2.yml"]);
+    assert_ne!(o.code, 0, "the migration fails: {}", o.all());
+    assert!(o.all().contains("failed: [tb1] migrate"), "{}", o.all());
+    let broken = pg.fingerprint("app");
+    assert!(broken.starts_with("100 "), "{broken}");
+    assert_eq!(on_host("tb1", &format!("cat {srv}/version")), "v2\n");
+    // The backup names the release it was taken during.
+    let list = backups_json(dir.path(), "tb1", &[]);
+    let mine = of_project(&list, &project_name);
+    assert_eq!(mine.len(), 1, "{list:?}");
+    let id = mine[0]["id"].as_str().expect("id").to_string();
+    let release = mine[0]["release"].as_str().expect("release").to_string();
+    let releases = deployer(dir.path(), &["releases", "-i", &inv, "-l", "tb1"]);
+    assert!(releases.stdout.contains(&release), "{}", releases.all());
+    // --check: the plan, nothing changed.
     let o = deployer(
         dir.path(),
         &[
             "rollback",
             "-i",
-            "/nonexistent/inventory.yml",
+            &inv,
+            "-l",
+            "tb1",
             "--with-data",
+            "--check",
         ],
     );
-    assert_eq!(o.code, 1);
+    assert_eq!(o.code, 2, "{}", o.all());
     assert!(
-        o.stderr
-            .contains("rollback --with-data is not supported yet by deployer: nothing was changed"),
+        o.all()
+            .contains(&format!("--with-data: would restore backup {id}")),
         "{}",
         o.all()
+    );
+    assert_eq!(pg.fingerprint("app"), broken);
+    assert_eq!(on_host("tb1", &format!("cat {srv}/version")), "v2\n");
+    // The rollback: files back, then the data.
+    let o = deployer(
+        dir.path(),
+        &["rollback", "-i", &inv, "-l", "tb1", "--with-data"],
+    );
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert!(
+        o.all().contains(&format!("restored backup {id}")),
+        "{}",
+        o.all()
+    );
+    assert_eq!(on_host("tb1", &format!("cat {srv}/version")), "v1\n");
+    assert_eq!(pg.fingerprint("app"), before);
+    // The newest release is now the rollback, which took no backup:
+    // --with-data refuses, nothing changes.
+    pg.sql("app", "DELETE FROM items WHERE id > 1000;");
+    let o = deployer(
+        dir.path(),
+        &["rollback", "-i", &inv, "-l", "tb1", "--with-data"],
+    );
+    assert_eq!(o.code, 1, "{}", o.all());
+    assert!(
+        o.stderr
+            .contains("rollback --with-data refused, nothing was changed")
+            && o.stderr.contains(
+                "no backup in /var/backups/deployer was taken during the release(s) to undo"
+            ),
+        "{}",
+        o.all()
+    );
+    assert_eq!(on_host("tb1", &format!("cat {srv}/version")), "v1\n");
+    assert!(pg.fingerprint("app").starts_with("1000 "));
+    on_host(
+        "tb1",
+        &format!("rm -rf /var/backups/deployer/{project_name} {srv} {sd}"),
     );
 }

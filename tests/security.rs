@@ -877,13 +877,15 @@ fn vault_edit_removes_its_plaintext_on_signals_and_editor_failure() {
 fn victim2() -> String {
     on_host(
         HOST,
-        "stat -c '%U %a' /root/sec-victim2; ls -A /root/sec-victim2; cat /root/sec-victim2/keep; stat -c %y /root/sec-victim2/keep",
+        "stat -c '%U %a' /root/sec-victim2; ls -A /root/sec-victim2; cat /root/sec-victim2/keep; stat -c '%y %U %a' /root/sec-victim2/keep",
     )
 }
 
 /// Links mallory plants in his own directories, and a directory he swaps for
 /// a link between two runs: `file state=directory`, `state=absent`,
-/// `state=link`, `state=touch`, a mode change, a write, the release save and rollback's restore all refuse to go
+/// `state=link`, `state=touch`, a mode change (also of a hard link to a
+/// root-only file, made here by root as mallory could where the kernel's
+/// `fs.protected_hardlinks` is off), a write, the release save and rollback's restore all refuse to go
 /// through them, and nothing outside his directory changes.
 #[test]
 fn links_planted_by_a_local_user_are_never_followed() {
@@ -895,7 +897,9 @@ fn links_planted_by_a_local_user_are_never_followed() {
         &format!(
             "rm -rf {d} /root/sec-victim2 /var/lib/deployer/{name}; mkdir -m 700 /root/sec-victim2; \
              printf 'root-only-Zq90x\\n' > /root/sec-victim2/keep; chmod 600 /root/sec-victim2/keep; \
-             install -d -o mallory -g mallory {d} {d}/r; runuser -u mallory -- ln -s /root/sec-victim2 {d}/sub"
+             install -d -o mallory -g mallory {d} {d}/r; runuser -u mallory -- ln -s /root/sec-victim2 {d}/sub; \
+             rm -rf /root/sec-hl; mkdir -m 700 /root/sec-hl; echo hl > /root/sec-hl/f; chmod 600 /root/sec-hl/f; \
+             ln /root/sec-hl/f {d}/hl"
         ),
     );
     let before = victim2();
@@ -915,6 +919,7 @@ fn links_planted_by_a_local_user_are_never_followed() {
                  \x20   - copy: {{content: \"x\\n\", dest: {d}/sub/keep, owner: mallory}}\n      ignore_errors: true\n\
                  \x20   - file: {{path: {d}/sub/lnk, src: /etc/hostname, state: link}}\n      ignore_errors: true\n\
                  \x20   - file: {{path: {d}/sub/keep, state: touch}}\n      ignore_errors: true\n\
+                 \x20   - file: {{path: {d}/hl, mode: '0644', owner: mallory}}\n      ignore_errors: true\n\
                  \x20   - file: {{path: {d}/sub, state: absent}}\n      when: remove_link | default(false) | bool\n\
                  \x20   - copy: {{content: \"{{{{ version }}}}\\n\", dest: {d}/r/conf, owner: mallory, mode: '0644'}}\n"
             ),
@@ -930,7 +935,7 @@ fn links_planted_by_a_local_user_are_never_followed() {
     assert_eq!(first.code, 0, "{}", first.all());
     assert_eq!(
         first.stdout.matches("failed: [tb2]").count(),
-        6,
+        7,
         "{}",
         first.stdout
     );
@@ -947,6 +952,17 @@ fn links_planted_by_a_local_user_are_never_followed() {
         "something went through the link:\n{}",
         first.all()
     );
+    assert!(
+        first.all().contains("it has other hard links"),
+        "{}",
+        first.all()
+    );
+    assert_eq!(
+        on_host(HOST, "stat -c '%U %a' /root/sec-hl/f"),
+        "root 600\n",
+        "a mode or owner went through the hard link"
+    );
+    on_host(HOST, &format!("rm -rf {d}/hl /root/sec-hl"));
     // A second run: the release saves r/conf ("one") before writing "two".
     let second = run(&["-e", "version=two"]);
     assert_eq!(second.code, 0, "{}", second.all());

@@ -799,3 +799,98 @@ fn sysctl_matches_ansible() {
     assert_eq!(bad[0].3, abad[0].3, "{bad:?}");
     assert_eq!(bad[0].3, "value cannot be blank");
 }
+
+const TZ_RESET: &str = "timedatectl set-timezone Etc/UTC; rm -f /root/deployer-tz.json; true";
+const TZ_STATE: &str = "timedatectl show -p Timezone; readlink /etc/localtime; cat /root/deployer-tz.json 2>/dev/null; true";
+
+/// timezone: the same zone (timedatectl, /etc/localtime), `changed`, `msg`
+/// and `diff` as ansible-playbook; a zone that does not exist fails as
+/// Ansible's does and changes nothing.
+#[test]
+fn timezone_matches_ansible() {
+    differential(&Differential {
+        prep: "timezone_prep.yml",
+        playbook: "timezone.yml",
+        reset: TZ_RESET,
+        state: TZ_STATE,
+        // In check mode the first task changes nothing, so the second
+        // still predicts a change (as Ansible's --check does).
+        volatile: &["the same zone again", "what the modules registered"],
+    });
+    let before = root_sh(DEPLOYER_SD, TZ_STATE);
+    let (code, bad) = deployer_run("timezone_bad.yml", "apply");
+    assert_eq!(code, 1);
+    let (_, abad) = ansible_playbook("timezone_bad.yml", false);
+    assert_eq!(bad[0].3, abad[0].3, "{bad:?}");
+    assert!(bad[0].2 && bad[0].3.contains("Mars/Olympus_Mons"));
+    assert_eq!(root_sh(DEPLOYER_SD, TZ_STATE), before);
+    root_sh(ANSIBLE_SD, TZ_RESET);
+    root_sh(DEPLOYER_SD, TZ_RESET);
+}
+
+/// What facts_modules.yml wrote on `host`, less what the packages test
+/// changes at the same time on the systemd hosts.
+fn fact_modules_output(host: &str) -> Json {
+    let mut v: Json = serde_json::from_str(&root_sh(
+        host,
+        "cat /root/deployer-factmods.json; rm -f /root/deployer-factmods.json",
+    ))
+    .expect("facts_modules.yml's json");
+    for p in ["hello", "tree", "sl", "ed"] {
+        v["packages"].as_object_mut().map(|m| m.remove(p));
+    }
+    for s in [
+        "deployer-demo.service",
+        "cron.service",
+        "cron",
+        "e2scrub_all.service",
+    ] {
+        v["services"].as_object_mut().map(|m| m.remove(s));
+    }
+    // Counts of the same, without the volatile entries.
+    for k in ["top_packages", "top_services"] {
+        v.as_object_mut().map(|m| m.remove(k));
+    }
+    v
+}
+
+/// package_facts and service_facts: on a plain and on a systemd host, the
+/// same `packages` and `services` facts (every package and unit, every
+/// field) and registered keys as ansible-playbook on the same host. (The
+/// plain hosts have no python3-apt, which Ansible's package_facts needs, so
+/// packages are compared on the systemd host.)
+#[test]
+fn fact_modules_match_ansible() {
+    for host in ["tb1", "sd1"] {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let (code, a) = ansible_playbook_on(host, "facts_modules.yml", false);
+            assert_eq!(code, 0, "ansible on {host}: {a:?}");
+            let ansible = fact_modules_output(host);
+            let (code, d) = deployer_run_on(host, "facts_modules.yml", "apply");
+            assert_eq!(code, 0, "deployer on {host}: {d:?}");
+            assert_eq!(
+                changed_list(&a),
+                changed_list(&d),
+                "{host}: per-task changed"
+            );
+            let ours = fact_modules_output(host);
+            if ansible == ours {
+                if host.starts_with("sd") {
+                    assert!(ours["packages"].as_object().is_some_and(|p| p.len() > 50));
+                }
+                assert!(ours["services"].as_object().is_some_and(|s| !s.is_empty()));
+                break;
+            }
+            // Another test may have changed the host between the two runs:
+            // once more, then the difference is real.
+            assert!(
+                tries < 3,
+                "{host}: package/service facts differ:\nansible {}\ndeployer {}",
+                serde_json::to_string_pretty(&ansible).unwrap_or_default(),
+                serde_json::to_string_pretty(&ours).unwrap_or_default()
+            );
+        }
+    }
+}

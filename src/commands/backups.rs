@@ -4,9 +4,11 @@
 
 use crate::cli::{BackupArgs, OutputFormat, ReleaseArgs, RestoreArgs};
 use crate::connection::{Become, Connection};
-use crate::modules::backup::{self, Manifest, restore};
+use crate::modules::backup::{self, restore};
 use crate::run::Engine;
+use crate::run::rollback::{Locks, this_run_holder};
 use crate::secrets::mask;
+use crate::state::lock::LockHolder;
 
 fn engine_for(a: &BackupArgs) -> Result<(Engine, Vec<String>), String> {
     let ra = ReleaseArgs {
@@ -141,19 +143,28 @@ async fn restore_inner(a: &RestoreArgs) -> Result<i32, String> {
             a.backup
         ));
     };
-    let conn = engine.connect_host(host).await?;
+    let conn = std::sync::Arc::new(engine.connect_host(host).await?);
     let b = become_for(&engine, host);
-    let r = restore_on(a, &root, host, &conn, b.as_ref()).await;
-    conn.close().await;
+    let locks = Locks::default();
+    let holder = this_run_holder();
+    let r = restore_on(a, &root, host, &engine, &conn, b.as_ref(), &locks, &holder).await;
+    locks.release(&engine, &holder).await;
+    if let Ok(c) = std::sync::Arc::try_unwrap(conn) {
+        c.close().await;
+    }
     r
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn restore_on(
     a: &RestoreArgs,
     root: &str,
     host: &str,
-    conn: &Connection,
+    engine: &Engine,
+    conn: &std::sync::Arc<Connection>,
     b: Option<&Become>,
+    locks: &Locks,
+    holder: &LockHolder,
 ) -> Result<i32, String> {
     let list = backup::list(conn, b, root).await?;
     let Some(m) = list.iter().find(|m| m.id == a.backup) else {
@@ -162,9 +173,7 @@ async fn restore_on(
             a.backup
         ));
     };
-    let req = request(a, m, conn, b)?;
-    req.check()
-        .map_err(|e| format!("host {host}: {e}; nothing was changed"))?;
+    let req = restore::plan(m, conn, b, a.into.as_deref(), a.container.as_deref())?;
     println!(
         "restore of backup {} ({} of {}, {} bytes, {}) on {host}:",
         m.id, m.kind, m.name, m.size, m.created
@@ -176,34 +185,14 @@ async fn restore_on(
         println!("nothing was changed: run again with --yes to restore");
         return Ok(2);
     }
-    let done = restore::restore(&req).await?;
+    // The deploy lock: no apply, rollback or other restore on this host meanwhile.
+    locks
+        .acquire(engine, host, conn, holder)
+        .await
+        .map_err(|e| format!("host {host}: {e}; nothing was restored"))?;
+    let done = req.run().await?;
     println!("{host}: {done}");
     Ok(0)
-}
-
-fn request<'a>(
-    a: &RestoreArgs,
-    m: &'a Manifest,
-    conn: &'a Connection,
-    b: Option<&'a Become>,
-) -> Result<restore::Request<'a>, String> {
-    let container = a
-        .container
-        .clone()
-        .or_else(|| m.container.clone())
-        .ok_or_else(|| format!("backup {} names no container: give --container", m.id))?;
-    Ok(restore::Request {
-        source: conn,
-        source_become: b,
-        target: conn,
-        target_become: b,
-        socket: crate::connection::docker::DEFAULT_SOCKET.to_string(),
-        manifest: m,
-        container,
-        into: a.into.clone().unwrap_or_else(|| m.name.clone()),
-        login_user: m.login_user.clone().unwrap_or_else(|| "postgres".into()),
-        after_load_sql: None,
-    })
 }
 
 /// An engine over one inventory and the one host it selects.
@@ -292,12 +281,14 @@ async fn refresh_inner(a: &crate::cli::RefreshStagingArgs) -> Result<i32, String
     }
     let pconn = prod.connect_host(&prod_host).await?;
     let sconn = match staging.connect_host(&staging_host).await {
-        Ok(c) => c,
+        Ok(c) => std::sync::Arc::new(c),
         Err(e) => {
             pconn.close().await;
             return Err(e);
         }
     };
+    let locks = Locks::default();
+    let holder = this_run_holder();
     let pb = become_for(&prod, &prod_host);
     let sb = become_for(&staging, &staging_host);
     let r = async {
@@ -348,20 +339,20 @@ async fn refresh_inner(a: &crate::cli::RefreshStagingArgs) -> Result<i32, String
             println!("nothing was changed: run again with --yes to refresh staging");
             return Ok(2);
         }
+        // The staging host's deploy lock: no apply or restore there meanwhile.
+        locks
+            .acquire(&staging, &staging_host, &sconn, &holder)
+            .await
+            .map_err(|e| format!("staging host {staging_host}: {e}; nothing was changed"))?;
         let done = restore::restore(&req).await?;
         println!("{staging_host}: {done}, anonymised with {}", a.anonymise.display());
         Ok(0)
     }
     .await;
+    locks.release(&staging, &holder).await;
     pconn.close().await;
-    sconn.close().await;
+    if let Ok(c) = std::sync::Arc::try_unwrap(sconn) {
+        c.close().await;
+    }
     r
-}
-
-/// `deployer rollback --with-data`: refused until releases record their backup.
-pub fn rollback_with_data() -> i32 {
-    eprintln!(
-        "error: rollback --with-data is not supported yet by deployer: nothing was changed. Roll the containers back with `deployer rollback`, then restore the database with `deployer backups -l HOST` and `deployer restore -l HOST --backup ID --yes`"
-    );
-    1
 }

@@ -6,10 +6,20 @@ use crate::cli::ReleaseArgs;
 use crate::run::rollback::RollbackRequest;
 
 /// Rolls the targeted hosts back. Exit 0 done, 1 refused or failed, 2 `--check` with changes.
-pub async fn rollback(common: ReleaseArgs, to: Option<String>, check: bool, diff: bool) -> i32 {
+pub async fn rollback(
+    common: ReleaseArgs,
+    to: Option<String>,
+    check: bool,
+    diff: bool,
+    with_data: bool,
+) -> i32 {
     match super::release_engine(&common, diff) {
         Ok((engine, hosts)) => {
-            let req = RollbackRequest { to, check };
+            let req = RollbackRequest {
+                to,
+                check,
+                with_data,
+            };
             crate::run::rollback::rollback(&engine, &hosts, &req).await
         }
         Err(e) => {

@@ -51,7 +51,10 @@
 //! [`attributes_script`] opens the path once (`exec 3<`), checks through
 //! `/proc/self/fd/3` that what it opened is the path itself and not where a
 //! link pointed, and applies `chown`/`chmod` to the open file
-//! (`/proc/self/fd/3`), never to the name again.
+//! (`/proc/self/fd/3`), never to the name again. A regular file with other
+//! hard links in a directory another user owns or can write is refused: that
+//! user could have linked any file of the system there (where the kernel's
+//! `fs.protected_hardlinks` is off), and a new owner or mode would apply to it.
 //!
 //! Not covered: POSIX ACLs that give another user write access to a directory
 //! whose mode bits do not; a directory path through a link that root or the
@@ -365,7 +368,12 @@ pub fn attributes_script(path: &str, attrs: &PathAttrs<'_>, link: bool) -> Resul
          exec 3< \"./$__dw_name\"\n\
          __dw_here=$(pwd -P); [ \"$__dw_here\" != / ] || __dw_here=\n\
          if [ \"$__dw_name\" = . ]; then __dw_want=${__dw_here:-/}; else __dw_want=\"$__dw_here/$__dw_name\"; fi\n\
-         [ \"$(readlink /proc/self/fd/3)\" = \"$__dw_want\" ] || __dw_fail \"refusing to change $__dw_dest: it was replaced while in use\"\n",
+         [ \"$(readlink /proc/self/fd/3)\" = \"$__dw_want\" ] || __dw_fail \"refusing to change $__dw_dest: it was replaced while in use\"\n\
+         if [ -f /proc/self/fd/3 ] && [ \"$(stat -L -c %h /proc/self/fd/3)\" -gt 1 ]; then\n\
+         __dw_pi=$(stat -c '%u %a' .)\n\
+         case ${__dw_pi% *} in 0|\"$__dw_me\") ;; *) __dw_fail \"refusing to change $__dw_dest: it has other hard links and its directory belongs to another user\" ;; esac\n\
+         [ $(( 0${__dw_pi#* } & 022 )) = 0 ] || __dw_fail \"refusing to change $__dw_dest: it has other hard links and its directory is writable by other users\"\n\
+         fi\n",
     );
     if let Some(o) = attrs.owner {
         s.push_str(&format!("chown -- {} /proc/self/fd/3\n", shell_quote(o)));

@@ -801,6 +801,13 @@ fn task(l: &mut Linter, project: &Project, node: &Node, ctx: &TaskCtx) {
                         l.know.defined.insert(format!("getent_{db}"));
                     }
                 }
+                // package_facts and service_facts set `packages` and `services`.
+                "package_facts" => {
+                    l.know.defined.insert("packages".into());
+                }
+                "service_facts" => {
+                    l.know.defined.insert("services".into());
+                }
                 _ => {}
             }
             if short == "template" {

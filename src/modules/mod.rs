@@ -25,15 +25,18 @@ pub mod lineinfile;
 pub mod misc;
 pub mod observe;
 pub mod package;
+pub mod package_facts;
 pub mod pam_limits;
 pub mod plane_users;
 pub mod registry;
 pub mod replace;
+pub mod service_facts;
 pub mod setup;
 pub mod slurp;
 pub mod sysctl;
 pub mod systemd;
 pub mod text_edit;
+pub mod timezone;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -118,6 +121,11 @@ pub trait ReleaseStage: Sync {
     /// `P\t...` line; None when this release already saved the path. Put it at
     /// the head of the script that changes the path, under `set -e`.
     fn save_snippet(&self, path: &str) -> Option<String>;
+    /// The release's id (backups taken during it name it in their manifest,
+    /// so `rollback --with-data` finds them).
+    fn release_id(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// What a module saved for the host's release. Modules push these to

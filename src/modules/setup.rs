@@ -132,3 +132,25 @@ impl PlanApply for Setup {
         match changes {}
     }
 }
+
+/// A result that sets `facts` as Ansible sets a module's `ansible_facts`:
+/// each as a host variable of its own name, merged into `ansible_facts`, and
+/// registered under `ansible_facts`.
+pub(crate) fn facts_result(ctx: &ModuleCtx<'_>, facts: Map<String, Json>) -> ModuleResult {
+    let mut r = ModuleResult::ok();
+    let mut merged = ctx
+        .vars
+        .lookup("ansible_facts")
+        .filter(|v| !v.is_undefined())
+        .and_then(|v| crate::vars::value_to_json(&v).ok())
+        .and_then(|j| j.as_object().cloned())
+        .unwrap_or_default();
+    let _ = ctx.vars.take_error();
+    for (k, v) in &facts {
+        merged.insert(k.clone(), v.clone());
+        r.facts.insert(k.clone(), v.clone());
+    }
+    r.facts.insert("ansible_facts".into(), Json::Object(merged));
+    r.data.insert("ansible_facts".into(), Json::Object(facts));
+    r
+}

@@ -174,6 +174,9 @@ impl ReleaseStage for Recorder {
     fn save_snippet(&self, path: &str) -> Option<String> {
         Recorder::save_snippet(self, path)
     }
+    fn release_id(&self) -> Option<&str> {
+        Some(&self.id)
+    }
 }
 
 /// Records in the host's release what a module saved (see [`ReleaseSave`]).

@@ -36,6 +36,7 @@ use serde_json::{Value as Json, json};
 
 use super::Engine;
 use crate::connection::{Connection, shell_quote};
+use crate::modules::backup::{self, restore};
 use crate::modules::observe::{FileKind, Observations, ObservedFile};
 use crate::modules::{FileDiff, ModuleCtx};
 use crate::report::Status;
@@ -49,6 +50,8 @@ pub struct RollbackRequest {
     /// Roll back to this release (undo every newer one); None: undo the newest.
     pub to: Option<String>,
     pub check: bool,
+    /// Also restore the backups taken during the undone releases (`--with-data`).
+    pub with_data: bool,
 }
 
 /// A file to restore and the release whose saved state it comes from.
@@ -1004,19 +1007,8 @@ pub async fn rollback(engine: &Engine, hosts: &[String], req: &RollbackRequest) 
     // The deploy lock: a rollback (not --check) holds every targeted
     // host's lock from before it reads the releases until it is done, so it
     // never interleaves with an apply or another rollback.
-    let holder = (!req.check).then(|| {
-        let argv: Vec<String> = std::env::args().collect();
-        LockHolder::for_this_run(
-            &crate::state::project_root(
-                &std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from(".")),
-            ),
-            crate::state::audit::masked_command_line(&argv),
-            None,
-        )
-    });
-    let locks = Locks {
-        held: std::sync::Mutex::new(Vec::new()),
-    };
+    let holder = (!req.check).then(this_run_holder);
+    let locks = Locks::default();
     let code = rollback_locked(engine, hosts, req, holder.as_ref(), &locks).await;
     if let Some(holder) = &holder {
         locks.release(engine, holder).await;
@@ -1024,13 +1016,85 @@ pub async fn rollback(engine: &Engine, hosts: &[String], req: &RollbackRequest) 
     code
 }
 
-/// The hosts whose deploy lock this rollback holds.
-struct Locks {
+/// The backups `rollback --with-data` restores on one host: those taken
+/// during the undone releases (their manifest names the release).
+async fn data_to_restore(engine: &Engine, p: &HostPlan) -> Result<Vec<backup::Manifest>, String> {
+    let b = engine.state_location(&p.host).and_then(|(l, _)| l.become_);
+    let list = backup::list(&p.conn, b.as_ref(), backup::DEFAULT_DIR).await?;
+    let picked = backups_for_undo(&list, &p.undo);
+    if picked.is_empty() {
+        return Err(format!(
+            "--with-data: no backup in {} was taken during the release(s) to undo ({}): there is no data to restore (take one with deployer.backup.postgres or deployer.backup.volume in the playbook, before the change)",
+            backup::DEFAULT_DIR,
+            p.undo.join(", ")
+        ));
+    }
+    for m in &picked {
+        restore::plan(m, &p.conn, b.as_ref(), None, None)?;
+    }
+    Ok(picked)
+}
+
+/// Of `list`, the backups to restore when the releases `undo` (newest first)
+/// are undone: per database or volume, the one taken during the oldest
+/// undone release (the data as it was before all of them), the earliest of
+/// that release when there are several.
+pub(crate) fn backups_for_undo(
+    list: &[backup::Manifest],
+    undo: &[String],
+) -> Vec<backup::Manifest> {
+    let rank = |m: &backup::Manifest| {
+        m.release
+            .as_ref()
+            .and_then(|r| undo.iter().position(|u| u == r))
+    };
+    let mut best: BTreeMap<(String, String, String), (usize, backup::Manifest)> = BTreeMap::new();
+    for m in list {
+        let Some(pos) = rank(m) else { continue };
+        let key = (m.kind.clone(), m.project.clone(), m.name.clone());
+        let better = match best.get(&key) {
+            None => true,
+            Some((p, old)) => pos > *p || (pos == *p && m.created < old.created),
+        };
+        if better {
+            best.insert(key, (pos, m.clone()));
+        }
+    }
+    let mut v: Vec<backup::Manifest> = best.into_values().map(|(_, m)| m).collect();
+    v.sort_by(|a, b| a.created.cmp(&b.created));
+    v
+}
+
+/// The deploy lock's holder for this process (its command line masked).
+pub(crate) fn this_run_holder() -> LockHolder {
+    let argv: Vec<String> = std::env::args().collect();
+    LockHolder::for_this_run(
+        &crate::state::project_root(
+            &std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from(".")),
+        ),
+        crate::state::audit::masked_command_line(&argv),
+        None,
+    )
+}
+
+/// The hosts whose deploy lock a command that is not a playbook run
+/// (rollback, restore, refresh-staging) holds: taken with [`Locks::acquire`]
+/// (a stale lock of a run that is gone is taken over), given back with
+/// [`Locks::release`].
+pub(crate) struct Locks {
     held: std::sync::Mutex<Vec<(Arc<Connection>, Option<crate::connection::Become>)>>,
 }
 
+impl Default for Locks {
+    fn default() -> Self {
+        Locks {
+            held: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+}
+
 impl Locks {
-    async fn acquire(
+    pub(crate) async fn acquire(
         &self,
         engine: &Engine,
         host: &str,
@@ -1080,7 +1144,7 @@ impl Locks {
         }
     }
 
-    async fn release(&self, engine: &Engine, holder: &LockHolder) {
+    pub(crate) async fn release(&self, engine: &Engine, holder: &LockHolder) {
         let held = match self.held.lock() {
             Ok(mut h) => std::mem::take(&mut *h),
             Err(_) => return,
@@ -1213,6 +1277,46 @@ async fn rollback_locked(
         close_all(plans).await;
         return 1;
     }
+    // --with-data: every host that has releases to undo has a backup taken
+    // during them, and each can be restored; otherwise nothing changes.
+    let mut data: BTreeMap<String, Vec<backup::Manifest>> = BTreeMap::new();
+    if req.with_data {
+        for p in plans.iter().filter(|p| !p.untouched && !p.undo.is_empty()) {
+            match data_to_restore(engine, p).await {
+                Ok(list) => {
+                    data.insert(p.host.clone(), list);
+                }
+                Err(e) => refused.push(format!("{}: {e}", p.host)),
+            }
+        }
+        if !refused.is_empty() {
+            eprintln!(
+                "error: rollback --with-data refused, nothing was changed on any host:\n  {}",
+                crate::secrets::mask(&refused.join("\n  "))
+            );
+            close_all(plans).await;
+            return 1;
+        }
+        for p in &plans {
+            let b = engine.state_location(&p.host).and_then(|(l, _)| l.become_);
+            for m in data.get(&p.host).into_iter().flatten() {
+                if let Ok(planned) = restore::plan(m, &p.conn, b.as_ref(), None, None) {
+                    reporter.note(
+                        &p.host,
+                        &format!(
+                            "--with-data: {} restore backup {} ({} of {}, taken during release {}): {}",
+                            if req.check { "would" } else { "will" },
+                            m.id,
+                            m.kind,
+                            m.name,
+                            m.release.as_deref().unwrap_or("?"),
+                            planned.describe().join("; ")
+                        ),
+                    );
+                }
+            }
+        }
+    }
     let new_id = crate::state::releases::new_release_id();
     let mut changed = false;
     let mut failed = false;
@@ -1241,7 +1345,35 @@ async fn rollback_locked(
             );
             return Ok(false);
         }
-        execute(engine, p, req.check, "rollback", &new_id).await
+        let changed = execute(engine, p, req.check, "rollback", &new_id).await?;
+        if req.check {
+            return Ok(changed || data.contains_key(&p.host));
+        }
+        let b = engine.state_location(&p.host).and_then(|(l, _)| l.become_);
+        for m in data.get(&p.host).into_iter().flatten() {
+            let done = match restore::plan(m, &p.conn, b.as_ref(), None, None) {
+                Ok(planned) => planned.run().await,
+                Err(e) => Err(e),
+            };
+            match done {
+                Ok(summary) => reporter.task_result(
+                    &p.host,
+                    &format!("restore backup {}", m.id),
+                    "<rollback>",
+                    Status::Changed,
+                    Some(&summary),
+                    &[],
+                    None,
+                ),
+                Err(e) => {
+                    return Err(format!(
+                        "the files and containers were rolled back, but restoring backup {} failed: {e}",
+                        m.id
+                    ));
+                }
+            }
+        }
+        Ok(true)
     }))
     .await;
     for (p, r) in plans.iter().zip(results) {
@@ -1302,6 +1434,7 @@ pub async fn auto_rollback(
     let req = RollbackRequest {
         to: None,
         check: false,
+        with_data: false,
     };
     let plan = match prepare(engine, host, conn.clone(), Some(&failed.id), &req).await {
         Ok(p) => p,

@@ -65,6 +65,12 @@ pub struct Manifest {
     /// The database role the dump was made as (postgres).
     #[serde(default)]
     pub login_user: Option<String>,
+    /// The Docker named volume a volume backup was read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+    /// The host directory a volume backup was read from (`path:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 impl Manifest {
@@ -615,6 +621,8 @@ mod tests {
                 format: "pg_dump -Fc".into(),
                 release: None,
                 login_user: None,
+                volume: None,
+                path: None,
             };
             let chunks: Vec<Result<Vec<u8>, String>> =
                 vec![Ok(b"PGDMP".to_vec()), Ok(vec![day as u8; 100_000])];

@@ -298,8 +298,13 @@ async fn dump_one(
         sha256: String::new(),
         file: String::new(),
         format: "pg_dump -Fc".into(),
-        release: job.release.clone(),
+        release: job
+            .release
+            .clone()
+            .or_else(|| ctx.release.and_then(|r| r.release_id()).map(str::to_string)),
         login_user: Some(job.login_user.clone()),
+        volume: None,
+        path: None,
     };
     let container = job.container.clone();
     let exec = docker

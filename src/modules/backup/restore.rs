@@ -383,3 +383,455 @@ async fn load(docker: &Docker, r: &Request<'_>, temp: &str) -> Result<(), String
     }
     Ok(())
 }
+
+/// A restore, planned: a database or a volume.
+pub enum Planned<'a> {
+    Database(Request<'a>),
+    Volume(VolumeRequest<'a>),
+}
+
+impl Planned<'_> {
+    pub fn describe(&self) -> Vec<String> {
+        match self {
+            Planned::Database(r) => r.describe(),
+            Planned::Volume(r) => r.describe(),
+        }
+    }
+    pub async fn run(&self) -> Result<String, String> {
+        match self {
+            Planned::Database(r) => restore(r).await,
+            Planned::Volume(r) => restore_volume(r).await,
+        }
+    }
+}
+
+/// The restore of `m` on the host of `conn`, into its own database or
+/// volume unless `into`/`container` say otherwise.
+pub fn plan<'a>(
+    m: &'a Manifest,
+    conn: &'a Connection,
+    b: Option<&'a Become>,
+    into: Option<&str>,
+    container: Option<&str>,
+) -> Result<Planned<'a>, String> {
+    let host = &conn.name;
+    let socket = crate::connection::docker::DEFAULT_SOCKET.to_string();
+    match m.kind.as_str() {
+        "postgres" => {
+            let container = container
+                .map(str::to_string)
+                .or_else(|| m.container.clone())
+                .ok_or_else(|| format!("backup {} names no container: give --container", m.id))?;
+            let req = Request {
+                source: conn,
+                source_become: b,
+                target: conn,
+                target_become: b,
+                socket,
+                manifest: m,
+                container,
+                into: into.map(str::to_string).unwrap_or_else(|| m.name.clone()),
+                login_user: m.login_user.clone().unwrap_or_else(|| "postgres".into()),
+                after_load_sql: None,
+            };
+            req.check()
+                .map_err(|e| format!("host {host}: {e}; nothing was changed"))?;
+            Ok(Planned::Database(req))
+        }
+        "volume" => {
+            if into.is_some() {
+                return Err(format!(
+                    "host {host}: --into names a database: backup {} is a volume backup, restored where it was read from; nothing was changed",
+                    m.id
+                ));
+            }
+            let req = VolumeRequest {
+                conn,
+                become_: b,
+                socket,
+                manifest: m,
+                container: container.map(str::to_string),
+            };
+            req.check()
+                .map_err(|e| format!("host {host}: {e}; nothing was changed"))?;
+            Ok(Planned::Volume(req))
+        }
+        other => Err(format!(
+            "host {host}: backup {} is a '{other}' backup: restoring it is not supported yet by deployer; nothing was changed",
+            m.id
+        )),
+    }
+}
+
+/// Restoring a volume backup (`deployer.backup.volume`): a Docker named
+/// volume through a running container that mounts it, or a directory of the
+/// host. As for databases, the live files are replaced only once the whole
+/// backup was unpacked next to them:
+///
+/// 1. the backup file's sha256 on the host must match its manifest;
+/// 2. the tar is unpacked into a new private directory beside the live one
+///    (a directory of the host: `.<name>.restore.XXXXXX` in its parent; a
+///    volume: `.deployer-restore.XXXXXX` inside the volume, streamed through
+///    the Docker API with its sha256 checked on the way);
+/// 3. then the live entries are moved aside, the restored ones take their
+///    place (renames only), and the old copy is deleted last.
+pub struct VolumeRequest<'a> {
+    pub conn: &'a Connection,
+    pub become_: Option<&'a Become>,
+    pub socket: String,
+    pub manifest: &'a Manifest,
+    /// The container a volume is restored through (default: one that mounts it).
+    pub container: Option<String>,
+}
+
+impl VolumeRequest<'_> {
+    pub fn check(&self) -> Result<(), String> {
+        let m = self.manifest;
+        if m.kind != "volume" {
+            return Err(format!(
+                "backup {} is a {} backup, not a volume backup",
+                m.id, m.kind
+            ));
+        }
+        super::check_dir("backup file", &m.file)?;
+        match (&m.volume, &m.path) {
+            (Some(v), None) => check_name("volume", v),
+            (None, Some(p)) => {
+                super::check_dir("directory", p)?;
+                if p.trim_end_matches('/').is_empty() {
+                    return Err(format!("backup {}: refusing to restore over /", m.id));
+                }
+                Ok(())
+            }
+            _ => Err(format!(
+                "backup {}: its manifest names neither the volume nor the directory it was read from (a backup made by an older deployer): restore it by hand with tar from {}",
+                m.id, m.file
+            )),
+        }
+    }
+
+    pub fn describe(&self) -> Vec<String> {
+        let m = self.manifest;
+        let host = &self.conn.name;
+        let mut v = vec![format!(
+            "verify {} on {host} against its sha256 {}",
+            m.file, m.sha256
+        )];
+        match (&m.volume, &m.path) {
+            (Some(vol), _) => {
+                let through = self
+                    .container
+                    .clone()
+                    .map(|c| format!("container '{c}'"))
+                    .unwrap_or_else(|| "a running container that mounts it".into());
+                v.push(format!(
+                    "unpack it into a new directory inside volume '{vol}' through {through} on {host}"
+                ));
+                v.push(
+                    "then replace the volume's files with it (renames; the old files are deleted only after the swap)"
+                        .to_string(),
+                );
+            }
+            (_, Some(p)) => {
+                v.push(format!(
+                    "unpack it into a new directory next to {p} on {host}"
+                ));
+                v.push(format!(
+                    "then replace {p} with it (renames; the old copy is deleted only after the swap)"
+                ));
+            }
+            _ => {}
+        }
+        v
+    }
+}
+
+/// Restores a volume backup; returns a one-line summary.
+pub async fn restore_volume(r: &VolumeRequest<'_>) -> Result<String, String> {
+    r.check()?;
+    match (&r.manifest.volume, &r.manifest.path) {
+        (_, Some(p)) => restore_directory(r, p).await,
+        (Some(v), _) => restore_named_volume(r, v).await,
+        _ => Err("the backup names no volume or directory".into()),
+    }
+}
+
+fn directory_script(file: &str, sum: &str, path: &str) -> String {
+    format!(
+        "set -e\n\
+         umask 077\n\
+         __f={f}\n\
+         __sum={sum}\n\
+         __p={p}\n\
+         __fail() {{ printf '%s\\n' \"$1\" >&2; exit 3; }}\n\
+         [ -f \"$__f\" ] && [ ! -L \"$__f\" ] || __fail \"backup file $__f is missing on the host\"\n\
+         __s=$(sha256sum < \"$__f\")\n\
+         [ \"${{__s%% *}}\" = \"$__sum\" ] || {{ printf 'CHECKSUM\\t%s\\n' \"${{__s%% *}}\"; exit 4; }}\n\
+         __parent=$(dirname -- \"$__p\")\n\
+         __base=$(basename -- \"$__p\")\n\
+         [ -d \"$__parent\" ] && [ ! -L \"$__parent\" ] || __fail \"$__parent is not a directory on the host\"\n\
+         cd -P -- \"$__parent\"\n\
+         case \"$(stat -c %A .)\" in ?????w????|????????w?) __fail \"$__parent is writable by other users: refusing to restore in it\" ;; esac\n\
+         [ ! -L \"./$__base\" ] || __fail \"$__p is a symbolic link: refusing to replace it\"\n\
+         [ ! -e \"./$__base\" ] || [ -d \"./$__base\" ] || __fail \"$__p is not a directory\"\n\
+         __new=$(mktemp -d \"./.$__base.restore.XXXXXX\") || __fail \"cannot create a temporary directory in $__parent\"\n\
+         __ok=\n\
+         trap '[ -n \"$__ok\" ] || rm -rf -- \"$__new\"' EXIT\n\
+         tar -C \"$__new\" -xpf \"$__f\" || __fail \"unpacking $__f into $__parent failed\"\n\
+         __old=\n\
+         if [ -e \"./$__base\" ]; then __old=\"./.$__base.before-restore.$$\"; rm -rf -- \"$__old\"; mv -T -- \"./$__base\" \"$__old\"; fi\n\
+         mv -T -- \"$__new\" \"./$__base\"\n\
+         __ok=1\n\
+         [ -z \"$__old\" ] || rm -rf -- \"$__old\"\n\
+         sync . 2>/dev/null || true\n",
+        f = shell_quote(file),
+        sum = shell_quote(sum),
+        p = shell_quote(path.trim_end_matches('/')),
+    )
+}
+
+async fn restore_directory(r: &VolumeRequest<'_>, path: &str) -> Result<String, String> {
+    let m = r.manifest;
+    let host = &r.conn.name;
+    let untouched = format!("nothing was restored; {path} on {host} is untouched");
+    let out = r
+        .conn
+        .run_script(&directory_script(&m.file, &m.sha256, path), r.become_)
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.rc == 4 {
+        let seen = out
+            .stdout_str()
+            .lines()
+            .find_map(|l| l.strip_prefix("CHECKSUM\t").map(str::to_string))
+            .unwrap_or_default();
+        return Err(format!(
+            "host {host}: backup {} at {} fails its checksum (manifest sha256 {}, file {seen}): {untouched}",
+            m.id, m.file, m.sha256
+        ));
+    }
+    if out.rc != 0 {
+        return Err(format!(
+            "host {host}: {} ({untouched})",
+            out.stderr_str().trim()
+        ));
+    }
+    Ok(format!(
+        "restored backup {} ({} bytes) into {path} on {host} (the previous copy was replaced after the new one was unpacked completely)",
+        m.id, m.size
+    ))
+}
+
+/// The swap inside a volume, run by `sh` in the container with the mount
+/// point and the staging directory as `$1` and `$2` (never shell text).
+const VOLUME_SWAP: &str = r#"set -e
+m=$1; d=$2
+case $d in "$m"/.deployer-restore.*) ;; *) echo "unexpected staging directory $d" >&2; exit 3 ;; esac
+n=0; top=
+for e in "$d"/* "$d"/.[!.]* "$d"/..?*; do [ -e "$e" ] || [ -L "$e" ] || continue; n=$((n+1)); top=$e; done
+[ "$n" = 1 ] && [ -d "$top" ] && [ ! -L "$top" ] || { echo "the backup does not hold exactly one directory" >&2; exit 3; }
+o=$(mktemp -d "$m/.deployer-before-restore.XXXXXX")
+for e in "$m"/* "$m"/.[!.]* "$m"/..?*; do
+  [ -e "$e" ] || [ -L "$e" ] || continue
+  case $e in "$d"|"$o") continue ;; esac
+  mv -- "$e" "$o"/ || { echo "moving $e aside failed; the previous files are in $o" >&2; exit 3; }
+done
+for e in "$top"/* "$top"/.[!.]* "$top"/..?*; do
+  [ -e "$e" ] || [ -L "$e" ] || continue
+  mv -- "$e" "$m"/ || { echo "moving the restored $e into place failed; the previous files are in $o" >&2; exit 3; }
+done
+chown "$(stat -c %u:%g "$top")" "$m" 2>/dev/null || true
+chmod "$(stat -c %a "$top")" "$m" 2>/dev/null || true
+rm -rf -- "$d" "$o"
+"#;
+
+/// Where `container` mounts `volume`.
+async fn mount_of(
+    docker: &Docker,
+    host: &str,
+    container: &str,
+    volume: &str,
+) -> Result<String, String> {
+    let info = docker
+        .inspect_container(container, None)
+        .await
+        .map_err(|e| format!("host {host}: inspecting container '{container}': {e}"))?;
+    info.mounts
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|m| {
+            (m.name.as_deref() == Some(volume))
+                .then_some(m.destination)
+                .flatten()
+        })
+        .ok_or_else(|| {
+            format!("host {host}: container '{container}' does not mount volume '{volume}'")
+        })
+}
+
+async fn restore_named_volume(r: &VolumeRequest<'_>, volume: &str) -> Result<String, String> {
+    use sha2::Digest;
+    use tokio::io::AsyncWriteExt;
+    let m = r.manifest;
+    let host = &r.conn.name;
+    let untouched = format!("nothing was restored; volume '{volume}' on {host} is untouched");
+    // 1. The checksum, before anything.
+    let out = r
+        .conn
+        .run_script(&verify_script(&m.file), r.become_)
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.rc != 0 {
+        return Err(format!(
+            "host {host}: {} ({untouched})",
+            out.stderr_str().trim()
+        ));
+    }
+    let sum = out.stdout_str().trim().to_string();
+    if sum != m.sha256 {
+        return Err(format!(
+            "host {host}: backup {} at {} fails its checksum (manifest sha256 {}, file {sum}): {untouched}",
+            m.id, m.file, m.sha256
+        ));
+    }
+    let docker = r
+        .conn
+        .docker(&r.socket, r.become_)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (container, mount) = match &r.container {
+        Some(c) => (c.clone(), mount_of(&docker, host, c, volume).await?),
+        None => super::volume::mounting_container(&docker, host, volume).await?,
+    };
+    super::require_running(&docker, host, &container)
+        .await
+        .map_err(|e| {
+            format!(
+                "{e} (a volume is restored through a running container that mounts it): {untouched}"
+            )
+        })?;
+    let untouched = format!(
+        "nothing was restored; volume '{volume}' (mounted at {mount} in container '{container}') on {host} is untouched"
+    );
+    // 2. A private directory inside the volume, filled with the whole backup.
+    let made = exec_collect(
+        &docker,
+        &container,
+        &[
+            "sh",
+            "-c",
+            "set -e; umask 077; mktemp -d \"$1/.deployer-restore.XXXXXX\"",
+            "sh",
+            &mount,
+        ],
+        None,
+        None,
+    )
+    .await
+    .map_err(|e| format!("host {host}: {e}: {untouched}"))?;
+    let staging = String::from_utf8_lossy(&made.stdout).trim().to_string();
+    if made.code != 0 || !staging.starts_with(&format!("{mount}/.deployer-restore.")) {
+        return Err(format!(
+            "host {host}: container '{container}': cannot create a directory in {mount}: {}: {untouched}",
+            made.stderr
+        ));
+    }
+    let discard = || async {
+        let _ = exec_collect(
+            &docker,
+            &container,
+            &["rm", "-rf", "--", &staging],
+            None,
+            None,
+        )
+        .await;
+    };
+    let (mut writer, reader) = tokio::io::duplex(256 * 1024);
+    let mut hasher = sha2::Sha256::new();
+    let mut seen = |b: &[u8]| hasher.update(b);
+    let script = cat_script(&m.file);
+    let feed = async {
+        let fed = r
+            .conn
+            .run_piped_out(&script, r.become_, &mut writer, &mut seen)
+            .await;
+        let _ = writer.shutdown().await;
+        fed
+    };
+    let upload = docker.upload_to_container(
+        &container,
+        Some(
+            bollard::query_parameters::UploadToContainerOptionsBuilder::default()
+                .path(&staging)
+                .build(),
+        ),
+        bollard::body_try_stream(upload_body(reader)),
+    );
+    let (fed, uploaded) = tokio::join!(feed, upload);
+    let problem = match (fed, uploaded) {
+        (Err(e), _) => Some(format!("reading {}: {e}", m.file)),
+        (Ok((out, _)), _) if out.rc != 0 => Some(format!(
+            "reading {} failed: {}",
+            m.file,
+            out.stderr_str().trim()
+        )),
+        (_, Err(e)) => Some(format!(
+            "container '{container}': unpacking into {staging} failed: {e}"
+        )),
+        _ => None,
+    };
+    let got = hex::encode(hasher.finalize());
+    let problem = problem.or_else(|| {
+        (got != m.sha256).then(|| {
+            format!(
+                "{} changed while it was read (sha256 {got}, manifest {})",
+                m.file, m.sha256
+            )
+        })
+    });
+    if let Some(p) = problem {
+        discard().await;
+        return Err(format!("host {host}: {p}: {untouched}"));
+    }
+    // 3. The swap (renames), the old files deleted last.
+    let swapped = exec_collect(
+        &docker,
+        &container,
+        &["sh", "-c", VOLUME_SWAP, "sh", &mount, &staging],
+        None,
+        None,
+    )
+    .await
+    .map_err(|e| format!("host {host}: {e}"))?;
+    if swapped.code != 0 {
+        discard().await;
+        return Err(format!(
+            "host {host}: container '{container}': replacing the files of volume '{volume}' at {mount} failed: {}",
+            swapped.stderr
+        ));
+    }
+    Ok(format!(
+        "restored backup {} ({} bytes) into volume '{volume}' (mounted at {mount} in container '{container}') on {host} (the previous files were replaced after the new ones were unpacked completely)",
+        m.id, m.size
+    ))
+}
+
+/// The bytes read from `rd`, as a request body (`B` is the HTTP client's
+/// byte buffer type).
+fn upload_body<B: From<Vec<u8>> + Send + 'static>(
+    rd: tokio::io::DuplexStream,
+) -> impl futures::Stream<Item = Result<B, std::io::Error>> + Send + 'static {
+    use tokio::io::AsyncReadExt;
+    futures::stream::unfold(Some(rd), |rd| async move {
+        let mut rd = rd?;
+        let mut buf = vec![0u8; 64 * 1024];
+        match rd.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(B::from(buf)), Some(rd)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}

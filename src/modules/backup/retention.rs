@@ -170,6 +170,8 @@ mod tests {
             format: "pg_dump -Fc".into(),
             release: None,
             login_user: None,
+            volume: None,
+            path: None,
         }
     }
 

@@ -9,8 +9,8 @@
 //!     project: plane
 //! ```
 //!
-//! Restoring a volume backup is not supported yet by deployer (`deployer
-//! restore` says so); the tar is an ordinary archive of the volume's files.
+//! `deployer restore` puts a volume backup back (see [`super::restore`]); the
+//! tar is an ordinary archive of the volume's files.
 
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -207,8 +207,19 @@ impl PlanApply for BackupVolume {
                 sha256: String::new(),
                 file: String::new(),
                 format: "tar".into(),
-                release: job.release.clone(),
+                release: job
+                    .release
+                    .clone()
+                    .or_else(|| ctx.release.and_then(|r| r.release_id()).map(str::to_string)),
                 login_user: None,
+                volume: match &job.source {
+                    Source::Volume { volume, .. } => Some(volume.clone()),
+                    Source::Path(_) => None,
+                },
+                path: match &job.source {
+                    Source::Volume { .. } => None,
+                    Source::Path(p) => Some(p.clone()),
+                },
             };
             let stored = match &job.source {
                 Source::Volume {
@@ -284,7 +295,7 @@ impl PlanApply for BackupVolume {
 }
 
 /// A container that mounts `volume` (running ones first), and where.
-async fn mounting_container(
+pub async fn mounting_container(
     docker: &bollard::Docker,
     host: &str,
     volume: &str,
