@@ -1258,7 +1258,8 @@ fn legacy_literals(query: &str) -> String {
                     }
                 }
                 let fallback = format!("\"{}\"", lexeme.trim_start());
-                let text = if !closed || serde_json::from_str::<serde_json::Value>(&lexeme).is_ok() {
+                let text = if !closed || serde_json::from_str::<serde_json::Value>(&lexeme).is_ok()
+                {
                     lexeme
                 } else {
                     match serde_json::from_str::<serde_json::Value>(&fallback) {
