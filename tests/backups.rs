@@ -155,7 +155,8 @@ fn of_project<'a>(list: &'a [serde_json::Value], project: &str) -> Vec<&'a serde
 
 /// Create rows, back up, break the data, restore, and the table is back:
 /// same row count, same checksum. The backup is a 0600 file in 0700
-/// directories with a matching sha256; without --yes nothing changes.
+/// directories with a matching sha256, copied to the control machine too;
+/// without --yes nothing changes.
 #[test]
 fn backup_break_restore_gives_the_same_rows_back() {
     let pg = Pg::start("bk-pg-restore");
@@ -168,7 +169,7 @@ fn backup_break_restore_gives_the_same_rows_back() {
         dir.path(),
         "backup.yml",
         &format!(
-            "- hosts: tb1\n  gather_facts: false\n  tasks:\n    - name: back up the app database\n      deployer.backup.postgres:\n        container: {}\n        database: app\n        login_user: app\n        project: {project_name}\n",
+            "- hosts: tb1\n  gather_facts: false\n  tasks:\n    - name: back up the app database\n      deployer.backup.postgres:\n        container: {}\n        database: app\n        login_user: app\n        project: {project_name}\n        copy_to_control: control-backups\n",
             pg.name
         ),
     );
@@ -206,6 +207,39 @@ fn backup_break_restore_gives_the_same_rows_back() {
     assert_eq!(lines[6], "PGDMP", "a pg_dump custom-format file: {seen}");
     assert_eq!(lines.len(), 9, "only the dump and its manifest: {seen}");
     assert!(m["size"].as_u64().expect("size") > 100_000, "{m}");
+    // copy_to_control: the same bytes on this machine, 0600 in 0700
+    // directories, its manifest beside it.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let local_dir = dir
+            .path()
+            .join("control-backups/tb1")
+            .join(&project_name)
+            .join("app");
+        let local = local_dir.join(format!("{id}.dump"));
+        let bytes = std::fs::read(&local).expect("the control copy");
+        let sum = std::process::Command::new("sha256sum")
+            .arg(&local)
+            .output()
+            .expect("sha256sum");
+        assert_eq!(
+            String::from_utf8_lossy(&sum.stdout)
+                .split_whitespace()
+                .next(),
+            m["sha256"].as_str()
+        );
+        assert_eq!(bytes.len() as u64, m["size"].as_u64().expect("size"));
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&local), 0o600);
+        assert_eq!(mode(&local_dir), 0o700);
+        assert_eq!(mode(&dir.path().join("control-backups")), 0o700);
+        let manifest: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(local_dir.join(format!("{id}.json"))).expect("manifest"),
+        )
+        .expect("json");
+        assert_eq!(manifest["sha256"], m["sha256"]);
+        assert_eq!(std::fs::read_dir(&local_dir).expect("ls").count(), 2);
+    }
 
     // Break the data.
     pg.sql(

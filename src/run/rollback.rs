@@ -1531,6 +1531,49 @@ pub async fn list(engine: &Engine, hosts: &[String], json_out: bool) -> i32 {
 
 #[cfg(test)]
 mod tests {
+    /// `--with-data` restores, per database or volume, the backup of the
+    /// oldest undone release (the earliest one of it), nothing of releases
+    /// that stay.
+    #[test]
+    fn with_data_picks_the_backup_of_the_oldest_undone_release() {
+        let m = |id: &str, name: &str, created: &str, release: Option<&str>| backup::Manifest {
+            id: id.into(),
+            kind: "postgres".into(),
+            project: "p".into(),
+            name: name.into(),
+            container: Some("pg".into()),
+            host: "h".into(),
+            created: created.into(),
+            size: 1,
+            sha256: String::new(),
+            file: format!("/var/backups/deployer/p/{name}/{id}.dump"),
+            format: "pg_dump -Fc".into(),
+            release: release.map(str::to_string),
+            login_user: None,
+            volume: None,
+            path: None,
+        };
+        let list = vec![
+            m("a0", "app", "2026-01-01T00:00:00Z", Some("r1")),
+            m("a1", "app", "2026-01-02T00:00:00Z", Some("r2")),
+            m("a1b", "app", "2026-01-02T00:01:00Z", Some("r2")),
+            m("a2", "app", "2026-01-03T00:00:00Z", Some("r3")),
+            m("o3", "other", "2026-01-03T00:00:00Z", Some("r3")),
+            m("n", "app", "2026-01-04T00:00:00Z", None),
+        ];
+        let ids = |v: Vec<backup::Manifest>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+        // Undo r3 and r2 (newest first): app from r2 (its earliest), other from r3.
+        assert_eq!(
+            ids(backups_for_undo(&list, &["r3".into(), "r2".into()])),
+            vec!["a1", "o3"]
+        );
+        assert_eq!(
+            ids(backups_for_undo(&list, &["r3".into()])),
+            vec!["a2", "o3"]
+        );
+        assert!(backups_for_undo(&list, &["r4".into()]).is_empty());
+    }
+
     use super::*;
 
     fn rel(id: &str, files: &[(&str, PreviousFile)]) -> ReleaseRecord {

@@ -462,6 +462,128 @@ pub async fn require_running(docker: &Docker, host: &str, container: &str) -> Re
     }
 }
 
+/// Where `copy_to_control` puts a backup on this machine:
+/// `<root>/<host>/<project>/<name>/`.
+pub fn control_dir(root: &std::path::Path, m: &Manifest) -> std::path::PathBuf {
+    root.join(&m.host).join(&m.project).join(&m.name)
+}
+
+/// The `copy_to_control` directory of a task: absolute, or relative to the
+/// playbook's directory.
+pub fn control_root(
+    playbook_dir: &std::path::Path,
+    dir: &str,
+) -> Result<std::path::PathBuf, String> {
+    let p = std::path::Path::new(dir);
+    if dir.is_empty() || p.components().any(|c| c == std::path::Component::ParentDir) {
+        return Err(format!(
+            "copy_to_control '{dir}': expected a directory on the control machine without '..'"
+        ));
+    }
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        playbook_dir.join(p)
+    })
+}
+
+/// Copies a kept backup from the host to this machine (`copy_to_control`):
+/// streamed into a private temporary file (0600, in directories made 0700),
+/// its sha256 checked against the manifest, then renamed into place with
+/// the manifest beside it. Returns the local path.
+pub async fn copy_to_control(
+    conn: &Connection,
+    become_: Option<&Become>,
+    m: &Manifest,
+    root: &std::path::Path,
+) -> Result<std::path::PathBuf, String> {
+    use sha2::Digest;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use tokio::io::AsyncWriteExt;
+    let dir = control_dir(root, m);
+    let host = &conn.name;
+    let ext = m.file.rsplit('.').next().unwrap_or("dump");
+    let name = format!("{}.{ext}", m.id);
+    let fail = |why: String| {
+        format!(
+            "host {host}: copying {} to {} on the control machine failed: {why}",
+            m.file,
+            dir.join(&name).display()
+        )
+    };
+    for part in [&m.host, &m.project, &m.name] {
+        if part.is_empty() || part.contains('/') || part.starts_with('.') {
+            return Err(fail(format!("'{part}' is not usable as a directory name")));
+        }
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| fail(e.to_string()))?;
+    let meta = std::fs::symlink_metadata(&dir).map_err(|e| fail(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(fail("it is not a directory".into()));
+    }
+    let target = dir.join(&name);
+    if std::fs::symlink_metadata(&target).is_ok() {
+        return Err(fail("the file exists already".into()));
+    }
+    let tmp = dir.join(format!(".{name}.part.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| fail(e.to_string()))?;
+    let mut file = tokio::fs::File::from_std(file);
+    let mut hasher = sha2::Sha256::new();
+    let mut seen = |b: &[u8]| hasher.update(b);
+    let piped = conn
+        .run_piped_out(&restore::cat_script(&m.file), become_, &mut file, &mut seen)
+        .await;
+    let flushed = file.flush().await.and(file.sync_all().await);
+    drop(file);
+    let problem = match (piped, flushed) {
+        (Err(e), _) => Some(e.to_string()),
+        (Ok((out, _)), _) if out.rc != 0 => Some(format!(
+            "reading it on the host failed: {}",
+            out.stderr_str().trim()
+        )),
+        (Ok((_, Err(e))), _) => Some(e),
+        (_, Err(e)) => Some(e.to_string()),
+        _ => None,
+    };
+    let sum = hex::encode(hasher.finalize());
+    let problem = problem.or_else(|| {
+        (sum != m.sha256).then(|| format!("sha256 {sum} received, the manifest says {}", m.sha256))
+    });
+    if let Some(p) = problem {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(p));
+    }
+    std::fs::rename(&tmp, &target).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        fail(e.to_string())
+    })?;
+    let json = serde_json::to_string_pretty(m).map_err(|e| fail(e.to_string()))?;
+    let mtmp = dir.join(format!(".{}.json.part.{}", m.id, std::process::id()));
+    let _ = std::fs::remove_file(&mtmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&mtmp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{json}\n").as_bytes()))
+        .and_then(|()| std::fs::rename(&mtmp, dir.join(format!("{}.json", m.id))))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&mtmp);
+            fail(format!("writing the manifest: {e}"))
+        })?;
+    Ok(target)
+}
+
 /// The data of a finished backup, as the task registers it.
 pub fn manifest_json(m: &Manifest) -> Json {
     serde_json::to_value(m).unwrap_or(Json::Null)

@@ -49,6 +49,10 @@ pub struct PgBackupArgs {
     release: Option<String>,
     #[serde(default, deserialize_with = "de_opt_string")]
     docker_host: Option<String>,
+    /// Also copy each backup to this directory of the control machine
+    /// (relative: to the playbook's directory).
+    #[serde(default, deserialize_with = "de_opt_string")]
+    copy_to_control: Option<String>,
 }
 
 /// What the backup will do, checked.
@@ -61,6 +65,7 @@ pub struct Job {
     policy: super::retention::Policy,
     release: Option<String>,
     socket: String,
+    copy_to_control: Option<String>,
 }
 
 impl PgBackupArgs {
@@ -93,6 +98,7 @@ impl PgBackupArgs {
                 "backup.postgres",
                 self.docker_host.as_deref(),
             )?,
+            copy_to_control: self.copy_to_control.clone(),
         })
     }
 }
@@ -183,6 +189,9 @@ impl PlanApply for BackupPostgres {
     ) -> BoxFuture<'a, Result<Job, String>> {
         Box::pin(async move {
             let job = args.job()?;
+            if let Some(d) = &job.copy_to_control {
+                super::control_root(ctx.playbook_dir, d)?;
+            }
             let host = ctx.conn.name.clone();
             let docker = ctx
                 .conn
@@ -229,6 +238,14 @@ impl PlanApply for BackupPostgres {
             ctx.conn.name,
             backup_dir(&job.root, &job.project, "<database>")
         ));
+        if let Some(d) = &job.copy_to_control {
+            let root = super::control_root(ctx.playbook_dir, d)?;
+            let msg = result.msg.take().unwrap_or_default();
+            result.msg = Some(format!(
+                "{msg}, and copy each to {} on the control machine",
+                root.display()
+            ));
+        }
         Ok(Plan {
             result,
             changes: Some(job),
@@ -246,11 +263,25 @@ impl PlanApply for BackupPostgres {
             let mut lines = Vec::new();
             for db in &job.databases {
                 let (m, pruned) = dump_one(&job, db, ctx).await?;
+                let copied = match &job.copy_to_control {
+                    Some(d) => {
+                        let root = super::control_root(ctx.playbook_dir, d)?;
+                        Some(
+                            super::copy_to_control(ctx.conn, ctx.become_.as_ref(), &m, &root)
+                                .await?,
+                        )
+                    }
+                    None => None,
+                };
                 lines.push(format!(
-                    "{} ({} bytes, sha256 {}){}",
+                    "{} ({} bytes, sha256 {}){}{}",
                     m.file,
                     m.size,
                     &m.sha256[..12.min(m.sha256.len())],
+                    copied
+                        .as_ref()
+                        .map(|p| format!(", copied to {}", p.display()))
+                        .unwrap_or_default(),
                     if pruned.is_empty() {
                         String::new()
                     } else {
@@ -260,6 +291,9 @@ impl PlanApply for BackupPostgres {
                 let mut v = super::manifest_json(&m);
                 if let Some(o) = v.as_object_mut() {
                     o.insert("pruned".into(), json!(pruned));
+                    if let Some(p) = &copied {
+                        o.insert("control_copy".into(), json!(p.display().to_string()));
+                    }
                 }
                 done.push(v);
             }

@@ -94,7 +94,7 @@ fn verify_script(file: &str) -> String {
     )
 }
 
-fn cat_script(file: &str) -> String {
+pub(super) fn cat_script(file: &str) -> String {
     let q = shell_quote(file);
     format!("set -e\n[ -f {q} ] && [ ! -L {q} ]\nexec cat -- {q}\n")
 }

@@ -46,6 +46,10 @@ pub struct VolumeBackupArgs {
     release: Option<String>,
     #[serde(default, deserialize_with = "de_opt_string")]
     docker_host: Option<String>,
+    /// Also copy the backup to this directory of the control machine
+    /// (relative: to the playbook's directory).
+    #[serde(default, deserialize_with = "de_opt_string")]
+    copy_to_control: Option<String>,
 }
 
 pub enum Source {
@@ -66,6 +70,7 @@ pub struct Job {
     policy: super::retention::Policy,
     release: Option<String>,
     socket: String,
+    copy_to_control: Option<std::path::PathBuf>,
 }
 
 pub struct BackupVolume;
@@ -144,6 +149,11 @@ impl PlanApply for BackupVolume {
             };
             let name = a.name.clone().unwrap_or(default_name);
             check_name("backup.volume: name", &name)?;
+            let copy_to_control = a
+                .copy_to_control
+                .as_deref()
+                .map(|d| super::control_root(ctx.playbook_dir, d))
+                .transpose()?;
             Ok(Job {
                 source,
                 name,
@@ -152,6 +162,7 @@ impl PlanApply for BackupVolume {
                 policy: a.retention.clone().unwrap_or_default().policy(),
                 release: a.release.clone(),
                 socket,
+                copy_to_control,
             })
         })
     }
@@ -175,6 +186,13 @@ impl PlanApply for BackupVolume {
             ctx.conn.name,
             backup_dir(&job.root, &job.project, &job.name)
         ));
+        if let Some(root) = &job.copy_to_control {
+            let msg = result.msg.take().unwrap_or_default();
+            result.msg = Some(format!(
+                "{msg}, and copy it to {} on the control machine",
+                root.display()
+            ));
+        }
         Ok(Plan {
             result,
             changes: Some(job),
@@ -274,10 +292,20 @@ impl PlanApply for BackupVolume {
                 }
             };
             let (m, pruned) = stored;
+            let copied = match &job.copy_to_control {
+                Some(root) => {
+                    Some(super::copy_to_control(ctx.conn, ctx.become_.as_ref(), &m, root).await?)
+                }
+                None => None,
+            };
             result.msg = Some(format!(
-                "backed up: {} ({} bytes){}",
+                "backed up: {} ({} bytes){}{}",
                 m.file,
                 m.size,
+                copied
+                    .as_ref()
+                    .map(|p| format!(", copied to {}", p.display()))
+                    .unwrap_or_default(),
                 if pruned.is_empty() {
                     String::new()
                 } else {
@@ -287,6 +315,9 @@ impl PlanApply for BackupVolume {
             let mut v = super::manifest_json(&m);
             if let Some(o) = v.as_object_mut() {
                 o.insert("pruned".into(), json!(pruned));
+                if let Some(p) = &copied {
+                    o.insert("control_copy".into(), json!(p.display().to_string()));
+                }
             }
             result.data.insert("backups".into(), Json::Array(vec![v]));
             Ok(result)
