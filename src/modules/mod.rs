@@ -37,6 +37,7 @@ pub mod sysctl;
 pub mod systemd;
 pub mod text_edit;
 pub mod timezone;
+pub mod unarchive;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
