@@ -752,7 +752,11 @@ fn vault_edit_removes_its_plaintext_on_signals_and_editor_failure() {
     let before = std::fs::read(dir.join("secret.yml")).expect("read");
     let tmp = dir.join("tmp");
     std::fs::create_dir(&tmp).expect("mkdir");
-    std::fs::write(dir.join("sleepy.sh"), "#!/bin/sh\nexec sleep 60\n").expect("editor");
+    std::fs::write(
+        dir.join("sleepy.sh"),
+        "#!/bin/sh\nexec sleep 60 </dev/null >/dev/null 2>&1\n",
+    )
+    .expect("editor");
     std::fs::write(
         dir.join("failing.sh"),
         "#!/bin/sh\necho changed >> \"$1\"\nexit 3\n",
@@ -851,6 +855,45 @@ fn vault_edit_removes_its_plaintext_on_signals_and_editor_failure() {
         "a failed editor left the plaintext behind"
     );
     assert_eq!(std::fs::read(dir.join("secret.yml")).expect("read"), before);
+    // SIGKILL cannot be caught: the plaintext stays in its private
+    // directory until the next `vault edit` of this user removes it.
+    let child = start("sleepy.sh");
+    let t0 = Instant::now();
+    while !plaintext_files()
+        .iter()
+        .any(|(_, _, t)| t.contains("Zq86x"))
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the editor never got the plaintext"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let k = std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(k.success());
+    // Not wait_with_output: the orphaned editor keeps the pipes open.
+    let mut child = child;
+    let _ = child.wait().expect("wait");
+    assert!(
+        plaintext_files()
+            .iter()
+            .any(|(p, m, _)| p.is_dir() && *m == 0o700)
+    );
+    let out = start("failing.sh").wait_with_output().expect("wait");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("removed the plaintext left by an interrupted vault edit"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        plaintext_files(),
+        Vec::new(),
+        "the plaintext of the killed edit is still there"
+    );
     // A rekey keeps the file's mode.
     let newpw = dir.join("newpw");
     std::fs::write(&newpw, "another-password\n").expect("pw");

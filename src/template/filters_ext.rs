@@ -1220,10 +1220,80 @@ fn test_all(value: &Value) -> Result<bool, Error> {
     Ok(seq(value, "all")?.iter().all(Value::is_true))
 }
 
-fn json_query(_state: &State, _value: &Value, _query: String) -> Result<Value, Error> {
-    Err(invalid(
-        "the json_query filter (JMESPath) is not supported yet by deployer: use selectattr/map/json_query-free expressions",
-    ))
+/// Python's jmespath reads a backtick literal that is not JSON as a string
+/// (`` [?name==`alice`] ``, the form most Ansible examples use: the lexer's
+/// deprecated fallback, `loads('"%s"' % lexeme.lstrip())`); the jmespath
+/// crate refuses it. Such literals are rewritten as JSON strings; quoted
+/// identifiers and raw strings are left alone.
+fn legacy_literals(query: &str) -> String {
+    let mut out = String::with_capacity(query.len());
+    let mut chars = query.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                out.push(c);
+                while let Some(d) = chars.next() {
+                    out.push(d);
+                    if d == '\\' {
+                        if let Some(e) = chars.next() {
+                            out.push(e);
+                        }
+                    } else if d == c {
+                        break;
+                    }
+                }
+            }
+            '`' => {
+                let mut lexeme = String::new();
+                let mut closed = false;
+                while let Some(d) = chars.next() {
+                    if d == '\\' && chars.peek() == Some(&'`') {
+                        chars.next();
+                        lexeme.push('`');
+                    } else if d == '`' {
+                        closed = true;
+                        break;
+                    } else {
+                        lexeme.push(d);
+                    }
+                }
+                let fallback = format!("\"{}\"", lexeme.trim_start());
+                let text = if !closed || serde_json::from_str::<serde_json::Value>(&lexeme).is_ok()
+                {
+                    lexeme
+                } else {
+                    match serde_json::from_str::<serde_json::Value>(&fallback) {
+                        Ok(v) => v.to_string(),
+                        Err(_) => lexeme,
+                    }
+                };
+                out.push('`');
+                out.push_str(&text.replace('`', "\\`"));
+                if closed {
+                    out.push('`');
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// community.general's `json_query`: `jmespath.search(query, value)`
+/// (JMESPath, the reference grammar and functions). Objects come back with
+/// their keys sorted (the jmespath crate keeps objects in a BTreeMap), where
+/// Python keeps insertion order: the values are the same.
+fn json_query(_state: &State, value: &Value, query: String) -> Result<Value, Error> {
+    let data = crate::vars::value_to_json(value)
+        .map_err(|e| invalid(format!("json_query: the input is not data: {e}")))?;
+    let expr = jmespath::compile(&legacy_literals(&query))
+        .map_err(|e| invalid(format!("JMESPathError in json_query filter: {e}")))?;
+    let found = expr
+        .search(data)
+        .map_err(|e| invalid(format!("JMESPathError in json_query filter: {e}")))?;
+    let json = serde_json::to_value(&*found)
+        .map_err(|e| invalid(format!("json_query: the result is not data: {e}")))?;
+    Ok(crate::vars::json_to_value(&json))
 }
 
 #[cfg(test)]

@@ -436,22 +436,76 @@ struct ShreddedTemp {
 
 impl Drop for ShreddedTemp {
     fn drop(&mut self) {
-        if let Ok(meta) = std::fs::metadata(&self.path) {
-            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&self.path) {
-                let zeros = vec![0u8; 64 * 1024];
-                let mut left = meta.len();
-                while left > 0 {
-                    let n = usize::try_from(left.min(zeros.len() as u64)).unwrap_or(zeros.len());
-                    if f.write_all(&zeros[..n]).is_err() {
-                        break;
-                    }
-                    left -= n as u64;
-                }
-                let _ = f.sync_all();
-            }
-            let _ = std::fs::remove_file(&self.path);
-        }
+        shred(&self.path);
         // The private directory (and any editor swap files) goes with `_dir`.
+    }
+}
+
+/// Overwrites the regular file at `path` with zeros and removes it.
+fn shred(path: &Path) {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    if !meta.is_file() {
+        return;
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(path) {
+        let zeros = vec![0u8; 64 * 1024];
+        let mut left = meta.len();
+        while left > 0 {
+            let n = usize::try_from(left.min(zeros.len() as u64)).unwrap_or(zeros.len());
+            if f.write_all(&zeros[..n]).is_err() {
+                break;
+            }
+            left -= n as u64;
+        }
+        let _ = f.sync_all();
+    }
+    let _ = std::fs::remove_file(path);
+}
+
+/// The private directories of `vault edit` are `<tmp>/deployer-vault-<pid>-<random>`.
+const EDIT_DIR_PREFIX: &str = "deployer-vault-";
+
+/// Removes (zeroed first) the plaintext left by a `vault edit` that was killed
+/// with SIGKILL or lost power: directories of this user whose process no
+/// longer exists. Nothing else in `tmp` is touched; errors are ignored (the
+/// directory of another user, or one already gone).
+fn remove_stale_edit_dirs(tmp: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let me = unsafe { libc::getuid() };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(EDIT_DIR_PREFIX)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let path = e.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != me || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(files) = std::fs::read_dir(&path) {
+            for f in files.flatten() {
+                if f.file_type().is_ok_and(|t| t.is_file()) {
+                    shred(&f.path());
+                }
+            }
+        }
+        if std::fs::remove_dir_all(&path).is_ok() {
+            eprintln!(
+                "removed the plaintext left by an interrupted vault edit (process {pid}) in {}",
+                path.display()
+            );
+        }
     }
 }
 
@@ -469,8 +523,10 @@ fn edit_in_temp(
     // the plaintext is removed before deployer exits. Installed before the
     // plaintext exists, so no signal falls in between.
     let signals = edit_signals::Guard::install();
+    remove_stale_edit_dirs(&std::env::temp_dir());
+    let prefix = format!("{EDIT_DIR_PREFIX}{}-", std::process::id());
     let dir = tempfile::Builder::new()
-        .prefix("deployer-vault-")
+        .prefix(&prefix)
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
         .map_err(|e| VaultError::io(std::env::temp_dir(), "creating a private directory in", e))?;

