@@ -71,6 +71,8 @@ fn ansible_apply(home: &std::path::Path) -> String {
     stdout
 }
 
+/// The tests of this file apply the same project to the same hosts at once:
+/// each waits for the others' deploy lock.
 fn deployer_args<'a>(inv: &'a str, extra: &'a str, playbook: &'a str) -> Vec<&'a str> {
     vec![
         "apply",
@@ -83,6 +85,8 @@ fn deployer_args<'a>(inv: &'a str, extra: &'a str, playbook: &'a str) -> Vec<&'a
         extra,
         "--format",
         "json",
+        "--lock-wait",
+        "600s",
     ]
 }
 
@@ -214,6 +218,8 @@ fn unknown_host_in_hostvars_fails_the_task() {
             inv.to_str().expect("utf-8 path"),
             "-i",
             "inventory.yml",
+            "--lock-wait",
+            "600s",
         ],
     );
     assert_eq!(out.code, 1, "{}", out.all());
@@ -239,6 +245,8 @@ fn strategy_linear_keeps_hosts_in_step_and_free_does_not() {
             "strategy.yml",
             "-i",
             inv.to_str().expect("utf-8 path"),
+            "--lock-wait",
+            "600s",
         ],
     );
     assert_eq!(out.code, 0, "{}", out.all());
