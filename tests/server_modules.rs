@@ -257,6 +257,7 @@ fn compare(host: &str, ansible: &Map<String, Json>, ours: &Map<String, Json>) {
 /// values; then the key sets of narrower `gather_subset`s.
 #[test]
 fn facts_match_ansible_setup() {
+    let _zone = zone_lock();
     for host in ["tb1", "sd1"] {
         let ansible = ansible_setup(host, "all");
         let ours = deployer_facts(host, "all");
@@ -800,6 +801,13 @@ fn sysctl_matches_ansible() {
     assert_eq!(bad[0].3, "value cannot be blank");
 }
 
+/// Held by the tests that change the systemd hosts' time zone and by those
+/// that compare `ansible_date_time` there (they run in parallel otherwise).
+fn zone_lock() -> std::sync::MutexGuard<'static, ()> {
+    static ZONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ZONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 const TZ_RESET: &str = "timedatectl set-timezone Etc/UTC; rm -f /root/deployer-tz.json; true";
 const TZ_STATE: &str = "timedatectl show -p Timezone; readlink /etc/localtime; cat /root/deployer-tz.json 2>/dev/null; true";
 
@@ -808,6 +816,7 @@ const TZ_STATE: &str = "timedatectl show -p Timezone; readlink /etc/localtime; c
 /// Ansible's does and changes nothing.
 #[test]
 fn timezone_matches_ansible() {
+    let _zone = zone_lock();
     differential(&Differential {
         prep: "timezone_prep.yml",
         playbook: "timezone.yml",
@@ -893,4 +902,71 @@ fn fact_modules_match_ansible() {
             );
         }
     }
+}
+
+const ARC_RESET: &str = "rm -rf /opt/dpl-arc /opt/dpl-arc-src /root/deployer-unarchive.json; true";
+const ARC_STATE: &str = "cd /opt/dpl-arc 2>/dev/null && find . | sort | while read -r f; do stat -c '%n %a %U %G %F' \"$f\"; \
+     case \"$f\" in ./*/*) stat -c '%Y' \"$f\";; esac; [ -f \"$f\" ] && [ ! -L \"$f\" ] && md5sum < \"$f\"; [ -L \"$f\" ] && readlink \"$f\"; done; \
+     cat /root/deployer-unarchive.json 2>/dev/null; true";
+
+/// unarchive: the same files (content, mode, owner, mtime, links) from
+/// archives on the host and on the controller, same per-task `changed` and
+/// registered values as ansible-playbook; a file that is not an archive fails
+/// naming it and changes nothing. (Ansible's --check skips tar archives;
+/// deployer's predicts from `tar --diff`, checked against its own first run.)
+#[test]
+fn unarchive_matches_ansible() {
+    differential(&Differential {
+        prep: "unarchive_prep.yml",
+        playbook: "unarchive.yml",
+        reset: ARC_RESET,
+        state: ARC_STATE,
+        volatile: &[
+            "a gzip archive on the host",
+            "the same archive again",
+            "a plain tar without one file",
+            "a gzip archive of the same files",
+            "an archive from the controller",
+            "creates names a file that exists",
+            "what the modules registered",
+        ],
+    });
+    let before = root_sh(DEPLOYER_SD, ARC_STATE);
+    let (code, bad) = deployer_run("unarchive_bad.yml", "apply");
+    assert_eq!(code, 1);
+    assert!(
+        bad[0].2
+            && bad[0]
+                .3
+                .contains("Failed to find handler for \"/opt/dpl-arc-src/bogus.tar.gz\""),
+        "{bad:?}"
+    );
+    let (_, abad) = ansible_playbook("unarchive_bad.yml", false);
+    assert!(
+        abad[0].2 && abad[0].3.contains("Failed to find handler"),
+        "{abad:?}"
+    );
+    assert_eq!(root_sh(DEPLOYER_SD, ARC_STATE), before);
+    // Check mode predicts the first run (less the tasks that depend on an
+    // earlier one: the repeated archives, the `creates` of a file unpacked).
+    root_sh(DEPLOYER_SD, ARC_RESET);
+    let (code, _) = deployer_run("unarchive_prep.yml", "apply");
+    assert_eq!(code, 0);
+    let (_, predicted) = deployer_run("unarchive.yml", "check");
+    let (_, first) = deployer_run("unarchive.yml", "apply");
+    let unarchive_tasks = |t: &[Outcome]| -> Vec<(String, bool)> {
+        changed_list(t)
+            .into_iter()
+            .filter(|(n, _)| {
+                ![
+                    "what the modules registered",
+                    "the same archive again",
+                    "a gzip archive of the same files",
+                    "creates names a file that exists",
+                ]
+                .contains(&n.as_str())
+            })
+            .collect()
+    };
+    assert_eq!(unarchive_tasks(&predicted), unarchive_tasks(&first));
 }

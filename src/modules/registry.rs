@@ -101,6 +101,7 @@ pub static MODULES: &[&dyn Module] = &[
     &super::timezone::Timezone,
     &super::package_facts::PackageFacts,
     &super::service_facts::ServiceFacts,
+    &super::unarchive::Unarchive,
     &super::backup::postgres::BackupPostgres,
     &super::backup::volume::BackupVolume,
 ];
@@ -122,7 +123,6 @@ pub static NOT_YET: &[(&str, &str)] = &[
 /// FQCNs are refused by the loader the same way): loading a task that names one
 /// fails at its file:line instead of running anything.
 pub static PENDING: &[&str] = &[
-    "unarchive",
     "find",
     "apt_repository",
     "deb822_repository",
