@@ -108,7 +108,9 @@ impl Engine {
             Some(crate::project::Strategy::Free) => false,
             None => hosts.len() > 1 && hostvars::play_mentions_hostvars(play, &self.inventory),
         };
-        let lockstep = (needs_lockstep(play) || together).then(|| lockstep::Lockstep::new(hosts, batch_size, play.max_fail_percentage, sem.clone()));
+        let lockstep = (needs_lockstep(play) || together).then(|| {
+            lockstep::Lockstep::new(hosts, batch_size, play.max_fail_percentage, sem.clone())
+        });
         let mut futures = Vec::new();
         for h in hosts {
             let state = states.shift_remove(h).unwrap_or_else(|| HostState::new(h));
