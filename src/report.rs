@@ -90,7 +90,10 @@ pub struct Reporter {
 /// any result line is printed so the two never mix. Only on a terminal: in a
 /// pipe, a file or CI nothing of it is written (no control characters).
 pub struct Progress {
-    running: Mutex<Vec<(String, String, std::time::Instant)>>,
+    /// Per host: the task, when it started, and the step the module said it
+    /// is at (an image pull's bytes, a health wait's status, ...; empty when
+    /// none).
+    running: Mutex<Vec<(String, String, std::time::Instant, String)>>,
     /// Whether the status line is currently drawn.
     drawn: std::sync::atomic::AtomicBool,
     /// Held while the terminal is written (status line or a result line), so
@@ -122,14 +125,28 @@ impl Progress {
 
     fn set(&self, host: &str, task: &str) {
         if let Ok(mut r) = self.running.lock() {
-            r.retain(|(h, _, _)| h != host);
-            r.push((host.to_string(), mask(task), std::time::Instant::now()));
+            r.retain(|(h, _, _, _)| h != host);
+            r.push((
+                host.to_string(),
+                mask(task),
+                std::time::Instant::now(),
+                String::new(),
+            ));
+        }
+    }
+
+    /// The step `host`'s running task is at (shown after its elapsed time).
+    fn set_detail(&self, host: &str, detail: &str) {
+        if let Ok(mut r) = self.running.lock()
+            && let Some(e) = r.iter_mut().find(|(h, _, _, _)| h == host)
+        {
+            e.3 = mask(detail);
         }
     }
 
     fn clear_host(&self, host: &str) {
         if let Ok(mut r) = self.running.lock() {
-            r.retain(|(h, _, _)| h != host);
+            r.retain(|(h, _, _, _)| h != host);
         }
     }
 
@@ -141,7 +158,14 @@ impl Progress {
         }
         let parts: Vec<String> = r
             .iter()
-            .map(|(h, t, at)| format!("[{h}] {t} {}s", at.elapsed().as_secs()))
+            .map(|(h, t, at, d)| {
+                let d = if d.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {d}")
+                };
+                format!("[{h}] {t} {}s{d}", at.elapsed().as_secs())
+            })
             .collect();
         let line = format!("running: {}", parts.join(", "));
         Some(line.chars().take(width.saturating_sub(1)).collect())
@@ -149,10 +173,7 @@ impl Progress {
 
     fn draw(&self) {
         let _screen = self.screen.lock();
-        let width = std::env::var("COLUMNS")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(100);
+        let width = terminal_width().unwrap_or(100);
         let mut err = std::io::stderr().lock();
         match self.text(width) {
             Some(line) => {
@@ -176,6 +197,149 @@ impl Progress {
             let _ = err.flush();
         }
     }
+}
+
+/// Where a running task is, as its module reports it: long steps (an image
+/// pull with its bytes, a health wait with the container's health status and
+/// its last check's output, the Plane hook's admin, workspace and user n of
+/// m) appear on the terminal's status line after the task's elapsed time, and
+/// as `task_progress` JSON events (`phase` start, progress or end) for CI. In
+/// human output that is not a terminal nothing is printed (the result line
+/// says what happened). Cheap to clone; [`TaskProgress::none`] reports nothing.
+#[derive(Clone, Default)]
+pub struct TaskProgress {
+    inner: Option<std::sync::Arc<TaskProgressInner>>,
+}
+
+struct TaskProgressInner {
+    reporter: std::sync::Arc<Reporter>,
+    host: String,
+    task: String,
+    /// When each step last sent a `progress` JSON event (one a second at most).
+    sent: Mutex<Vec<(String, std::time::Instant)>>,
+}
+
+/// Phases of a `task_progress` event.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Start,
+    Progress,
+    Milestone,
+    End,
+}
+
+impl TaskProgress {
+    /// Reports nothing (for work outside a task, and unit tests).
+    pub fn none() -> TaskProgress {
+        TaskProgress::default()
+    }
+
+    pub fn new(reporter: &std::sync::Arc<Reporter>, host: &str, task: &str) -> TaskProgress {
+        if reporter.format == Format::Quiet {
+            return TaskProgress::none();
+        }
+        TaskProgress {
+            inner: Some(std::sync::Arc::new(TaskProgressInner {
+                reporter: reporter.clone(),
+                host: host.to_string(),
+                task: task.to_string(),
+                sent: Mutex::new(Vec::new()),
+            })),
+        }
+    }
+
+    /// A step begins: `step` names its kind (`image_pull`, `health_wait`,
+    /// `plane_users`), `text` is what a person reads, `detail` the same as
+    /// JSON fields.
+    pub fn start(&self, step: &str, text: &str, detail: Json) {
+        self.report(Phase::Start, step, text, detail);
+    }
+
+    /// The step advanced: the status line always shows the newest text, JSON
+    /// gets at most one `progress` event a second per step.
+    pub fn update(&self, step: &str, text: &str, detail: Json) {
+        self.report(Phase::Progress, step, text, detail);
+    }
+
+    /// The step reached a milestone (the Plane hook's next user): always an
+    /// event, never throttled.
+    pub fn milestone(&self, step: &str, text: &str, detail: Json) {
+        self.report(Phase::Milestone, step, text, detail);
+    }
+
+    /// The step ended (`text` says how).
+    pub fn end(&self, step: &str, text: &str, detail: Json) {
+        self.report(Phase::End, step, text, detail);
+    }
+
+    fn report(&self, phase: Phase, step: &str, text: &str, detail: Json) {
+        let Some(i) = &self.inner else {
+            return;
+        };
+        let r = &i.reporter;
+        if let Some(p) = &r.progress {
+            p.set_detail(&i.host, if phase == Phase::End { "" } else { text });
+        }
+        if r.format != Format::Json {
+            return;
+        }
+        if phase == Phase::Progress {
+            let Ok(mut sent) = i.sent.lock() else {
+                return;
+            };
+            let now = std::time::Instant::now();
+            match sent.iter_mut().find(|(s, _)| s == step) {
+                Some((_, at)) if now.duration_since(*at) < std::time::Duration::from_secs(1) => {
+                    return;
+                }
+                Some((_, at)) => *at = now,
+                None => sent.push((step.to_string(), now)),
+            }
+        }
+        let mut ev = json!({
+            "event": "task_progress", "host": i.host, "task": i.task, "step": step,
+            "phase": match phase {
+                Phase::Start => "start",
+                Phase::Progress | Phase::Milestone => "progress",
+                Phase::End => "end",
+            },
+            "msg": text,
+        });
+        if let (Some(m), Json::Object(d)) = (ev.as_object_mut(), detail) {
+            for (k, v) in d {
+                m.entry(k).or_insert(v);
+            }
+        }
+        r.event(ev);
+    }
+}
+
+/// `n` bytes for a person: "812 B", "3.4 MB", "1.2 GB" (decimal units, as
+/// Docker prints sizes).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1000.0;
+    let mut unit = 0;
+    while v >= 1000.0 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// The terminal's width in columns: `COLUMNS` when set, else what the
+/// terminal on stderr says (TIOCGWINSZ).
+fn terminal_width() -> Option<usize> {
+    if let Some(c) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
+        return Some(c);
+    }
+    // SAFETY: TIOCGWINSZ fills a winsize struct we own; fd 2 is only read.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0 && ws.ws_col > 0).then_some(usize::from(ws.ws_col))
 }
 
 pub fn mask_json(v: &Json) -> Json {
@@ -558,5 +722,130 @@ impl Reporter {
             }
         }
         mask(&s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex as StdMutex};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<StdMutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("buf").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn events(buf: &Buf) -> Vec<Json> {
+        String::from_utf8(buf.0.lock().expect("buf").clone())
+            .expect("utf-8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON event a line"))
+            .collect()
+    }
+
+    #[test]
+    fn task_progress_events_carry_start_progress_end_and_are_throttled() {
+        let buf = Buf::default();
+        let r = Arc::new(Reporter::to_writer(
+            Format::Json,
+            false,
+            Box::new(buf.clone()),
+        ));
+        let p = TaskProgress::new(&r, "tb1", "Pull images");
+        p.start("image_pull", "pulling img:1", json!({"image": "img:1"}));
+        p.update(
+            "image_pull",
+            "img:1: 1.0 MB of 4.0 MB",
+            json!({"bytes_done": 1_000_000u64}),
+        );
+        // Within a second of the last progress event: not sent.
+        p.update(
+            "image_pull",
+            "img:1: 2.0 MB of 4.0 MB",
+            json!({"bytes_done": 2_000_000u64}),
+        );
+        // Another step has its own clock.
+        p.update(
+            "health_wait",
+            "api: starting",
+            json!({"health": "starting"}),
+        );
+        p.end(
+            "image_pull",
+            "pulled img:1",
+            json!({"bytes_done": 4_000_000u64}),
+        );
+        let ev = events(&buf);
+        let phases: Vec<(String, String)> = ev
+            .iter()
+            .map(|e| {
+                (
+                    e["step"].as_str().unwrap_or("").to_string(),
+                    e["phase"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                ("image_pull", "start"),
+                ("image_pull", "progress"),
+                ("health_wait", "progress"),
+                ("image_pull", "end"),
+            ]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+        assert!(ev.iter().all(|e| e["event"] == "task_progress"
+            && e["host"] == "tb1"
+            && e["task"] == "Pull images"));
+        assert_eq!(ev[1]["bytes_done"], 1_000_000);
+        assert_eq!(ev[1]["msg"], "img:1: 1.0 MB of 4.0 MB");
+        assert_eq!(ev[3]["bytes_done"], 4_000_000);
+        // Quiet output (plans) reports nothing.
+        let quiet = Arc::new(Reporter::to_writer(
+            Format::Quiet,
+            false,
+            Box::new(buf.clone()),
+        ));
+        TaskProgress::new(&quiet, "tb1", "t").start("x", "y", json!({}));
+        assert_eq!(events(&buf).len(), 4);
+    }
+
+    #[test]
+    fn status_line_shows_the_step_after_the_elapsed_time() {
+        let p = Progress {
+            running: Mutex::new(Vec::new()),
+            drawn: std::sync::atomic::AtomicBool::new(false),
+            screen: Mutex::new(()),
+        };
+        p.set("tb1", "Plane users");
+        p.set("tb2", "Stack up");
+        p.set_detail("tb1", "user 3 of 11: writer@agents.test");
+        assert_eq!(
+            p.text(200).as_deref(),
+            Some(
+                "running: [tb1] Plane users 0s: user 3 of 11: writer@agents.test, [tb2] Stack up 0s"
+            )
+        );
+        // Cut to the terminal's width.
+        assert_eq!(p.text(20).map(|t| t.chars().count()), Some(19));
+        p.clear_host("tb1");
+        assert_eq!(p.text(200).as_deref(), Some("running: [tb2] Stack up 0s"));
+    }
+
+    #[test]
+    fn bytes_for_a_person() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1_500), "1.5 kB");
+        assert_eq!(human_bytes(40_123_456), "40.1 MB");
+        assert_eq!(human_bytes(2_000_000_000), "2.0 GB");
     }
 }

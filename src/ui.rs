@@ -5,8 +5,9 @@
 //!
 //! Diagnostics go to stderr through `tracing`:
 //! - `-v`: one line per remote execution (host, user, exit status, duration,
-//!   the script's first line) and per Docker API call;
-//! - `-vv`: also each script's text. Secrets are masked and long base64 runs
+//!   the script's first line) and per Docker API connection opened;
+//! - `-vv`: also each script's text and each Docker API call (method and
+//!   path; never bodies or headers). Secrets are masked and long base64 runs
 //!   (file contents on their way to a host) are shown as their length only,
 //!   so a secret file's content never reaches the terminal, encoded or not.
 

@@ -285,6 +285,50 @@ fn plane_end_to_end_stack_users_tokens_idempotence_and_one_role_change() {
         "a port is published: {published}"
     );
 
+    // Progress of the long steps, as JSON events for CI: the hook's admin,
+    // workspace and each user n of 11, and the health waits of the stack.
+    let progress: Vec<serde_json::Value> = first
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "task_progress")
+        .collect();
+    let hook: Vec<String> = progress
+        .iter()
+        .filter(|e| e["step"] == "plane_users" && e["phase"] == "progress")
+        .map(|e| e["msg"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        hook.len(),
+        11 + 3,
+        "admin, workspace, 10 users, roles?, verify: {hook:#?}"
+    );
+    assert!(
+        hook[0].starts_with("admin ") && hook[0].ends_with("(user 1 of 11)"),
+        "{hook:#?}"
+    );
+    assert!(hook[1].starts_with("workspace "), "{hook:#?}");
+    for n in 2..=11 {
+        assert!(
+            hook.iter()
+                .any(|m| m.starts_with(&format!("user {n} of 11: "))),
+            "user {n} of 11 missing: {hook:#?}"
+        );
+    }
+    assert!(
+        progress
+            .iter()
+            .any(|e| e["step"] == "plane_users" && e["phase"] == "end"),
+        "{progress:#?}"
+    );
+    assert!(
+        progress.iter().any(|e| e["step"] == "health_wait"
+            && e["phase"] == "end"
+            && e["service"] == "plane-api"
+            && e["ready"] == true),
+        "the api's health wait: {progress:#?}"
+    );
+
     let secrets = vault(dir);
     // Database and user `plane` with the shared password (seed 0.2), over TCP
     // with password authentication; the migrator's table proves the .env's
@@ -483,7 +527,7 @@ fn plane_end_to_end_stack_users_tokens_idempotence_and_one_role_change() {
             "Plane users, roles and API tokens (stored in the vault)".to_string(),
             "changed".to_string(),
             // A summary line, then one line per action.
-            "would: 1 roles changed\nwould change builder@agents.javisi.local's role to Admin"
+            "would: 1 role changed\nwould change builder@agents.javisi.local's role to Admin"
                 .to_string()
         )],
         "{}",

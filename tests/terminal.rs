@@ -230,3 +230,172 @@ fn a_terminal_shows_the_running_task_with_its_elapsed_time() {
     );
     assert!(last.contains("ok: [tb1] a slow step"), "{last}");
 }
+
+/// A compose project on tb1 whose one service becomes healthy about 4 s
+/// after it starts; until then its check fails saying `warming-up-check`.
+fn slow_health_project(prefix: &str, dir: &str) -> tempfile::TempDir {
+    let site = format!(
+        "- hosts: tb1\n  become: true\n  gather_facts: false\n  tasks:\n\
+         \x20   - name: project dir\n      file: {{path: {dir}, state: directory}}\n\
+         \x20   - name: compose file\n      copy:\n        dest: {dir}/compose.yml\n        content: |\n\
+         \x20         name: {prefix}\n\
+         \x20         services:\n\
+         \x20           slow:\n\
+         \x20             image: {TEST_IMAGE}\n\
+         \x20             command: [sh, -c, 'sleep 4; touch /tmp/ready; exec sleep 1000000']\n\
+         \x20             healthcheck:\n\
+         \x20               test: ['CMD-SHELL', 'test -e /tmp/ready || {{ echo warming-up-check; exit 1; }}']\n\
+         \x20               interval: 1s\n\
+         \x20               retries: 60\n\
+         \x20   - name: the stack\n      community.docker.docker_compose_v2:\n        project_src: {dir}\n        wait: true\n        wait_timeout: 60\n        timeout: 1\n"
+    );
+    project(&[("site.yml", &site)])
+}
+
+fn remove_compose_project(prefix: &str) {
+    let ids = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=com.docker.compose.project={prefix}"),
+    ]);
+    for id in ids.lines().filter(|l| !l.is_empty()) {
+        docker_cleanup(&["rm", "-f", id]);
+    }
+    let nets = docker(&["network", "ls", "-q", "--filter", &format!("name={prefix}")]);
+    for n in nets.lines().filter(|l| !l.is_empty()) {
+        docker_cleanup(&["network", "rm", n]);
+    }
+}
+
+/// A health wait says where it is: JSON `task_progress` events with the
+/// container's health status and its last check's output, then whether it
+/// became ready; `-vv` logs each Docker API call (method and path); on a
+/// terminal the status line shows the wait.
+#[test]
+fn health_waits_report_status_and_last_check_and_vv_logs_docker_calls() {
+    ensure_test_image();
+    let prefix = scoped("terminal-health");
+    let dir = format!("/srv/{prefix}");
+    remove_compose_project(&prefix);
+    on_host("tb1", &format!("rm -rf {dir}"));
+    let p = slow_health_project(&prefix, &dir);
+
+    let r = deployer(
+        p.path(),
+        &["apply", "-i", &inv(), "site.yml", "--format", "json"],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    let waits: Vec<serde_json::Value> = events(&r.stdout)
+        .into_iter()
+        .filter(|e| e["event"] == "task_progress" && e["step"] == "health_wait")
+        .collect();
+    assert!(
+        waits
+            .iter()
+            .all(|e| e["host"] == "tb1" && e["task"] == "the stack" && e["service"] == "slow"),
+        "{waits:#?}"
+    );
+    assert_eq!(
+        waits.first().map(|e| &e["phase"]),
+        Some(&"start".into()),
+        "{waits:#?}"
+    );
+    let last = waits.last().expect("health_wait events");
+    assert_eq!(last["phase"], "end", "{waits:#?}");
+    assert_eq!(last["ready"], true, "{waits:#?}");
+    assert!(
+        waits.iter().any(|e| e["phase"] == "progress"
+            && e["health"] == "starting"
+            && e["last_check_output"] == "warming-up-check"
+            && e["last_check_exit"] == 1
+            && e["msg"]
+                .as_str()
+                .is_some_and(|m| m.contains("starting; last check exit 1: warming-up-check"))),
+        "a progress event with the health status and the last check's output: {waits:#?}"
+    );
+
+    // A re-run (no change, still waits for health) under -vv: Docker API calls.
+    let vv = deployer(
+        p.path(),
+        &["apply", "-vv", "--color", "never", "-i", &inv(), "site.yml"],
+    );
+    assert_eq!(vv.code, 0, "{}", vv.all());
+    assert_no_control_characters("stdout", &vv.stdout);
+    assert_no_control_characters("stderr of -vv", &vv.stderr);
+    let calls: Vec<&str> = vv
+        .stderr
+        .lines()
+        .filter(|l| l.contains("docker: GET /") || l.contains("docker: POST /"))
+        .collect();
+    assert!(
+        calls
+            .iter()
+            .any(|l| l.contains("host=tb1") && l.contains("/containers/")),
+        "-vv logs the Docker API calls:\n{}",
+        vv.stderr
+    );
+    let v = deployer(p.path(), &["apply", "-v", "-i", &inv(), "site.yml"]);
+    assert_eq!(v.code, 0, "{}", v.all());
+    assert!(
+        !v.stderr.contains("docker: GET /"),
+        "API calls only with -vv"
+    );
+
+    // On a terminal: the status line shows the wait with its health status.
+    remove_compose_project(&prefix);
+    let session = format!("deployer-health-{}-{}", testbed_id(), std::process::id());
+    let cmd = format!(
+        "{} apply -i {} site.yml; echo EXIT=$? ; sleep 60",
+        env!("CARGO_BIN_EXE_deployer"),
+        inv()
+    );
+    let started = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "200",
+            "-y",
+            "40",
+            "-c",
+        ])
+        .arg(p.path())
+        .arg(&cmd)
+        .status()
+        .expect("tmux");
+    assert!(started.success(), "tmux new-session failed");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut saw = None;
+    let mut pane = String::new();
+    while Instant::now() < deadline {
+        let o = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &session])
+            .output()
+            .expect("tmux capture-pane");
+        pane = String::from_utf8_lossy(&o.stdout).into_owned();
+        if saw.is_none()
+            && let Some(l) = pane.lines().find(|l| {
+                l.contains("running: [tb1] the stack")
+                    && l.contains("waiting for service slow to be healthy")
+            })
+        {
+            saw = Some(l.to_string());
+        }
+        if pane.contains("EXIT=") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let _ = Command::new("tmux")
+        .args(["kill-session", "-t", &session])
+        .status();
+    remove_compose_project(&prefix);
+    on_host("tb1", &format!("rm -rf {dir}"));
+    let saw =
+        saw.unwrap_or_else(|| panic!("no health wait on the status line; last pane:\n{pane}"));
+    assert!(saw.contains("(") && saw.contains("s): "), "{saw}");
+    assert!(pane.contains("EXIT=0"), "{pane}");
+}

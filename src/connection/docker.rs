@@ -261,8 +261,22 @@ impl Connection {
             bridge,
             relay,
         };
+        let host = self.name.clone();
         let client = Docker::connect_with_unix(&local, 120, &API_VERSION)
-            .map_err(|e| err(format!("cannot open the Docker API client: {e}")))?;
+            .map_err(|e| err(format!("cannot open the Docker API client: {e}")))?
+            // `-vv`: each Docker API call, method and path (bodies and
+            // headers, where credentials travel, are never logged).
+            .with_request_modifier(move |req| {
+                tracing::trace!(
+                    host = %host,
+                    "docker: {} {}",
+                    req.method(),
+                    crate::ui::script_for_log(
+                        req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
+                    )
+                );
+                req
+            });
         let t = tunnel(client.clone());
         if let Err(e) = client.ping().await {
             drop(t);

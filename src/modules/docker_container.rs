@@ -179,6 +179,7 @@ pub async fn docker_container(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<Mod
         config_files: Vec::new(),
         working_dir: String::new(),
         stop_timeout: a.stop_timeout.map(|t| t as i32),
+        progress: ctx.progress.clone(),
     };
     let order = vec![name.clone()];
     let observed = engine.observe().await?;

@@ -169,6 +169,9 @@ pub struct ModuleCtx<'a> {
     pub release: Option<&'a dyn ReleaseStage>,
     /// What the module saved for the release, for the executor to record.
     pub saved: Vec<ReleaseSave>,
+    /// Where a long step is (image pulls, health waits, the Plane hook's
+    /// users), for the terminal's status line and JSON events.
+    pub progress: crate::report::TaskProgress,
 }
 
 impl ModuleCtx<'_> {

@@ -340,8 +340,21 @@ pub async fn plane_users(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleRe
         client: &client,
         check: ctx.check,
         actions: Vec::new(),
+        progress: ctx.progress.clone(),
     };
     let outcome = p.run(&a, &mut store).await;
+    let (text, ok) = match &outcome {
+        Ok(()) if p.actions.is_empty() => {
+            ("users, roles and tokens are in place".to_string(), true)
+        }
+        Ok(()) => (summarize(&p.actions), true),
+        Err(_) => ("failed".to_string(), false),
+    };
+    p.progress.end(
+        "plane_users",
+        &text,
+        json!({"ok": ok, "actions": p.actions.len(), "requests": client.requests_sent()}),
+    );
     if let Some(f) = forward {
         f.close(ctx.conn).await;
     }
@@ -387,33 +400,34 @@ pub async fn plane_users(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleRe
 /// created". Actions are grouped by their kind, in order of first appearance.
 fn summarize(actions: &[String]) -> String {
     let would = actions.iter().all(|a| a.starts_with("would "));
-    let mut kinds: Vec<(&'static str, usize)> = Vec::new();
+    // (singular, plural): "1 role changed", "2 roles changed".
+    let mut kinds: Vec<((&'static str, &'static str), usize)> = Vec::new();
     for a in actions {
         let a = a.strip_prefix("would ").unwrap_or(a);
         let kind = if a.starts_with("create the instance admin") {
-            "instance admin created"
+            ("instance admin created", "instance admins created")
         } else if a.starts_with("create workspace") {
-            "workspace created"
+            ("workspace created", "workspaces created")
         } else if a.starts_with("create user") {
-            "users created with a token"
+            ("user created with a token", "users created with a token")
         } else if a.starts_with("invite ") {
-            "invited"
+            ("invited", "invited")
         } else if a.starts_with("sign up ") {
-            "signed up"
+            ("signed up", "signed up")
         } else if a.starts_with("accept the invitation") {
-            "invitations accepted"
+            ("invitation accepted", "invitations accepted")
         } else if a.starts_with("change ") && a.contains("'s role to ") {
-            "roles changed"
+            ("role changed", "roles changed")
         } else if a.starts_with("set the display name") {
-            "display names set"
+            ("display name set", "display names set")
         } else if a.starts_with("replace the token") {
-            "tokens replaced"
+            ("token replaced", "tokens replaced")
         } else if a.starts_with("create a token") {
-            "tokens created"
+            ("token created", "tokens created")
         } else if a.starts_with("revoke ") {
-            "older tokens revoked"
+            ("older token revoked", "older tokens revoked")
         } else {
-            "other changes"
+            ("other change", "other changes")
         };
         match kinds.iter_mut().find(|(k, _)| *k == kind) {
             Some((_, n)) => *n += 1,
@@ -422,9 +436,10 @@ fn summarize(actions: &[String]) -> String {
     }
     let parts: Vec<String> = kinds
         .iter()
-        .map(|(kind, n)| match (*kind, *n) {
-            ("instance admin created" | "workspace created", 1) => kind.to_string(),
-            (kind, n) => format!("{n} {kind}"),
+        .map(|((one, many), n)| match (*one, *n) {
+            ("instance admin created" | "workspace created", 1) => one.to_string(),
+            (one, 1) => format!("1 {one}"),
+            (_, n) => format!("{n} {many}"),
         })
         .collect();
     let text = parts.join("; ");
@@ -545,6 +560,7 @@ struct Provision<'a> {
     client: &'a PlaneClient,
     check: bool,
     actions: Vec<String>,
+    progress: crate::report::TaskProgress,
 }
 
 impl Provision<'_> {
@@ -557,9 +573,30 @@ impl Provision<'_> {
         !self.check
     }
 
+    /// Says which step the hook is at: `admin`, `workspace`, `user` n of
+    /// m (the admin is user 1), `roles`, `verify`.
+    fn at(&self, what: &str, text: String, n: Option<(usize, usize)>) {
+        self.progress.milestone(
+            "plane_users",
+            &text,
+            json!({"at": what, "user": n.map(|n| n.0), "users": n.map(|n| n.1)}),
+        );
+    }
+
     async fn run(&mut self, a: &PlaneUsersArgs, store: &mut VaultStore<'_>) -> Result<(), String> {
         let c = self.client;
+        let users = a.agents.len() + 1;
+        self.progress.start(
+            "plane_users",
+            "waiting for Plane's api",
+            json!({"at": "health", "users": users}),
+        );
         c.healthy().await.map_err(|e| e.to_string())?;
+        self.at(
+            "admin",
+            format!("admin {} (user 1 of {users})", a.admin.email),
+            Some((1, users)),
+        );
         let inst = c
             .session_json(
                 "read the instance",
@@ -614,6 +651,7 @@ impl Provision<'_> {
         })?;
 
         // The workspace.
+        self.at("workspace", format!("workspace {}", a.workspace.slug), None);
         let mine = c
             .session_json(
                 "list workspaces",
@@ -684,7 +722,12 @@ impl Provision<'_> {
         };
 
         let mut accepted_any = false;
-        for agent in &a.agents {
+        for (i, agent) in a.agents.iter().enumerate() {
+            self.at(
+                "user",
+                format!("user {} of {users}: {}", i + 2, agent.email),
+                Some((i + 2, users)),
+            );
             let pw_key = a.agent_password_key.replace("{id}", &agent.id);
             let token_key = a.agent_token_key.replace("{id}", &agent.id);
             let who = &agent.email;
@@ -789,6 +832,7 @@ impl Provision<'_> {
         // An invitation accepted now carries the role it was sent with, maybe
         // by an earlier run with another role: set the roles asked for.
         if accepted_any && !self.check {
+            self.at("roles", "roles of accepted invitations".into(), None);
             let now = c
                 .session_json("list members", &mut admin, Method::GET, &members_path, None)
                 .await
@@ -824,6 +868,7 @@ impl Provision<'_> {
         if !self.check
             && let Some(t) = store.get(&a.admin_token_key).map(str::to_string)
         {
+            self.at("verify", "verifying tokens and roles".into(), None);
             let final_members = c
                 .v1_list(
                     "verify members",
@@ -1166,6 +1211,21 @@ mod tests {
         );
         let would: Vec<String> = actions.iter().map(|a| format!("would {a}")).collect();
         assert!(super::summarize(&would).starts_with("would: instance admin created"));
+        // One of a kind is singular, several plural.
+        let roles = |n: usize| -> Vec<String> {
+            (0..n)
+                .map(|i| format!("change a{i}@example.test's role to Admin"))
+                .chain((0..n).map(|i| format!("revoke token {i} of a{i}@example.test")))
+                .collect()
+        };
+        assert_eq!(
+            super::summarize(&roles(1)),
+            "1 role changed; 1 older token revoked"
+        );
+        assert_eq!(
+            super::summarize(&roles(2)),
+            "2 roles changed; 2 older tokens revoked"
+        );
     }
 
     use super::*;

@@ -469,6 +469,12 @@ impl Engine {
                 st.release.as_deref().map(|r| r as &dyn ReleaseStage)
             },
             saved: Vec::new(),
+            progress: crate::report::TaskProgress::new(
+                &self.reporter,
+                &st.name,
+                &ctx.render_string(&t.display_name())
+                    .unwrap_or_else(|_| t.display_name()),
+            ),
         };
         let outcome = self
             .until_interrupted(modules::run(module, json_args, &mut mctx))

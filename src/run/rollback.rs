@@ -716,6 +716,11 @@ async fn restore_compose(
         playbook_dir: &engine.playbook_dir,
         release: rec.map(|r| r as &dyn crate::modules::ReleaseStage),
         saved: Vec::new(),
+        progress: crate::report::TaskProgress::new(
+            &engine.reporter,
+            &plan.host,
+            &task.display_name(),
+        ),
     };
     let res = crate::modules::compose::docker_compose_v2(Json::Object(args), &mut mctx).await;
     if let Some(r) = rec {

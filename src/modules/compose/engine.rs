@@ -41,6 +41,8 @@ pub struct Engine<'a> {
     pub config_files: Vec<String>,
     pub working_dir: String,
     pub stop_timeout: Option<i32>,
+    /// Pulls and health waits report where they are here.
+    pub progress: crate::report::TaskProgress,
 }
 
 #[derive(Debug, Default)]
@@ -203,7 +205,22 @@ impl Engine<'_> {
                     None,
                     None,
                 );
+                let mut pull = PullProgress::default();
+                self.progress.start(
+                    "image_pull",
+                    &format!("pulling {image}"),
+                    json!({"service": name, "image": image}),
+                );
                 while let Some(item) = stream.next().await {
+                    if let Ok(info) = &item
+                        && pull.add(info)
+                    {
+                        self.progress.update(
+                            "image_pull",
+                            &format!("pulling {image}: {}", pull.text()),
+                            pull.json(name, image),
+                        );
+                    }
                     if let Err(e) = item {
                         return Err(format!(
                             "{noun} {name}: image {image} {}and cannot be pulled: {}",
@@ -216,6 +233,11 @@ impl Engine<'_> {
                         ));
                     }
                 }
+                self.progress.end(
+                    "image_pull",
+                    &format!("pulled {image}: {}", pull.text()),
+                    pull.json(name, image),
+                );
                 let after = self
                     .docker
                     .inspect_image(image)
@@ -622,16 +644,32 @@ impl Engine<'_> {
     ) -> Result<(), String> {
         let noun = self.noun();
         let deadline = Instant::now() + timeout;
-        loop {
-            let info = self.inspect_service(service).await?;
+        let started = Instant::now();
+        let waiting_for = if cond == Some(DependsCondition::ServiceCompletedSuccessfully) {
+            "to complete"
+        } else {
+            "to be healthy"
+        };
+        self.progress.start(
+            "health_wait",
+            &format!("waiting for {noun} {service} {waiting_for}"),
+            json!({"service": service}),
+        );
+        let result = loop {
+            let info = match self.inspect_service(service).await {
+                Ok(i) => i,
+                Err(e) => break Err(e),
+            };
             let st = info.state.clone().unwrap_or_default();
             let health = st.health.clone();
             let status = health.as_ref().and_then(|h| h.status);
             let running = st.running.unwrap_or(false);
             let exit = st.exit_code.unwrap_or(0);
+            let (text, detail) = health_progress(noun, service, waiting_for, &info, started);
+            self.progress.update("health_wait", &text, detail);
             if cond == Some(DependsCondition::ServiceCompletedSuccessfully) {
                 if !running {
-                    return if exit == 0 {
+                    break if exit == 0 {
                         Ok(())
                     } else {
                         Err(format!("{noun} {service} exited with code {exit}"))
@@ -639,19 +677,19 @@ impl Engine<'_> {
                 }
             } else {
                 if !running && !st.restarting.unwrap_or(false) {
-                    return Err(format!(
+                    break Err(format!(
                         "{noun} {service} is not running (exit code {exit})"
                     ));
                 }
                 match status {
                     None | Some(HealthStatusEnum::NONE | HealthStatusEnum::EMPTY) => {
                         if running {
-                            return Ok(());
+                            break Ok(());
                         }
                     }
-                    Some(HealthStatusEnum::HEALTHY) => return Ok(()),
+                    Some(HealthStatusEnum::HEALTHY) => break Ok(()),
                     Some(HealthStatusEnum::UNHEALTHY) => {
-                        return Err(format!(
+                        break Err(format!(
                             "{noun} {service} is unhealthy; last health checks:\n{}",
                             health_log(&info)
                         ));
@@ -660,7 +698,7 @@ impl Engine<'_> {
                 }
             }
             if Instant::now() >= deadline {
-                return Err(format!(
+                break Err(format!(
                     "{noun} {service} did not become {} within {}s; last health checks:\n{}",
                     if cond == Some(DependsCondition::ServiceCompletedSuccessfully) {
                         "complete"
@@ -672,7 +710,21 @@ impl Engine<'_> {
                 ));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let secs = started.elapsed().as_secs();
+        match &result {
+            Ok(()) => self.progress.end(
+                "health_wait",
+                &format!("{noun} {service} ready after {secs}s"),
+                json!({"service": service, "ready": true, "seconds": secs}),
+            ),
+            Err(_) => self.progress.end(
+                "health_wait",
+                &format!("{noun} {service} not ready after {secs}s"),
+                json!({"service": service, "ready": false, "seconds": secs}),
+            ),
         }
+        result
     }
 
     /// `wait: true`: every service running, and healthy where it has a
@@ -812,6 +864,134 @@ fn observed_container(
     }
 }
 
+/// An image pull's bytes, summed over its layers from the daemon's progress
+/// messages (`Downloading` with current/total; a layer `Download complete` or
+/// `Pull complete` counts as fully done, one that `Already exists` as nothing
+/// to download).
+#[derive(Default)]
+struct PullProgress {
+    /// Layer id -> (bytes done, total bytes when known).
+    layers: BTreeMap<String, (u64, Option<u64>)>,
+}
+
+impl PullProgress {
+    /// Takes one message; true when the byte counts or a layer's state changed.
+    fn add(&mut self, info: &bollard::models::CreateImageInfo) -> bool {
+        let (Some(id), Some(status)) = (&info.id, &info.status) else {
+            return false;
+        };
+        let d = info.progress_detail.as_ref();
+        let current = d
+            .and_then(|d| d.current)
+            .and_then(|c| u64::try_from(c).ok());
+        let total = d
+            .and_then(|d| d.total)
+            .and_then(|t| u64::try_from(t).ok())
+            .filter(|t| *t > 0);
+        let new = !self.layers.contains_key(id);
+        let entry = self.layers.entry(id.clone()).or_insert((0, None));
+        let before = *entry;
+        match status.as_str() {
+            "Downloading" => {
+                entry.0 = current.unwrap_or(entry.0);
+                entry.1 = total.or(entry.1);
+            }
+            // Nothing to download for this layer.
+            "Already exists" => *entry = (0, Some(0)),
+            "Download complete" | "Pull complete" => {
+                let t = entry.1.unwrap_or(entry.0);
+                *entry = (t, Some(t));
+            }
+            _ => {}
+        }
+        new || *entry != before
+    }
+
+    fn done(&self) -> u64 {
+        self.layers.values().map(|(d, _)| d).sum()
+    }
+
+    fn total(&self) -> Option<u64> {
+        self.layers.values().map(|(_, t)| *t).sum()
+    }
+
+    /// "12.3 MB of 40.1 MB" (or "12.3 MB" while a layer's size is unknown).
+    fn text(&self) -> String {
+        match self.total() {
+            Some(t) => format!(
+                "{} of {}",
+                crate::report::human_bytes(self.done()),
+                crate::report::human_bytes(t)
+            ),
+            None => crate::report::human_bytes(self.done()),
+        }
+    }
+
+    fn json(&self, service: &str, image: &str) -> Json {
+        json!({
+            "service": service,
+            "image": image,
+            "bytes_done": self.done(),
+            "bytes_total": self.total(),
+            "layers": self.layers.len(),
+        })
+    }
+}
+
+/// A health wait's status-line text and event fields: the container's health
+/// status (or running state), how long it has waited, and the last health
+/// check's exit code and first output line.
+fn health_progress(
+    noun: &str,
+    service: &str,
+    waiting_for: &str,
+    info: &ContainerInspectResponse,
+    started: Instant,
+) -> (String, Json) {
+    let st = info.state.as_ref();
+    let health = st.and_then(|s| s.health.as_ref());
+    let status = match health.and_then(|h| h.status) {
+        Some(HealthStatusEnum::NONE | HealthStatusEnum::EMPTY) | None => st
+            .and_then(|s| s.status)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        Some(h) => h.to_string(),
+    };
+    let last = health
+        .and_then(|h| h.log.as_ref())
+        .and_then(|l| l.last())
+        .map(|r| {
+            let line = r
+                .output
+                .as_deref()
+                .unwrap_or("")
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("")
+                .chars()
+                .take(120)
+                .collect::<String>();
+            (r.exit_code.unwrap_or(-1), line)
+        });
+    let secs = started.elapsed().as_secs();
+    let mut text = format!("waiting for {noun} {service} {waiting_for} ({secs}s): {status}");
+    if let Some((code, line)) = &last {
+        text.push_str(&format!("; last check exit {code}"));
+        if !line.is_empty() {
+            text.push_str(&format!(": {line}"));
+        }
+    }
+    let detail = json!({
+        "service": service,
+        "health": status,
+        "seconds": secs,
+        "last_check_exit": last.as_ref().map(|(c, _)| *c),
+        "last_check_output": last.as_ref().map(|(_, l)| l.clone()),
+    });
+    (text, detail)
+}
+
 fn health_log(info: &ContainerInspectResponse) -> String {
     let log = info
         .state
@@ -835,4 +1015,46 @@ fn health_log(info: &ContainerInspectResponse) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PullProgress;
+    use bollard::models::{CreateImageInfo, ProgressDetail};
+
+    fn msg(id: &str, status: &str, current: Option<i64>, total: Option<i64>) -> CreateImageInfo {
+        CreateImageInfo {
+            id: Some(id.into()),
+            status: Some(status.into()),
+            progress_detail: Some(ProgressDetail { current, total }),
+            ..Default::default()
+        }
+    }
+
+    /// The daemon's pull messages, as `docker pull` sends them for a
+    /// two-layer image whose first layer is already present.
+    #[test]
+    fn pull_bytes_are_summed_over_layers() {
+        let mut p = PullProgress::default();
+        assert!(!p.add(&CreateImageInfo {
+            status: Some("Pulling from library/x".into()),
+            ..Default::default()
+        }));
+        assert!(p.add(&msg("a", "Pulling fs layer", None, None)));
+        assert!(p.add(&msg("b", "Already exists", None, None)));
+        assert!(p.add(&msg("a", "Downloading", Some(1_000_000), Some(4_000_000))));
+        assert_eq!(p.text(), "1.0 MB of 4.0 MB");
+        // The same count again is not news.
+        assert!(!p.add(&msg("a", "Downloading", Some(1_000_000), Some(4_000_000))));
+        assert!(p.add(&msg("a", "Downloading", Some(3_500_000), Some(4_000_000))));
+        assert!(p.add(&msg("a", "Download complete", None, None)));
+        assert_eq!(p.text(), "4.0 MB of 4.0 MB");
+        let j = p.json("api", "reg/x:1");
+        assert_eq!(j["bytes_done"], 4_000_000);
+        assert_eq!(j["bytes_total"], 4_000_000);
+        assert_eq!(j["layers"], 2);
+        // A layer whose size is not known yet: bytes only.
+        assert!(p.add(&msg("c", "Waiting", None, None)));
+        assert_eq!(p.text(), "4.0 MB");
+    }
 }

@@ -148,6 +148,7 @@ pub async fn docker_compose_v2(
         config_files: files.compose.iter().map(|f| f.0.clone()).collect(),
         working_dir: project_dir.clone(),
         stop_timeout: a.timeout.map(|t| t as i32),
+        progress: ctx.progress.clone(),
     };
     let observed = engine.observe().await?;
     let images = engine.check_images(&order, pull, state, ctx.check).await?;
