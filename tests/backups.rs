@@ -950,3 +950,124 @@ fn failed_migration_then_rollback_with_data_gives_the_rows_back() {
         &format!("rm -rf /var/backups/deployer/{project_name} {srv} {sd}"),
     );
 }
+
+/// The PostgreSQL role backs up every application database before an apply
+/// that changes the server (its compose file or environment), and only then:
+/// nothing on the first install (no container yet), nothing on an apply
+/// without change, one backup naming the apply's release when the server's
+/// settings change, taken before the container is recreated. Deployed with
+/// `make deploy-role ROLE=postgresql ENV=staging` on a project laid out by
+/// environment (inventory/staging/ is a testbed host).
+#[test]
+fn postgresql_role_backs_up_before_a_change_of_the_server() {
+    ensure_service_images();
+    let name = scoped("bkrole");
+    let network = format!("{name}_backend");
+    let base = format!("/srv/{name}");
+    let cleanup = || {
+        let _ = docker(&["rm", "-f", "-v", &format!("{name}_postgresql")]);
+        let _ = docker(&["volume", "rm", "-f", &format!("{name}_postgresql_data")]);
+        let _ = std::process::Command::new("docker")
+            .args(["network", "rm", &network])
+            .output();
+        on_host(
+            "tb2",
+            &format!("rm -rf {base} /var/backups/deployer/{name}"),
+        );
+    };
+    cleanup();
+    docker_ok(&["network", "create", &network]);
+    let vars = |mem: &str| {
+        format!(
+            "project_name: {name}\nproject_base_dir: {base}\npostgresql_image: {PG_IMAGE}\npostgresql_password: testbed-only\ndocker_network_backend: {network}\npostgresql_healthcheck_interval: 1s\npostgresql_healthcheck_retries: 120\npostgresql_mem_limit: {mem}\npostgresql_databases:\n  - {{name: app, user: app}}\n"
+        )
+    };
+    // The project laid out by environment, deployed with the Makefile's
+    // `make deploy-role ROLE=postgresql ENV=staging` (inventory/staging/).
+    let dir = project(&[
+        (
+            "playbooks/site.yml",
+            "- hosts: all\n  gather_facts: false\n  roles:\n    - {role: postgresql, tags: [postgresql]}\n",
+        ),
+        ("ansible.cfg", "[defaults]\nroles_path = roles\n"),
+    ]);
+    env_inventory(dir.path(), "staging", "tb2");
+    let set_vars = |mem: &str| {
+        std::fs::create_dir_all(dir.path().join("inventory/staging/group_vars")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("inventory/staging/group_vars/all.yml"),
+            vars(mem),
+        )
+        .expect("group_vars");
+    };
+    let make_deploy = || {
+        let o = std::process::Command::new("make")
+            .arg("-s")
+            .arg("-f")
+            .arg(repo().join("Makefile"))
+            .args(["deploy-role", "ROLE=postgresql", "ENV=staging"])
+            .arg(format!("DEPLOYER={}", env!("CARGO_BIN_EXE_deployer")))
+            .current_dir(dir.path())
+            .output()
+            .expect("make");
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    };
+    let o = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(repo().join("roles"))
+        .arg(dir.path())
+        .output()
+        .expect("cp");
+    assert!(o.status.success());
+    set_vars("1G");
+    let mine = |d: &Path| {
+        of_project(&backups_json(d, "tb2", &[]), &name)
+            .into_iter()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // The first install: no container to back up yet.
+    let o = make_deploy();
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert!(
+        o.stdout
+            .contains("nothing to back up on tb2 (if_present): container"),
+        "{}",
+        o.all()
+    );
+    assert!(mine(dir.path()).is_empty());
+    let c = format!("{name}_postgresql");
+    let psql = |sql: &str| {
+        docker(&[
+            "exec", &c, "psql", "-X", "-q", "-t", "-A", "-U", "postgres", "-d", "app", "-c", sql,
+        ])
+    };
+    psql("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 500);");
+    // No change: no backup.
+    let o = make_deploy();
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert!(mine(dir.path()).is_empty(), "{}", o.all());
+    // A change of the server: the backup first, then the new container.
+    set_vars("768M");
+    let o = make_deploy();
+    assert_eq!(o.code, 0, "{}", o.all());
+    let list = mine(dir.path());
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["name"], "app");
+    assert!(list[0]["release"].as_str().is_some_and(|r| !r.is_empty()));
+    let backed = o
+        .stdout
+        .find("PostgreSQL databases backed up before the change")
+        .expect("the backup task ran");
+    let recreated = o
+        .stdout
+        .find("changed: [tb2] PostgreSQL is up and healthy")
+        .expect("the server changed");
+    assert!(backed < recreated, "{}", o.stdout);
+    assert_eq!(psql("SELECT count(*) FROM t;").trim(), "500");
+    cleanup();
+}

@@ -333,8 +333,16 @@ fn bad_inputs_get_clear_errors() {
             "docker_image is not implemented",
         ),
         (
-            "- hosts: all\n  strategy: free\n  tasks: []\n",
-            "'strategy' is not supported",
+            "- hosts: all\n  strategy: debug\n  tasks: []\n",
+            "strategy 'debug' (the interactive task debugger) is not supported yet",
+        ),
+        (
+            "- hosts: all\n  strategy: fastest\n  tasks: []\n",
+            "unknown strategy 'fastest' (expected linear, free or host_pinned)",
+        ),
+        (
+            "- hosts: all\n  strategy: \"{{ s }}\"\n  tasks: []\n",
+            "a templated strategy is not supported yet",
         ),
         (
             "- hosts: all\n  serial: [1, '5x']\n  tasks: []\n",

@@ -71,6 +71,8 @@ fn ansible_apply(home: &std::path::Path) -> String {
     stdout
 }
 
+/// The tests of this file apply the same project to the same hosts at once:
+/// each waits for the others' deploy lock.
 fn deployer_args<'a>(inv: &'a str, extra: &'a str, playbook: &'a str) -> Vec<&'a str> {
     vec![
         "apply",
@@ -83,6 +85,8 @@ fn deployer_args<'a>(inv: &'a str, extra: &'a str, playbook: &'a str) -> Vec<&'a
         extra,
         "--format",
         "json",
+        "--lock-wait",
+        "600s",
     ]
 }
 
@@ -214,6 +218,8 @@ fn unknown_host_in_hostvars_fails_the_task() {
             inv.to_str().expect("utf-8 path"),
             "-i",
             "inventory.yml",
+            "--lock-wait",
+            "600s",
         ],
     );
     assert_eq!(out.code, 1, "{}", out.all());
@@ -223,4 +229,40 @@ fn unknown_host_in_hostvars_fails_the_task() {
         out.all()
     );
     on_host("tb1", &format!("test ! -e {ROOT}/bad.txt"));
+}
+
+/// `strategy: linear` keeps the hosts in step (tb2 starts the next task
+/// after tb1 finished a slow one); `strategy: free` lets tb2 go on at once.
+#[test]
+fn strategy_linear_keeps_hosts_in_step_and_free_does_not() {
+    let inv = testbed_inventory();
+    on_host("tb1", &format!("rm -rf {ROOT}/strategy"));
+    on_host("tb2", &format!("rm -rf {ROOT}/strategy"));
+    let out = deployer(
+        &fixture(),
+        &[
+            "apply",
+            "strategy.yml",
+            "-i",
+            inv.to_str().expect("utf-8 path"),
+            "--lock-wait",
+            "600s",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let stamp = |host: &str, file: &str| -> u128 {
+        let s = on_host(host, &format!("cat {ROOT}/strategy/{file}"));
+        s.trim().parse().unwrap_or_else(|_| panic!("{file}: {s}"))
+    };
+    let (slow, next) = (stamp("tb1", "linear-slow"), stamp("tb2", "linear-next-tb2"));
+    assert!(
+        next >= slow,
+        "linear: tb2 ran the next task {} ms before tb1 finished the slow one",
+        (slow - next) / 1_000_000
+    );
+    let (slow, next) = (stamp("tb1", "free-slow"), stamp("tb2", "free-next-tb2"));
+    assert!(
+        next + 2_000_000_000 < slow,
+        "free: tb2 waited for tb1 (next {next}, slow {slow})"
+    );
 }

@@ -323,7 +323,7 @@ const PLAY_CASES: &[(&str, &str, Fate)] = &[
     (
         "strategy",
         "strategy: free",
-        Refused("not supported yet by deployer"),
+        Runs(&["strategy_linear_keeps_hosts_in_step_and_free_does_not"]),
     ),
 ];
 

@@ -314,11 +314,11 @@ fn playbook(l: &mut Linter, project: &mut Project, path: &Path, node: &Node) {
                 continue;
             }
             match key {
-                "strategy" => l.report(
-                    "schema-play-keyword",
-                    &k.loc,
-                    format!("the play keyword '{key}' is not supported yet by deployer"),
-                ),
+                "strategy" => {
+                    if let Err(e) = crate::project::parse_strategy(v) {
+                        l.report("schema-play-keyword", &v.loc, e.msg.clone());
+                    }
+                }
                 "become_method" if v.as_str() != Some("sudo") => l.report(
                     "schema-play-keyword",
                     &v.loc,

@@ -58,6 +58,47 @@ pub struct Play {
     pub any_errors_fatal: bool,
     /// `max_fail_percentage`.
     pub max_fail_percentage: Option<f64>,
+    /// `strategy` (unset: deployer's default, see [`Strategy`]).
+    pub strategy: Option<Strategy>,
+}
+
+/// A play's `strategy`. Without one, deployer runs each host's tasks as soon
+/// as the host is ready and brings the hosts together after every task only
+/// where the play needs it (`any_errors_fatal`, `max_fail_percentage`, a
+/// play that reads `hostvars`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// `linear`: every host finishes a task before any host starts the
+    /// next one (Ansible's `plugins/strategy/linear.py`).
+    Linear,
+    /// `free` and `host_pinned`: each host goes through the play at its own
+    /// pace; a host keeps its `--forks` slot until its play ends (as
+    /// `host_pinned`; with at least as many forks as hosts, as `free`).
+    Free,
+}
+
+/// Reads a play's `strategy`: `linear`, `free` or `host_pinned` (with or
+/// without `ansible.builtin.`); `debug` and others are refused.
+pub fn parse_strategy(v: &Node) -> Result<Strategy, LocatedError> {
+    let s = v.expect_str("strategy")?;
+    if s.contains("{{") {
+        return Err(LocatedError::new(
+            &v.loc,
+            "a templated strategy is not supported yet by deployer: write linear, free or host_pinned",
+        ));
+    }
+    match s.strip_prefix("ansible.builtin.").unwrap_or(&s) {
+        "linear" => Ok(Strategy::Linear),
+        "free" | "host_pinned" => Ok(Strategy::Free),
+        "debug" => Err(LocatedError::new(
+            &v.loc,
+            "strategy 'debug' (the interactive task debugger) is not supported yet by deployer",
+        )),
+        other => Err(LocatedError::new(
+            &v.loc,
+            format!("unknown strategy '{other}' (expected linear, free or host_pinned)"),
+        )),
+    }
 }
 
 /// One entry of a play's `serial`.
@@ -123,6 +164,7 @@ impl Play {
             serial: Vec::new(),
             any_errors_fatal: false,
             max_fail_percentage: None,
+            strategy: None,
         }
     }
 }
@@ -278,14 +320,7 @@ fn load_play(
         .transpose()?
         .unwrap_or(false);
     let max_fail_percentage = get("max_fail_percentage").map(percent).transpose()?;
-    for unsupported in ["strategy"] {
-        if let Some(v) = get(unsupported) {
-            return Err(LocatedError::new(
-                &v.loc,
-                format!("the play keyword '{unsupported}' is not supported yet by deployer"),
-            ));
-        }
-    }
+    let strategy = get("strategy").map(parse_strategy).transpose()?;
     if let Some(m) = get("become_method")
         && m.expect_str("become_method")? != "sudo"
     {
@@ -361,6 +396,7 @@ fn load_play(
         serial,
         any_errors_fatal,
         max_fail_percentage,
+        strategy,
     })
 }
 

@@ -449,7 +449,10 @@ impl Engine {
             .as_deref()
             .is_some_and(|d| d == "localhost" || d == "127.0.0.1");
         let mut local_obs = Observations::default();
-        let observed = if delegated {
+        // A task forced into check mode (`check_mode: true`) in a real run
+        // plans against its own reads: what it would write must not become
+        // what later tasks believe the host holds.
+        let observed = if delegated || (check && !self.opts.check) {
             &mut local_obs
         } else {
             &mut st.observed

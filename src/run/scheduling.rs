@@ -101,10 +101,16 @@ impl Engine {
         let run_once = run_once::RunOnce::new(hosts);
         // A play that reads `hostvars` runs its hosts in lock step, as
         // Ansible's linear strategy: a host sees what the others gathered
-        // and set in the tasks before.
-        let lockstep = (needs_lockstep(play)
-            || (hosts.len() > 1 && hostvars::play_mentions_hostvars(play, &self.inventory)))
-        .then(|| lockstep::Lockstep::new(hosts, batch_size, play.max_fail_percentage, sem.clone()));
+        // and set in the tasks before. `strategy: linear` always does;
+        // `free` only for any_errors_fatal and max_fail_percentage.
+        let together = match play.strategy {
+            Some(crate::project::Strategy::Linear) => hosts.len() > 1,
+            Some(crate::project::Strategy::Free) => false,
+            None => hosts.len() > 1 && hostvars::play_mentions_hostvars(play, &self.inventory),
+        };
+        let lockstep = (needs_lockstep(play) || together).then(|| {
+            lockstep::Lockstep::new(hosts, batch_size, play.max_fail_percentage, sem.clone())
+        });
         let mut futures = Vec::new();
         for h in hosts {
             let state = states.shift_remove(h).unwrap_or_else(|| HostState::new(h));

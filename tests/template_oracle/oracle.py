@@ -22,6 +22,9 @@ A case file is YAML:
       - t: "{{ nope }}"                  # Ansible fails: deployer must fail too, naming `nope`
         err: nope
 
+A file may also have `hosts:` (host name -> inventory variables): its cases
+then see `hostvars` of an inventory of those hosts, Ansible's own HostVars.
+
 One Python process renders every case; nothing here talks to a host.
 """
 import datetime

@@ -53,6 +53,11 @@ pub struct PgBackupArgs {
     /// (relative: to the playbook's directory).
     #[serde(default, deserialize_with = "de_opt_string")]
     copy_to_control: Option<String>,
+    /// Back up only what exists: a container that does not exist yet, or a
+    /// database not created yet, is skipped with a note instead of failing
+    /// (a backup before a risky change, on the first install).
+    #[serde(default, deserialize_with = "crate::args::de_bool")]
+    if_present: bool,
 }
 
 /// What the backup will do, checked.
@@ -66,6 +71,9 @@ pub struct Job {
     release: Option<String>,
     socket: String,
     copy_to_control: Option<String>,
+    if_present: bool,
+    /// What `if_present` skipped, for the message.
+    skipped: Vec<String>,
 }
 
 impl PgBackupArgs {
@@ -99,6 +107,8 @@ impl PgBackupArgs {
                 self.docker_host.as_deref(),
             )?,
             copy_to_control: self.copy_to_control.clone(),
+            if_present: self.if_present,
+            skipped: Vec::new(),
         })
     }
 }
@@ -188,7 +198,7 @@ impl PlanApply for BackupPostgres {
         ctx: &'a mut ModuleCtx<'_>,
     ) -> BoxFuture<'a, Result<Job, String>> {
         Box::pin(async move {
-            let job = args.job()?;
+            let mut job = args.job()?;
             if let Some(d) = &job.copy_to_control {
                 super::control_root(ctx.playbook_dir, d)?;
             }
@@ -198,6 +208,17 @@ impl PlanApply for BackupPostgres {
                 .docker(&job.socket, ctx.become_.as_ref())
                 .await
                 .map_err(|e| e.to_string())?;
+            if job.if_present
+                && let Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404,
+                    ..
+                }) = docker.inspect_container(&job.container, None).await
+            {
+                job.skipped
+                    .push(format!("container '{}' does not exist yet", job.container));
+                job.databases.clear();
+                return Ok(job);
+            }
             super::require_running(&docker, &host, &job.container).await?;
             let found = existing_databases(
                 &docker,
@@ -207,6 +228,20 @@ impl PlanApply for BackupPostgres {
                 &job.databases,
             )
             .await?;
+            if job.if_present {
+                let (present, absent): (Vec<String>, Vec<String>) = job
+                    .databases
+                    .iter()
+                    .cloned()
+                    .partition(|d| found.contains(d));
+                job.skipped.extend(
+                    absent
+                        .iter()
+                        .map(|d| format!("database '{d}' does not exist yet")),
+                );
+                job.databases = present;
+                return Ok(job);
+            }
             let missing: Vec<&String> = job
                 .databases
                 .iter()
@@ -229,6 +264,15 @@ impl PlanApply for BackupPostgres {
     }
 
     fn plan(&self, _: PgBackupArgs, job: Job, ctx: &ModuleCtx<'_>) -> Result<Plan<Job>, String> {
+        if job.databases.is_empty() {
+            let mut result = ModuleResult::ok();
+            result.msg = Some(format!(
+                "nothing to back up on {} (if_present): {}",
+                ctx.conn.name,
+                job.skipped.join(", ")
+            ));
+            return Ok(Plan::unchanged(result));
+        }
         let mut result = ModuleResult::ok();
         result.changed = true;
         result.msg = Some(format!(
@@ -297,7 +341,15 @@ impl PlanApply for BackupPostgres {
                 }
                 done.push(v);
             }
-            result.msg = Some(format!("backed up: {}", lines.join("; ")));
+            result.msg = Some(format!(
+                "backed up: {}{}",
+                lines.join("; "),
+                if job.skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (skipped: {})", job.skipped.join(", "))
+                }
+            ));
             result.data.insert("backups".into(), Json::Array(done));
             Ok(result)
         })
