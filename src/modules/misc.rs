@@ -66,7 +66,32 @@ impl PlanApply for Debug {
         observe_nothing()
     }
     fn plan(&self, a: DebugArgs, _: (), ctx: &ModuleCtx<'_>) -> Result<Plan<Infallible>, String> {
-        let _ = a.verbosity;
+        // As Ansible: shown only from that many `-v` on; below it the task is
+        // skipped ("Verbosity threshold not met.").
+        let verbosity = match &a.verbosity {
+            None | Some(Json::Null) => 0,
+            Some(Json::Number(n)) => n
+                .as_i64()
+                .ok_or_else(|| format!("debug: verbosity must be a whole number, got {n}"))?,
+            Some(Json::String(t)) => t
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| format!("debug: verbosity must be a whole number, got '{t}'"))?,
+            Some(other) => {
+                return Err(format!(
+                    "debug: verbosity must be a whole number, got {other}"
+                ));
+            }
+        };
+        if verbosity > i64::from(crate::ui::verbosity()) {
+            let mut r = ModuleResult::ok();
+            r.skipped = true;
+            r.data.insert(
+                "skipped_reason".into(),
+                json!("Verbosity threshold not met."),
+            );
+            return Ok(Plan::unchanged(r));
+        }
         let mut r = ModuleResult::ok();
         if let Some(var) = a.var.as_ref().and_then(|v| v.as_str()) {
             let value = ctx
@@ -149,7 +174,11 @@ impl PlanApply for Assert {
         observe_nothing()
     }
     fn plan(&self, a: AssertArgs, _: (), ctx: &ModuleCtx<'_>) -> Result<Plan<Infallible>, String> {
-        let _ = a.quiet;
+        let quiet = match &a.quiet {
+            None | Some(Json::Null) => false,
+            Some(v) => crate::args::parse_bool(v)
+                .ok_or_else(|| format!("assert: quiet must be a boolean, got {v}"))?,
+        };
         let that: Vec<String> = match &a.that {
             Some(Json::Array(items)) => items
                 .iter()
@@ -183,13 +212,19 @@ impl PlanApply for Assert {
             }
         }
         let mut r = ModuleResult::ok();
-        r.msg = Some(
-            a.success_msg
-                .as_ref()
-                .and_then(|v| v.as_str())
-                .unwrap_or("All assertions passed")
-                .to_string(),
-        );
+        let msg = a
+            .success_msg
+            .as_ref()
+            .and_then(|v| v.as_str())
+            .unwrap_or("All assertions passed")
+            .to_string();
+        if quiet {
+            // Registered as usual, not shown on the result line (Ansible's
+            // quiet drops only `_ansible_verbose_always`).
+            r.data.insert("msg".into(), json!(msg));
+        } else {
+            r.msg = Some(msg);
+        }
         Ok(Plan::unchanged(r))
     }
     fn apply<'a>(
@@ -354,9 +389,17 @@ impl PlanApply for Ping {
         observe_nothing()
     }
     fn plan(&self, a: PingArgs, _: (), _: &ModuleCtx<'_>) -> Result<Plan<Infallible>, String> {
-        let _ = a.data;
+        // As Ansible's ping: answers `data` (default "pong"); `crash` fails.
+        let data = match &a.data {
+            None | Some(Json::Null) => "pong".to_string(),
+            Some(Json::String(t)) => t.clone(),
+            Some(other) => other.to_string(),
+        };
+        if data == "crash" {
+            return Err("boom".into());
+        }
         Ok(Plan::unchanged(ModuleResult {
-            data: obj(&[("ping", Json::String("pong".into()))]),
+            data: obj(&[("ping", Json::String(data))]),
             ..Default::default()
         }))
     }
