@@ -187,7 +187,7 @@ impl PlanApply for Getent {
         _: ModuleResult,
         _: &'a mut ModuleCtx<'_>,
     ) -> ModuleFuture<'a> {
-        match changes {}
+        super::misc::nothing_to_apply(changes)
     }
 }
 

@@ -279,6 +279,6 @@ impl PlanApply for IncludeVars {
         _: ModuleResult,
         _: &'a mut ModuleCtx<'_>,
     ) -> ModuleFuture<'a> {
-        match changes {}
+        super::misc::nothing_to_apply(changes)
     }
 }

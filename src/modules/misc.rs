@@ -20,8 +20,8 @@ pub fn obj(pairs: &[(&str, Json)]) -> Map<String, Json> {
         .collect()
 }
 
-/// `apply` of a module whose plan never has changes.
-fn nothing_to_apply<'a>(changes: Infallible) -> ModuleFuture<'a> {
+/// `apply` of a module whose plan never has changes (every read-only module).
+pub(super) fn nothing_to_apply<'a>(changes: Infallible) -> ModuleFuture<'a> {
     match changes {}
 }
 

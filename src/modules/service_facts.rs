@@ -211,7 +211,7 @@ impl PlanApply for ServiceFacts {
         _: ModuleResult,
         _: &'a mut ModuleCtx<'_>,
     ) -> ModuleFuture<'a> {
-        match changes {}
+        super::misc::nothing_to_apply(changes)
     }
 }
 

@@ -129,7 +129,7 @@ impl PlanApply for Setup {
         _: ModuleResult,
         _: &'a mut ModuleCtx<'_>,
     ) -> ModuleFuture<'a> {
-        match changes {}
+        super::misc::nothing_to_apply(changes)
     }
 }
 

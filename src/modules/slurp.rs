@@ -109,6 +109,6 @@ impl PlanApply for Slurp {
         _: ModuleResult,
         _: &'a mut ModuleCtx<'_>,
     ) -> ModuleFuture<'a> {
-        match changes {}
+        super::misc::nothing_to_apply(changes)
     }
 }
