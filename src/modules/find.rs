@@ -158,7 +158,10 @@ impl Module for Find {
         ArgSchema::of::<FindArgs>()
     }
     fn check_combination(&self, args: &Map<String, Json>) -> Result<(), String> {
-        if !["paths", "path", "name"].iter().any(|k| args.contains_key(*k)) {
+        if !["paths", "path", "name"]
+            .iter()
+            .any(|k| args.contains_key(*k))
+        {
             return Err("missing required argument: paths".into());
         }
         if let Some(Json::Number(_)) = args.get("mode") {
@@ -316,13 +319,13 @@ fn with_unit(v: &str, units: &[(char, i64)]) -> Option<i64> {
     n.checked_mul(mul)
 }
 
-fn filters(a: &FindArgs) -> Result<Filters, ModuleResult> {
-    let fail = |m: String| ModuleResult::failed(m);
+fn filters(a: &FindArgs) -> Result<Filters, Box<ModuleResult>> {
+    let fail = |m: String| Box::new(ModuleResult::failed(m));
     let mut patterns = a.patterns.clone().unwrap_or_default();
     if patterns.is_empty() {
         patterns.push(if a.use_regex { ".*" } else { "*" }.to_string());
     }
-    let compile = |p: &String, what: &str| -> Result<Matcher, ModuleResult> {
+    let compile = |p: &String, what: &str| -> Result<Matcher, Box<ModuleResult>> {
         if a.use_regex {
             match_regex(p, what).map(Matcher::Re).map_err(fail)
         } else {
@@ -355,7 +358,7 @@ fn filters(a: &FindArgs) -> Result<Filters, ModuleResult> {
             .ok_or_else(|| {
                 let mut r = ModuleResult::failed("failed to process age");
                 r.data.insert("age".into(), json!(s));
-                r
+                Box::new(r)
             })?,
         ),
     };
@@ -375,7 +378,7 @@ fn filters(a: &FindArgs) -> Result<Filters, ModuleResult> {
             .ok_or_else(|| {
                 let mut r = ModuleResult::failed("failed to process size");
                 r.data.insert("size".into(), json!(s));
-                r
+                Box::new(r)
             })?,
         ),
     };
@@ -446,7 +449,9 @@ fn decoder(encoding: Option<&str>) -> Option<Decoder> {
     let norm = encoding.map(|e| e.to_ascii_lowercase().replace(['-', '_'], ""));
     match norm.as_deref() {
         None | Some("utf8") => Some(|b| String::from_utf8(b.to_vec()).ok()),
-        Some("latin1" | "iso88591" | "l1") => Some(|b| Some(b.iter().map(|c| *c as char).collect())),
+        Some("latin1" | "iso88591" | "l1") => {
+            Some(|b| Some(b.iter().map(|c| *c as char).collect()))
+        }
         Some("ascii" | "usascii") => Some(|b| {
             b.is_ascii()
                 .then(|| String::from_utf8_lossy(b).into_owned())
@@ -689,7 +694,8 @@ fn statinfo(path: &str, e: &Entry) -> Map<String, Json> {
 }
 
 /// The `find -printf` format: 15 NUL-terminated fields per entry.
-const FORMAT: &str = "%y\\0%Y\\0%m\\0%U\\0%G\\0%u\\0%g\\0%s\\0%i\\0%D\\0%n\\0%A@\\0%T@\\0%C@\\0%P\\0";
+const FORMAT: &str =
+    "%y\\0%Y\\0%m\\0%U\\0%G\\0%u\\0%g\\0%s\\0%i\\0%D\\0%n\\0%A@\\0%T@\\0%C@\\0%P\\0";
 
 /// A path as shell text: `~` and `~/...` are the (become) user's home, the
 /// rest is quoted.
@@ -739,13 +745,20 @@ fn parse_listing(stdout: &[u8]) -> Result<(f64, Vec<Listed>), String> {
                 listed.last_mut().ok_or_else(bad)?.errors = err;
             }
             "F" => {
-                let f: Vec<String> = (0..15).map(|_| it.next()).collect::<Option<_>>().ok_or_else(bad)?;
+                let f: Vec<String> = (0..15)
+                    .map(|_| it.next())
+                    .collect::<Option<_>>()
+                    .ok_or_else(bad)?;
                 let num = |i: usize| f[i].trim().parse::<u64>().unwrap_or(0);
                 let uid = num(3);
                 let gid = num(4);
                 // find prints the number when the id has no name; Ansible "".
                 let name = |s: &str, id: u64| {
-                    if s == id.to_string() { String::new() } else { s.to_string() }
+                    if s == id.to_string() {
+                        String::new()
+                    } else {
+                        s.to_string()
+                    }
                 };
                 let e = Entry {
                     kind: f[0].chars().next().unwrap_or('U'),
@@ -828,14 +841,16 @@ impl PlanApply for Find {
         Box::pin(async move {
             let f = match filters(a) {
                 Ok(f) => f,
-                Err(r) => return Ok(r),
+                Err(r) => return Ok(*r),
             };
             let maxdepth = match (a.recurse, a.depth) {
                 (false, _) => Some(1),
                 (true, Some(d)) if d > 0 => Some(d + 1),
                 _ => None,
             };
-            let maxdepth = maxdepth.map(|d| format!(" -maxdepth {d}")).unwrap_or_default();
+            let maxdepth = maxdepth
+                .map(|d| format!(" -maxdepth {d}"))
+                .unwrap_or_default();
             let mut script = String::from("date +%s.%N | tr -d '\\n'; printf '\\0'\n");
             for p in &a.paths {
                 script.push_str(&format!(
@@ -876,7 +891,8 @@ impl PlanApply for Find {
                     texts.insert(p, bytes);
                 }
             }
-            let decode = decoder(a.encoding.as_deref()).unwrap_or(|b| String::from_utf8(b.to_vec()).ok());
+            let decode =
+                decoder(a.encoding.as_deref()).unwrap_or(|b| String::from_utf8(b.to_vec()).ok());
             let check = |p: &str| -> Result<bool, String> {
                 let Some(re) = &f.contains else {
                     return Ok(true);
@@ -911,7 +927,12 @@ impl PlanApply for Find {
                     .map(|(p, _)| p.clone())
                     .collect();
                 let tool = a.checksum_algorithm.tool();
-                let got = per_path(ctx, &regular, &format!("{tool} < \"$f\" | cut -d' ' -f1 | tr -d '\\n'")).await?;
+                let got = per_path(
+                    ctx,
+                    &regular,
+                    &format!("{tool} < \"$f\" | cut -d' ' -f1 | tr -d '\\n'"),
+                )
+                .await?;
                 for (p, c) in regular.into_iter().zip(got) {
                     checksums.insert(p, String::from_utf8_lossy(&c).trim().to_string());
                 }
