@@ -102,6 +102,8 @@ pub static MODULES: &[&dyn Module] = &[
     &super::package_facts::PackageFacts,
     &super::service_facts::ServiceFacts,
     &super::unarchive::Unarchive,
+    &super::postgresql::PostgresqlDb,
+    &super::postgresql::PostgresqlUser,
     &super::backup::postgres::BackupPostgres,
     &super::backup::volume::BackupVolume,
 ];
