@@ -19,8 +19,9 @@
 # The image deployer-testbed-host:bookworm-systemd is made from up.sh's image
 # (debootstrap, no registry) by installing Debian's systemd, systemd-sysv,
 # dbus, iproute2, cron, procps and python3-apt (what Ansible's apt module
-# needs; without it Ansible installs it, refreshing the cache) from the
-# Debian mirror, then committing.
+# needs; without it Ansible installs it, refreshing the cache), python3-debian
+# (Ansible's deb822_repository), gnupg (apt_key), locales (locale_gen),
+# python3-pip and python3-venv (pip) from the Debian mirror, then committing.
 set -euo pipefail
 
 DB=
@@ -41,7 +42,6 @@ BASE_IMAGE=deployer-testbed-host:bookworm
 LABEL=deployer-testbed
 ID=${TESTBED_ID:-tb}
 PORT_BASE=${TESTBED_PORT_BASE:-2220}
-PACKAGES="systemd systemd-sysv dbus iproute2 cron procps python3-apt"
 if [[ -n $DB ]]; then
   SDSTATE=$STATE/db
   INVENTORY=$HERE/inventory-db.yml
@@ -51,7 +51,7 @@ if [[ -n $DB ]]; then
   PREFIX=d    # containers deployer-<id>d1..
   HOSTNAME_PREFIX=db
   GROUP=db_hosts
-  PACKAGES="$PACKAGES postgresql mariadb-server python3-psycopg2 python3-pymysql acl"
+  PACKAGES="systemd systemd-sysv dbus iproute2 cron procps python3-apt postgresql mariadb-server python3-psycopg2 python3-pymysql acl"
 else
   SDSTATE=$STATE/systemd
   INVENTORY=$HERE/inventory-systemd.yml
@@ -61,6 +61,7 @@ else
   PREFIX=s
   HOSTNAME_PREFIX=sd
   GROUP=systemd_hosts
+  PACKAGES="systemd systemd-sysv dbus iproute2 cron procps python3-apt python3-debian gnupg locales python3-pip python3-venv"
 fi
 KNOWN_HOSTS=$SDSTATE/known_hosts
 SSH_CONFIG=$SDSTATE/ssh_config
