@@ -11,10 +11,12 @@
 //! line with a random token of this shell and its uid, then reads frames:
 //!
 //! - request: `F <token> <length>\n` followed by exactly `<length>` bytes of
-//!   script. The loop copies those bytes into a file (`head -c`, which reads
-//!   no further) and runs `/bin/sh -s` on it with stdout and stderr into two
-//!   files, stdin from that file, the login umask, in a fresh process (no
-//!   state carries from one script to the next).
+//!   script and the line `E <token>\n`. The loop copies those bytes into a
+//!   file (`head -c`, which reads no further), requires the end line (read by
+//!   the shell itself: a script cut short by a lost connection is never run,
+//!   without a process to check its size) and runs `/bin/sh -s` on it with
+//!   stdout and stderr into two files, stdin from that file, the login umask,
+//!   in a fresh process (no state carries from one script to the next).
 //! - response: `D <token> <rc> <stdout length> <stderr length>\n`, then the
 //!   two streams' bytes. Lengths, not markers: nothing a script prints can
 //!   end its own output early or forge another frame.
@@ -56,7 +58,8 @@ case $h in
 esac
 case $n in ''|*[!0-9]*) exit 124 ;; esac
 head -c "$n" > "$d/s" || exit 124
-[ "$(stat -c %s "$d/s")" = "$n" ] || exit 124
+IFS= read -r h || exit 124
+[ "$h" = "E $t" ] || exit 124
 (umask "$u"; exec /bin/sh -s < "$d/s") > "$d/o" 2> "$d/e"
 r=$?
 set -- $(stat -c %s "$d/o" "$d/e")
@@ -399,6 +402,7 @@ impl RemoteShell {
         };
         let mut frame = format!("F {} {}\n", self.token, script.len()).into_bytes();
         frame.extend_from_slice(script.as_bytes());
+        frame.extend_from_slice(format!("E {}\n", self.token).as_bytes());
         self.stdin
             .write_all(&frame)
             .await
@@ -493,8 +497,13 @@ mod tests {
         ] {
             input.extend_from_slice(format!("F {token} {}\n", s.len()).as_bytes());
             input.extend_from_slice(s.as_bytes());
+            input.extend_from_slice(format!("E {token}\n").as_bytes());
         }
-        input.extend_from_slice(b"F 0123abcd 10\nshort");
+        // Cut after the whole script, before its end line (the connection
+        // lost there): not run either.
+        let cut = format!("touch {}\n", dir.path().join("cut").display());
+        input.extend_from_slice(format!("F {token} {}\n", cut.len()).as_bytes());
+        input.extend_from_slice(cut.as_bytes());
         let mut child = tokio::process::Command::new("/bin/sh")
             .args(["-c", LOOP, "deployer-shell", token])
             .current_dir(dir.path())
@@ -518,6 +527,7 @@ mod tests {
         assert_eq!(text, want);
         // A cut frame is not run, and ends the loop with its directory gone.
         assert_eq!(out.status.code(), Some(124));
+        assert!(!dir.path().join("cut").exists(), "a cut frame was run");
     }
 
     fn umask_now() -> String {
