@@ -244,7 +244,13 @@ impl Connection {
                 KnownHosts::Add => "StrictHostKeyChecking=accept-new",
                 KnownHosts::Accept => "StrictHostKeyChecking=no",
             })
-            .args(["-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=30", "-o"])
+            .args([
+                "-o",
+                "ConnectTimeout=15",
+                "-o",
+                "ServerAliveInterval=30",
+                "-o",
+            ])
             .arg(match warm_dir {
                 Some(_) => format!("ControlPersist={}s", warm::IDLE_SECS),
                 None => "ControlPersist=no".to_string(),
@@ -264,7 +270,8 @@ impl Connection {
             ssh.arg("-o").arg(o);
         }
         ssh.arg("-F").arg(&config).arg("--").arg(&target.host);
-        let key = remote_shell::ShellKey::for_become(first).unwrap_or(remote_shell::ShellKey::Login);
+        let key =
+            remote_shell::ShellKey::for_become(first).unwrap_or(remote_shell::ShellKey::Login);
         let shell_become = match key {
             remote_shell::ShellKey::Login => None,
             remote_shell::ShellKey::Root { .. } => first,
@@ -584,10 +591,7 @@ impl Connection {
         }
         let shells = std::mem::take(&mut *self.shells.lock().unwrap_or_else(|e| e.into_inner()));
         futures::future::join_all(shells.into_iter().map(remote_shell::RemoteShell::close)).await;
-        let master = self
-            .master
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner());
+        let master = self.master.into_inner().unwrap_or_else(|e| e.into_inner());
         if let Some(remote_shell::MasterProcess { mut child, keep }) = master {
             // End of its shell's input: the shell exits, then the master
             // (it waits for any other session still open). A warm one was
