@@ -315,9 +315,7 @@ fn dynamic_files(t: &crate::project::Task) -> Vec<PathBuf> {
             .chain(always)
             .flat_map(dynamic_files)
             .collect(),
-        TaskKind::IncludeTasks {
-            tasks, dynamic, ..
-        } => {
+        TaskKind::IncludeTasks { tasks, dynamic, .. } => {
             let mut out: Vec<PathBuf> = tasks.iter().flatten().flat_map(dynamic_files).collect();
             for d in dynamic {
                 for inner in d.tasks.iter().flatten() {

@@ -1036,16 +1036,28 @@ fn census_arguments_match_ansible() {
     let inv = inventory_of(DEPLOYER_SD).display().to_string();
     let o = deployer(
         &fixture(),
-        &["apply", "-i", &inv, "-l", DEPLOYER_SD, "--lock-wait", "900s", "census_dyn_bad.yml"],
+        &[
+            "apply",
+            "-i",
+            &inv,
+            "-l",
+            DEPLOYER_SD,
+            "--lock-wait",
+            "900s",
+            "census_dyn_bad.yml",
+        ],
     );
     assert_eq!(o.code, 1, "{}", o.all());
     assert!(
-        o.all().contains("setup-Archlinux.yml:4:")
-            && o.all().contains("pacman"),
+        o.all().contains("setup-Archlinux.yml:4:") && o.all().contains("pacman"),
         "{}",
         o.all()
     );
-    assert_eq!(root_sh(DEPLOYER_SD, CENSUS_STATE), before, "the failed include changed the host");
+    assert_eq!(
+        root_sh(DEPLOYER_SD, CENSUS_STATE),
+        before,
+        "the failed include changed the host"
+    );
 }
 
 const FIND_RESET: &str = "rm -rf /opt/dpl-find /opt/dpl-find.txt /root/deployer-find.json; true";

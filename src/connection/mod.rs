@@ -407,7 +407,7 @@ impl Connection {
         {
             warm::discard(s.control_socket());
         }
-        let fresh = Connection::connect(&self.name, target).await?;
+        let fresh = Connection::connect(&self.name, target, None).await?;
         fresh
             .executions
             .fetch_add(self.executions(), Ordering::Relaxed);

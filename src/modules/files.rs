@@ -1003,9 +1003,8 @@ impl Module for File {
         )?;
         super::args::check_not_yet(args, "recurse")?;
         for key in ["modification_time", "access_time"] {
-            super::args::check_choice(args, key, &["preserve", "now"]).map_err(|e| {
-                format!("{e} (a timestamp is not supported yet by deployer)")
-            })?;
+            super::args::check_choice(args, key, &["preserve", "now"])
+                .map_err(|e| format!("{e} (a timestamp is not supported yet by deployer)"))?;
         }
         super::args::check_mode(args)
     }

@@ -267,7 +267,9 @@ impl Module for Service {
             .map(|(k, _)| format!("Ignoring \"{k}\" as it is not used in \"systemd\""))
             .collect();
             if !ignored.is_empty() {
-                let mut r = super::registry::plan_apply(&super::systemd::Systemd, Json::Object(m), ctx).await?;
+                let mut r =
+                    super::registry::plan_apply(&super::systemd::Systemd, Json::Object(m), ctx)
+                        .await?;
                 r.data.insert("warnings".into(), json!(ignored));
                 return Ok(r);
             }

@@ -674,7 +674,8 @@ fn parse_task(
             // include runs, so a file that does not load (another
             // distribution's package manager) is an error only if included.
             let mut load = |name: &str| -> Result<Vec<Task>, String> {
-                let mut tasks = (loader.load_file)(&mval, name, &inner).map_err(|e| e.to_string())?;
+                let mut tasks =
+                    (loader.load_file)(&mval, name, &inner).map_err(|e| e.to_string())?;
                 // An include's own keywords are its own (Ansible); `apply:` reaches its tasks.
                 if let Some(apply) = &apply {
                     for t in &mut tasks {

@@ -153,8 +153,15 @@ impl Engine {
         }
         let registered = if looped && results.is_empty() {
             // As Ansible: a loop over nothing is the task skipped.
-            self.reporter
-                .task_result(&st.name, &display_name, &loc, Status::Skipped, None, &[], None);
+            self.reporter.task_result(
+                &st.name,
+                &display_name,
+                &loc,
+                Status::Skipped,
+                None,
+                &[],
+                None,
+            );
             json!({
                 "results": [], "changed": false, "skipped": true,
                 "skipped_reason": "No items in the list",

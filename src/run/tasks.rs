@@ -264,7 +264,9 @@ impl Engine {
                                 file.clone()
                             };
                             match dynamic.iter().find(|d| d.name == name) {
-                                Some(crate::project::IncludeChoice { tasks: Ok(inner), .. }) => inner,
+                                Some(crate::project::IncludeChoice {
+                                    tasks: Ok(inner), ..
+                                }) => inner,
                                 Some(crate::project::IncludeChoice { tasks: Err(e), .. }) => {
                                     return self.fail_host(st, &t.display_name(), &loc, e);
                                 }
