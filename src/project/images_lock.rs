@@ -66,15 +66,20 @@ impl ImagesLock {
         if doc.is_null() {
             return Ok(Some(ImagesLock { path, images }));
         }
-        for (image, entry) in doc.expect_map("images.lock (image reference: {digest: sha256:...} or {id: sha256:...})")? {
-            let fields = entry.expect_map("an image's pin ({digest: sha256:...} or {id: sha256:...})")?;
+        for (image, entry) in doc
+            .expect_map("images.lock (image reference: {digest: sha256:...} or {id: sha256:...})")?
+        {
+            let fields =
+                entry.expect_map("an image's pin ({digest: sha256:...} or {id: sha256:...})")?;
             let mut pin = None;
             for (k, v) in fields {
                 let s = v.expect_str(k)?;
                 if !is_sha256(&s) {
                     return Err(LocatedError::new(
                         &v.loc,
-                        format!("{image}: {k}: expected sha256: followed by 64 hex digits, got '{s}'"),
+                        format!(
+                            "{image}: {k}: expected sha256: followed by 64 hex digits, got '{s}'"
+                        ),
                     ));
                 }
                 let p = match k {
@@ -126,8 +131,8 @@ impl ImagesLock {
     /// Writes the file atomically (a temporary file in the same directory, renamed).
     pub fn save(&self) -> Result<(), String> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         std::io::Write::write_all(&mut tmp, self.render().as_bytes())
             .map_err(|e| format!("{}: {e}", self.path.display()))?;
         tmp.as_file()
@@ -234,7 +239,10 @@ mod tests {
     fn references_split_into_repository_and_tag() {
         assert_eq!(repository("postgres:18.1-bookworm"), "postgres");
         assert_eq!(tag("postgres:18.1-bookworm"), "18.1-bookworm");
-        assert_eq!(repository("127.0.0.1:5000/ns/app:1"), "127.0.0.1:5000/ns/app");
+        assert_eq!(
+            repository("127.0.0.1:5000/ns/app:1"),
+            "127.0.0.1:5000/ns/app"
+        );
         assert_eq!(tag("127.0.0.1:5000/ns/app:1"), "1");
         assert_eq!(repository("127.0.0.1:5000/ns/app"), "127.0.0.1:5000/ns/app");
         assert_eq!(tag("127.0.0.1:5000/ns/app"), "latest");
@@ -260,11 +268,22 @@ mod tests {
 
         std::fs::write(dir.path().join(FILE), "app:1:\n  digest: sha256:xyz\n").unwrap();
         let e = ImagesLock::load(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("images.lock:2") && e.contains("64 hex digits"), "{e}");
-        std::fs::write(dir.path().join(FILE), format!("app:1:\n  digest: {d}\n  id: {i}\n")).unwrap();
+        assert!(
+            e.contains("images.lock:2") && e.contains("64 hex digits"),
+            "{e}"
+        );
+        std::fs::write(
+            dir.path().join(FILE),
+            format!("app:1:\n  digest: {d}\n  id: {i}\n"),
+        )
+        .unwrap();
         let e = ImagesLock::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("not both"), "{e}");
-        assert!(ImagesLock::load(&dir.path().join("none")).unwrap().is_none());
+        assert!(
+            ImagesLock::load(&dir.path().join("none"))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{
-    ImageInspect,
     ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HealthConfig,
-    HealthStatusEnum, HostConfig, Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest,
-    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    HealthStatusEnum, HostConfig, ImageInspect, Ipam, IpamConfig, NetworkConnectRequest,
+    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListNetworksOptions,
@@ -20,9 +20,9 @@ use futures::StreamExt;
 use serde_json::{Value as Json, json};
 
 use super::Pull;
-use crate::project::images_lock::{self, ImagePolicy, Pin};
 use super::plan::{self, Action, ObservedContainer, Operation, State};
 use super::spec::{ComposeProject, ComposeService, DependsCondition, config_hash};
+use crate::project::images_lock::{self, ImagePolicy, Pin};
 
 /// What the engine converges: a compose project (Compose's labels, found by
 /// project label) or one `docker_container` (found by name, labelled only
@@ -201,7 +201,10 @@ impl Engine<'_> {
                             lock.path.display()
                         ));
                     };
-                    if let Some(id) = self.pinned(name, image, pin, local, pull, check, &mut st).await? {
+                    if let Some(id) = self
+                        .pinned(name, image, pin, local, pull, check, &mut st)
+                        .await?
+                    {
                         st.ids.insert(name.clone(), id);
                     }
                     continue;
@@ -313,11 +316,10 @@ impl Engine<'_> {
         let repo = images_lock::repository(image);
         let local_id = local.as_ref().and_then(|i| i.id.clone());
         let is_pinned = |i: &ImageInspect| match pin {
-            Pin::Digest(d) => i
-                .repo_digests
-                .iter()
-                .flatten()
-                .any(|rd| rd.rsplit_once('@').is_some_and(|(r, dd)| dd == d && r == repo)),
+            Pin::Digest(d) => i.repo_digests.iter().flatten().any(|rd| {
+                rd.rsplit_once('@')
+                    .is_some_and(|(r, dd)| dd == d && r == repo)
+            }),
             Pin::Id(id) => i.id.as_deref() == Some(id.as_str()),
         };
         if local.as_ref().is_some_and(is_pinned) {
@@ -355,12 +357,16 @@ impl Engine<'_> {
                 ),
             )
             .await
-            .map_err(|e| format!("{noun} {name}: tagging {by_digest} as {image}: {}", reason(&e)))?;
-        let after = self
-            .docker
-            .inspect_image(image)
-            .await
-            .map_err(|e| format!("{noun} {name}: image {image} after pulling: {}", reason(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "{noun} {name}: tagging {by_digest} as {image}: {}",
+                    reason(&e)
+                )
+            })?;
+        let after =
+            self.docker.inspect_image(image).await.map_err(|e| {
+                format!("{noun} {name}: image {image} after pulling: {}", reason(&e))
+            })?;
         if !is_pinned(&after) {
             return Err(format!(
                 "{noun} {name}: image {image} is still not the pinned {digest} after pulling {by_digest}"
@@ -397,19 +403,19 @@ impl Engine<'_> {
                 }
             ));
         };
-        if let Some(d) = local
-            .repo_digests
-            .iter()
-            .flatten()
-            .find_map(|rd| rd.rsplit_once('@').filter(|(r, _)| *r == repo).map(|(_, d)| d))
-        {
+        if let Some(d) = local.repo_digests.iter().flatten().find_map(|rd| {
+            rd.rsplit_once('@')
+                .filter(|(r, _)| *r == repo)
+                .map(|(_, d)| d)
+        }) {
             return Ok(Pin::Digest(d.to_string()));
         }
-        local
-            .id
-            .clone()
-            .map(Pin::Id)
-            .ok_or_else(|| format!("{noun} {name}: image {image} has no ID on host {}", self.host))
+        local.id.clone().map(Pin::Id).ok_or_else(|| {
+            format!(
+                "{noun} {name}: image {image} has no ID on host {}",
+                self.host
+            )
+        })
     }
 
     /// External networks and volumes must exist already. In check mode a
