@@ -970,3 +970,27 @@ fn unarchive_matches_ansible() {
     };
     assert_eq!(unarchive_tasks(&predicted), unarchive_tasks(&first));
 }
+
+const FIND_RESET: &str = "rm -rf /opt/dpl-find /opt/dpl-find.txt /root/deployer-find.json; true";
+const FIND_STATE: &str = "cat /root/deployer-find.json 2>/dev/null; true";
+
+/// find: the same matches (paths in the same order, modes, sizes, owners,
+/// checksums, every stat key), `examined`, `msg` and `skipped_paths` as
+/// ansible-playbook, by name, regex, depth, hidden, type, age, size, content
+/// (line, whole file, an encoding), mode and limit; an age it cannot read
+/// fails as Ansible's does.
+#[test]
+fn find_matches_ansible() {
+    differential(&Differential {
+        prep: "find_prep.yml",
+        playbook: "find.yml",
+        reset: FIND_RESET,
+        state: FIND_STATE,
+        volatile: &["what the modules registered"],
+    });
+    let (code, bad) = deployer_run("find_bad.yml", "apply");
+    assert_eq!(code, 1);
+    let (_, abad) = ansible_playbook("find_bad.yml", false);
+    assert_eq!(bad[0].3, abad[0].3, "{bad:?}");
+    assert!(bad[0].2 && bad[0].3 == "failed to process age", "{bad:?}");
+}

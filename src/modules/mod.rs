@@ -17,6 +17,7 @@ pub mod cron;
 pub mod docker_container;
 pub mod docker_network;
 pub mod files;
+pub mod find;
 pub mod get_url;
 pub mod getent;
 pub mod include_vars;

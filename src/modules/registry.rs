@@ -102,6 +102,7 @@ pub static MODULES: &[&dyn Module] = &[
     &super::package_facts::PackageFacts,
     &super::service_facts::ServiceFacts,
     &super::unarchive::Unarchive,
+    &super::find::Find,
     &super::backup::postgres::BackupPostgres,
     &super::backup::volume::BackupVolume,
 ];
@@ -140,7 +141,6 @@ const NAMESPACES: &[&str] = &[
 /// FQCNs are refused by the loader the same way): loading a task that names one
 /// fails at its file:line instead of running anything.
 pub static PENDING: &[&str] = &[
-    "find",
     "apt_repository",
     "deb822_repository",
     "apt_key",

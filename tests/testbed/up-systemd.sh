@@ -10,8 +10,9 @@
 # The image deployer-testbed-host:bookworm-systemd is made from up.sh's image
 # (debootstrap, no registry) by installing Debian's systemd, systemd-sysv,
 # dbus, iproute2, cron, procps and python3-apt (what Ansible's apt module
-# needs; without it Ansible installs it, refreshing the cache) from the
-# Debian mirror, then committing.
+# needs; without it Ansible installs it, refreshing the cache), python3-debian
+# (Ansible's deb822_repository), gnupg (apt_key), locales (locale_gen),
+# python3-pip and python3-venv (pip) from the Debian mirror, then committing.
 set -euo pipefail
 
 N=${1:-2}
@@ -33,7 +34,7 @@ LABEL=deployer-testbed
 ID=${TESTBED_ID:-tb}
 PORT_BASE=${TESTBED_PORT_BASE:-2220}
 SD_BASE=$((PORT_BASE + 50))
-PACKAGES="systemd systemd-sysv dbus iproute2 cron procps python3-apt"
+PACKAGES="systemd systemd-sysv dbus iproute2 cron procps python3-apt python3-debian gnupg locales python3-pip python3-venv"
 
 log() { printf '[up-systemd] %s\n' "$*" >&2; }
 
