@@ -29,6 +29,7 @@ pub mod package;
 pub mod package_facts;
 pub mod pam_limits;
 pub mod plane_users;
+pub mod postgresql;
 pub mod registry;
 pub mod replace;
 pub mod service_facts;
