@@ -2,6 +2,7 @@
 //! Everything is checked here, before any host is contacted.
 
 pub mod config;
+pub mod images_lock;
 pub mod inventory;
 pub mod task;
 

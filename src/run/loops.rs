@@ -487,6 +487,7 @@ impl Engine {
                 st.release.as_deref().map(|r| r as &dyn ReleaseStage)
             },
             saved: Vec::new(),
+            images: &self.opts.images,
             progress: crate::report::TaskProgress::new(
                 &self.reporter,
                 &st.name,
