@@ -513,14 +513,15 @@ def main():
             for t in args.tools.split(",")]
     ensure_tools([t for t, _ in spec])
     cases = []
+    results = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "command": f"TESTBED_ID={TESTBED_ID} TESTBED_PORT_BASE={PORT_BASE} "
+               + " ".join(["bench/run.py", *sys.argv[1:]]), "machine": machine(), "cases": cases}
     for n in [int(x) for x in args.hosts.split(",")]:
         k = args.k if args.k is not None else (5 if n == 1 else 3)
         tools = [t for t, at in spec if at is None or n in at]
         cases.append(bench(n, k, tools, not args.no_up, profile=True))
-    results = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-               "command": f"TESTBED_ID={TESTBED_ID} TESTBED_PORT_BASE={PORT_BASE} "
-               + " ".join(["bench/run.py", *sys.argv[1:]]), "machine": machine(), "cases": cases}
-    write_results(results)
+        # Written after every host count: a long run cut short keeps what it measured.
+        write_results(results)
     print(table(results))
 
 

@@ -85,12 +85,22 @@ pub struct Connection {
     shells: std::sync::Mutex<Vec<remote_shell::RemoteShell>>,
     /// The master stays up after the run for the next one (`warm`).
     warm: bool,
+    /// The `ssh` process that is the master and carries the first shell
+    /// (`remote_shell::RemoteShell::start_master`); `None` for a master
+    /// started on its own or reused.
+    master: std::sync::Mutex<Option<remote_shell::MasterProcess>>,
 }
 
 impl Connection {
     /// A new connection of its own (a new master, closed at the end).
-    pub async fn connect(name: &str, target: &SshTarget) -> Result<Connection, ConnectionError> {
-        Self::open(name, target, None).await
+    /// `first` is who the first script runs as: its shell is the master's
+    /// own session (see [`Connection::open`]).
+    pub async fn connect(
+        name: &str,
+        target: &SshTarget,
+        first: Option<&Become>,
+    ) -> Result<Connection, ConnectionError> {
+        Self::open(name, target, None, first).await
     }
 
     /// A connection that uses a warm master left by an earlier run to the
@@ -110,7 +120,7 @@ impl Connection {
         ) {
             Ok(d) => d,
             Err(why) => {
-                let c = Self::open(name, target, None).await?;
+                let c = Self::open(name, target, None, first).await?;
                 return Ok((c, Some(format!("{name}: no warm ssh connection: {why}"))));
             }
         };
@@ -132,6 +142,7 @@ impl Connection {
                 _ssh_config: None,
                 shells: std::sync::Mutex::new(shells),
                 warm: true,
+                master: Default::default(),
             };
             // A first script as another user gets its own execution: the
             // probe is then a login shell, kept for later scripts.
@@ -158,7 +169,7 @@ impl Connection {
                 }
             }
         }
-        let mut c = Self::open(name, target, Some(&dir)).await?;
+        let mut c = Self::open(name, target, Some(&dir), first).await?;
         c.warm = true;
         if let Transport::Ssh(s) = &c.transport
             && let Some(d) = s.control_socket().parent()
@@ -171,10 +182,137 @@ impl Connection {
         Ok((c, None))
     }
 
+    /// A new master. Its first session is the shell `first` runs in, in
+    /// the same `ssh` process (`remote_shell::RemoteShell::start_master`):
+    /// one process, one authentication, one session, and no waiting for a
+    /// control socket before the first script. When that shell cannot start
+    /// (sudo refused, say), a master of its own is started instead and the
+    /// first script reports why, as before.
     async fn open(
         name: &str,
         target: &SshTarget,
         warm_dir: Option<&std::path::Path>,
+        first: Option<&Become>,
+    ) -> Result<Connection, ConnectionError> {
+        // deployer's own config (KnownHostsCommand none, then the user's):
+        // see `host_keys`. Kept in a private directory for the session's life
+        // (a fresh connection reads it again).
+        let config_dir = tempfile::Builder::new()
+            .prefix("deployer-ssh-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .map_err(|e| ConnectionError::Config {
+                host: name.to_string(),
+                reason: format!("cannot make a private directory for the ssh config: {e}"),
+            })?;
+        let config = config_dir.path().join("config");
+        std::fs::write(
+            &config,
+            host_keys::wrapper_config(target.config_file.as_deref()),
+        )
+        .map_err(|e| ConnectionError::Config {
+            host: name.to_string(),
+            reason: format!("cannot write {}: {e}", config.display()),
+        })?;
+        // The master's socket and log: in the warm directory (kept for the
+        // next run), else beside the config (gone with it).
+        let master_dir = match warm_dir {
+            Some(d) => tempfile::Builder::new()
+                .prefix(".ssh-connection")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .tempdir_in(d)
+                .map_err(|e| ConnectionError::Config {
+                    host: name.to_string(),
+                    reason: format!("cannot make a directory in {}: {e}", d.display()),
+                })?
+                .keep(),
+            None => config_dir.path().to_path_buf(),
+        };
+        let ctl = master_dir.join("master");
+        let log = master_dir.join("log");
+        let mut ssh = tokio::process::Command::new("ssh");
+        ssh.kill_on_drop(true)
+            .arg("-E")
+            .arg(&log)
+            .arg("-S")
+            .arg(&ctl)
+            .arg("-M")
+            .arg("-T")
+            .args(["-o", "BatchMode=yes", "-o"])
+            .arg(match target.strict_host_key_checking {
+                KnownHosts::Strict => "StrictHostKeyChecking=yes",
+                KnownHosts::Add => "StrictHostKeyChecking=accept-new",
+                KnownHosts::Accept => "StrictHostKeyChecking=no",
+            })
+            .args([
+                "-o",
+                "ConnectTimeout=15",
+                "-o",
+                "ServerAliveInterval=30",
+                "-o",
+            ])
+            .arg(match warm_dir {
+                Some(_) => format!("ControlPersist={}s", warm::IDLE_SECS),
+                None => "ControlPersist=no".to_string(),
+            });
+        if let Some(u) = &target.user {
+            ssh.arg("-l").arg(u);
+        }
+        if let Some(p) = target.port {
+            ssh.arg("-p").arg(p.to_string());
+        }
+        if let Some(k) = &target.key_file {
+            ssh.args(["-o", "IdentitiesOnly=yes", "-i"]).arg(k);
+        }
+        if let Some(k) = &target.known_hosts_file {
+            let mut o = std::ffi::OsString::from("UserKnownHostsFile=");
+            o.push(k);
+            ssh.arg("-o").arg(o);
+        }
+        ssh.arg("-F").arg(&config).arg("--").arg(&target.host);
+        let key =
+            remote_shell::ShellKey::for_become(first).unwrap_or(remote_shell::ShellKey::Login);
+        let shell_become = match key {
+            remote_shell::ShellKey::Login => None,
+            remote_shell::ShellKey::Root { .. } => first,
+        };
+        let started =
+            remote_shell::RemoteShell::start_master(name, ssh, &log, key, shell_become).await;
+        let (shell, master) = match started {
+            Ok((remote_shell::Started::Ready(sh), Some(m))) => (*sh, m),
+            Ok(_) => {
+                if warm_dir.is_some() {
+                    let _ = std::fs::remove_dir_all(&master_dir);
+                }
+                return Self::open_master(name, target, warm_dir, config_dir).await;
+            }
+            Err(e) => {
+                if warm_dir.is_some() {
+                    let _ = std::fs::remove_dir_all(&master_dir);
+                }
+                return Err(e);
+            }
+        };
+        let session = Session::resume(ctl.into_boxed_path(), Some(log.into_boxed_path()));
+        Ok(Connection {
+            name: name.to_string(),
+            transport: Transport::Ssh(std::sync::Arc::new(session)),
+            executions: AtomicUsize::new(1),
+            docker: Default::default(),
+            target: Some(target.clone()),
+            _ssh_config: Some(config_dir),
+            shells: std::sync::Mutex::new(vec![shell]),
+            warm: false,
+            master: std::sync::Mutex::new(Some(master)),
+        })
+    }
+
+    /// A master on its own (`ssh -M -f -N`), its sessions opened later.
+    async fn open_master(
+        name: &str,
+        target: &SshTarget,
+        warm_dir: Option<&std::path::Path>,
+        config_dir: tempfile::TempDir,
     ) -> Result<Connection, ConnectionError> {
         let mut b = SessionBuilder::default();
         b.known_hosts_check(target.strict_host_key_checking.clone());
@@ -198,27 +336,7 @@ impl Connection {
         if let Some(k) = &target.known_hosts_file {
             b.user_known_hosts_file(k);
         }
-        // deployer's own config (KnownHostsCommand none, then the user's):
-        // see `host_keys`. Kept in a private directory for the session's life
-        // (a fresh connection reads it again).
-        let config_dir = tempfile::Builder::new()
-            .prefix("deployer-ssh-")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .tempdir()
-            .map_err(|e| ConnectionError::Config {
-                host: name.to_string(),
-                reason: format!("cannot make a private directory for the ssh config: {e}"),
-            })?;
-        let config = config_dir.path().join("config");
-        std::fs::write(
-            &config,
-            host_keys::wrapper_config(target.config_file.as_deref()),
-        )
-        .map_err(|e| ConnectionError::Config {
-            host: name.to_string(),
-            reason: format!("cannot write {}: {e}", config.display()),
-        })?;
-        b.config_file(&config);
+        b.config_file(config_dir.path().join("config"));
         let session = b
             .connect(&target.host)
             .await
@@ -235,6 +353,7 @@ impl Connection {
             _ssh_config: Some(config_dir),
             shells: Default::default(),
             warm: false,
+            master: Default::default(),
         })
     }
 
@@ -248,6 +367,7 @@ impl Connection {
             _ssh_config: None,
             shells: Default::default(),
             warm: false,
+            master: Default::default(),
         }
     }
 
@@ -259,7 +379,7 @@ impl Connection {
         let Some(target) = &self.target else {
             return Ok(());
         };
-        let fresh = Connection::connect(&self.name, target).await?;
+        let fresh = Connection::connect(&self.name, target, None).await?;
         let out = fresh.run_script("exit 0", None).await;
         fresh.close().await;
         match out {
@@ -270,6 +390,28 @@ impl Connection {
             }),
             Err(e) => Err(e),
         }
+    }
+
+    /// `meta: reset_connection`: a new connection to the same target, with a
+    /// new master (its own TCP connection and login), so that the login's
+    /// groups and limits are read afresh, as Ansible's reset does; the
+    /// executions counted so far carry over. A warm master this connection
+    /// used is no longer offered to later runs (its running sessions go on).
+    /// A local connection has nothing to reset: None.
+    pub async fn reset(&self) -> Result<Option<Connection>, ConnectionError> {
+        let Some(target) = &self.target else {
+            return Ok(None);
+        };
+        if self.warm
+            && let Transport::Ssh(s) = &self.transport
+        {
+            warm::discard(s.control_socket());
+        }
+        let fresh = Connection::connect(&self.name, target, None).await?;
+        fresh
+            .executions
+            .fetch_add(self.executions(), Ordering::Relaxed);
+        Ok(Some(fresh))
     }
 
     pub fn executions(&self) -> usize {
@@ -465,11 +607,26 @@ impl Connection {
     }
 
     pub async fn close(self) {
-        let shells = std::mem::take(&mut *self.shells.lock().unwrap_or_else(|e| e.into_inner()));
-        futures::future::join_all(shells.into_iter().map(remote_shell::RemoteShell::close)).await;
         // The Docker bridges hold the session too: stop them first.
         for t in self.docker.into_inner() {
             t.shutdown().await;
+        }
+        let shells = std::mem::take(&mut *self.shells.lock().unwrap_or_else(|e| e.into_inner()));
+        futures::future::join_all(shells.into_iter().map(remote_shell::RemoteShell::close)).await;
+        let master = self.master.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some(remote_shell::MasterProcess { mut child, keep }) = master {
+            // End of its shell's input: the shell exits, then the master
+            // (it waits for any other session still open). A warm one was
+            // forked off by `ssh` and stays (ControlPersist ends it).
+            drop(keep);
+            if tokio::time::timeout(std::time::Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+            return;
         }
         if let Transport::Ssh(s) = self.transport
             && let Ok(s) = std::sync::Arc::try_unwrap(s)

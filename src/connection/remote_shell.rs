@@ -11,10 +11,12 @@
 //! line with a random token of this shell and its uid, then reads frames:
 //!
 //! - request: `F <token> <length>\n` followed by exactly `<length>` bytes of
-//!   script. The loop copies those bytes into a file (`head -c`, which reads
-//!   no further) and runs `/bin/sh -s` on it with stdout and stderr into two
-//!   files, stdin from that file, the login umask, in a fresh process (no
-//!   state carries from one script to the next).
+//!   script and the line `E <token>\n`. The loop copies those bytes into a
+//!   file (`head -c`, which reads no further), requires the end line (read by
+//!   the shell itself: a script cut short by a lost connection is never run,
+//!   without a process to check its size) and runs `/bin/sh -s` on it with
+//!   stdout and stderr into two files, stdin from that file, the login umask,
+//!   in a fresh process (no state carries from one script to the next).
 //! - response: `D <token> <rc> <stdout length> <stderr length>\n`, then the
 //!   two streams' bytes. Lengths, not markers: nothing a script prints can
 //!   end its own output early or forge another frame.
@@ -30,8 +32,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openssh::{Child, ChildStdin, ChildStdout, Session};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use std::pin::Pin;
+
+use openssh::{Child, Session};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::{Become, ConnectionError, Output, error_chain, shell_quote};
 
@@ -54,7 +58,8 @@ case $h in
 esac
 case $n in ''|*[!0-9]*) exit 124 ;; esac
 head -c "$n" > "$d/s" || exit 124
-[ "$(stat -c %s "$d/s")" = "$n" ] || exit 124
+IFS= read -r h || exit 124
+[ "$h" = "E $t" ] || exit 124
 (umask "$u"; exec /bin/sh -s < "$d/s") > "$d/o" 2> "$d/e"
 r=$?
 set -- $(stat -c %s "$d/o" "$d/e")
@@ -93,10 +98,30 @@ pub(crate) struct RemoteShell {
     /// The remote uid the shell runs as (a login shell as root serves root too).
     pub(crate) uid: u32,
     token: String,
-    child: Child<Arc<Session>>,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    proc: Proc,
+    stdin: Pin<Box<dyn AsyncWrite + Send>>,
+    stdout: BufReader<Pin<Box<dyn AsyncRead + Send>>>,
     stderr: tokio::task::JoinHandle<Vec<u8>>,
+}
+
+/// The local process that carries a shell's SSH session.
+pub(crate) enum Proc {
+    /// A session on a master that is already up (an `ssh -S` client of its own).
+    Mux(Child<Arc<Session>>),
+    /// The master's own session: one `ssh` process authenticates, is the
+    /// master for any later session, and carries this shell (no second
+    /// session-open round trip, no second process). Taken by the connection
+    /// once the shell is ready: the connection ends with it.
+    Master(Option<tokio::process::Child>),
+}
+
+/// A master started with its shell ([`RemoteShell::start_master`]): the
+/// `ssh` process, and copies of its stdin and stdout pipe ends so that the
+/// session stays open while the connection lives even when the shell itself
+/// is dropped (a cancelled script): the master carries every other session.
+pub(crate) struct MasterProcess {
+    pub(crate) child: tokio::process::Child,
+    pub(crate) keep: Vec<std::os::fd::OwnedFd>,
 }
 
 /// How starting a shell ended.
@@ -109,7 +134,7 @@ pub(crate) enum Started {
 
 /// The command line of a shell for `key` (no user data in it: the loop, the
 /// token, and the quoted become user).
-fn command_line(token: &str, become_: Option<&Become>) -> String {
+pub(crate) fn command_line(token: &str, become_: Option<&Become>) -> String {
     let sh = format!(
         "/bin/sh -c {} deployer-shell {}",
         shell_quote(LOOP),
@@ -127,7 +152,7 @@ fn command_line(token: &str, become_: Option<&Become>) -> String {
     }
 }
 
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut b = [0u8; 16];
     if getrandom(&mut b).is_err() {
         // Without randomness the token still frames; it only guards against
@@ -170,13 +195,120 @@ impl RemoteShell {
             .spawn()
             .await
             .map_err(|e| exec_err(error_chain(&e)))?;
-        let (Some(mut stdin), Some(stdout), Some(mut stderr)) = (
+        let (Some(stdin), Some(stdout), Some(stderr)) = (
             child.stdin().take(),
             child.stdout().take(),
             child.stderr().take(),
         ) else {
             return Err(exec_err("the remote shell has no pipes".into()));
         };
+        let pipes = Pipes {
+            stdin: Box::pin(stdin),
+            stdout: Box::pin(stdout),
+            stderr: Box::pin(stderr),
+        };
+        Self::handshake(
+            host,
+            key,
+            token,
+            Proc::Mux(child),
+            pipes,
+            become_,
+            ready_within,
+            None,
+        )
+        .await
+    }
+
+    /// Starts the SSH master and this shell as its own session, in one
+    /// `ssh` process: `ssh` is the prepared command (options, `-E log`,
+    /// `-S`, `-M`, ending with `--` and the destination); the shell's
+    /// command line is added here. A ready shell comes with the process to
+    /// keep; a shell that exited at once (sudo refused) ended the master too.
+    pub(crate) async fn start_master(
+        host: &str,
+        mut ssh: tokio::process::Command,
+        log: &std::path::Path,
+        key: ShellKey,
+        become_: Option<&Become>,
+    ) -> Result<(Started, Option<MasterProcess>), ConnectionError> {
+        use std::os::fd::AsFd;
+        let exec_err = |reason: String| ConnectionError::Unreachable {
+            host: host.to_string(),
+            reason,
+        };
+        let token = random_token();
+        let mut child = ssh
+            .arg(command_line(&token, become_))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| exec_err(format!("cannot start ssh: {e}")))?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(exec_err("the ssh process has no pipes".into()));
+        };
+        let keep = [stdin.as_fd(), stdout.as_fd()]
+            .iter()
+            .map(|fd| fd.try_clone_to_owned())
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| exec_err(format!("cannot keep the ssh pipes: {e}")))?;
+        let pipes = Pipes {
+            stdin: Box::pin(stdin),
+            stdout: Box::pin(stdout),
+            stderr: Box::pin(stderr),
+        };
+        let started = Self::handshake(
+            host,
+            key,
+            token,
+            Proc::Master(Some(child)),
+            pipes,
+            become_,
+            None,
+            Some(log),
+        )
+        .await?;
+        match started {
+            Started::Ready(mut sh) => {
+                let Proc::Master(child) = &mut sh.proc else {
+                    return Err(exec_err("the ssh master process is missing".into()));
+                };
+                let Some(child) = child.take() else {
+                    return Err(exec_err("the ssh master process is missing".into()));
+                };
+                Ok((Started::Ready(sh), Some(MasterProcess { child, keep })))
+            }
+            exited => Ok((exited, None)),
+        }
+    }
+
+    /// Sends the become password when there is one and waits for the ready
+    /// line; a shell that is not ready is waited for and reported as an
+    /// execution of its own would be. `log` is the master's `-E` log: what
+    /// `ssh` itself said when it could not connect.
+    #[allow(clippy::too_many_arguments)]
+    async fn handshake(
+        host: &str,
+        key: ShellKey,
+        token: String,
+        proc: Proc,
+        pipes: Pipes,
+        become_: Option<&Become>,
+        ready_within: Option<Duration>,
+        log: Option<&std::path::Path>,
+    ) -> Result<Started, ConnectionError> {
+        let exec_err = |reason: String| ConnectionError::Exec {
+            host: host.to_string(),
+            reason,
+        };
+        let Pipes {
+            mut stdin,
+            stdout,
+            mut stderr,
+        } = pipes;
         let stderr = tokio::spawn(async move {
             let mut buf = Vec::new();
             let _ = stderr.read_to_end(&mut buf).await;
@@ -216,7 +348,7 @@ impl RemoteShell {
                 key,
                 uid,
                 token,
-                child,
+                proc,
                 stdin,
                 stdout,
                 stderr,
@@ -226,16 +358,33 @@ impl RemoteShell {
         drop(stdin);
         let mut rest = ready;
         let _ = stdout.read_to_end(&mut rest).await;
-        let status = child.wait().await.map_err(|e| exec_err(error_chain(&e)))?;
+        let code = match proc {
+            Proc::Mux(child) => child
+                .wait()
+                .await
+                .map_err(|e| exec_err(error_chain(&e)))?
+                .code(),
+            Proc::Master(Some(mut child)) => child
+                .wait()
+                .await
+                .map_err(|e| exec_err(e.to_string()))?
+                .code(),
+            Proc::Master(None) => None,
+        };
         let err = stderr.await.unwrap_or_default();
-        if status.code() == Some(255) && rest.is_empty() {
+        if code == Some(255) && rest.is_empty() {
+            let said = log
+                .and_then(|l| std::fs::read_to_string(l).ok())
+                .map(|t| ssh_said(&t))
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| String::from_utf8_lossy(&err).trim().to_string());
             return Err(ConnectionError::Unreachable {
                 host: host.to_string(),
-                reason: crate::secrets::mask(&String::from_utf8_lossy(&err)),
+                reason: crate::secrets::mask(&said),
             });
         }
         Ok(Started::Exited(Output {
-            rc: status.code().unwrap_or(-1),
+            rc: code.unwrap_or(-1),
             stdout: rest,
             stderr: err,
         }))
@@ -253,6 +402,7 @@ impl RemoteShell {
         };
         let mut frame = format!("F {} {}\n", self.token, script.len()).into_bytes();
         frame.extend_from_slice(script.as_bytes());
+        frame.extend_from_slice(format!("E {}\n", self.token).as_bytes());
         self.stdin
             .write_all(&frame)
             .await
@@ -292,17 +442,39 @@ impl RemoteShell {
     }
 
     /// Ends the shell: end of input, the loop removes its directory and exits.
+    /// The master's own shell ends with the master (see `Connection::close`).
     pub(crate) async fn close(self) {
         let RemoteShell {
-            child,
+            proc,
             stdin,
             stderr,
             ..
         } = self;
         drop(stdin);
-        let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-        stderr.abort();
+        if let Proc::Mux(child) = proc {
+            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+            stderr.abort();
+        }
     }
+}
+
+/// A shell process's three pipes.
+struct Pipes {
+    stdin: Pin<Box<dyn AsyncWrite + Send>>,
+    stdout: Pin<Box<dyn AsyncRead + Send>>,
+    stderr: Pin<Box<dyn AsyncRead + Send>>,
+}
+
+/// What `ssh` wrote to its `-E` log, less the note that it recorded a new
+/// host key (accept-new).
+fn ssh_said(log: &str) -> String {
+    log.lines()
+        .filter(|l| !l.starts_with("Warning: Permanently added "))
+        .map(|l| l.strip_prefix("ssh: ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string()
 }
 
 #[cfg(test)]
@@ -325,8 +497,13 @@ mod tests {
         ] {
             input.extend_from_slice(format!("F {token} {}\n", s.len()).as_bytes());
             input.extend_from_slice(s.as_bytes());
+            input.extend_from_slice(format!("E {token}\n").as_bytes());
         }
-        input.extend_from_slice(b"F 0123abcd 10\nshort");
+        // Cut after the whole script, before its end line (the connection
+        // lost there): not run either.
+        let cut = format!("touch {}\n", dir.path().join("cut").display());
+        input.extend_from_slice(format!("F {token} {}\n", cut.len()).as_bytes());
+        input.extend_from_slice(cut.as_bytes());
         let mut child = tokio::process::Command::new("/bin/sh")
             .args(["-c", LOOP, "deployer-shell", token])
             .current_dir(dir.path())
@@ -350,6 +527,7 @@ mod tests {
         assert_eq!(text, want);
         // A cut frame is not run, and ends the loop with its directory gone.
         assert_eq!(out.status.code(), Some(124));
+        assert!(!dir.path().join("cut").exists(), "a cut frame was run");
     }
 
     fn umask_now() -> String {

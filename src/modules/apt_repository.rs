@@ -630,7 +630,7 @@ mod tests {
         let l = parse_line("#deb  http://x/  bookworm main # mine\n", 3);
         assert_eq!(
             (l.valid, l.enabled, l.source.as_str(), l.comment.as_str()),
-            (false, false, "deb  http://x/  bookworm main", "mine")
+            (true, false, "deb http://x/ bookworm main", "mine")
         );
         let l = parse_line("  deb   [arch=amd64] http://x/ bookworm main\n", 0);
         assert!(l.valid && l.enabled);

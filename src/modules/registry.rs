@@ -106,6 +106,8 @@ pub static MODULES: &[&dyn Module] = &[
     &super::apt_repository::AptRepository,
     &super::apt_key::AptKey,
     &super::deb822_repository::Deb822Repository,
+    &super::postgresql::PostgresqlDb,
+    &super::postgresql::PostgresqlUser,
     &super::backup::postgres::BackupPostgres,
     &super::backup::volume::BackupVolume,
 ];

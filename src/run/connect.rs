@@ -21,13 +21,13 @@ impl Engine {
         match self.connect_plan(host, play, pl)? {
             ConnectPlan::Local => Ok(Connection::local(host)),
             ConnectPlan::Ssh(target) => {
+                // The first script on a host is the deploy lock's, as the state's user.
+                let first = self.state_become(host).ok().flatten();
                 if self.opts.fresh_connection {
-                    return Connection::connect(host, &target)
+                    return Connection::connect(host, &target, first.as_ref())
                         .await
                         .map_err(|e| crate::secrets::mask(&e.to_string()));
                 }
-                // The first script on a host is the deploy lock's, as the state's user.
-                let first = self.state_become(host).ok().flatten();
                 let (conn, note) = Connection::connect_warm(host, &target, first.as_ref())
                     .await
                     .map_err(|e| crate::secrets::mask(&e.to_string()))?;
