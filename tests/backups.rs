@@ -807,7 +807,7 @@ fn staging_refreshed_from_production_shows_anonymised_data_only() {
 }
 
 /// The Makefile's targets are one deployer command each; ENV picks the
-/// inventory (prod: inventory/hosts.yml), and a missing ENV or ROLE stops make
+/// inventory (prod: inventory/production/hosts.yml), and a missing ENV or ROLE stops make
 /// before anything runs.
 #[test]
 fn makefile_targets_call_deployer() {
@@ -827,7 +827,7 @@ fn makefile_targets_call_deployer() {
     assert_eq!(make(&["lint"]).1, "deployer lint");
     assert_eq!(
         make(&["check", "ROLE=plane", "ENV=prod"]).1,
-        "deployer check -i inventory/hosts.yml --diff --tags plane playbooks/site.yml"
+        "deployer check -i inventory/production/hosts.yml --diff --tags plane playbooks/site.yml"
     );
     assert_eq!(
         make(&["deploy-role", "ROLE=plane", "ENV=staging"]).1,
@@ -835,11 +835,11 @@ fn makefile_targets_call_deployer() {
     );
     assert_eq!(
         make(&["rollback", "ENV=prod"]).1,
-        "deployer rollback -i inventory/hosts.yml"
+        "deployer rollback -i inventory/production/hosts.yml"
     );
     assert_eq!(
         make(&["backup", "ENV=prod"]).1,
-        "deployer apply -i inventory/hosts.yml playbooks/backup.yml"
+        "deployer apply -i inventory/production/hosts.yml playbooks/backup.yml"
     );
     let (ok, _, err) = make(&["deploy-role", "ROLE=plane"]);
     assert!(!ok && err.contains("ENV is required"), "{err}");
