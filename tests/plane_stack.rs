@@ -246,7 +246,8 @@ fn plane_end_to_end_stack_users_tokens_idempotence_and_one_role_change() {
     );
     let copy = project_copy();
     let dir = copy.path();
-    let before = std::fs::read(repo().join("inventory/production/group_vars/all/secrets.yml")).expect("read");
+    let before = std::fs::read(repo().join("inventory/production/group_vars/all/secrets.yml"))
+        .expect("read");
 
     // --- first apply: stack, database, cache, DNS records, users and tokens ---
     let first = run(dir, "apply", &[]);
@@ -407,7 +408,8 @@ fn plane_end_to_end_stack_users_tokens_idempotence_and_one_role_change() {
         );
     }
     assert_eq!(
-        std::fs::read(repo().join("inventory/production/group_vars/all/secrets.yml")).expect("read"),
+        std::fs::read(repo().join("inventory/production/group_vars/all/secrets.yml"))
+            .expect("read"),
         before,
         "the repository's vault was modified"
     );
