@@ -88,12 +88,15 @@ pub fn preflight(
     extra: &crate::project::inventory::Vars,
     passwords: Option<&crate::vault::VaultPasswords>,
 ) -> Result<(), String> {
-    let findings = crate::preflight::check(&crate::preflight::RunInput {
+    let (findings, deferred) = crate::preflight::check_deferring(&crate::preflight::RunInput {
         playbook,
         inventories,
         extra_var_names: extra.keys().cloned().collect(),
         passwords,
     });
+    if !deferred.is_empty() {
+        crate::preflight::report_deferred(&deferred);
+    }
     if findings.is_empty() {
         return Ok(());
     }
