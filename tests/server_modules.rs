@@ -1152,3 +1152,49 @@ fn apt_sources_match_ansible() {
     root_sh(ANSIBLE_SD, APT_SOURCES_RESET);
     root_sh(DEPLOYER_SD, APT_SOURCES_RESET);
 }
+
+const LOCALE_RESET: &str = "rm -f /root/deployer-locale.json; true";
+const LOCALE_STATE: &str = "stat -c '%n %a %U %G' /etc/locale.gen; grep -v '^#' /etc/locale.gen | grep .; LC_ALL=C locale -a; \
+     cat /root/deployer-locale.json 2>/dev/null; true";
+
+/// locale_gen: the same /etc/locale.gen lines and compiled locales
+/// (`locale -a`), per-task `changed` and registered keys as
+/// ansible-playbook; a locale that does not exist fails naming it and
+/// changes nothing. (The collection's check mode reports no change;
+/// deployer's predicts, checked against its own first run.)
+#[test]
+fn locale_gen_matches_ansible() {
+    let tasks = [
+        "a new locale",
+        "two locales, one spelled as locale -a does",
+        "a locale that is there",
+        "a locale removed",
+        "what the modules registered",
+    ];
+    differential(&Differential {
+        prep: "locale_prep.yml",
+        playbook: "locale.yml",
+        reset: LOCALE_RESET,
+        state: LOCALE_STATE,
+        volatile: &tasks,
+    });
+    let before = root_sh(DEPLOYER_SD, LOCALE_STATE);
+    let (code, bad) = deployer_run("locale_bad.yml", "apply");
+    assert_eq!(code, 1);
+    let (_, abad) = ansible_playbook("locale_bad.yml", false);
+    assert_eq!(bad[0].3, abad[0].3, "{bad:?}");
+    assert_eq!(
+        bad[0].3,
+        "The following locales you have entered are not available on your system: xx_XX.UTF-8"
+    );
+    assert_eq!(root_sh(DEPLOYER_SD, LOCALE_STATE), before);
+    // Check mode predicts the first run.
+    root_sh(DEPLOYER_SD, LOCALE_RESET);
+    let (code, _) = deployer_run("locale_prep.yml", "apply");
+    assert_eq!(code, 0);
+    let (_, predicted) = deployer_run("locale.yml", "check");
+    let (_, first) = deployer_run("locale.yml", "apply");
+    let without_record = |t: &[Outcome]| outcomes(t, &["what the modules registered"]);
+    assert_eq!(without_record(&predicted), without_record(&first));
+    assert!(first[0].1, "{first:?}");
+}

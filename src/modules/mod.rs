@@ -26,6 +26,7 @@ pub mod getent;
 pub mod include_vars;
 pub mod ini_file;
 pub mod lineinfile;
+pub mod locale_gen;
 pub mod misc;
 pub mod observe;
 pub mod package;

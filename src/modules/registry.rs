@@ -106,6 +106,7 @@ pub static MODULES: &[&dyn Module] = &[
     &super::apt_repository::AptRepository,
     &super::apt_key::AptKey,
     &super::deb822_repository::Deb822Repository,
+    &super::locale_gen::LocaleGen,
     &super::postgresql::PostgresqlDb,
     &super::postgresql::PostgresqlUser,
     &super::backup::postgres::BackupPostgres,
@@ -145,7 +146,7 @@ const NAMESPACES: &[&str] = &[
 /// Ansible's server modules deployer does not run yet (short names; their
 /// FQCNs are refused by the loader the same way): loading a task that names one
 /// fails at its file:line instead of running anything.
-pub static PENDING: &[&str] = &["hostname", "locale_gen", "pip"];
+pub static PENDING: &[&str] = &["hostname", "pip"];
 
 /// A module, declared once. The table [`MODULES`] lists one value of each.
 pub trait Module: Sync {
@@ -478,7 +479,7 @@ mod tests {
         assert_eq!(err.loc.line, 3);
         assert_eq!(err.msg, "module 'pip': not supported yet by deployer");
         assert_eq!(
-            not_yet("community.general.locale_gen"),
+            not_yet("community.general.pip"),
             Some("not supported yet by deployer")
         );
         assert_eq!(not_yet("ansible.posix.mount"), Some(MOUNT));
