@@ -24,6 +24,7 @@ pub mod include_vars;
 pub mod ini_file;
 pub mod lineinfile;
 pub mod misc;
+pub mod mysql;
 pub mod observe;
 pub mod package;
 pub mod package_facts;
