@@ -33,6 +33,12 @@ pub enum Command {
     Check(RunArgs),
     /// Compute the plan (check mode) and print it as data (`--format json`, the default, or `markdown`).
     Plan(RunArgs),
+    /// Resolve every image the project's container and compose tasks use to its digest
+    /// (asked of the registry through each host's Docker engine; a local image without
+    /// one by its image ID) and write images.lock, which apply then enforces. Runs the
+    /// playbook in check mode: nothing changes on any host. With --tags or --limit the
+    /// lock is added to; without, it is replaced.
+    Pin(RunArgs),
     /// Show what the loader understood of the inventory.
     Inventory {
         /// Inventory file(s) or directories.
@@ -381,6 +387,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Apply(a) => commands::apply::apply(a).await,
         Command::Check(a) => commands::apply::check(a).await,
         Command::Plan(a) => commands::apply::plan(a).await,
+        Command::Pin(a) => commands::apply::pin(a).await,
         Command::Inventory {
             inventory,
             graph,

@@ -175,6 +175,8 @@ pub struct ModuleCtx<'a> {
     /// Where a long step is (image pulls, health waits, the Plane hook's
     /// users), for the terminal's status line and JSON events.
     pub progress: crate::report::TaskProgress,
+    /// How container and compose tasks treat image tags (`images.lock`).
+    pub images: &'a crate::project::images_lock::ImagePolicy,
 }
 
 impl ModuleCtx<'_> {

@@ -716,6 +716,8 @@ async fn restore_compose(
         playbook_dir: &engine.playbook_dir,
         release: rec.map(|r| r as &dyn crate::modules::ReleaseStage),
         saved: Vec::new(),
+        // Rolling back runs the images the release recorded, whatever the lock says now.
+        images: &crate::project::images_lock::UNPINNED,
         progress: crate::report::TaskProgress::new(
             &engine.reporter,
             &plan.host,
