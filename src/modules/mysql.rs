@@ -940,7 +940,7 @@ fn revoke_sql(acct: &str, obj: &str, privs: &[String], grant_option: bool) -> Ve
         .filter(|p| *p != "GRANT")
         .collect();
     let s = list.join(",");
-    if !s.is_empty() && !(grant_option && s == "USAGE") {
+    if !(s.is_empty() || grant_option && s == "USAGE") {
         out.push(format!("REVOKE {s} ON {obj} FROM {acct}"));
     }
     out.push("FLUSH PRIVILEGES".into());
