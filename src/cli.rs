@@ -102,6 +102,10 @@ pub enum Command {
         /// an undone release has no backup. With --check: what would be restored.
         #[arg(long = "with-data")]
         with_data: bool,
+        /// With --with-data: a directory on the hosts where backups are kept (a `dest:` of
+        /// the backup modules), searched besides /var/backups/deployer. Repeatable.
+        #[arg(long = "backup-dir", value_name = "DIR", requires = "with_data")]
+        backup_dirs: Vec<String>,
     },
     /// List the backups kept on each host (id, kind, database or volume, size, sha256, created, release).
     Backups(BackupArgs),
@@ -404,7 +408,8 @@ pub async fn run(cli: Cli) -> i32 {
             check,
             diff,
             with_data,
-        } => commands::rollback::rollback(common, to, check, diff, with_data).await,
+            backup_dirs,
+        } => commands::rollback::rollback(common, to, check, diff, with_data, backup_dirs).await,
         Command::Lock(a) => commands::lock::lock(a).await,
         Command::Backups(a) => commands::backups::backups(a).await,
         Command::Restore(a) => commands::backups::restore_cmd(a).await,
