@@ -33,6 +33,12 @@ pub enum Command {
     Check(RunArgs),
     /// Compute the plan (check mode) and print it as data (`--format json`, the default, or `markdown`).
     Plan(RunArgs),
+    /// Resolve every image the project's container and compose tasks use to its digest
+    /// (asked of the registry through each host's Docker engine; a local image without
+    /// one by its image ID) and write images.lock, which apply then enforces. Runs the
+    /// playbook in check mode: nothing changes on any host. With --tags or --limit the
+    /// lock is added to; without, it is replaced.
+    Pin(RunArgs),
     /// Show what the loader understood of the inventory.
     Inventory {
         /// Inventory file(s) or directories.
@@ -96,6 +102,10 @@ pub enum Command {
         /// an undone release has no backup. With --check: what would be restored.
         #[arg(long = "with-data")]
         with_data: bool,
+        /// With --with-data: a directory on the hosts where backups are kept (a `dest:` of
+        /// the backup modules), searched besides /var/backups/deployer. Repeatable.
+        #[arg(long = "backup-dir", value_name = "DIR", requires = "with_data")]
+        backup_dirs: Vec<String>,
     },
     /// List the backups kept on each host (id, kind, database or volume, size, sha256, created, release).
     Backups(BackupArgs),
@@ -381,6 +391,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Apply(a) => commands::apply::apply(a).await,
         Command::Check(a) => commands::apply::check(a).await,
         Command::Plan(a) => commands::apply::plan(a).await,
+        Command::Pin(a) => commands::apply::pin(a).await,
         Command::Inventory {
             inventory,
             graph,
@@ -397,7 +408,8 @@ pub async fn run(cli: Cli) -> i32 {
             check,
             diff,
             with_data,
-        } => commands::rollback::rollback(common, to, check, diff, with_data).await,
+            backup_dirs,
+        } => commands::rollback::rollback(common, to, check, diff, with_data, backup_dirs).await,
         Command::Lock(a) => commands::lock::lock(a).await,
         Command::Backups(a) => commands::backups::backups(a).await,
         Command::Restore(a) => commands::backups::restore_cmd(a).await,

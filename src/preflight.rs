@@ -84,7 +84,19 @@ fn role_dir_of(file: &Path) -> Option<PathBuf> {
 
 /// Every error the run can know without a host. Empty: go ahead.
 pub fn check(input: &RunInput) -> Vec<Finding> {
+    check_deferring(input).0
+}
+
+/// [`check`], and apart the findings in a role's task files that no task
+/// of the loaded play comes from: files only an `include_tasks` reads (a
+/// templated name such as `setup-{{ ansible_os_family }}.yml`, or a fixed
+/// one under a `when`). Ansible reads those when the include runs, so a
+/// file for another distribution never stops a run; deployer says what it
+/// found in them (warnings) and fails the include, if it runs, with the
+/// same error.
+pub fn check_deferring(input: &RunInput) -> (Vec<Finding>, Vec<Finding>) {
     let mut findings = Vec::new();
+    let mut deferred = Vec::new();
     let root = input
         .playbook
         .map(project_root)
@@ -119,12 +131,20 @@ pub fn check(input: &RunInput) -> Vec<Finding> {
         linter.know.defined.extend(vault_names);
         let all = linter.run(&target);
         let used = Used::of(pb, &root, &inventories);
-        findings.extend(all.into_iter().filter(|f| {
-            !(unreadable_vault && f.rule == "ref-undefined-var")
-                && f.severity == Severity::Error
-                && !CONVENTION_RULES.contains(&f.rule)
-                && used.keeps(&f.file)
-        }));
+        for f in all {
+            if (unreadable_vault && f.rule == "ref-undefined-var")
+                || f.severity != Severity::Error
+                || CONVENTION_RULES.contains(&f.rule)
+                || !used.keeps(&f.file)
+            {
+                continue;
+            }
+            if used.only_included(&f.file) {
+                deferred.push(f);
+            } else {
+                findings.push(f);
+            }
+        }
     }
     if input.playbook.is_none() && !inventories.is_empty() {
         // `rollback` runs no playbook: its inventories (with their
@@ -160,7 +180,10 @@ pub fn check(input: &RunInput) -> Vec<Finding> {
     findings
         .sort_by(|a, b| (&a.file, a.line, a.col, a.rule).cmp(&(&b.file, b.line, b.col, b.rule)));
     findings.dedup_by(|a, b| a.file == b.file && a.line == b.line && a.message == b.message);
-    findings
+    deferred
+        .sort_by(|a, b| (&a.file, a.line, a.col, a.rule).cmp(&(&b.file, b.line, b.col, b.rule)));
+    deferred.dedup_by(|a, b| a.file == b.file && a.line == b.line && a.message == b.message);
+    (findings, deferred)
 }
 
 /// Which files the run uses, to keep only findings about them.
@@ -170,6 +193,9 @@ struct Used {
     roles: Option<HashSet<PathBuf>>,
     /// Playbook files (the playbook and what it imports).
     playbooks: HashSet<PathBuf>,
+    /// The files the loaded play's tasks come from (`None`: the playbook
+    /// does not load).
+    task_files: Option<HashSet<PathBuf>>,
     root: PathBuf,
     inventories: Vec<PathBuf>,
 }
@@ -177,19 +203,31 @@ struct Used {
 impl Used {
     fn of(pb: &Path, root: &Path, inventories: &[PathBuf]) -> Used {
         let mut playbooks = HashSet::from([canon(pb)]);
+        let mut task_files = None;
         let roles = match crate::project::load_playbook(pb, &crate::modules::registry::Registry) {
             Ok(book) => {
                 let mut roles = HashSet::new();
+                let mut files = HashSet::new();
                 for play in &book.plays {
                     playbooks.insert(canon(&play.loc.file));
                     let tasks = play.tasks.iter().chain(play.handlers.iter());
                     let all: Vec<_> = tasks.cloned().collect();
                     for t in crate::project::flatten_tasks(&all) {
+                        files.insert(canon(&t.loc.file));
                         if let Some(r) = role_dir_of(&t.loc.file) {
                             roles.insert(canon(&r));
                         }
                     }
+                    // Files that are only included (their tasks are not
+                    // the play's until the include runs) still make their
+                    // role used.
+                    for t in all.iter().flat_map(dynamic_files) {
+                        if let Some(r) = role_dir_of(&t) {
+                            roles.insert(canon(&r));
+                        }
+                    }
                 }
+                task_files = Some(files);
                 Some(roles)
             }
             Err(_) => None,
@@ -197,6 +235,7 @@ impl Used {
         Used {
             roles,
             playbooks,
+            task_files,
             root: canon(root),
             inventories: inventories
                 .iter()
@@ -213,6 +252,22 @@ impl Used {
                 })
                 .collect(),
         }
+    }
+
+    /// A task file of a role that no task of the loaded play comes from:
+    /// read only if an include reaches it.
+    fn only_included(&self, file: &Path) -> bool {
+        let f = canon(file);
+        let Some(files) = &self.task_files else {
+            return false;
+        };
+        let Some(role) = role_dir_of(&f) else {
+            return false;
+        };
+        let in_tasks = ["tasks", "handlers"]
+            .iter()
+            .any(|d| f.starts_with(canon(&role).join(d)));
+        in_tasks && !files.contains(&f)
     }
 
     fn keeps(&self, file: &Path) -> bool {
@@ -243,6 +298,34 @@ impl Used {
                 !top_level_yaml
             }
         }
+    }
+}
+
+/// The files of the include choices under a task (blocks opened up).
+fn dynamic_files(t: &crate::project::Task) -> Vec<PathBuf> {
+    use crate::project::TaskKind;
+    match &t.kind {
+        TaskKind::Block {
+            block,
+            rescue,
+            always,
+        } => block
+            .iter()
+            .chain(rescue)
+            .chain(always)
+            .flat_map(dynamic_files)
+            .collect(),
+        TaskKind::IncludeTasks { tasks, dynamic, .. } => {
+            let mut out: Vec<PathBuf> = tasks.iter().flatten().flat_map(dynamic_files).collect();
+            for d in dynamic {
+                for inner in d.tasks.iter().flatten() {
+                    out.push(inner.loc.file.to_path_buf());
+                    out.extend(dynamic_files(inner));
+                }
+            }
+            out
+        }
+        _ => Vec::new(),
     }
 }
 
@@ -446,6 +529,31 @@ pub fn report(findings: &[Finding]) {
     // lint's summary line, said for a run.
     if let Some(p) = text.rfind("deployer lint:") {
         text.truncate(p);
+    }
+    eprint!("{}", crate::secrets::mask(&text));
+}
+
+/// Prints (stderr) what the pre-flight found in task files only an include
+/// reads: they do not stop the run.
+pub fn report_deferred(findings: &[Finding]) {
+    let mut text = format!(
+        "warning: {} problem(s) in task files that only an include_tasks reads; as in Ansible they stop nothing unless the include runs (the include then fails with the problem):\n",
+        findings.len()
+    );
+    for f in findings {
+        // The list of modules deployer runs is long and said elsewhere.
+        let msg = f
+            .message
+            .split(" (deployer runs:")
+            .next()
+            .unwrap_or(&f.message);
+        text.push_str(&format!(
+            "  {}:{}:{}: [{}] {msg}\n",
+            f.file.display(),
+            f.line,
+            f.col,
+            f.rule
+        ));
     }
     eprint!("{}", crate::secrets::mask(&text));
 }

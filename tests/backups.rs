@@ -807,7 +807,7 @@ fn staging_refreshed_from_production_shows_anonymised_data_only() {
 }
 
 /// The Makefile's targets are one deployer command each; ENV picks the
-/// inventory (prod: inventory/hosts.yml), and a missing ENV or ROLE stops make
+/// inventory (prod: inventory/production/hosts.yml), and a missing ENV or ROLE stops make
 /// before anything runs.
 #[test]
 fn makefile_targets_call_deployer() {
@@ -827,7 +827,7 @@ fn makefile_targets_call_deployer() {
     assert_eq!(make(&["lint"]).1, "deployer lint");
     assert_eq!(
         make(&["check", "ROLE=plane", "ENV=prod"]).1,
-        "deployer check -i inventory/hosts.yml --diff --tags plane playbooks/site.yml"
+        "deployer check -i inventory/production/hosts.yml --diff --tags plane playbooks/site.yml"
     );
     assert_eq!(
         make(&["deploy-role", "ROLE=plane", "ENV=staging"]).1,
@@ -835,11 +835,11 @@ fn makefile_targets_call_deployer() {
     );
     assert_eq!(
         make(&["rollback", "ENV=prod"]).1,
-        "deployer rollback -i inventory/hosts.yml"
+        "deployer rollback -i inventory/production/hosts.yml"
     );
     assert_eq!(
         make(&["backup", "ENV=prod"]).1,
-        "deployer apply -i inventory/hosts.yml playbooks/backup.yml"
+        "deployer apply -i inventory/production/hosts.yml playbooks/backup.yml"
     );
     let (ok, _, err) = make(&["deploy-role", "ROLE=plane"]);
     assert!(!ok && err.contains("ENV is required"), "{err}");
@@ -849,8 +849,9 @@ fn makefile_targets_call_deployer() {
 
 /// A release takes a backup, then its migration deletes rows and fails:
 /// `rollback --with-data` puts the release's files back and restores the
-/// backup taken during it (with --check: the plan, nothing changed); a
-/// rollback of a release without a backup is refused with --with-data.
+/// backup taken during it (with --check: the plan, nothing changed), found in
+/// the backup module's own `dest:` with `--backup-dir`; a rollback of a release
+/// without a backup is refused with --with-data.
 #[test]
 fn failed_migration_then_rollback_with_data_gives_the_rows_back() {
     let pg = Pg::start("bk-pg-rollback");
@@ -858,15 +859,14 @@ fn failed_migration_then_rollback_with_data_gives_the_rows_back() {
     let before = pg.fingerprint("app");
     let project_name = format!("{}-wd", testbed_id());
     let srv = format!("/srv/{project_name}");
-    on_host(
-        "tb1",
-        &format!("rm -rf /var/backups/deployer/{project_name} {srv}"),
-    );
+    // Kept outside the default directory: rollback finds it with --backup-dir.
+    let kept = format!("/var/backups/{project_name}-kept");
+    on_host("tb1", &format!("rm -rf {kept} {srv}"));
     let release1 = format!(
         "- hosts: tb1\n  gather_facts: false\n  tasks:\n    - file: {{path: {srv}, state: directory, mode: '0755'}}\n    - copy: {{dest: {srv}/version, content: \"v1\\n\"}}\n"
     );
     let release2 = format!(
-        "- hosts: tb1\n  gather_facts: false\n  tasks:\n    - name: back up before the migration\n      deployer.backup.postgres:\n        container: {pg}\n        database: app\n        login_user: app\n        project: {project_name}\n    - copy: {{dest: {srv}/version, content: \"v2\\n\"}}\n    - name: migrate\n      command:\n        argv: [docker, exec, {pg}, psql, -X, -q, -U, app, -d, app, -v, ON_ERROR_STOP=1, -c, 'DELETE FROM items WHERE id > 100', -c, 'ALTER TABLE nosuch ADD COLUMN x int']\n",
+        "- hosts: tb1\n  gather_facts: false\n  tasks:\n    - name: back up before the migration\n      deployer.backup.postgres:\n        container: {pg}\n        database: app\n        login_user: app\n        project: {project_name}\n        dest: {kept}\n    - copy: {{dest: {srv}/version, content: \"v2\\n\"}}\n    - name: migrate\n      command:\n        argv: [docker, exec, {pg}, psql, -X, -q, -U, app, -d, app, -v, ON_ERROR_STOP=1, -c, 'DELETE FROM items WHERE id > 100', -c, 'ALTER TABLE nosuch ADD COLUMN x int']\n",
         pg = pg.name
     );
     let dir = project(&[("r1.yml", &release1), ("r2.yml", &release2)]);
@@ -884,13 +884,28 @@ fn failed_migration_then_rollback_with_data_gives_the_rows_back() {
     assert!(broken.starts_with("100 "), "{broken}");
     assert_eq!(on_host("tb1", &format!("cat {srv}/version")), "v2\n");
     // The backup names the release it was taken during.
-    let list = backups_json(dir.path(), "tb1", &[]);
+    let list = backups_json(dir.path(), "tb1", &["--dir", &kept]);
     let mine = of_project(&list, &project_name);
     assert_eq!(mine.len(), 1, "{list:?}");
     let id = mine[0]["id"].as_str().expect("id").to_string();
     let release = mine[0]["release"].as_str().expect("release").to_string();
     let releases = deployer(dir.path(), &["releases", "-i", &inv, "-l", "tb1"]);
     assert!(releases.stdout.contains(&release), "{}", releases.all());
+    // Not in the default directory: refused, naming where it looked.
+    let o = deployer(
+        dir.path(),
+        &[
+            "rollback",
+            "-i",
+            &inv,
+            "-l",
+            "tb1",
+            "--with-data",
+            "--check",
+        ],
+    );
+    assert_eq!(o.code, 1, "{}", o.all());
+    assert!(o.stderr.contains("--backup-dir"), "{}", o.all());
     // --check: the plan, nothing changed.
     let o = deployer(
         dir.path(),
@@ -901,6 +916,8 @@ fn failed_migration_then_rollback_with_data_gives_the_rows_back() {
             "-l",
             "tb1",
             "--with-data",
+            "--backup-dir",
+            &kept,
             "--check",
         ],
     );
@@ -916,7 +933,16 @@ fn failed_migration_then_rollback_with_data_gives_the_rows_back() {
     // The rollback: files back, then the data.
     let o = deployer(
         dir.path(),
-        &["rollback", "-i", &inv, "-l", "tb1", "--with-data"],
+        &[
+            "rollback",
+            "-i",
+            &inv,
+            "-l",
+            "tb1",
+            "--with-data",
+            "--backup-dir",
+            &kept,
+        ],
     );
     assert_eq!(o.code, 0, "{}", o.all());
     assert!(
@@ -931,24 +957,30 @@ fn failed_migration_then_rollback_with_data_gives_the_rows_back() {
     pg.sql("app", "DELETE FROM items WHERE id > 1000;");
     let o = deployer(
         dir.path(),
-        &["rollback", "-i", &inv, "-l", "tb1", "--with-data"],
+        &[
+            "rollback",
+            "-i",
+            &inv,
+            "-l",
+            "tb1",
+            "--with-data",
+            "--backup-dir",
+            &kept,
+        ],
     );
     assert_eq!(o.code, 1, "{}", o.all());
     assert!(
         o.stderr
             .contains("rollback --with-data refused, nothing was changed")
-            && o.stderr.contains(
-                "no backup in /var/backups/deployer was taken during the release(s) to undo"
-            ),
+            && o.stderr.contains(&format!(
+                "no backup in /var/backups/deployer, {kept} was taken during the release(s) to undo"
+            )),
         "{}",
         o.all()
     );
     assert_eq!(on_host("tb1", &format!("cat {srv}/version")), "v1\n");
     assert!(pg.fingerprint("app").starts_with("1000 "));
-    on_host(
-        "tb1",
-        &format!("rm -rf /var/backups/deployer/{project_name} {srv} {sd}"),
-    );
+    on_host("tb1", &format!("rm -rf {kept} {srv} {sd}"));
 }
 
 /// The PostgreSQL role backs up every application database before an apply

@@ -2,7 +2,7 @@
 //! end"): `apply playbooks/site.yml --tags plane` on a COPY of the project (its
 //! vault receives the tokens; the repository's secrets.yml is never touched),
 //! with the testbed inventory put beside the production one so that the real
-//! inventory/group_vars/all (admin, ten agents, vault) is used.
+//! inventory/production/group_vars/all (admin, ten agents, vault) is used.
 //!
 //! Real: PostgreSQL and Redis (Debian's packages, tests/testbed/build-service-images.sh),
 //! database and user `plane` with the shared password, the split-DNS records
@@ -117,7 +117,8 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// The project's inventory, roles and playbooks in a temp dir, with the
-/// testbed inventory as inventory/testbed.yml (so it reads inventory/group_vars).
+/// testbed inventory as inventory/production/testbed.yml (so it reads
+/// production's group_vars: the admin, the agents and the fixture vault).
 fn project_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     for d in ["inventory", "roles", "playbooks"] {
@@ -125,7 +126,7 @@ fn project_copy() -> tempfile::TempDir {
     }
     std::fs::copy(
         testbed_inventory(),
-        dir.path().join("inventory/testbed.yml"),
+        dir.path().join("inventory/production/testbed.yml"),
     )
     .expect("testbed inventory");
     dir
@@ -154,7 +155,7 @@ fn run_tags(dir: &Path, command: &str, tags: &str, extra: &[&str]) -> Out {
     let mut args = vec![
         command,
         "-i",
-        "inventory/testbed.yml",
+        "inventory/production/testbed.yml",
         "playbooks/site.yml",
         "--tags",
         tags,
@@ -216,7 +217,7 @@ fn vault(dir: &Path) -> std::collections::BTreeMap<String, String> {
         &[
             "vault",
             "view",
-            "inventory/group_vars/all/secrets.yml",
+            "inventory/production/group_vars/all/secrets.yml",
             "--vault-password-file",
             &vault_password_file(),
         ],
@@ -245,7 +246,8 @@ fn plane_end_to_end_stack_users_tokens_idempotence_and_one_role_change() {
     );
     let copy = project_copy();
     let dir = copy.path();
-    let before = std::fs::read(repo().join("inventory/group_vars/all/secrets.yml")).expect("read");
+    let before = std::fs::read(repo().join("inventory/production/group_vars/all/secrets.yml"))
+        .expect("read");
 
     // --- first apply: stack, database, cache, DNS records, users and tokens ---
     let first = run(dir, "apply", &[]);
@@ -406,7 +408,8 @@ fn plane_end_to_end_stack_users_tokens_idempotence_and_one_role_change() {
         );
     }
     assert_eq!(
-        std::fs::read(repo().join("inventory/group_vars/all/secrets.yml")).expect("read"),
+        std::fs::read(repo().join("inventory/production/group_vars/all/secrets.yml"))
+            .expect("read"),
         before,
         "the repository's vault was modified"
     );
@@ -507,7 +510,7 @@ fn plane_end_to_end_stack_users_tokens_idempotence_and_one_role_change() {
     assert!(total(&r, "remote_executions") <= 9, "{r}");
 
     // --- one agent's role changed: check --diff shows exactly that change ---
-    let main = dir.join("inventory/group_vars/all/main.yml");
+    let main = dir.join("inventory/production/group_vars/all/main.yml");
     let text = std::fs::read_to_string(&main).expect("main.yml");
     let edited = text.replace(
         "display_name: \"Imhotep (Builder AI)\", role: \"Member\"",

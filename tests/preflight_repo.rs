@@ -57,7 +57,7 @@ fn the_example_project_has_no_preflight_finding() {
     let r = repo();
     // As the README runs it against production (the inventory file is only
     // read: nothing connects) and against the testbed (its extra vars).
-    let inventory = vec![r.join("inventory/hosts.yml")];
+    let inventory = vec![r.join("inventory/production/hosts.yml")];
     let password = r.join("tests/fixtures/vault-password.txt");
     let testbed_vars = format!(
         "@{}",

@@ -111,11 +111,12 @@ fn every_path_the_workflow_names_exists() {
         .expect("read deploy.yml");
     let env = workflow_env(&workflow);
     let paths: Vec<&(String, String)> = env.iter().filter(|(_, v)| v.contains('/')).collect();
-    assert!(
-        paths.iter().any(|(k, _)| k == "DEPLOYER_INVENTORY")
-            && paths.iter().any(|(k, _)| k == "PLAYBOOK"),
-        "the workflow names its inventory and playbook in env: {env:?}"
-    );
+    for key in ["PRODUCTION_INVENTORY", "STAGING_INVENTORY", "PLAYBOOK"] {
+        assert!(
+            paths.iter().any(|(k, _)| k == key),
+            "the workflow names {key} in env: {env:?}"
+        );
+    }
     for (key, path) in paths {
         assert!(
             repo.join(path).exists(),
@@ -178,4 +179,51 @@ fn every_deployer_command_of_the_workflow_parses() {
         checked >= 3,
         "expected the lint, plan and apply commands, found {checked}"
     );
+}
+
+/// The branch picks the environment: main deploys with the production
+/// inventory, staging with the staging one, any other branch stops the job.
+#[test]
+fn the_branch_picks_the_inventory() {
+    let workflow = std::fs::read_to_string(common::repo().join(".github/workflows/deploy.yml"))
+        .expect("read deploy.yml");
+    let env = workflow_env(&workflow);
+    let var = |k: &str| {
+        env.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{k} not in the workflow's env"))
+    };
+    let script = step_script(&workflow, "Inventory from the branch");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (branch, want) in [
+        ("main", Some(var("PRODUCTION_INVENTORY"))),
+        ("staging", Some(var("STAGING_INVENTORY"))),
+        ("feature-x", None),
+    ] {
+        let github_env = dir.path().join(format!("env-{branch}"));
+        let out = Command::new("bash")
+            .arg("-e")
+            .arg("-c")
+            .arg(&script)
+            .env("GITHUB_REF_NAME", branch)
+            .env("GITHUB_ENV", &github_env)
+            .env("PRODUCTION_INVENTORY", var("PRODUCTION_INVENTORY"))
+            .env("STAGING_INVENTORY", var("STAGING_INVENTORY"))
+            .output()
+            .expect("bash");
+        let written = std::fs::read_to_string(&github_env).unwrap_or_default();
+        match want {
+            Some(inv) => {
+                assert!(out.status.success(), "{branch}: {out:?}");
+                assert_eq!(written, format!("DEPLOYER_INVENTORY={inv}\n"), "{branch}");
+            }
+            None => {
+                assert!(!out.status.success(), "{branch} must deploy nowhere");
+                assert_eq!(written, "", "{branch}");
+            }
+        }
+    }
+    assert!(var("PRODUCTION_INVENTORY").contains("production"));
+    assert!(var("STAGING_INVENTORY").contains("staging"));
 }

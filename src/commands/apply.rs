@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::cli::{OutputFormat, RunArgs};
 use crate::project;
+use crate::project::images_lock::{ImagePolicy, ImagesLock};
 use crate::report::{Format, Reporter};
 use crate::run::{Engine, Interrupt, Outcome, RunOptions, RunSession};
 use crate::secrets::mask;
@@ -22,15 +23,32 @@ pub enum PlanFormat {
     Markdown,
 }
 
+/// What a run is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Apply,
+    Check,
+    Plan(PlanFormat),
+    /// `deployer pin`: check mode, resolving every image into `images.lock`.
+    Pin,
+}
+
 /// `deployer apply` (`check`: with check mode set).
 pub async fn apply(a: RunArgs) -> i32 {
-    let check = a.check;
-    run_playbook(a, check, None).await
+    let mode = if a.check { Mode::Check } else { Mode::Apply };
+    run_playbook(a, mode).await
 }
 
 /// `deployer check`: apply in check mode.
 pub async fn check(a: RunArgs) -> i32 {
-    run_playbook(a, true, None).await
+    run_playbook(a, Mode::Check).await
+}
+
+/// `deployer pin`: the playbook in check mode on the inventory's hosts, every
+/// image a container or compose task uses resolved through the host's Docker
+/// engine (the registry's digest, else the local image), written to `images.lock`.
+pub async fn pin(a: RunArgs) -> i32 {
+    run_playbook(a, Mode::Pin).await
 }
 
 /// `deployer plan`: check mode, printed as data.
@@ -43,12 +61,18 @@ pub async fn plan(a: RunArgs) -> i32 {
             return 1;
         }
     };
-    run_playbook(a, true, Some(f)).await
+    run_playbook(a, Mode::Plan(f)).await
 }
 
-async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 {
+async fn run_playbook(a: RunArgs, mode: Mode) -> i32 {
     // The checkout's revision (for the lock and the audit) while the project loads.
     let revision = lock::git_revision_in_background(project_root());
+    let check = mode != Mode::Apply;
+    let plan = match mode {
+        Mode::Plan(f) => Some(f),
+        _ => None,
+    };
+    let partial = !a.tags.is_empty() || !a.skip_tags.is_empty() || a.limit.is_some();
     let loaded = (|| -> Result<_, String> {
         let extra = project::parse_extra_vars(&a.extra_vars).map_err(|e| e.to_string())?;
         let passwords = passwords_from(&a.vault)?;
@@ -72,9 +96,13 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
             .as_deref()
             .map(crate::state::lock::parse_duration)
             .transpose()?;
-        Ok((inv, pb, pb_dir, extra, passwords, lock_wait))
+        let images = match mode {
+            Mode::Pin => ImagePolicy::Collect(Default::default()),
+            _ => ImagePolicy::for_project(&project_root()).map_err(|e| e.to_string())?,
+        };
+        Ok((inv, pb, pb_dir, extra, passwords, lock_wait, images))
     })();
-    let (inv, pb, pb_dir, extra, passwords, lock_wait) = match loaded {
+    let (inv, pb, pb_dir, extra, passwords, lock_wait, images) = match loaded {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {}", crate::secrets::mask(&e));
@@ -82,6 +110,7 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
         }
     };
     let format = match (plan, a.format) {
+        _ if mode == Mode::Pin => Format::Quiet,
         (Some(_), _) => Format::Quiet,
         (None, Some(OutputFormat::Json)) => Format::Json,
         (None, None | Some(OutputFormat::Human)) => Format::Human,
@@ -92,6 +121,7 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
             return 1;
         }
     };
+    let images = Arc::new(images);
     let reporter = Arc::new(Reporter::new(format, a.diff || plan.is_some()));
     // Deploy lock, pending handlers and audit, named after the project root.
     let revision = revision.join().unwrap_or((None, false));
@@ -110,6 +140,7 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
             keep_releases: a.keep_releases,
             auto_rollback: !a.no_auto_rollback,
             fresh_connection: a.fresh_connection,
+            images: images.clone(),
         }),
         env: Arc::new(crate::template::environment()),
         vault: Arc::new(VaultAccess::new(passwords)),
@@ -123,6 +154,19 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
     signals.abort();
     if let Some(code) = after_run(&session, &outcome) {
         return code;
+    }
+    if mode == Mode::Pin {
+        if outcome.failed || outcome.session.interrupted {
+            eprintln!("error: the run did not finish: images.lock was not written");
+            return if outcome.session.interrupted { 130 } else { 1 };
+        }
+        return match write_lock(&images, partial) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {}", mask(&e));
+                1
+            }
+        };
     }
     match plan {
         Some(PlanFormat::Json) => println!(
@@ -141,6 +185,51 @@ async fn run_playbook(a: RunArgs, check: bool, plan: Option<PlanFormat>) -> i32 
     } else {
         0
     }
+}
+
+/// `deployer pin`'s end: the images the run resolved into `images.lock`. A run
+/// limited by tags or hosts adds to the lock; a full run replaces it, so
+/// images the project no longer uses leave it.
+fn write_lock(images: &ImagePolicy, partial: bool) -> Result<(), String> {
+    let ImagePolicy::Collect(found) = images else {
+        return Err("pin: nothing was collected".into());
+    };
+    let found = found.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let root = project_root();
+    let old = ImagesLock::load(&root).map_err(|e| e.to_string())?;
+    let mut lock = ImagesLock {
+        path: root.join(crate::project::images_lock::FILE),
+        images: Default::default(),
+    };
+    if partial && let Some(old) = &old {
+        lock.images = old.images.clone();
+    }
+    for (image, (pin, host)) in &found {
+        let was = old.as_ref().and_then(|o| o.images.get(image));
+        let what = match was {
+            None => "added",
+            Some(p) if p == pin => "unchanged",
+            Some(_) => "changed",
+        };
+        println!("{what:9} {image}  {} (resolved on {host})", pin.text());
+        lock.images.insert(image.clone(), pin.clone());
+    }
+    if let Some(old) = &old {
+        for image in old.images.keys().filter(|i| !lock.images.contains_key(*i)) {
+            println!("{:9} {image}  (no task uses it any more)", "removed");
+        }
+    }
+    if found.is_empty() {
+        println!("no container or compose task of this run uses an image");
+    }
+    lock.save()?;
+    println!(
+        "{}: {} image{}",
+        lock.path.display(),
+        lock.images.len(),
+        if lock.images.len() == 1 { "" } else { "s" }
+    );
+    Ok(())
 }
 
 /// The session of an `apply`/`check`/`plan` run: who, what, where it is logged.

@@ -88,12 +88,15 @@ pub fn preflight(
     extra: &crate::project::inventory::Vars,
     passwords: Option<&crate::vault::VaultPasswords>,
 ) -> Result<(), String> {
-    let findings = crate::preflight::check(&crate::preflight::RunInput {
+    let (findings, deferred) = crate::preflight::check_deferring(&crate::preflight::RunInput {
         playbook,
         inventories,
         extra_var_names: extra.keys().cloned().collect(),
         passwords,
     });
+    if !deferred.is_empty() {
+        crate::preflight::report_deferred(&deferred);
+    }
     if findings.is_empty() {
         return Ok(());
     }
@@ -147,6 +150,7 @@ pub fn release_engine(a: &ReleaseArgs, diff: bool) -> Result<(Engine, Vec<String
             keep_releases: a.keep_releases,
             auto_rollback: false,
             fresh_connection: a.fresh_connection,
+            images: Default::default(),
         }),
         env: Arc::new(crate::template::environment()),
         vault: Arc::new(VaultAccess::new(passwords)),
@@ -224,6 +228,7 @@ pub fn state_engine(a: &StateArgs) -> Result<Engine, String> {
             keep_releases: None,
             auto_rollback: false,
             fresh_connection: a.fresh_connection,
+            images: Default::default(),
         }),
         env: Arc::new(crate::template::environment()),
         vault: Arc::new(VaultAccess::new(passwords)),

@@ -12,6 +12,7 @@ pub async fn rollback(
     check: bool,
     diff: bool,
     with_data: bool,
+    backup_dirs: Vec<String>,
 ) -> i32 {
     match super::release_engine(&common, diff) {
         Ok((engine, hosts)) => {
@@ -19,6 +20,7 @@ pub async fn rollback(
                 to,
                 check,
                 with_data,
+                backup_dirs,
             };
             crate::run::rollback::rollback(&engine, &hosts, &req).await
         }

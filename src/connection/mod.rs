@@ -392,6 +392,28 @@ impl Connection {
         }
     }
 
+    /// `meta: reset_connection`: a new connection to the same target, with a
+    /// new master (its own TCP connection and login), so that the login's
+    /// groups and limits are read afresh, as Ansible's reset does; the
+    /// executions counted so far carry over. A warm master this connection
+    /// used is no longer offered to later runs (its running sessions go on).
+    /// A local connection has nothing to reset: None.
+    pub async fn reset(&self) -> Result<Option<Connection>, ConnectionError> {
+        let Some(target) = &self.target else {
+            return Ok(None);
+        };
+        if self.warm
+            && let Transport::Ssh(s) = &self.transport
+        {
+            warm::discard(s.control_socket());
+        }
+        let fresh = Connection::connect(&self.name, target, None).await?;
+        fresh
+            .executions
+            .fetch_add(self.executions(), Ordering::Relaxed);
+        Ok(Some(fresh))
+    }
+
     pub fn executions(&self) -> usize {
         self.executions.load(Ordering::Relaxed)
     }

@@ -266,11 +266,18 @@ pub fn link_script(path: &str, src: &str) -> Result<String, String> {
 /// when it is a link: `touch -h`), reached by [`WALK_LIB`]'s walk, never
 /// through a link another user could plant; it creates nothing.
 pub fn touch_script(path: &str) -> Result<String, String> {
+    touch_script_with(path, "")
+}
+
+/// [`touch_script`] with touch's `-m` (modification time only) or `-a`
+/// (access time only), or "" for both.
+pub fn touch_script_with(path: &str, flags: &str) -> Result<String, String> {
+    debug_assert!(matches!(flags, "" | "-m" | "-a"));
     let (dir, name) = split_path(path);
     let mut s = String::from("(\nset -e\n");
     s.push_str(&prologue(path, &dir));
     s.push_str(&format!(
-        "__dw_name={}\ntouch -h -c -- \"./$__dw_name\"\n)\n",
+        "__dw_name={}\ntouch -h -c {flags} -- \"./$__dw_name\"\n)\n",
         shell_quote(&name)
     ));
     s.push_str(SUBSHELL_END);

@@ -345,6 +345,9 @@ pub fn image_pinned(image: &str) -> Result<(), String> {
 }
 
 pub fn finish(l: &mut Linter) {
+    if let Some((loc, msg)) = l.know.lock_error.take() {
+        l.report("load-error", &loc, msg);
+    }
     for (image, loc) in std::mem::take(&mut l.know.images) {
         // `{{ var }}` with a literal value somewhere in the project: check that value.
         let mut resolved = image.clone();
@@ -375,6 +378,17 @@ pub fn finish(l: &mut Linter) {
                 None if is_templated(last) => continue,
                 _ => {}
             }
+        }
+        if !is_templated(&resolved)
+            && !resolved.contains("@sha256:")
+            && let Some(locked) = &l.know.locked_images
+            && !locked.contains(&resolved)
+        {
+            l.report(
+                "image-not-locked",
+                &loc,
+                format!("image '{resolved}' is not in images.lock: apply will refuse it; run `deployer pin -i INVENTORY`"),
+            );
         }
         if let Err(msg) = image_pinned(&resolved) {
             let msg = if resolved != image {

@@ -218,6 +218,11 @@ pub const RULES: &[Rule] = &[
         "the spec's convention: images pinned to a version or digest, never latest/stable/untagged",
     ),
     rule(
+        "image-not-locked",
+        W,
+        "with an images.lock, apply refuses an image that is not in it: run `deployer pin` after changing a version",
+    ),
+    rule(
         "compose-cap-drop",
         W,
         "the spec's convention: cap_drop: [ALL] on every compose service, capabilities added back one by one",
@@ -335,6 +340,10 @@ pub struct Knowledge {
     /// directory, a templated or vault-encrypted file): any name may come
     /// from it, so no variable is reported as defined nowhere.
     pub names_unknown: bool,
+    /// The images of the project's `images.lock` (None: there is none).
+    pub locked_images: Option<std::collections::BTreeSet<String>>,
+    /// `images.lock` could not be read: the message, reported once.
+    pub lock_error: Option<(Loc, String)>,
 }
 
 #[derive(Clone, Debug)]
@@ -453,6 +462,12 @@ impl Linter {
             references::load_inventory(&mut self, inv);
         }
         references::finish(&mut self, &project);
+        match crate::project::images_lock::ImagesLock::load(&target.root) {
+            Ok(lock) => {
+                self.know.locked_images = lock.map(|l| l.images.into_keys().collect());
+            }
+            Err(e) => self.know.lock_error = Some((e.loc.clone(), e.msg.clone())),
+        }
         conventions::finish(&mut self);
         // The real loader: what it refuses that the rules above did not catch.
         let own_errors = self.findings.iter().any(|f| f.severity == Severity::Error);

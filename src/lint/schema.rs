@@ -417,6 +417,7 @@ const META_ACTIONS: &[&str] = &[
     "flush_handlers",
     "noop",
     "clear_facts",
+    "reset_connection",
     "refresh_inventory",
     "end_play",
     "end_host",

@@ -507,6 +507,31 @@ fn compose_rules() {
         3,
         &ok,
     );
+    // With an images.lock, an image missing from it is a warning (apply refuses it).
+    let lock = format!("nginx:1.27.3:\n  digest: sha256:{}\n", "a".repeat(64));
+    let stale = [
+        ("roles/r/templates/docker-compose.yml.j2", COMPOSE_OK),
+        ("roles/r/defaults/main.yml", "nginx_version: \"1.27.4\"\n"),
+        ("images.lock", lock.as_str()),
+    ];
+    let locked = [
+        ("roles/r/templates/docker-compose.yml.j2", COMPOSE_OK),
+        ("roles/r/defaults/main.yml", "nginx_version: \"1.27.3\"\n"),
+        ("images.lock", lock.as_str()),
+    ];
+    case(
+        "image-not-locked",
+        &stale,
+        "roles/r/templates/docker-compose.yml.j2",
+        3,
+        &locked,
+    );
+    let broken = [
+        ("roles/r/templates/docker-compose.yml.j2", COMPOSE_OK),
+        ("roles/r/defaults/main.yml", "nginx_version: \"1.27.3\"\n"),
+        ("images.lock", "nginx:1.27.3:\n  digest: latest\n"),
+    ];
+    case("load-error", &broken, "images.lock", 2, &locked);
     let bare = "services:\n  app:\n    image: nginx\n{% if x is defined %}\n    ports: [\"80:80\"]\n{% endif %}\n";
     let bad = [("roles/r/templates/docker-compose.yml.j2", bare)];
     case(

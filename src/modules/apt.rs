@@ -11,9 +11,9 @@
 //! absent; `update_cache`, `cache_valid_time`, `purge`,
 //! `install_recommends`, `default_release`, `dpkg_options`, `lock_timeout`,
 //! `force_apt_get`, `allow_downgrade`, `allow_unauthenticated`,
-//! `allow_change_held_packages`. Not supported yet (load-time error):
-//! `deb`, `upgrade`, `autoremove`, `autoclean`, `clean`, `only_upgrade`,
-//! `policy_rc_d`, `fail_on_autoremove`, `force`, states `build-dep`/`fixed`,
+//! `allow_change_held_packages`, `policy_rc_d`. Not supported yet (load-time
+//! error): `deb`, `upgrade`, `autoremove`, `autoclean`, `clean`,
+//! `only_upgrade`, `fail_on_autoremove`, `force`, states `build-dep`/`fixed`,
 //! version pins (`pkg=1.2`) and wildcards.
 
 use std::collections::BTreeMap;
@@ -83,6 +83,11 @@ pub struct AptArgs {
     pub allow_unauthenticated: Option<bool>,
     #[serde(default, deserialize_with = "de_opt_bool")]
     pub allow_change_held_packages: Option<bool>,
+    /// While apt-get installs or removes, `/usr/sbin/policy-rc.d` exits
+    /// with this code (101: packages do not start or stop services), the
+    /// existing one put back afterwards, as Ansible's apt module does.
+    #[serde(default, deserialize_with = "de_opt_u64")]
+    pub policy_rc_d: Option<u64>,
 }
 
 /// A Debian package name (with an optional `:arch`); anything else is
@@ -449,9 +454,23 @@ async fn finish(
         ""
     };
     let cmd = format!("apt-get -y -q {opts}{purge} {verb} {}", words.join(" "));
+    let script = match a.policy_rc_d {
+        None => format!("{env}{cmd}\n"),
+        Some(code) => {
+            let code = code.min(255);
+            format!(
+                "{env}__dw_prc=/usr/sbin/policy-rc.d\n__dw_bak=\n\
+                 if [ -e \"$__dw_prc\" ] || [ -L \"$__dw_prc\" ]; then __dw_bak=$(mktemp -d) && mv \"$__dw_prc\" \"$__dw_bak/\" || exit 1; fi\n\
+                 printf '#!/bin/sh\\nexit %d\\n' {code} >\"$__dw_prc\" && chmod 0755 \"$__dw_prc\" || exit 1\n\
+                 {cmd}\n__dw_rc=$?\n\
+                 if [ -n \"$__dw_bak\" ]; then mv \"$__dw_bak/policy-rc.d\" \"$__dw_prc\" && rmdir \"$__dw_bak\"; else rm -f \"$__dw_prc\"; fi\n\
+                 exit $__dw_rc\n"
+            )
+        }
+    };
     let out = ctx
         .conn
-        .run_script(&format!("{env}{cmd}\n"), ctx.become_.as_ref())
+        .run_script(&script, ctx.become_.as_ref())
         .await
         .map_err(|e| e.to_string())?;
     r.data.insert("stdout".into(), json!(out.stdout_str()));

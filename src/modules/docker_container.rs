@@ -180,6 +180,8 @@ pub async fn docker_container(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<Mod
         working_dir: String::new(),
         stop_timeout: a.stop_timeout.map(|t| t as i32),
         progress: ctx.progress.clone(),
+        images: ctx.images,
+        host: &ctx.conn.name,
     };
     let order = vec![name.clone()];
     let observed = engine.observe().await?;

@@ -385,6 +385,49 @@ pub(crate) struct FileArgs {
     force: bool,
     #[serde(default, deserialize_with = "de_opt_bool")]
     follow: Option<bool>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    modification_time: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    modification_time_format: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    access_time: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    access_time_format: Option<String>,
+}
+
+/// What `modification_time` / `access_time` ask for, as Ansible's file
+/// module reads them: unset is `now` for `state=touch` and `preserve`
+/// otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stamp {
+    Preserve,
+    Now,
+}
+
+fn stamp(key: &str, v: Option<&str>, state: &str) -> Result<Stamp, String> {
+    match v {
+        None => Ok(if state == "touch" {
+            Stamp::Now
+        } else {
+            Stamp::Preserve
+        }),
+        Some("preserve") => Ok(Stamp::Preserve),
+        Some("now") => Ok(Stamp::Now),
+        Some(other) => Err(format!(
+            "file: {key} '{other}': a timestamp is not supported yet by deployer (preserve or now)"
+        )),
+    }
+}
+
+/// The `touch` that sets the times `now` asks for (none for two `preserve`).
+fn stamp_script(path: &str, mtime: Stamp, atime: Stamp) -> Result<Option<String>, String> {
+    let flags = match (mtime, atime) {
+        (Stamp::Preserve, Stamp::Preserve) => return Ok(None),
+        (Stamp::Now, Stamp::Now) => "",
+        (Stamp::Now, Stamp::Preserve) => "-m",
+        (Stamp::Preserve, Stamp::Now) => "-a",
+    };
+    Ok(Some(write::touch_script_with(path, flags)?))
 }
 
 /// Where a link at `path` to `src` points: `src` itself when absolute, else
@@ -446,6 +489,16 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
         FileKind::Link => "link",
         FileKind::Other => "other",
     };
+    let mtime = stamp("modification_time", a.modification_time.as_deref(), &state)?;
+    let atime = stamp("access_time", a.access_time.as_deref(), &state)?;
+    if (mtime, atime) != (Stamp::Preserve, Stamp::Preserve)
+        && !matches!(state.as_str(), "touch" | "file" | "directory")
+    {
+        return Err(format!(
+            "file: modification_time/access_time with state={state} are not supported yet by deployer"
+        ));
+    }
+    let _ = (&a.modification_time_format, &a.access_time_format);
     let mut changes: Vec<String> = Vec::new();
     let script: String = match state.as_str() {
         "absent" => {
@@ -468,7 +521,12 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
                 write::mkdir_script(&path, &attrs.path_attrs())
             } else {
                 changes.extend(attrs.changes(&obs));
-                write::attributes_script(&path, &attrs.path_attrs(), false)?
+                let mut script = write::attributes_script(&path, &attrs.path_attrs(), false)?;
+                if let Some(t) = stamp_script(&path, mtime, atime)? {
+                    changes.push("times: updated".into());
+                    script.push_str(&t);
+                }
+                script
             }
         }
         "file" => {
@@ -483,22 +541,17 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
                 ));
             }
             changes.extend(attrs.changes(&obs));
-            write::attributes_script(&path, &attrs.path_attrs(), false)?
+            let mut script = write::attributes_script(&path, &attrs.path_attrs(), false)?;
+            if let Some(t) = stamp_script(&path, mtime, atime)? {
+                changes.push("times: updated".into());
+                script.push_str(&t);
+            }
+            script
         }
         "touch" => {
-            changes.push(if obs.exists {
-                "times: updated".into()
-            } else {
-                "state: absent -> file".into()
-            });
-            if obs.exists {
-                // -h: a link's own times; never creates through a link.
-                format!(
-                    "{}{}",
-                    write::touch_script(&path)?,
-                    write::attributes_script(&path, &attrs.path_attrs(), false)?
-                )
-            } else {
+            let stamps = stamp_script(&path, mtime, atime)?;
+            if !obs.exists {
+                changes.push("state: absent -> file".into());
                 // A new empty file, created like any other written file.
                 let pa = attrs.path_attrs();
                 RemoteWrite::new(&path, b"")
@@ -506,6 +559,20 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
                     .group(pa.group)
                     .mode(pa.mode)
                     .script()?
+            } else {
+                // As Ansible: an existing file changes when its attributes
+                // differ or a time is set (`now`); two `preserve` leave the
+                // times alone.
+                changes.extend(attrs.changes(&obs));
+                if stamps.is_some() {
+                    changes.push("times: updated".into());
+                }
+                // -h: a link's own times; never creates through a link.
+                format!(
+                    "{}{}",
+                    stamps.unwrap_or_default(),
+                    write::attributes_script(&path, &attrs.path_attrs(), false)?
+                )
             }
         }
         "link" => {
@@ -935,6 +1002,10 @@ impl Module for File {
             &["file", "directory", "link", "absent", "touch", "hard"],
         )?;
         super::args::check_not_yet(args, "recurse")?;
+        for key in ["modification_time", "access_time"] {
+            super::args::check_choice(args, key, &["preserve", "now"])
+                .map_err(|e| format!("{e} (a timestamp is not supported yet by deployer)"))?;
+        }
         super::args::check_mode(args)
     }
     fn prefetch(&self) -> &'static [(&'static str, Want)] {

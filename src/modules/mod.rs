@@ -29,6 +29,7 @@ pub mod package;
 pub mod package_facts;
 pub mod pam_limits;
 pub mod plane_users;
+pub mod postgresql;
 pub mod registry;
 pub mod replace;
 pub mod service_facts;
@@ -173,6 +174,8 @@ pub struct ModuleCtx<'a> {
     /// Where a long step is (image pulls, health waits, the Plane hook's
     /// users), for the terminal's status line and JSON events.
     pub progress: crate::report::TaskProgress,
+    /// How container and compose tasks treat image tags (`images.lock`).
+    pub images: &'a crate::project::images_lock::ImagePolicy,
 }
 
 impl ModuleCtx<'_> {

@@ -103,6 +103,8 @@ pub static MODULES: &[&dyn Module] = &[
     &super::service_facts::ServiceFacts,
     &super::unarchive::Unarchive,
     &super::find::Find,
+    &super::postgresql::PostgresqlDb,
+    &super::postgresql::PostgresqlUser,
     &super::backup::postgres::BackupPostgres,
     &super::backup::volume::BackupVolume,
 ];

@@ -2,6 +2,7 @@
 //! Everything is checked here, before any host is contacted.
 
 pub mod config;
+pub mod images_lock;
 pub mod inventory;
 pub mod task;
 
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use crate::yaml::{self, Loc, LocatedError, Node, Yaml};
 pub use inventory::{Inventory, Vars};
-pub use task::{ModuleCatalog, Scope, Task, TaskKind};
+pub use task::{IncludeChoice, ModuleCatalog, Scope, Task, TaskKind};
 
 #[derive(Debug)]
 pub struct Role {
@@ -762,6 +763,21 @@ fn load_task_file(
             ),
         )
     })?;
+    // A file that includes itself (directly or through others) would be
+    // loaded forever: refused.
+    thread_local! {
+        static LOADING: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let canon = path.canonicalize().unwrap_or_else(|_| path.clone());
+    if LOADING.with(|l| l.borrow().contains(&canon)) {
+        return Err(LocatedError::new(
+            &at.loc,
+            format!(
+                "task file '{file}' includes itself ({}): recursive includes are not supported yet by deployer",
+                path.display()
+            ),
+        ));
+    }
     let node = yaml::load_file(path)?;
     let inner = Arc::new(Scope {
         role: scope.role.clone(),
@@ -773,7 +789,10 @@ fn load_task_file(
         role_stack: role_stack.to_vec(),
         modules,
     };
-    ctx.parse_tasks(&node, &inner, false)
+    LOADING.with(|l| l.borrow_mut().push(canon));
+    let out = ctx.parse_tasks(&node, &inner, false);
+    LOADING.with(|l| l.borrow_mut().pop());
+    out
 }
 
 /// Extra vars from `-e key=value`, `-e '{"json": 1}'` and `-e @file.yml`.

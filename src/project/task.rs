@@ -34,14 +34,77 @@ pub enum TaskKind {
     IncludeTasks {
         file: String,
         tasks: Option<Vec<Task>>,
+        /// When `tasks` is None: the files a templated name may give (each
+        /// loaded, or why it does not load), or a fixed name's load error,
+        /// chosen when the include runs. As in Ansible, a file that is
+        /// never included is never an error.
+        dynamic: Vec<IncludeChoice>,
     },
     FlushHandlers,
     /// `meta: noop`: changes nothing.
     MetaNoop,
     /// `meta: clear_facts`: forgets the host's gathered facts.
     ClearFacts,
+    /// `meta: reset_connection`: a new SSH connection to the host for the
+    /// tasks that follow (a new login: new group memberships apply).
+    ResetConnection,
     EndPlay,
     EndHost,
+}
+
+/// A file an `include_tasks` may name, as the name renders (`setup-Debian.yml`).
+#[derive(Debug, Clone)]
+pub struct IncludeChoice {
+    pub name: String,
+    pub tasks: Result<Vec<Task>, String>,
+}
+
+/// The files a templated include name may give: the name's templated parts
+/// (in its last component only) match any text, in `dirs`.
+fn include_candidates(file: &str, dirs: &[PathBuf]) -> Vec<String> {
+    let (dir_part, name_part) = match file.rsplit_once('/') {
+        Some((d, n)) => (Some(d), n),
+        None => (None, file),
+    };
+    if dir_part.is_some_and(|d| d.contains("{{") || d.contains("{%")) {
+        return Vec::new();
+    }
+    let mut pattern = String::from("^");
+    let mut rest = name_part;
+    while let Some(i) = rest.find("{{") {
+        pattern.push_str(&regex::escape(&rest[..i]));
+        pattern.push_str(".*");
+        rest = match rest[i..].find("}}") {
+            Some(j) => &rest[i + j + 2..],
+            None => "",
+        };
+    }
+    pattern.push_str(&regex::escape(rest));
+    pattern.push('$');
+    let Ok(re) = regex::Regex::new(&pattern) else {
+        return Vec::new();
+    };
+    let mut out = std::collections::BTreeSet::new();
+    for d in dirs {
+        let dir = match dir_part {
+            Some(p) if p.starts_with('/') => PathBuf::from(p),
+            Some(p) => d.join(p),
+            None => d.clone(),
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_file() && re.is_match(&n) {
+                out.insert(match dir_part {
+                    Some(p) => format!("{p}/{n}"),
+                    None => n,
+                });
+            }
+        }
+    }
+    out.into_iter().collect()
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +203,7 @@ impl Task {
             TaskKind::FlushHandlers => "meta: flush_handlers".into(),
             TaskKind::MetaNoop => "meta".into(),
             TaskKind::ClearFacts => "meta: clear_facts".into(),
+            TaskKind::ResetConnection => "meta: reset_connection".into(),
             TaskKind::EndPlay => "meta: end_play".into(),
             TaskKind::EndHost => "meta: end_host".into(),
         }
@@ -594,36 +658,65 @@ fn parse_task(
                 .get("apply")
                 .map(|a| apply_keywords(a, scope, modules))
                 .transpose()?;
-            if short == "import_tasks" || !file.contains("{{") {
-                let inner = Arc::new(Scope {
-                    role: scope.role.clone(),
-                    vars: include_vars(scope, &task, apply.as_ref()),
-                    base_dir: scope.base_dir.clone(),
-                });
+            let inner = Arc::new(Scope {
+                role: scope.role.clone(),
+                vars: include_vars(scope, &task, apply.as_ref()),
+                base_dir: scope.base_dir.clone(),
+            });
+            if short == "import_tasks" {
                 let mut tasks = (loader.load_file)(&mval, &file, &inner)?;
-                if short == "import_tasks" {
-                    for t in &mut tasks {
-                        inherit(t, &task);
-                    }
-                    return Ok(tasks);
+                for t in &mut tasks {
+                    inherit(t, &task);
                 }
+                return Ok(tasks);
+            }
+            // include_tasks is dynamic in Ansible: its file is read when the
+            // include runs, so a file that does not load (another
+            // distribution's package manager) is an error only if included.
+            let mut load = |name: &str| -> Result<Vec<Task>, String> {
+                let mut tasks =
+                    (loader.load_file)(&mval, name, &inner).map_err(|e| e.to_string())?;
                 // An include's own keywords are its own (Ansible); `apply:` reaches its tasks.
                 if let Some(apply) = &apply {
                     for t in &mut tasks {
                         inherit(t, apply);
                     }
                 }
+                Ok(tasks)
+            };
+            if !file.contains("{{") {
+                task.kind = match load(&file) {
+                    Ok(tasks) => TaskKind::IncludeTasks {
+                        file,
+                        tasks: Some(tasks),
+                        dynamic: Vec::new(),
+                    },
+                    Err(e) => TaskKind::IncludeTasks {
+                        dynamic: vec![IncludeChoice {
+                            name: file.clone(),
+                            tasks: Err(e),
+                        }],
+                        file,
+                        tasks: None,
+                    },
+                };
+            } else {
+                let mut dirs = vec![scope.base_dir.clone()];
+                if let Some(role) = &scope.role {
+                    dirs.push(role.path.join("tasks"));
+                }
+                let dynamic = include_candidates(&file, &dirs)
+                    .into_iter()
+                    .map(|name| IncludeChoice {
+                        tasks: load(&name),
+                        name,
+                    })
+                    .collect();
                 task.kind = TaskKind::IncludeTasks {
                     file,
-                    tasks: Some(tasks),
+                    tasks: None,
+                    dynamic,
                 };
-            } else if apply.is_some() {
-                return Err(LocatedError::new(
-                    &mval.loc,
-                    "include_tasks with a templated file name and apply: is not supported yet by deployer",
-                ));
-            } else {
-                task.kind = TaskKind::IncludeTasks { file, tasks: None };
             }
         }
         "import_role" | "include_role" => {
@@ -681,6 +774,7 @@ fn parse_task(
             task.kind = TaskKind::IncludeTasks {
                 file: format!("role {name}"),
                 tasks: Some(tasks),
+                dynamic: Vec::new(),
             };
         }
         "meta" => {
@@ -689,13 +783,14 @@ fn parse_task(
                 "flush_handlers" => TaskKind::FlushHandlers,
                 "noop" => TaskKind::MetaNoop,
                 "clear_facts" => TaskKind::ClearFacts,
+                "reset_connection" => TaskKind::ResetConnection,
                 "end_play" => TaskKind::EndPlay,
                 "end_host" => TaskKind::EndHost,
                 other => {
                     return Err(LocatedError::new(
                         &mval.loc,
                         format!(
-                            "meta action '{other}' is not supported yet by deployer (flush_handlers, noop, clear_facts, end_play, end_host)"
+                            "meta action '{other}' is not supported yet by deployer (flush_handlers, noop, clear_facts, reset_connection, end_play, end_host)"
                         ),
                     ));
                 }

@@ -151,7 +151,22 @@ impl Engine {
                 break;
             }
         }
-        let registered = if looped {
+        let registered = if looped && results.is_empty() {
+            // As Ansible: a loop over nothing is the task skipped.
+            self.reporter.task_result(
+                &st.name,
+                &display_name,
+                &loc,
+                Status::Skipped,
+                None,
+                &[],
+                None,
+            );
+            json!({
+                "results": [], "changed": false, "skipped": true,
+                "skipped_reason": "No items in the list",
+            })
+        } else if looped {
             json!({
                 "results": results, "changed": any_changed, "failed": any_failed,
                 "skipped": all_skipped && !results.is_empty(),
@@ -472,6 +487,7 @@ impl Engine {
                 st.release.as_deref().map(|r| r as &dyn ReleaseStage)
             },
             saved: Vec::new(),
+            images: &self.opts.images,
             progress: crate::report::TaskProgress::new(
                 &self.reporter,
                 &st.name,

@@ -65,6 +65,8 @@ pub struct RunOptions {
     /// `--fresh-connection`: a new SSH master per host, closed at the end,
     /// instead of a warm one kept for the next run (`connection::warm`).
     pub fresh_connection: bool,
+    /// `images.lock`: images used by tag, pinned, or collected by `deployer pin`.
+    pub images: Arc<crate::project::images_lock::ImagePolicy>,
 }
 
 type Layer = IndexMap<String, VarValue>;

@@ -52,6 +52,9 @@ pub struct RollbackRequest {
     pub check: bool,
     /// Also restore the backups taken during the undone releases (`--with-data`).
     pub with_data: bool,
+    /// Where else backups are kept on the hosts (`--backup-dir`), searched
+    /// after the default directory.
+    pub backup_dirs: Vec<String>,
 }
 
 /// A file to restore and the release whose saved state it comes from.
@@ -716,6 +719,8 @@ async fn restore_compose(
         playbook_dir: &engine.playbook_dir,
         release: rec.map(|r| r as &dyn crate::modules::ReleaseStage),
         saved: Vec::new(),
+        // Rolling back runs the images the release recorded, whatever the lock says now.
+        images: &crate::project::images_lock::UNPINNED,
         progress: crate::report::TaskProgress::new(
             &engine.reporter,
             &plan.host,
@@ -1023,14 +1028,33 @@ pub async fn rollback(engine: &Engine, hosts: &[String], req: &RollbackRequest) 
 
 /// The backups `rollback --with-data` restores on one host: those taken
 /// during the undone releases (their manifest names the release).
-async fn data_to_restore(engine: &Engine, p: &HostPlan) -> Result<Vec<backup::Manifest>, String> {
+async fn data_to_restore(
+    engine: &Engine,
+    p: &HostPlan,
+    extra_dirs: &[String],
+) -> Result<Vec<backup::Manifest>, String> {
     let b = engine.state_location(&p.host).and_then(|(l, _)| l.become_);
-    let list = backup::list(&p.conn, b.as_ref(), backup::DEFAULT_DIR).await?;
+    let mut dirs = vec![backup::DEFAULT_DIR.to_string()];
+    for d in extra_dirs {
+        let d = d.trim_end_matches('/');
+        if !d.starts_with('/') {
+            return Err(format!(
+                "--backup-dir {d}: expected an absolute path on the host"
+            ));
+        }
+        if !dirs.iter().any(|x| x == d) {
+            dirs.push(d.to_string());
+        }
+    }
+    let mut list = Vec::new();
+    for d in &dirs {
+        list.extend(backup::list(&p.conn, b.as_ref(), d).await?);
+    }
     let picked = backups_for_undo(&list, &p.undo);
     if picked.is_empty() {
         return Err(format!(
-            "--with-data: no backup in {} was taken during the release(s) to undo ({}): there is no data to restore (take one with deployer.backup.postgres or deployer.backup.volume in the playbook, before the change)",
-            backup::DEFAULT_DIR,
+            "--with-data: no backup in {} was taken during the release(s) to undo ({}): there is no data to restore (take one with deployer.backup.postgres or deployer.backup.volume in the playbook, before the change; a backup kept elsewhere with dest: is found with --backup-dir DIR)",
+            dirs.join(", "),
             p.undo.join(", ")
         ));
     }
@@ -1287,7 +1311,7 @@ async fn rollback_locked(
     let mut data: BTreeMap<String, Vec<backup::Manifest>> = BTreeMap::new();
     if req.with_data {
         for p in plans.iter().filter(|p| !p.untouched && !p.undo.is_empty()) {
-            match data_to_restore(engine, p).await {
+            match data_to_restore(engine, p, &req.backup_dirs).await {
                 Ok(list) => {
                     data.insert(p.host.clone(), list);
                 }
@@ -1440,6 +1464,7 @@ pub async fn auto_rollback(
         to: None,
         check: false,
         with_data: false,
+        backup_dirs: Vec::new(),
     };
     let plan = match prepare(engine, host, conn.clone(), Some(&failed.id), &req).await {
         Ok(p) => p,

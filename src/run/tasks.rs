@@ -148,6 +148,38 @@ impl Engine {
                 return;
             }
             TaskKind::MetaNoop => return,
+            TaskKind::ResetConnection => {
+                // As Ansible's: no `when` (it resets regardless), no result
+                // reported, nothing counted.
+                if self.opts.check {
+                    // Check mode changes nothing, connections included.
+                    return;
+                }
+                let Some(old) = st.conn.clone() else { return };
+                match old.reset().await {
+                    Ok(Some(fresh)) => {
+                        st.conn = Some(Arc::new(fresh));
+                        if let Ok(old) = Arc::try_unwrap(old) {
+                            old.close().await;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        st.stats.unreachable += 1;
+                        st.failed = true;
+                        self.reporter.task_result(
+                            &st.name,
+                            &t.display_name(),
+                            &loc,
+                            Status::Unreachable,
+                            Some(&crate::secrets::mask(&e.to_string())),
+                            &[],
+                            None,
+                        );
+                    }
+                }
+                return;
+            }
             TaskKind::ClearFacts => {
                 let ctx = self.context(pc.play, pc.layers, st, Some(t));
                 match self.conditions_hold(&ctx, &t.when) {
@@ -167,13 +199,14 @@ impl Engine {
                 }
                 return;
             }
-            TaskKind::IncludeTasks { file, tasks } => {
+            TaskKind::IncludeTasks {
+                file,
+                tasks,
+                dynamic,
+            } => {
                 if !st.in_handlers && !self.selected(t) {
                     return;
                 }
-                let Some(inner) = tasks else {
-                    return self.fail_host(st, &t.display_name(), &loc, &format!("include_tasks with a templated file name ('{file}') is not supported yet by deployer"));
-                };
                 let ctx = self.context(pc.play, pc.layers, st, Some(t));
                 let items = match self.loop_items(&ctx, t) {
                     Ok(items) => items,
@@ -214,6 +247,42 @@ impl Engine {
                         }
                         Err(e) => return self.fail_host(st, &t.display_name(), &loc, &e),
                     }
+                    // The file: fixed and loaded, or (templated, or not
+                    // loading) chosen now, as Ansible reads it when the
+                    // include runs.
+                    let inner: &[Task] = match tasks {
+                        Some(inner) => inner,
+                        None => {
+                            let name = if file.contains("{{") {
+                                match c.render_string(file) {
+                                    Ok(n) => n,
+                                    Err(e) => {
+                                        return self.fail_host(st, &t.display_name(), &loc, &e);
+                                    }
+                                }
+                            } else {
+                                file.clone()
+                            };
+                            match dynamic.iter().find(|d| d.name == name) {
+                                Some(crate::project::IncludeChoice {
+                                    tasks: Ok(inner), ..
+                                }) => inner,
+                                Some(crate::project::IncludeChoice { tasks: Err(e), .. }) => {
+                                    return self.fail_host(st, &t.display_name(), &loc, e);
+                                }
+                                None => {
+                                    return self.fail_host(
+                                        st,
+                                        &t.display_name(),
+                                        &loc,
+                                        &format!(
+                                            "Could not find or access '{name}' (include_tasks '{file}': deployer reads the files such a name may give when the play is loaded, from the including file's directory and the role's tasks/; a templated directory is not supported yet)"
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                    };
                     // The loop variables live as long as the included tasks run.
                     let saved: Vec<(String, Option<VarValue>)> = layer
                         .into_iter()

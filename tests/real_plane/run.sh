@@ -2,7 +2,7 @@
 # The Plane hook (deployer.plane.plane_users) against REAL Plane: builds the
 # backend of Plane v1.2.3 from its own source and runs the hook against it on
 # loopback, with the spec's admin, workspace and 10 agents
-# (inventory/group_vars/all/main.yml): a first apply, a second apply at once
+# (inventory/production/group_vars/all/main.yml): a first apply, a second apply at once
 # (changed=0), `check` (exit 0), a role change (planned by `check --diff`, then
 # applied) and a token loss (the token deleted from the vault: replaced, and the
 # old one revoked on Plane).
@@ -237,7 +237,7 @@ rand >"$WORK/vault-pass"
 printf 'vault_plane_admin_password: %s\n' "$(rand)" >"$P/secrets.yml"
 umask 022
 printf 'all:\n  hosts:\n    localhost:\n      ansible_connection: local\n' >"$P/hosts.yml"
-MAIN=$REPO/inventory/group_vars/all/main.yml
+MAIN=$REPO/inventory/production/group_vars/all/main.yml
 val() { sed -n "s/^$1: *\"\\(.*\\)\"/\\1/p" "$MAIN"; }
 AGENTS=$(sed -n '/^plane_agents:/,/^$/p' "$MAIN" | grep '^  - ')
 [ "$(printf '%s\n' "$AGENTS" | wc -l)" = 10 ] || die "expected the spec's 10 agents in $MAIN"

@@ -21,6 +21,8 @@ PACKAGES=(
   docker.io debootstrap debian-archive-keyring openssh-client python3-venv
   iproute2 ca-certificates busybox-static curl tar xz-utils make
   tmux
+  # tests/pinned_images.rs: a registry on a loopback port (run by the test, not as a service).
+  docker-registry
 )
 # The real-Plane check (tests/real_plane/run.sh) runs only when Plane's source
 # is given (PLANE_SRC); then it needs PostgreSQL 15 and Redis (and a Python
@@ -50,6 +52,11 @@ if ((${#missing[@]})); then
   # The package's own service start fails without systemd; that is fine,
   # dockerd is started below.
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The registry package's own service (port 5000 on every interface) is not
+  # wanted: the test runs its own on loopback.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]] && [[ -d /run/systemd/system ]]; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
 else
   log "packages already installed"
 fi

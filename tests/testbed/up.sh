@@ -166,7 +166,7 @@ CONF
     echo "        tb$i: {}"
   done
   # The example project's playbooks/site.yml targets plane_servers (as
-  # inventory/hosts.yml does for production): here that is tb1 only.
+  # inventory/production/hosts.yml does for production): here that is tb1 only.
   echo "    plane_servers:"
   echo "      hosts:"
   echo "        tb1: {}"

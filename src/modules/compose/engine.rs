@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HealthConfig,
-    HealthStatusEnum, HostConfig, Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest,
-    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    HealthStatusEnum, HostConfig, ImageInspect, Ipam, IpamConfig, NetworkConnectRequest,
+    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListNetworksOptions,
@@ -21,6 +22,7 @@ use serde_json::{Value as Json, json};
 use super::Pull;
 use super::plan::{self, Action, ObservedContainer, Operation, State};
 use super::spec::{ComposeProject, ComposeService, DependsCondition, config_hash};
+use crate::project::images_lock::{self, ImagePolicy, Pin};
 
 /// What the engine converges: a compose project (Compose's labels, found by
 /// project label) or one `docker_container` (found by name, labelled only
@@ -43,6 +45,10 @@ pub struct Engine<'a> {
     pub stop_timeout: Option<i32>,
     /// Pulls and health waits report where they are here.
     pub progress: crate::report::TaskProgress,
+    /// `images.lock`: how image tags are treated.
+    pub images: &'a ImagePolicy,
+    /// The host, for messages and `deployer pin`.
+    pub host: &'a str,
 }
 
 #[derive(Debug, Default)]
@@ -155,7 +161,9 @@ impl Engine<'_> {
     }
 
     /// Makes sure every image is there (pulling as the policy says, never in
-    /// check mode) and returns their IDs.
+    /// check mode) and returns their IDs. With an `images.lock`, the locked
+    /// image is what the tag must point to (pulled by digest and tagged when
+    /// it does not); under `deployer pin`, each image is resolved and collected.
     pub async fn check_images(
         &self,
         order: &[String],
@@ -174,7 +182,7 @@ impl Engine<'_> {
             };
             let image = &s.spec.image;
             let local = match self.docker.inspect_image(image).await {
-                Ok(i) => i.id,
+                Ok(i) => Some(i),
                 Err(e) if is_not_found(&e) => None,
                 Err(e) => {
                     return Err(format!(
@@ -183,6 +191,31 @@ impl Engine<'_> {
                     ));
                 }
             };
+            let pinned_in_project = image.contains("@sha256:");
+            match self.images {
+                ImagePolicy::Locked(lock) if !pinned_in_project => {
+                    let Some(pin) = lock.images.get(image.as_str()) else {
+                        return Err(format!(
+                            "{noun} {name}: image {image} is not in {}: the lock is older than the \
+                             project; run `deployer pin -i INVENTORY` and commit the lock",
+                            lock.path.display()
+                        ));
+                    };
+                    if let Some(id) = self
+                        .pinned(name, image, pin, local, pull, check, &mut st)
+                        .await?
+                    {
+                        st.ids.insert(name.clone(), id);
+                    }
+                    continue;
+                }
+                ImagePolicy::Collect(_) if !pinned_in_project => {
+                    let pin = self.resolve(name, image, local.as_ref()).await?;
+                    self.images.collect(image, pin, self.host)?;
+                }
+                _ => {}
+            }
+            let local = local.and_then(|i| i.id);
             let must_pull = match (pull, &local) {
                 (Pull::Never, None) => {
                     return Err(format!(
@@ -197,47 +230,7 @@ impl Engine<'_> {
                     st.to_pull.push(image.clone());
                 }
             } else if must_pull {
-                let mut stream = self.docker.create_image(
-                    Some(CreateImageOptions {
-                        from_image: Some(image.clone()),
-                        ..Default::default()
-                    }),
-                    None,
-                    None,
-                );
-                let mut pull = PullProgress::default();
-                self.progress.start(
-                    "image_pull",
-                    &format!("pulling {image}"),
-                    json!({"service": name, "image": image}),
-                );
-                while let Some(item) = stream.next().await {
-                    if let Ok(info) = &item
-                        && pull.add(info)
-                    {
-                        self.progress.update(
-                            "image_pull",
-                            &format!("pulling {image}: {}", pull.text()),
-                            pull.json(name, image),
-                        );
-                    }
-                    if let Err(e) = item {
-                        return Err(format!(
-                            "{noun} {name}: image {image} {}and cannot be pulled: {}",
-                            if local.is_none() {
-                                "does not exist on the host "
-                            } else {
-                                ""
-                            },
-                            reason(&e)
-                        ));
-                    }
-                }
-                self.progress.end(
-                    "image_pull",
-                    &format!("pulled {image}: {}", pull.text()),
-                    pull.json(name, image),
-                );
+                self.pull(name, image, image, local.is_none()).await?;
                 let after = self
                     .docker
                     .inspect_image(image)
@@ -257,6 +250,172 @@ impl Engine<'_> {
             }
         }
         Ok(st)
+    }
+
+    /// Pulls `from` (a tag or `repo@digest`), reporting progress as `image`.
+    async fn pull(&self, name: &str, image: &str, from: &str, missing: bool) -> Result<(), String> {
+        let noun = self.noun();
+        let mut stream = self.docker.create_image(
+            Some(CreateImageOptions {
+                from_image: Some(from.to_string()),
+                ..Default::default()
+            }),
+            None,
+            None,
+        );
+        let mut pull = PullProgress::default();
+        self.progress.start(
+            "image_pull",
+            &format!("pulling {from}"),
+            json!({"service": name, "image": image}),
+        );
+        while let Some(item) = stream.next().await {
+            if let Ok(info) = &item
+                && pull.add(info)
+            {
+                self.progress.update(
+                    "image_pull",
+                    &format!("pulling {from}: {}", pull.text()),
+                    pull.json(name, image),
+                );
+            }
+            if let Err(e) = item {
+                return Err(format!(
+                    "{noun} {name}: image {from} {}and cannot be pulled: {}",
+                    if missing {
+                        "does not exist on the host "
+                    } else {
+                        ""
+                    },
+                    reason(&e)
+                ));
+            }
+        }
+        self.progress.end(
+            "image_pull",
+            &format!("pulled {from}: {}", pull.text()),
+            pull.json(name, image),
+        );
+        Ok(())
+    }
+
+    /// The locked image for `image`: its ID when the tag points to it (after
+    /// pulling it by digest and moving the tag back, outside check mode).
+    #[allow(clippy::too_many_arguments)]
+    async fn pinned(
+        &self,
+        name: &str,
+        image: &str,
+        pin: &Pin,
+        local: Option<ImageInspect>,
+        pull: Pull,
+        check: bool,
+        st: &mut ImageState,
+    ) -> Result<Option<String>, String> {
+        let noun = self.noun();
+        let repo = images_lock::repository(image);
+        let local_id = local.as_ref().and_then(|i| i.id.clone());
+        let is_pinned = |i: &ImageInspect| match pin {
+            Pin::Digest(d) => i.repo_digests.iter().flatten().any(|rd| {
+                rd.rsplit_once('@')
+                    .is_some_and(|(r, dd)| dd == d && r == repo)
+            }),
+            Pin::Id(id) => i.id.as_deref() == Some(id.as_str()),
+        };
+        if local.as_ref().is_some_and(is_pinned) {
+            return Ok(local_id);
+        }
+        let Pin::Digest(digest) = pin else {
+            return Err(format!(
+                "{noun} {name}: image {image} on the host is {}, but images.lock pins {}: \
+                 a local image no registry serves cannot be pulled by digest; load the pinned \
+                 image on the host or run `deployer pin` to accept this one",
+                local_id.as_deref().unwrap_or("missing"),
+                pin.text()
+            ));
+        };
+        if pull == Pull::Never {
+            return Err(format!(
+                "{noun} {name}: image {image} on the host is not the pinned {digest} \
+                 (images.lock), and pull is never"
+            ));
+        }
+        let by_digest = format!("{repo}@{digest}");
+        if check {
+            st.to_pull.push(format!("{image} ({by_digest})"));
+            return Ok(None);
+        }
+        self.pull(name, image, &by_digest, local.is_none()).await?;
+        self.docker
+            .tag_image(
+                &by_digest,
+                Some(
+                    bollard::query_parameters::TagImageOptionsBuilder::default()
+                        .repo(repo)
+                        .tag(images_lock::tag(image))
+                        .build(),
+                ),
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "{noun} {name}: tagging {by_digest} as {image}: {}",
+                    reason(&e)
+                )
+            })?;
+        let after =
+            self.docker.inspect_image(image).await.map_err(|e| {
+                format!("{noun} {name}: image {image} after pulling: {}", reason(&e))
+            })?;
+        if !is_pinned(&after) {
+            return Err(format!(
+                "{noun} {name}: image {image} is still not the pinned {digest} after pulling {by_digest}"
+            ));
+        }
+        st.pulled_any = true;
+        Ok(after.id)
+    }
+
+    /// `deployer pin`: what `image` is, asked of the registry through the host's
+    /// engine (the manifest digest, as `docker pull` would get it), else the
+    /// local image's registry digest, else its ID.
+    async fn resolve(
+        &self,
+        name: &str,
+        image: &str,
+        local: Option<&ImageInspect>,
+    ) -> Result<Pin, String> {
+        let noun = self.noun();
+        let registry = self.docker.inspect_registry_image(image, None).await;
+        if let Ok(d) = &registry
+            && let Some(digest) = d.descriptor.digest.as_ref().filter(|d| !d.is_empty())
+        {
+            return Ok(Pin::Digest(digest.clone()));
+        }
+        let repo = images_lock::repository(image);
+        let Some(local) = local else {
+            return Err(format!(
+                "{noun} {name}: image {image} is not on host {} and its registry cannot be asked: {}",
+                self.host,
+                match registry {
+                    Err(e) => reason(&e),
+                    Ok(_) => "the registry gave no digest".to_string(),
+                }
+            ));
+        };
+        if let Some(d) = local.repo_digests.iter().flatten().find_map(|rd| {
+            rd.rsplit_once('@')
+                .filter(|(r, _)| *r == repo)
+                .map(|(_, d)| d)
+        }) {
+            return Ok(Pin::Digest(d.to_string()));
+        }
+        local.id.clone().map(Pin::Id).ok_or_else(|| {
+            format!(
+                "{noun} {name}: image {image} has no ID on host {}",
+                self.host
+            )
+        })
     }
 
     /// External networks and volumes must exist already. In check mode a

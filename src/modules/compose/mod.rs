@@ -149,6 +149,8 @@ pub async fn docker_compose_v2(
         working_dir: project_dir.clone(),
         stop_timeout: a.timeout.map(|t| t as i32),
         progress: ctx.progress.clone(),
+        images: ctx.images,
+        host: &ctx.conn.name,
     };
     let observed = engine.observe().await?;
     let images = engine.check_images(&order, pull, state, ctx.check).await?;
