@@ -437,6 +437,7 @@ fn reset(host: &str) {
 /// changes nothing.
 #[test]
 fn server_modules_match_ansible() {
+    let _apt = apt_lock();
     reset(ANSIBLE_SD);
     reset(DEPLOYER_SD);
     let (code, a_prep) = ansible_playbook("prep.yml", false);
@@ -809,6 +810,14 @@ fn sysctl_matches_ansible() {
     assert_eq!(bad[0].3, "value cannot be blank");
 }
 
+/// Held by the tests that run apt on the systemd hosts or read their
+/// packages (one `apt-get` at a time; a sources file another test is adding
+/// would fail its cache update).
+fn apt_lock() -> std::sync::MutexGuard<'static, ()> {
+    static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    APT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Held by the tests that change the systemd hosts' time zone and by those
 /// that compare `ansible_date_time` there (they run in parallel otherwise).
 fn zone_lock() -> std::sync::MutexGuard<'static, ()> {
@@ -878,6 +887,7 @@ fn fact_modules_output(host: &str) -> Json {
 /// packages are compared on the systemd host.)
 #[test]
 fn fact_modules_match_ansible() {
+    let _apt = apt_lock();
     for host in ["tb1", "sd1"] {
         let mut tries = 0;
         loop {
@@ -1082,4 +1092,63 @@ fn find_matches_ansible() {
     let (_, abad) = ansible_playbook("find_bad.yml", false);
     assert_eq!(bad[0].3, abad[0].3, "{bad:?}");
     assert!(bad[0].2 && bad[0].3 == "failed to process age", "{bad:?}");
+}
+
+const APT_SOURCES_RESET: &str = "rm -f /etc/apt/sources.list.d/dpl* /etc/apt/sources.list.d/file_srv_dpl* /etc/apt/trusted.gpg.d/dpl* /etc/apt/keyrings/dpl* /root/dpl-key2.asc /root/deployer-apt-sources.json; \
+     export DEBIAN_FRONTEND=noninteractive; dpkg -P dpl-hello >/dev/null 2>&1; rm -rf /srv/dpl-repo /srv/dpl-repo2 /srv/dpl-gone /srv/dpl-third /var/lib/apt/lists/_srv_dpl*; true";
+const APT_SOURCES_STATE: &str = "cd /etc/apt/sources.list.d && for f in $(ls -A | grep dpl); do stat -c '%n %a %U %G' $f; cat -A $f; done; \
+     ls -A /etc/apt/trusted.gpg.d /etc/apt/keyrings | grep dpl; for k in /etc/apt/trusted.gpg.d/dpl.gpg /etc/apt/trusted.gpg.d/dpl2.gpg; do [ -f $k ] && stat -c '%n %a' $k && \
+     GNUPGHOME=$(mktemp -d) gpg -q --no-default-keyring --keyring $k --with-colons --list-keys 2>/dev/null | grep -E '^(pub|fpr)' | cut -d: -f1,5,10; done; \
+     dpkg-query -W -f='${db:Status-Abbrev} ${Version}\\n' dpl-hello 2>/dev/null; ls /var/lib/apt/lists | grep dpl; \
+     cat /root/deployer-apt-sources.json 2>/dev/null; true";
+
+/// apt_repository, apt_key and deb822_repository against a testbed-local
+/// APT repository (a package built with dpkg-deb, read through a file: URI;
+/// no internet): the same sources files (text, mode), keyring keys, package
+/// installed from the repository, apt lists, per-task `changed` and
+/// registered values as ansible-playbook; a repository apt cannot read fails
+/// the cache update, and the sources are put back.
+#[test]
+fn apt_sources_match_ansible() {
+    let _apt = apt_lock();
+    differential(&Differential {
+        prep: "apt_sources_prep.yml",
+        playbook: "apt_sources.yml",
+        reset: APT_SOURCES_RESET,
+        state: APT_SOURCES_STATE,
+        // Each depends on an earlier task, which check mode does not run.
+        volatile: &[
+            "the same repository again",
+            "a package from it",
+            "the same key by id",
+            "the same deb822 source again",
+            "what the modules registered",
+        ],
+    });
+    // On clean sources, so only the bad repository fails the update.
+    root_sh(ANSIBLE_SD, APT_SOURCES_RESET);
+    root_sh(DEPLOYER_SD, APT_SOURCES_RESET);
+    let before = root_sh(DEPLOYER_SD, APT_SOURCES_STATE);
+    let (code, bad) = deployer_run("apt_sources_bad.yml", "apply");
+    assert_eq!(code, 1);
+    assert!(
+        bad[0].2
+            && bad[0]
+                .3
+                .starts_with("Failed to update apt cache after 2 retries: ")
+            && bad[0].3.contains("file:/srv/dpl-no-such-repo"),
+        "{bad:?}"
+    );
+    let (_, abad) = ansible_playbook("apt_sources_bad.yml", false);
+    assert!(
+        abad[0].2
+            && abad[0]
+                .3
+                .starts_with("Failed to update apt cache after 2 retries: "),
+        "{abad:?}"
+    );
+    assert_eq!(root_sh(DEPLOYER_SD, APT_SOURCES_STATE), before);
+    assert_eq!(root_sh(ANSIBLE_SD, APT_SOURCES_STATE), before);
+    root_sh(ANSIBLE_SD, APT_SOURCES_RESET);
+    root_sh(DEPLOYER_SD, APT_SOURCES_RESET);
 }

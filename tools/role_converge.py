@@ -76,7 +76,7 @@ EXCLUDE = re.compile(
     r"|/(root|home/[^/]+)/\.(ansible|cache|ssh)(/.*)?"
     r"|/var/lib/fail2ban/fail2ban\.sqlite3"
     r"|/etc/ssl/private/ssl-cert-snakeoil\.key|/etc/ssl/certs/ssl-cert-snakeoil\.pem"
-    r"|/etc/ssl/certs/[0-9a-f]{8}\.0"
+    r"|/etc/ssl/certs/[0-9a-f]{8}\.0|/etc/ssl/certs/java/cacerts"
     r"|/var/lib/redis/dump\.rdb"
     r"|/root/\.deployer.*|/var/lib/deployer(/.*)?|/etc/deployer(/.*)?)$")
 

@@ -5,6 +5,8 @@
 
 pub mod accounts;
 pub mod apt;
+pub mod apt_key;
+pub mod apt_repository;
 /// Argument coercion lives at the crate root (loading uses it too); modules
 /// keep naming it `super::args`.
 pub use crate::args;
@@ -14,6 +16,7 @@ pub mod blockinfile;
 pub mod command;
 pub mod compose;
 pub mod cron;
+pub mod deb822_repository;
 pub mod docker_container;
 pub mod docker_network;
 pub mod files;

@@ -103,6 +103,9 @@ pub static MODULES: &[&dyn Module] = &[
     &super::service_facts::ServiceFacts,
     &super::unarchive::Unarchive,
     &super::find::Find,
+    &super::apt_repository::AptRepository,
+    &super::apt_key::AptKey,
+    &super::deb822_repository::Deb822Repository,
     &super::postgresql::PostgresqlDb,
     &super::postgresql::PostgresqlUser,
     &super::backup::postgres::BackupPostgres,
@@ -142,14 +145,7 @@ const NAMESPACES: &[&str] = &[
 /// Ansible's server modules deployer does not run yet (short names; their
 /// FQCNs are refused by the loader the same way): loading a task that names one
 /// fails at its file:line instead of running anything.
-pub static PENDING: &[&str] = &[
-    "apt_repository",
-    "deb822_repository",
-    "apt_key",
-    "hostname",
-    "locale_gen",
-    "pip",
-];
+pub static PENDING: &[&str] = &["hostname", "locale_gen", "pip"];
 
 /// A module, declared once. The table [`MODULES`] lists one value of each.
 pub trait Module: Sync {
