@@ -415,7 +415,19 @@ def machine():
     return {"nproc": os.cpu_count(), "cpu": cpu, "mem_gib": round(int(mem) / 1048576, 1),
             "kernel": platform.release(), "os": platform.platform(),
             "versions": {"ansible-core": "2.19.14", "mitogen": "0.3.54", "pyinfra": "3.10.0",
-                         "deployer": sh(["git", "-C", REPO, "rev-parse", "--short", "HEAD"]).stdout.strip()}}
+                         "deployer": deployer_version()}}
+
+
+def deployer_version():
+    """The commit the measured binary was built from (its --version), else this checkout's HEAD."""
+    try:
+        out = subprocess.run([DEPLOYER, "--version"], capture_output=True, text=True).stdout
+        m = re.search(r"\(([^)]+)\)", out)
+        if m and m.group(1) != "unknown revision":
+            return m.group(1)
+    except OSError:
+        pass
+    return sh(["git", "-C", REPO, "rev-parse", "--short", "HEAD"]).stdout.strip()
 
 
 def fmt(x, unit="s"):
@@ -485,8 +497,13 @@ def write_results(results):
                 else:
                     ms = [ts for ts, k in ev if k == "master"]
                     xs = [ts for ts, k in ev if k == "exec"]
-                    gen.append(f"- total {run['total']}: {len(ms)} ssh masters started {ms[0]}..{ms[-1]}, "
-                               f"{len(xs)} ssh clients {xs[0]}..{xs[-1]} (last 20: {', '.join(str(x) for x in xs[-20:])})")
+                    line = f"- total {run['total']}: {len(ms)} ssh masters started {ms[0]}..{ms[-1]}" if ms else f"- total {run['total']}"
+                    if xs:
+                        line += (f", {len(xs)} ssh clients {xs[0]}..{xs[-1]} "
+                                 f"(last 20: {', '.join(str(x) for x in xs[-20:])})")
+                    else:
+                        line += ", no other ssh client (each master carries its host's shell)"
+                    gen.append(line)
             c = p["cpu"]
             gen.append(f"- bare `ssh host true` (new connection): {p['bare_ssh_true_s']} s, `ssh host sudo true`: "
                        f"{p['bare_ssh_sudo_true_s']} s; deployer CPU: user {c['user']} s, "

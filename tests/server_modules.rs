@@ -994,6 +994,7 @@ const CENSUS_RESET: &str = "export DEBIAN_FRONTEND=noninteractive; apt-get purge
      groupdel census-grp >/dev/null 2>&1; systemctl daemon-reload; true";
 
 const CENSUS_STATE: &str = "stat -c '%n %a %U %Y' /srv/census/kept.log; stat -c '%n %a %U' /srv/census/new.log; \
+     stat -c '%n %a %U %G' /srv/census/sgid /srv/census/sgid/conf 2>&1; \
      cat /srv/census/family.txt; \
      for p in at figlet; do printf '%s ' $p; dpkg-query -W -f='${db:Status-Abbrev}\\n' $p 2>/dev/null || echo none; done; \
      echo \"atd $(systemctl is-active atd) $(systemctl is-enabled atd)\"; \
@@ -1027,6 +1028,7 @@ fn census_arguments_match_ansible() {
             && state.contains("at ii")
             && state.contains("atd inactive enabled")
             && state.contains("census-grp")
+            && state.contains("/srv/census/sgid/conf 640 root root")
             && !state.contains("left behind"),
         "{state}"
     );

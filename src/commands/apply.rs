@@ -65,6 +65,8 @@ pub async fn plan(a: RunArgs) -> i32 {
 }
 
 async fn run_playbook(a: RunArgs, mode: Mode) -> i32 {
+    // The checkout's revision (for the lock and the audit) while the project loads.
+    let revision = lock::git_revision_in_background(project_root());
     let check = mode != Mode::Apply;
     let plan = match mode {
         Mode::Plan(f) => Some(f),
@@ -122,7 +124,8 @@ async fn run_playbook(a: RunArgs, mode: Mode) -> i32 {
     let images = Arc::new(images);
     let reporter = Arc::new(Reporter::new(format, a.diff || plan.is_some()));
     // Deploy lock, pending handlers and audit, named after the project root.
-    let session = run_session(check, a.message.clone(), lock_wait);
+    let revision = revision.join().unwrap_or((None, false));
+    let session = run_session(check, a.message.clone(), lock_wait, revision);
     let engine = Engine {
         inventory: Arc::new(inv),
         opts: Arc::new(RunOptions {
@@ -234,10 +237,11 @@ fn run_session(
     check: bool,
     message: Option<String>,
     lock_wait: Option<std::time::Duration>,
+    revision: (Option<String>, bool),
 ) -> Arc<RunSession> {
     let root = project_root();
     let argv: Vec<String> = std::env::args().collect();
-    let holder = LockHolder::for_this_run(&root, masked_command_line(&argv), message);
+    let holder = LockHolder::for_this_run_at(revision, masked_command_line(&argv), message);
     Arc::new(RunSession {
         project: crate::state::project_id(&root),
         project_root: root,

@@ -523,6 +523,8 @@ impl Connection {
                 let cmd = parts.next().unwrap_or("/bin/sh");
                 let mut child = tokio::process::Command::new(cmd)
                     .args(parts)
+                    // Set by the remote shell only: never taken from our own environment.
+                    .env_remove("DEPLOYER_UID")
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())

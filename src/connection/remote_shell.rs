@@ -50,7 +50,9 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 141' PIPE
 trap 'exit 143' TERM
-printf 'DEPLOYER-SHELL %s %s\n' "$t" "$(id -u)"
+DEPLOYER_UID=$(id -u)
+export DEPLOYER_UID
+printf 'DEPLOYER-SHELL %s %s\n' "$t" "$DEPLOYER_UID"
 while IFS= read -r h; do
 case $h in
 "F $t "*) n=${h#"F $t "} ;;

@@ -228,7 +228,8 @@ impl<'a> RemoteWrite<'a> {
 
 /// After [`prologue`] and `__dw_name`: a private staging directory made
 /// inside the destination directory and entered (owned by the running user,
-/// 0700, its parent checked to be the destination directory). What is made
+/// 0700, or 2700 in a setgid directory such as Debian's /etc/redis, its
+/// parent checked to be the destination directory). What is made
 /// there (`new`, `bak`) moves out with one `rename(2)`; the trap removes the
 /// rest on every exit.
 const STAGE: &str = "__dw_at=$(stat -c %d:%i .)\n\
@@ -236,7 +237,7 @@ const STAGE: &str = "__dw_at=$(stat -c %d:%i .)\n\
      __dw_s=${__dw_s#./}\n\
      trap 'rmdir -- \"$__dw_s\" 2>/dev/null || :' EXIT\n\
      cd -P -- \"$__dw_s\"\n\
-     [ \"$(stat -c '%u %a' .)\" = \"$__dw_me 700\" ] && [ \"$(stat -c %d:%i ..)\" = \"$__dw_at\" ] || __dw_fail \"refusing to write $__dw_dest: its temporary directory was replaced while in use\"\n\
+     case \"$(stat -c '%u %a' .)\" in \"$__dw_me 700\"|\"$__dw_me 2700\") true;; *) false;; esac && [ \"$(stat -c %d:%i ..)\" = \"$__dw_at\" ] || __dw_fail \"refusing to write $__dw_dest: its temporary directory was replaced while in use\"\n\
      trap 'rm -f -- new bak; cd .. && rmdir -- \"$__dw_s\" 2>/dev/null || :' EXIT\n";
 
 /// The script that makes `path` a symbolic link to `src` (replacing a link,

@@ -28,6 +28,7 @@ pub mod ini_file;
 pub mod lineinfile;
 pub mod locale_gen;
 pub mod misc;
+pub mod mysql;
 pub mod observe;
 pub mod package;
 pub mod package_facts;

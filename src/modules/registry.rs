@@ -109,6 +109,8 @@ pub static MODULES: &[&dyn Module] = &[
     &super::locale_gen::LocaleGen,
     &super::postgresql::PostgresqlDb,
     &super::postgresql::PostgresqlUser,
+    &super::mysql::MysqlDb,
+    &super::mysql::MysqlUser,
     &super::backup::postgres::BackupPostgres,
     &super::backup::volume::BackupVolume,
 ];
@@ -124,10 +126,22 @@ pub static NOT_YET: &[(&str, &str)] = &[
         "docker_image",
         "docker_image is not implemented: images are pulled by docker_compose_v2 and docker_container (pull)",
     ),
+    ("mysql_replication", MYSQL_REPLICATION),
+    ("community.mysql.mysql_replication", MYSQL_REPLICATION),
+    ("postgresql_privs", POSTGRESQL_PRIVS),
+    ("community.postgresql.postgresql_privs", POSTGRESQL_PRIVS),
     ("mount", MOUNT),
     ("ansible.posix.mount", MOUNT),
     ("ansible.builtin.mount", MOUNT),
 ];
+
+/// Why `mysql_replication` is refused.
+const MYSQL_REPLICATION: &str = "not supported yet by deployer: replication needs a primary and a replica \
+                                 server, which the testbed does not have, so it is not proven against Ansible";
+
+/// Why `postgresql_privs` is refused.
+const POSTGRESQL_PRIVS: &str =
+    "not supported yet by deployer (postgresql_db and postgresql_user are)";
 
 /// Why `mount` is refused.
 const MOUNT: &str = "not supported yet by deployer: mounting changes the host's kernel state, which the \

@@ -539,7 +539,7 @@ fn restore_script(plan: &HostPlan, rec: &Recorder) -> String {
         let stage = format!(
             "st{i}=\n__dw_dest={q}\n__dw_mk=1\n__dw_go {go}\n__dw_mk=\n__dw_s=$(mktemp -d ./.deployer-write.XXXXXX)\n__dw_s=${{__dw_s#./}}\nst{i}=$__dw_s\n\
              __dw_d=$__dw_at\ncd -P -- \"./$__dw_s\"\n\
-             [ \"$(stat -c '%u %a' .)\" = \"$__dw_me 700\" ] && [ \"$(stat -c %d:%i ..)\" = \"$__dw_d\" ] || __dw_fail \"refusing to restore $__dw_dest: its temporary directory was replaced while in use\"\n",
+             case \"$(stat -c '%u %a' .)\" in \"$__dw_me 700\"|\"$__dw_me 2700\") true;; *) false;; esac && [ \"$(stat -c %d:%i ..)\" = \"$__dw_d\" ] || __dw_fail \"refusing to restore $__dw_dest: its temporary directory was replaced while in use\"\n",
             go = go_args(&dir)
         );
         match &f.rec.previous {
@@ -594,7 +594,7 @@ fn restore_script(plan: &HostPlan, rec: &Recorder) -> String {
             PreviousFile::File { .. } | PreviousFile::Link { .. }
         ) {
             s.push_str(&format!(
-                "( __dw_dest={q}; __dw_go {go} && __dw_d=$__dw_at && cd -P -- \"./$st{i}\" && [ \"$(stat -c '%u %a' .)\" = \"$__dw_me 700\" ] && [ \"$(stat -c %d:%i ..)\" = \"$__dw_d\" ] && mv -f -T -- new ../{n} && cd .. && rmdir -- \"./$st{i}\" ) && st{i}= || err=\"$err {q}\"\n",
+                "( __dw_dest={q}; __dw_go {go} && __dw_d=$__dw_at && cd -P -- \"./$st{i}\" && case \"$(stat -c '%u %a' .)\" in \"$__dw_me 700\"|\"$__dw_me 2700\") true;; *) false;; esac && [ \"$(stat -c %d:%i ..)\" = \"$__dw_d\" ] && mv -f -T -- new ../{n} && cd .. && rmdir -- \"./$st{i}\" ) && st{i}= || err=\"$err {q}\"\n",
                 go = go_args(&dir),
                 n = shell_quote(&name),
             ));

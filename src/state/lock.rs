@@ -65,8 +65,17 @@ pub enum Liveness {
 impl LockHolder {
     /// The identity of this run.
     pub fn for_this_run(project_root: &Path, command: String, message: Option<String>) -> Self {
+        Self::for_this_run_at(git_revision(project_root), command, message)
+    }
+
+    /// [`LockHolder::for_this_run`] with the checkout's `(HEAD, dirty)`
+    /// already known ([`git_revision_in_background`]).
+    pub fn for_this_run_at(
+        (revision, dirty): (Option<String>, bool),
+        command: String,
+        message: Option<String>,
+    ) -> Self {
         let now = SystemTime::now();
-        let (revision, dirty) = git_revision(project_root);
         LockHolder {
             run_id: run_id(now),
             who: control_identity(),
@@ -173,8 +182,10 @@ impl LockHolder {
 /// makes (lock, audit log, pending handlers, releases) is created 0600/0700,
 /// never readable by anyone else for a moment.
 pub fn state_dir_sh(project: &str) -> String {
+    // In the host's remote shell the uid is known (`DEPLOYER_UID`, set by
+    // the shell itself): no `id` process.
     format!(
-        "umask 077\nif [ \"$(id -u)\" -eq 0 ]; then D={}; else D=\"{}\"; fi\necho \"{MARK}state $D\"\n",
+        "umask 077\nif [ \"${{DEPLOYER_UID:-$(id -u)}}\" -eq 0 ]; then D={}; else D=\"{}\"; fi\necho \"{MARK}state $D\"\n",
         shell_quote(&super::state_root(project, true)),
         super::state_root(project, false)
     )
@@ -199,10 +210,12 @@ pub fn peek_sh() -> String {
     format!("echo '{MARK}lock peek'; cat \"$D/lock\" 2>/dev/null; echo\n")
 }
 
-/// Removes the lock only when `holder` (this run) holds it.
+/// Removes the lock only when `holder` (this run) holds it. The lock file is
+/// one line ([`acquire_sh`]), read by the shell itself (no `grep` process).
 pub fn release_sh(holder: &LockHolder) -> String {
     format!(
-        "if grep -qF {frag} \"$D/lock\" 2>/dev/null; then rm -f \"$D/lock\" && echo '{MARK}lock released'; else echo '{MARK}lock not-ours'; cat \"$D/lock\" 2>/dev/null; echo; fi\n",
+        "L=; [ -f \"$D/lock\" ] && IFS= read -r L < \"$D/lock\" 2>/dev/null
+case $L in *{frag}*) rm -f \"$D/lock\" && echo '{MARK}lock released' ;; *) echo '{MARK}lock not-ours'; cat \"$D/lock\" 2>/dev/null; echo ;; esac\n",
         frag = shell_quote(&holder.run_id_fragment())
     )
 }
@@ -467,6 +480,16 @@ fn machine_name() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// [`git_revision`] in a thread of its own, started at once: the `git`
+/// processes (tens of milliseconds on a loaded machine, more in a big
+/// checkout) run while the project loads instead of before the first
+/// connection.
+pub fn git_revision_in_background(
+    root: std::path::PathBuf,
+) -> std::thread::JoinHandle<(Option<String>, bool)> {
+    std::thread::spawn(move || git_revision(&root))
 }
 
 /// `(HEAD, dirty)` of the git checkout holding `root`; `(None, false)` outside one.

@@ -34,13 +34,16 @@ pub struct PendingFile {
 
 /// Prints the pending file (if any) in a `pending` section.
 pub fn read_sh() -> String {
-    format!("echo '{MARK}pending'; cat \"$D/{FILE}\" 2>/dev/null; echo\n")
+    // `cat` only when there is a file (usually there is none).
+    format!("echo '{MARK}pending'; [ ! -e \"$D/{FILE}\" ] || cat \"$D/{FILE}\" 2>/dev/null; echo\n")
 }
 
 /// Replaces the pending file atomically with `list`, or removes it when empty.
 pub fn write_sh(list: &[PendingHandler]) -> String {
     if list.is_empty() {
-        return format!("rm -f \"$D/{FILE}\"\n");
+        return format!(
+            "if [ -e \"$D/{FILE}\" ] || [ -L \"$D/{FILE}\" ]; then rm -f \"$D/{FILE}\"; fi\n"
+        );
     }
     let json = serde_json::to_string(&PendingFile {
         pending: list.to_vec(),
