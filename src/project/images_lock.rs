@@ -208,6 +208,19 @@ impl ImagePolicy {
         })
     }
 
+    /// `deployer pin`: whether `image` was already resolved on `host` (services
+    /// sharing an image ask the registry once per host).
+    pub fn collected(&self, image: &str, host: &str) -> bool {
+        match self {
+            ImagePolicy::Collect(m) => m
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(image)
+                .is_some_and(|(_, h)| h == host),
+            _ => false,
+        }
+    }
+
     /// `deployer pin`: records what `image` resolved to on `host`. Two hosts that
     /// resolve one tag to different images are an error (the lock would lie for one).
     pub fn collect(&self, image: &str, pin: Pin, host: &str) -> Result<(), String> {

@@ -209,7 +209,9 @@ impl Engine<'_> {
                     }
                     continue;
                 }
-                ImagePolicy::Collect(_) if !pinned_in_project => {
+                ImagePolicy::Collect(_)
+                    if !pinned_in_project && !self.images.collected(image, self.host) =>
+                {
                     let pin = self.resolve(name, image, local.as_ref()).await?;
                     self.images.collect(image, pin, self.host)?;
                 }
