@@ -421,9 +421,11 @@ fn host_state(host: &str) -> String {
 }
 
 fn reset(host: &str) {
+    // Both hosts start with package lists (another test deletes sd1's), so
+    // that `update_cache` reports the same `changed` on both.
     root_sh(
         host,
-        "export DEBIAN_FRONTEND=noninteractive; for p in hello tree sl ed; do apt-get remove -y -q $p >/dev/null 2>&1; done; \
+        "export DEBIAN_FRONTEND=noninteractive; ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get update -q >/dev/null 2>&1; for p in hello tree sl ed; do apt-get remove -y -q $p >/dev/null 2>&1; done; \
          systemctl disable --now deployer-demo.service >/dev/null 2>&1; rm -f /etc/systemd/system/deployer-demo.service; \
          systemctl unmask e2scrub_all.timer >/dev/null 2>&1; systemctl enable --now cron e2scrub_all.timer >/dev/null 2>&1; \
          systemctl daemon-reload; true",
