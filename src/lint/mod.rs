@@ -135,6 +135,11 @@ pub const RULES: &[Rule] = &[
         E,
         "deployer knows this module but does not run it yet",
     ),
+    rule(
+        "module-other-os",
+        W,
+        "a package module of another operating system loads, but a host that reaches it fails the task: deployer does not run it yet",
+    ),
     rule("schema-two-modules", E, "a task runs exactly one module"),
     rule(
         "schema-no-module",

@@ -848,6 +848,24 @@ pub fn module_args(l: &mut Linter, module: &str, args: &Node, at: &Loc) {
     let Json::Object(map) = args.to_json() else {
         return;
     };
+    if crate::modules::other_os::is_other_os(module) {
+        l.report(
+            "module-other-os",
+            at,
+            format!(
+                "{module} is the package module of another operating system: deployer loads it but fails the task on a host that reaches it (not supported yet by deployer)"
+            ),
+        );
+        let names = m.args().names.unwrap_or(&[]);
+        for k in map.keys().filter(|k| !names.contains(&k.as_str())) {
+            let expected = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>();
+            let msg = format!(
+                "unknown field `{k}`, expected one of {}",
+                expected.join(", ")
+            );
+            report_arg_error(l, module, args, at, &msg);
+        }
+    }
     if let Err(msg) = tolerant(&m.args().parse, map.clone()) {
         report_arg_error(l, module, args, at, &msg);
     }

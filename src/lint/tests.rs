@@ -221,6 +221,45 @@ fn schema_unsupported_module() {
 }
 
 #[test]
+fn module_other_os() {
+    case(
+        "module-other-os",
+        &[(
+            "playbooks/a.yml",
+            &pb("    - name: t\n      yum:\n        name: x\n      when: false\n"),
+        )],
+        "playbooks/a.yml",
+        5,
+        &[(
+            "playbooks/a.yml",
+            &pb("    - name: t\n      apt:\n        name: x\n"),
+        )],
+    );
+    // A warning, not an error: the role loads.
+    let (_d, f) = lint_project(&[(
+        "playbooks/a.yml",
+        &pb("    - name: t\n      community.general.pacman: {name: x, state: present}\n"),
+    )]);
+    assert!(
+        f.iter()
+            .all(|x| x.severity == Severity::Warning || x.rule != "module-other-os")
+            && !f.iter().any(|x| x.severity == Severity::Error),
+        "{:#?}",
+        rules(&f)
+    );
+    // A misspelt argument is still an error, at its line.
+    let (_d, f) = lint_project(&[(
+        "playbooks/a.yml",
+        &pb("    - name: t\n      ansible.builtin.dnf:\n        name: x\n        stat: present\n"),
+    )]);
+    assert!(
+        has(&f, "schema-unknown-arg", "playbooks/a.yml", 7),
+        "{:#?}",
+        rules(&f)
+    );
+}
+
+#[test]
 fn schema_two_modules_and_no_module() {
     case(
         "schema-two-modules",

@@ -30,6 +30,7 @@ pub mod locale_gen;
 pub mod misc;
 pub mod mysql;
 pub mod observe;
+pub mod other_os;
 pub mod package;
 pub mod package_facts;
 pub mod pam_limits;

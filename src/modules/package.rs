@@ -78,9 +78,17 @@ pub struct PackageArgs {
     policy_rc_d: Option<Json>,
 }
 
+/// How `ansible_pkg_mgr` is found when facts were not gathered.
+pub(super) const PKG_MGR_PROBE: &str =
+    "if [ -x /usr/bin/apt-get ]; then echo apt; else echo unknown; fi";
+
 /// A fact of the host, or what a probe on the host says when facts were not
 /// gathered (Ansible's action plugin gathers just that fact then).
-async fn fact_or_probe(ctx: &mut ModuleCtx<'_>, fact: &str, probe: &str) -> Result<String, String> {
+pub(super) async fn fact_or_probe(
+    ctx: &mut ModuleCtx<'_>,
+    fact: &str,
+    probe: &str,
+) -> Result<String, String> {
     let v = ctx
         .vars
         .lookup(fact)
@@ -125,14 +133,7 @@ impl Module for Package {
             let a: PackageArgs = parse_args("package", args)?;
             let mgr = match a.use_.as_deref() {
                 Some(u) if u != "auto" => u.to_string(),
-                _ => {
-                    fact_or_probe(
-                        ctx,
-                        "ansible_pkg_mgr",
-                        "if [ -x /usr/bin/apt-get ]; then echo apt; else echo unknown; fi",
-                    )
-                    .await?
-                }
+                _ => fact_or_probe(ctx, "ansible_pkg_mgr", PKG_MGR_PROBE).await?,
             };
             if mgr != "apt" {
                 return Ok(ModuleResult::failed(format!(

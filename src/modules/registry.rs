@@ -113,6 +113,26 @@ pub static MODULES: &[&dyn Module] = &[
     &super::mysql::MysqlUser,
     &super::backup::postgres::BackupPostgres,
     &super::backup::volume::BackupVolume,
+    // Other operating systems' package modules: loaded, refused when a host reaches them.
+    &super::other_os::YUM,
+    &super::other_os::DNF,
+    &super::other_os::DNF5,
+    &super::other_os::YUM_REPOSITORY,
+    &super::other_os::RPM_KEY,
+    &super::other_os::PACMAN,
+    &super::other_os::PACMAN_KEY,
+    &super::other_os::ZYPPER,
+    &super::other_os::ZYPPER_REPOSITORY,
+    &super::other_os::PKGNG,
+    &super::other_os::PKG5,
+    &super::other_os::OPENBSD_PKG,
+    &super::other_os::APK,
+    &super::other_os::HOMEBREW,
+    &super::other_os::HOMEBREW_CASK,
+    &super::other_os::HOMEBREW_TAP,
+    &super::other_os::PORTAGE,
+    &super::other_os::PKGIN,
+    &super::other_os::XBPS,
 ];
 
 /// Modules an Ansible project may name that deployer knows but does not run yet:
@@ -527,10 +547,8 @@ mod tests {
         // Modules Ansible has and deployer does not run are "not supported
         // yet"; a name Ansible does not know either stays unknown.
         for known in [
-            "pacman",
-            "yum",
             "ansible.builtin.raw",
-            "community.general.pacman",
+            "community.general.snap",
             "ansible.posix.synchronize",
         ] {
             assert!(

@@ -1063,10 +1063,13 @@ fn check_arg_names(
     for (k, _) in map {
         let key = k.as_str().unwrap_or("");
         if !known.contains(&key) {
+            let hint = crate::template::lookups::nearest(key, known.iter())
+                .map(|n| format!("did you mean '{n}'? "))
+                .unwrap_or_default();
             return Err(LocatedError::new(
                 &k.loc,
                 format!(
-                    "{module}: unsupported argument '{key}' (supported: {})",
+                    "{module}: unsupported argument '{key}' ({hint}supported: {})",
                     known.join(", ")
                 ),
             ));
