@@ -931,6 +931,12 @@ fn fact_modules_match_ansible() {
     }
 }
 
+/// Held by the tests that unpack under /opt/dpl-arc.
+fn arc_lock() -> std::sync::MutexGuard<'static, ()> {
+    static ARC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ARC.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 const ARC_RESET: &str = "rm -rf /opt/dpl-arc /opt/dpl-arc-src /root/deployer-unarchive.json; true";
 const ARC_STATE: &str = "cd /opt/dpl-arc 2>/dev/null && find . | sort | while read -r f; do stat -c '%n %a %U %G %F' \"$f\"; \
      case \"$f\" in ./*/*) stat -c '%Y' \"$f\";; esac; [ -f \"$f\" ] && [ ! -L \"$f\" ] && md5sum < \"$f\"; [ -L \"$f\" ] && readlink \"$f\"; done; \
@@ -943,6 +949,7 @@ const ARC_STATE: &str = "cd /opt/dpl-arc 2>/dev/null && find . | sort | while re
 /// deployer's predicts from `tar --diff`, checked against its own first run.)
 #[test]
 fn unarchive_matches_ansible() {
+    let _arc = arc_lock();
     differential(&Differential {
         prep: "unarchive_prep.yml",
         playbook: "unarchive.yml",
@@ -996,6 +1003,88 @@ fn unarchive_matches_ansible() {
             .collect()
     };
     assert_eq!(unarchive_tasks(&predicted), unarchive_tasks(&first));
+}
+
+/// [`ARC_STATE`] without the time of ./f/app, which tar makes (the archive
+/// does not list it) when it unpacks the one file included.
+const ARC_ATTRS_STATE: &str = "cd /opt/dpl-arc 2>/dev/null && find . | sort | while read -r f; do stat -c '%n %a %U %G %F' \"$f\"; \
+     case \"$f\" in ./f/app) ;; ./*/*) stat -c '%Y' \"$f\";; esac; [ -f \"$f\" ] && [ ! -L \"$f\" ] && md5sum < \"$f\"; [ -L \"$f\" ] && readlink \"$f\"; done; true";
+
+/// unarchive's `owner`, `group` and `mode`: given to every path the archive
+/// lists and to its top directories (a link its own owner and group), the
+/// `Uid/Gid/Mode differs` of what the task sets not counted, `changed` from the
+/// attributes alone when only they differ: same files, owners, modes and
+/// per-task `changed` as ansible-playbook, twice. An owner that does not exist
+/// fails naming it, and under deployer unpacks nothing (Ansible looks the name
+/// up after unpacking). Check mode (Ansible's skips tar archives) predicts
+/// deployer's own first run.
+#[test]
+fn unarchive_attributes_match_ansible() {
+    let _arc = arc_lock();
+    let tasks = [
+        "unpacked with owner, group and mode",
+        "the same again",
+        "only the mode differs",
+        "unpacked as the archive says",
+        "then a numeric owner and group",
+        "one file, its top directory gets the owner too",
+    ];
+    differential(&Differential {
+        prep: "unarchive_attrs_prep.yml",
+        playbook: "unarchive_attrs.yml",
+        reset: ARC_RESET,
+        state: ARC_ATTRS_STATE,
+        volatile: &tasks,
+    });
+    let state = root_sh(DEPLOYER_SD, ARC_ATTRS_STATE);
+    for line in [
+        "./d/app 700 www-data adm directory",
+        "./d/app/run 777 www-data adm symbolic link",
+        "./d/app/bin/run.sh 700 www-data adm regular file",
+        "./e/app/VERSION 644 nobody nogroup regular file",
+        "./f/app 755 www-data root directory",
+        "./f/app/VERSION 644 www-data root regular file",
+    ] {
+        assert!(state.contains(line), "{line} not in:\n{state}");
+    }
+
+    let before = root_sh(DEPLOYER_SD, ARC_ATTRS_STATE);
+    let (code, bad) = deployer_run("unarchive_attrs_bad.yml", "apply");
+    assert_eq!(code, 1);
+    let want = "chown failed: failed to look up user dpl-no-such-user";
+    assert!(bad[0].2 && bad[0].3 == want, "{bad:?}");
+    assert_eq!(
+        root_sh(DEPLOYER_SD, ARC_ATTRS_STATE),
+        before,
+        "the failed task changed the host"
+    );
+    let (_, abad) = ansible_playbook("unarchive_attrs_bad.yml", false);
+    assert!(abad[0].2 && abad[0].3 == want, "{abad:?}");
+
+    // Check mode predicts the first run of the tasks that do not depend on
+    // an earlier one.
+    root_sh(DEPLOYER_SD, ARC_RESET);
+    let (code, _) = deployer_run("unarchive_attrs_prep.yml", "apply");
+    assert_eq!(code, 0);
+    let independent = |t: &[Outcome]| -> Vec<(String, bool)> {
+        changed_list(t)
+            .into_iter()
+            .filter(|(n, _)| [tasks[0], tasks[3], tasks[5]].contains(&n.as_str()))
+            .collect()
+    };
+    let (_, predicted) = deployer_run("unarchive_attrs.yml", "check");
+    assert_eq!(
+        root_sh(
+            DEPLOYER_SD,
+            "find /opt/dpl-arc/d /opt/dpl-arc/e -mindepth 1 | wc -l"
+        )
+        .trim(),
+        "0",
+        "check mode unpacked something"
+    );
+    let (_, first) = deployer_run("unarchive_attrs.yml", "apply");
+    assert_eq!(independent(&predicted), independent(&first));
+    assert_eq!(independent(&first).len(), 3);
 }
 
 const CENSUS_RESET: &str = "export DEBIAN_FRONTEND=noninteractive; \

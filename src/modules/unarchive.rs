@@ -13,12 +13,24 @@
 //! `extract_results` (`cmd`, `rc`, `out`, `err`), `files` (`list_files`) and
 //! the destination's attributes.
 //!
+//! `owner`, `group` and `mode` (octal) are Ansible's: tar gets `--owner=`/
+//! `--group=` (which GNU tar only uses when it creates an archive), their
+//! `Uid/Gid/Mode differs` lines no longer make the archive "not unpacked",
+//! and after every run outside check mode each path the archive lists, then
+//! each top directory, gets them where it differs (a symbolic link its own
+//! owner and group; a link has no mode): that alone reports `changed`. The
+//! users and groups are looked up before anything is extracted (Ansible
+//! looks them up after, so there a missing user fails with the archive
+//! unpacked). Check mode predicts from `tar --diff` and the paths' attributes.
+//!
 //! Supported: `src`, `dest`, `remote_src` (`copy: false`), `creates`,
 //! `list_files`, `keep_newer`, `exclude`, `include`, `extra_opts`,
-//! `validate_certs`, `io_buffer_size`, `decrypt`. Not supported yet: zip
-//! archives, `owner`/`group`/`mode` and the other file attributes, a URL as
-//! `src`, vault-encrypted archives. Like Ansible's, extraction is tar's own
-//! (it is not routed through `RemoteWrite`).
+//! `validate_certs`, `io_buffer_size`, `decrypt`, `owner`, `group`, `mode`
+//! (octal). Not supported yet: zip archives, a symbolic `mode`, the other file
+//! attributes (`seuser`, `attributes`, ...), a URL as `src`, vault-encrypted
+//! archives. Like Ansible's, extraction is tar's own (it is not routed through
+//! `RemoteWrite`); the attributes are changed without following links
+//! ([`crate::connection::write::attributes_script`]).
 
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
@@ -28,8 +40,9 @@ use super::args::{
 };
 use super::registry::{ArgSchema, Module, ModuleFuture};
 use super::{ModuleCtx, ModuleResult, parse_args};
+use crate::args::Mode;
 use crate::connection::shell_quote;
-use crate::connection::write::RemoteWrite;
+use crate::connection::write::{PathAttrs, RemoteWrite, attributes_script};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,8 +83,6 @@ pub struct UnarchiveArgs {
 
 pub struct Unarchive;
 
-const ATTRS: &str = "unarchive: owner, group and mode are not supported yet by deployer (set them with file afterwards)";
-
 impl Module for Unarchive {
     fn name(&self) -> &'static str {
         "unarchive"
@@ -88,12 +99,6 @@ impl Module for Unarchive {
                 return Err(format!("missing required argument: {k}"));
             }
         }
-        if ["owner", "group", "mode"]
-            .iter()
-            .any(|k| args.contains_key(*k))
-        {
-            return Err(ATTRS.into());
-        }
         if args.contains_key("include") && args.contains_key("exclude") {
             return Err("parameters are mutually exclusive: include|exclude".into());
         }
@@ -102,9 +107,7 @@ impl Module for Unarchive {
     fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
         Box::pin(async move {
             let a: UnarchiveArgs = parse_args("unarchive", args)?;
-            if a.owner.is_some() || a.group.is_some() || a.mode.is_some() {
-                return Err(ATTRS.into());
-            }
+            let attrs = Wanted::of(&a)?;
             let remote = a.remote_src || a.copy == Some(false);
             if remote && a.src.contains("://") {
                 return Err("unarchive: a URL as src is not supported yet by deployer (download it with get_url first)".into());
@@ -168,7 +171,7 @@ impl Module for Unarchive {
                 }
                 remote_path
             };
-            let r = unpack(&a, &src, ctx).await;
+            let r = unpack(&a, &attrs, &src, ctx).await;
             cleanup(ctx, staging.as_deref()).await;
             r
         })
@@ -197,8 +200,46 @@ const HANDLERS: &[(&str, &str)] = &[
     ("TarZstdArchive", "--use-compress-program=zstd"),
 ];
 
-/// tar's words after `-C DEST` (flag, options, excludes, `-f SRC`,
-/// includes), for `action` (`--list`, `--diff`, `--extract`).
+/// The owner, group and mode a task asks for.
+#[derive(Default)]
+struct Wanted {
+    owner: Option<String>,
+    group: Option<String>,
+    mode: Option<u32>,
+}
+
+impl Wanted {
+    fn of(a: &UnarchiveArgs) -> Result<Wanted, String> {
+        let name = |v: &Option<Json>| match v {
+            None | Some(Json::Null) => None,
+            Some(Json::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
+        };
+        let mode = match &a.mode {
+            None | Some(Json::Null) => None,
+            Some(m) => match Mode::parse(m).map_err(|e| format!("unarchive: mode: {e}"))? {
+                Mode::Octal(m) => Some(m),
+                Mode::Symbolic(s) => {
+                    return Err(format!(
+                        "unarchive: symbolic mode '{s}' is not supported yet by deployer: give an octal mode such as '0755'"
+                    ));
+                }
+            },
+        };
+        Ok(Wanted {
+            owner: name(&a.owner),
+            group: name(&a.group),
+            mode,
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.owner.is_none() && self.group.is_none() && self.mode.is_none()
+    }
+}
+
+/// tar's words after `-C DEST` (flag, options, `--owner`/`--group`, excludes,
+/// `-f SRC`, includes), for `action` (`--list`, `--diff`, `--extract`).
 fn tar_words(a: &UnarchiveArgs, action: &str, flag: &str, src: &str) -> Vec<String> {
     let mut w: Vec<String> = vec![action.into(), "-C".into(), a.dest.clone()];
     if !flag.is_empty() {
@@ -207,6 +248,17 @@ fn tar_words(a: &UnarchiveArgs, action: &str, flag: &str, src: &str) -> Vec<Stri
     if let Some(o) = a.extra_opts.as_ref().filter(|o| !o.is_empty()) {
         w.push("--show-transformed-names".into());
         w.extend(o.iter().cloned());
+    }
+    if action != "--list" {
+        // As Ansible's handler (GNU tar uses them only when creating).
+        for (flag, v) in [("--owner=", &a.owner), ("--group=", &a.group)] {
+            match v {
+                None | Some(Json::Null) => {}
+                Some(Json::String(s)) if s.is_empty() => {}
+                Some(Json::String(s)) => w.push(format!("{flag}{}", py_quote(s))),
+                Some(other) => w.push(format!("{flag}{other}")),
+            }
+        }
     }
     if action != "--list" && a.keep_newer {
         w.push("--keep-newer-files".into());
@@ -228,15 +280,29 @@ fn quoted(words: &[String]) -> String {
         .join(" ")
 }
 
+/// Python's `shlex.quote`, which Ansible applies to `--owner=`/`--group=`
+/// (the word is one argument either way: a name needing quotes keeps them).
+fn py_quote(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\"'\"'"))
+    }
+}
+
 /// What `tar --diff` printed that means the archive is not unpacked yet
-/// (Ansible's `is_unarchived`, as root, with no owner/group/mode asked).
-pub fn differs(diff_output: &str, root: bool) -> bool {
+/// (Ansible's `is_unarchived`): as root, an owner or group that differs unless
+/// the task sets it; a mode that differs unless the task sets it.
+fn differs(diff_output: &str, root: bool, w: &Wanted) -> bool {
     diff_output.lines().any(|l| {
         if l.ends_with(": : Warning: Cannot stat: No such file or directory") {
             return false;
         }
-        (root && (l.ends_with(": Uid differs") || l.ends_with(": Gid differs")))
-            || l.ends_with(": Mode differs")
+        (root && w.owner.is_none() && l.ends_with(": Uid differs"))
+            || (root && w.group.is_none() && l.ends_with(": Gid differs"))
+            || (w.mode.is_none() && l.ends_with(": Mode differs"))
             || l.ends_with(": Mod time differs")
             || l.ends_with(": Warning: Cannot stat: No such file or directory")
             || l.contains(": Invalid owner")
@@ -249,6 +315,7 @@ pub fn differs(diff_output: &str, root: bool) -> bool {
 
 async fn unpack(
     a: &UnarchiveArgs,
+    attrs: &Wanted,
     src: &str,
     ctx: &mut ModuleCtx<'_>,
 ) -> Result<ModuleResult, String> {
@@ -337,7 +404,13 @@ async fn unpack(
     r.data.insert("handler".into(), json!(handler));
     r.data.insert("dest".into(), json!(a.dest));
     r.data.insert("src".into(), json!(src));
-    let unpacked = !differs(&diff, root);
+    // The users and groups first: a name that does not exist fails before
+    // anything is extracted.
+    let ids = match resolve_ids(ctx, attrs).await? {
+        Ok(ids) => ids,
+        Err(failed) => return Ok(failed),
+    };
+    let unpacked = !differs(&diff, root, attrs);
     if !unpacked {
         r.changed = true;
         if !ctx.check {
@@ -363,11 +436,187 @@ async fn unpack(
             }
         }
     }
+    if !attrs.is_empty() && set_attributes(ctx, attrs, ids, &attr_paths(&a.dest, &files)).await? {
+        r.changed = true;
+    }
     if a.list_files {
         r.data.insert("files".into(), json!(files));
     }
     super::files::add_path_info(ctx, &mut r, &a.dest).await?;
     Ok(r)
+}
+
+/// The uid and gid `owner` and `group` name (a number is taken as is, as
+/// Ansible's `int(owner)`), or the failed result Ansible gives for a name
+/// that does not exist.
+async fn resolve_ids(
+    ctx: &mut ModuleCtx<'_>,
+    w: &Wanted,
+) -> Result<Result<(Option<u32>, Option<u32>), ModuleResult>, String> {
+    let mut script = String::new();
+    if let Some(o) = w.owner.as_deref().filter(|o| o.parse::<u32>().is_err()) {
+        script.push_str(&format!(
+            "printf 'U:%s\\n' \"$(getent passwd -- {} | cut -d: -f3)\"\n",
+            shell_quote(o)
+        ));
+    }
+    if let Some(g) = w.group.as_deref().filter(|g| g.parse::<u32>().is_err()) {
+        script.push_str(&format!(
+            "printf 'G:%s\\n' \"$(getent group -- {} | cut -d: -f3)\"\n",
+            shell_quote(g)
+        ));
+    }
+    let text = if script.is_empty() {
+        String::new()
+    } else {
+        let out = ctx
+            .conn
+            .run_script(&script, ctx.become_.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        out.stdout_str().to_string()
+    };
+    let id = |given: Option<&str>, tag: &str| -> Option<Option<u32>> {
+        let given = given?;
+        Some(given.parse::<u32>().ok().or_else(|| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(tag))
+                .and_then(|v| v.trim().parse().ok())
+        }))
+    };
+    let uid = id(w.owner.as_deref(), "U:");
+    let gid = id(w.group.as_deref(), "G:");
+    if let (Some(None), Some(o)) = (uid, &w.owner) {
+        return Ok(Err(ModuleResult::failed(format!(
+            "chown failed: failed to look up user {o}"
+        ))));
+    }
+    if let (Some(None), Some(g)) = (gid, &w.group) {
+        return Ok(Err(ModuleResult::failed(format!(
+            "chgrp failed: failed to look up group {g}"
+        ))));
+    }
+    Ok(Ok((uid.flatten(), gid.flatten())))
+}
+
+/// The paths Ansible gives the attributes to, in its order: every path the
+/// archive lists, then each top directory of a path with a `/` (each once;
+/// `.` components dropped; a name with `..`, which tar does not extract,
+/// left out).
+fn attr_paths(dest: &str, files: &[String]) -> Vec<String> {
+    let join = |f: &str| -> Option<String> {
+        let mut parts: Vec<&str> = dest.split('/').filter(|p| !p.is_empty()).collect();
+        for c in f.split('/') {
+            match c {
+                "" | "." => {}
+                ".." => return None,
+                c => parts.push(c),
+            }
+        }
+        let root = if dest.starts_with('/') { "/" } else { "" };
+        Some(format!("{root}{}", parts.join("/")))
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |p: Option<String>| {
+        if let Some(p) = p
+            && !out.contains(&p)
+        {
+            out.push(p);
+        }
+    };
+    for f in files {
+        push(join(f));
+    }
+    for f in files {
+        if let Some((top, _)) = f.split_once('/') {
+            push(join(top));
+        }
+    }
+    out
+}
+
+/// Gives `paths` the owner, group and mode asked where they differ
+/// (Ansible's `set_fs_attributes_if_different`: owner, group, then mode; a
+/// symbolic link gets its own owner and group and keeps its mode). Returns
+/// whether anything differed; in check mode it changes nothing.
+async fn set_attributes(
+    ctx: &mut ModuleCtx<'_>,
+    w: &Wanted,
+    (uid, gid): (Option<u32>, Option<u32>),
+    paths: &[String],
+) -> Result<bool, String> {
+    let mut todo: Vec<(String, PathAttrs<'_>, bool)> = Vec::new();
+    for chunk in paths.chunks(200) {
+        let mut script = String::from("export LC_ALL=C\n");
+        for p in chunk {
+            script.push_str(&format!(
+                "stat -c 'A:%u %g %a %F' -- {} 2>/dev/null || echo A:missing\n",
+                shell_quote(p)
+            ));
+        }
+        let out = ctx
+            .conn
+            .run_script(&script, ctx.become_.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        let text = out.stdout_str();
+        let seen: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("A:")).collect();
+        if seen.len() != chunk.len() {
+            return Err(format!(
+                "unarchive: reading the unpacked paths' attributes failed: {}",
+                out.stderr_str().trim()
+            ));
+        }
+        for (p, st) in chunk.iter().zip(seen) {
+            let f: Vec<&str> = st.splitn(4, ' ').collect();
+            let [u, g, m, kind] = f[..] else {
+                // Not there (check mode, before extraction): it will differ.
+                todo.push((p.clone(), PathAttrs::default(), false));
+                continue;
+            };
+            let link = kind == "symbolic link";
+            let mut want = PathAttrs::default();
+            if uid.is_some_and(|id| u.parse() != Ok(id)) {
+                want.owner = w.owner.as_deref();
+            }
+            if gid.is_some_and(|id| g.parse() != Ok(id)) {
+                want.group = w.group.as_deref();
+            }
+            if !link
+                && let Some(mode) = w.mode
+                && u32::from_str_radix(m, 8) != Ok(mode)
+            {
+                want.mode = Some(mode);
+            }
+            if !want.is_empty() {
+                todo.push((p.clone(), want, link));
+            }
+        }
+    }
+    if todo.is_empty() || ctx.check {
+        return Ok(!todo.is_empty());
+    }
+    for chunk in todo.chunks(50) {
+        let mut script = String::new();
+        for (p, want, link) in chunk {
+            if want.is_empty() {
+                return Err(format!("unarchive: {p} was not unpacked"));
+            }
+            script.push_str(&attributes_script(p, want, *link)?);
+        }
+        let out = ctx
+            .conn
+            .run_script(&script, ctx.become_.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        if out.rc != 0 {
+            return Err(format!(
+                "unarchive: setting owner, group or mode failed: {}",
+                out.stderr_str().trim()
+            ));
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -376,19 +625,74 @@ mod tests {
 
     #[test]
     fn tar_diff_lines_as_ansible_reads_them() {
-        assert!(!differs("", true));
+        let none = Wanted::default();
+        assert!(!differs("", true, &none));
         assert!(differs(
             "tar: a/b: Warning: Cannot stat: No such file or directory",
-            true
+            true,
+            &none
         ));
         assert!(!differs(
             "tar: : Warning: Cannot stat: No such file or directory",
-            true
+            true,
+            &none
         ));
-        assert!(differs("a/b: Mod time differs", false));
-        assert!(differs("a/b: Uid differs", true));
-        assert!(!differs("a/b: Uid differs", false));
-        assert!(differs("a/c: Contents differ", false));
+        assert!(differs("a/b: Mod time differs", false, &none));
+        assert!(differs("a/b: Uid differs", true, &none));
+        assert!(!differs("a/b: Uid differs", false, &none));
+        assert!(differs("a/c: Contents differ", false, &none));
+        // What the task sets anyway does not count.
+        let set = Wanted {
+            owner: Some("www-data".into()),
+            group: None,
+            mode: Some(0o640),
+        };
+        assert!(!differs("a/b: Uid differs\na/b: Mode differs", true, &set));
+        assert!(differs("a/b: Gid differs", true, &set));
+    }
+
+    #[test]
+    fn attributes_go_to_every_listed_path_then_the_top_directories() {
+        let files: Vec<String> = ["app/", "app/bin/run", "./etc/x.conf", "../evil", "app/bin/"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            attr_paths("/opt/d/", &files),
+            [
+                "/opt/d/app",
+                "/opt/d/app/bin/run",
+                "/opt/d/etc/x.conf",
+                "/opt/d/app/bin",
+                "/opt/d"
+            ]
+        );
+    }
+
+    #[test]
+    fn owner_and_group_reach_tar_as_ansible_quotes_them() {
+        let a: UnarchiveArgs = serde_json::from_value(json!({
+            "src": "/s.tgz", "dest": "/d", "owner": "www-data", "group": 33
+        }))
+        .unwrap();
+        assert_eq!(
+            tar_words(&a, "--extract", "", "/s.tgz"),
+            [
+                "--extract",
+                "-C",
+                "/d",
+                "--owner=www-data",
+                "--group=33",
+                "-f",
+                "/s.tgz"
+            ]
+        );
+        assert_eq!(py_quote("a b"), "'a b'");
+        let sym: UnarchiveArgs = serde_json::from_value(json!({
+            "src": "/s.tgz", "dest": "/d", "mode": "u+x"
+        }))
+        .unwrap();
+        assert!(Wanted::of(&sym).is_err_and(|e| e.contains("not supported yet")));
     }
 
     #[test]
