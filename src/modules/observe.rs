@@ -120,6 +120,20 @@ impl Observations {
         become_: Option<&Become>,
         requests: &[(String, Want)],
     ) -> Result<(), ConnectionError> {
+        let todo = self.to_fetch(requests);
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let out = conn.run_script(&observe_script(&todo), become_).await?;
+        self.fetched(become_, todo, &out.stdout_str());
+        Ok(())
+    }
+
+    /// What [`Observations::fetch`] would observe for `requests`: the paths not
+    /// cached yet (and, when the cache is stale, everything cached so far). Run
+    /// [`observe_script`] of it in any execution as `become_`, then hand its
+    /// output to [`Observations::fetched`].
+    pub fn to_fetch(&self, requests: &[(String, Want)]) -> Vec<(String, Want)> {
         let mut todo: Vec<(String, Want)> = Vec::new();
         for (p, w) in requests {
             if self.get(p, *w).is_none() && !todo.iter().any(|(tp, _)| tp == p) {
@@ -142,15 +156,15 @@ impl Observations {
                 }
             }
         }
-        if todo.is_empty() {
-            return Ok(());
-        }
+        todo
+    }
+
+    /// Stores what `observe_script(&todo)` printed, run as `become_`.
+    pub fn fetched(&mut self, become_: Option<&Become>, todo: Vec<(String, Want)>, out: &str) {
         let refreshes_all = self.stale;
-        let out = conn.run_script(&observe_script(&todo), become_).await?;
         self.stale = false;
         self.note_reader(become_, refreshes_all);
-        self.store(todo, &out.stdout_str());
-        Ok(())
+        self.store(todo, out);
     }
 
     fn note_reader(&mut self, become_: Option<&Become>, refreshed_everything: bool) {

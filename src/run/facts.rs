@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// The paths a play will look at, and the `become` to observe them with.
+pub(super) type Prefetch = (Vec<(String, Want)>, Option<Become>);
+
 impl Engine {
     pub(super) async fn gather_facts(
         &self,
@@ -34,6 +37,24 @@ impl Engine {
     }
 
     pub(super) async fn prefetch(&self, play: &Play, st: &mut HostState, pl: &PlayLayers) {
+        let Some((reqs, b)) = self.prefetch_requests(play, st, pl) else {
+            return;
+        };
+        if let Some(conn) = st.conn.clone() {
+            // A failed prefetch only costs speed: modules observe on demand.
+            let _ = st.observed.fetch(&conn, b.as_ref(), &reqs).await;
+        }
+    }
+
+    /// Every file path the play's selected tasks and its handlers will look
+    /// at (as far as it can be known before they run), and the `become` to
+    /// observe them with. `None`: nothing to prefetch.
+    pub(super) fn prefetch_requests(
+        &self,
+        play: &Play,
+        st: &HostState,
+        pl: &PlayLayers,
+    ) -> Option<Prefetch> {
         let mut reqs: Vec<(String, Want)> = Vec::new();
         let tasks = crate::project::flatten_tasks(&play.tasks);
         let handlers = crate::project::flatten_tasks(&play.handlers);
@@ -81,12 +102,10 @@ impl Engine {
             }
         }
         if reqs.is_empty() {
-            return;
+            return None;
         }
         let ctx = self.context(play, pl, st, None);
-        let Ok(b) = self.become_for(play, None, &ctx) else {
-            return;
-        };
+        let b = self.become_for(play, None, &ctx).ok()?;
         let b = b.or_else(|| {
             // Observe as root when any task of the play becomes root.
             crate::project::flatten_tasks(&play.tasks)
@@ -97,10 +116,7 @@ impl Engine {
                     password: None,
                 })
         });
-        if let Some(conn) = st.conn.clone() {
-            // A failed prefetch only costs speed: modules observe on demand.
-            let _ = st.observed.fetch(&conn, b.as_ref(), &reqs).await;
-        }
+        Some((reqs, b))
     }
 }
 

@@ -298,6 +298,19 @@ impl Engine {
             lock::acquire_sh(&s.holder)
         });
         script.push_str(&pending::read_sh());
+        // The first play's file observations ride along when they are read
+        // as the same user: read-only, so harmless when the lock turns out
+        // held, and one round trip fewer. Paths that need facts not known
+        // yet are left to the play's own prefetch.
+        let observe = self
+            .prefetch_requests(first, st, &layers)
+            .filter(|(_, b)| same_become(b, &become_))
+            .map(|(reqs, b)| (st.observed.to_fetch(&reqs), b))
+            .filter(|(todo, _)| !todo.is_empty());
+        if let Some((todo, _)) = &observe {
+            script.push_str(&format!("echo '{MARK}observe'\n"));
+            script.push_str(&crate::modules::observe::observe_script(todo));
+        }
         script.push_str(&format!("echo '{MARK}end'\n"));
         if with_facts.is_some() {
             script.push_str(super::FACTS_SCRIPT);
@@ -339,6 +352,13 @@ impl Engine {
             }
             self.fail_host(st, "deploy lock", &loc, &msg);
             return Begun::Failed;
+        }
+        if let Some((todo, b)) = observe
+            && let Some((_, body)) = secs.iter().find(|(m, _)| m == "observe")
+        {
+            let mut out = body.join("\n");
+            out.push('\n');
+            st.observed.fetched(b.as_ref(), todo, &out);
         }
         st.session.state_dir = state_dir.clone();
         st.session.become_ = become_;
