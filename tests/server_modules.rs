@@ -1374,3 +1374,54 @@ fn locale_gen_matches_ansible() {
     assert_eq!(without_record(&predicted), without_record(&first));
     assert!(first[0].1, "{first:?}");
 }
+
+/// Removes what the pip fixtures make and writes the test's own wheels to
+/// /srv/dpl-wheels (tests/fixtures/server_modules/files/dpl_wheels.py), so
+/// pip never reaches PyPI.
+fn pip_reset() -> String {
+    format!(
+        "rm -rf /opt/dpl-pip /srv/dpl-wheels /root/deployer-pip.json; \
+         PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip uninstall -y -q dplextra >/dev/null 2>&1; \
+         python3 - <<'EOF'\n{}\nEOF\n",
+        std::fs::read_to_string(fixture().join("files/dpl_wheels.py")).expect("dpl_wheels.py")
+    )
+}
+
+const PIP_STATE: &str = "for v in /opt/dpl-pip/venv /opt/dpl-pip/venv2; do stat -c '%n %a %U' $v $v/lib 2>/dev/null; \
+     $v/bin/pip list --format=freeze 2>/dev/null; done; \
+     python3 -m pip list --format=freeze 2>/dev/null | grep -i '^dpl'; \
+     cat /root/deployer-pip.json 2>/dev/null; true";
+
+/// pip: the same virtualenvs (made with venv, with the system's packages,
+/// under a umask), packages and versions in them and system-wide, per-task
+/// `changed` and registered keys as ansible-playbook, from wheels the test
+/// makes itself; a package that is not there fails with pip's own message
+/// and changes nothing.
+#[test]
+fn pip_matches_ansible() {
+    let reset = pip_reset();
+    differential(&Differential {
+        prep: "pip_prep.yml",
+        playbook: "pip.yml",
+        reset: &reset,
+        state: PIP_STATE,
+        // Ansible's check mode predicts no change for forcereinstall, which
+        // always reinstalls.
+        volatile: &["forcereinstall", "what the modules registered"],
+    });
+    let before = root_sh(DEPLOYER_SD, PIP_STATE);
+    let (code, bad) = deployer_run("pip_bad.yml", "apply");
+    assert_eq!(code, 1);
+    let (_, abad) = ansible_playbook("pip_bad.yml", false);
+    assert_eq!(bad[0].3, abad[0].3, "{bad:?}");
+    assert!(
+        bad[0].2
+            && bad[0]
+                .3
+                .contains("No matching distribution found for dpl-no-such"),
+        "{bad:?}"
+    );
+    assert_eq!(root_sh(DEPLOYER_SD, PIP_STATE), before);
+    root_sh(ANSIBLE_SD, &reset);
+    root_sh(DEPLOYER_SD, &reset);
+}

@@ -34,6 +34,8 @@ pub mod other_os;
 pub mod package;
 pub mod package_facts;
 pub mod pam_limits;
+pub mod pep440;
+pub mod pip;
 pub mod plane_users;
 pub mod postgresql;
 pub mod registry;

@@ -107,6 +107,7 @@ pub static MODULES: &[&dyn Module] = &[
     &super::apt_key::AptKey,
     &super::deb822_repository::Deb822Repository,
     &super::locale_gen::LocaleGen,
+    &super::pip::Pip,
     &super::postgresql::PostgresqlDb,
     &super::postgresql::PostgresqlUser,
     &super::mysql::MysqlDb,
@@ -180,7 +181,7 @@ const NAMESPACES: &[&str] = &[
 /// Ansible's server modules deployer does not run yet (short names; their
 /// FQCNs are refused by the loader the same way): loading a task that names one
 /// fails at its file:line instead of running anything.
-pub static PENDING: &[&str] = &["hostname", "pip"];
+pub static PENDING: &[&str] = &["hostname"];
 
 /// A module, declared once. The table [`MODULES`] lists one value of each.
 pub trait Module: Sync {
@@ -534,13 +535,13 @@ mod tests {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("p.yml");
-        std::fs::write(&path, "- hosts: all\n  tasks:\n    - pip: {name: x}\n")
+        std::fs::write(&path, "- hosts: all\n  tasks:\n    - hostname: {name: x}\n")
             .expect("write playbook");
-        let err = crate::project::load_playbook(&path, &Registry).expect_err("pip is refused");
+        let err = crate::project::load_playbook(&path, &Registry).expect_err("hostname is refused");
         assert_eq!(err.loc.line, 3);
-        assert_eq!(err.msg, "module 'pip': not supported yet by deployer");
+        assert_eq!(err.msg, "module 'hostname': not supported yet by deployer");
         assert_eq!(
-            not_yet("community.general.pip"),
+            not_yet("community.general.hostname"),
             Some("not supported yet by deployer")
         );
         assert_eq!(not_yet("ansible.posix.mount"), Some(MOUNT));
