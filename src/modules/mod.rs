@@ -23,6 +23,7 @@ pub mod files;
 pub mod find;
 pub mod get_url;
 pub mod getent;
+pub mod hostname;
 pub mod include_vars;
 pub mod ini_file;
 pub mod lineinfile;

@@ -108,6 +108,7 @@ pub static MODULES: &[&dyn Module] = &[
     &super::deb822_repository::Deb822Repository,
     &super::locale_gen::LocaleGen,
     &super::pip::Pip,
+    &super::hostname::Hostname,
     &super::postgresql::PostgresqlDb,
     &super::postgresql::PostgresqlUser,
     &super::mysql::MysqlDb,
@@ -181,7 +182,7 @@ const NAMESPACES: &[&str] = &[
 /// Ansible's server modules deployer does not run yet (short names; their
 /// FQCNs are refused by the loader the same way): loading a task that names one
 /// fails at its file:line instead of running anything.
-pub static PENDING: &[&str] = &["hostname"];
+pub static PENDING: &[&str] = &[];
 
 /// A module, declared once. The table [`MODULES`] lists one value of each.
 pub trait Module: Sync {
@@ -535,15 +536,11 @@ mod tests {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("p.yml");
-        std::fs::write(&path, "- hosts: all\n  tasks:\n    - hostname: {name: x}\n")
+        std::fs::write(&path, "- hosts: all\n  tasks:\n    - mount: {path: /x}\n")
             .expect("write playbook");
-        let err = crate::project::load_playbook(&path, &Registry).expect_err("hostname is refused");
+        let err = crate::project::load_playbook(&path, &Registry).expect_err("mount is refused");
         assert_eq!(err.loc.line, 3);
-        assert_eq!(err.msg, "module 'hostname': not supported yet by deployer");
-        assert_eq!(
-            not_yet("community.general.hostname"),
-            Some("not supported yet by deployer")
-        );
+        assert_eq!(err.msg, format!("module 'mount': {MOUNT}"));
         assert_eq!(not_yet("ansible.posix.mount"), Some(MOUNT));
         // Modules Ansible has and deployer does not run are "not supported
         // yet"; a name Ansible does not know either stays unknown.
