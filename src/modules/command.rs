@@ -152,13 +152,15 @@ pub async fn command(
     // The command may create, change or remove any file (Ansible's later tasks
     // see that), so what was observed before is no longer trusted. When the
     // cached paths were read as the user the command runs as, the same execution
-    // re-observes them right after the command: no extra round trip.
+    // stats them right after the command (one process, no extra round trip):
+    // what did not move keeps its observation, the rest is observed again when
+    // a task asks for it.
     let refresh = ctx.observed.refresh_after_command(ctx.become_.as_ref());
     let marker = refresh.as_ref().map(|_| end_marker());
     if let (Some(todo), Some(marker)) = (&refresh, &marker) {
         script = format!(
             "(\n{script})\n__deployer_rc=$?\nprintf '\\n%s\\n' '{marker}'\n{{\n{}}} 2>/dev/null\nexit $__deployer_rc\n",
-            super::observe::observe_script(todo)
+            super::observe::stamp_script(todo)
         );
     }
     let start = chrono_now();
@@ -177,7 +179,7 @@ pub async fn command(
                     let observed =
                         String::from_utf8_lossy(&out.stdout[at + sep.len()..]).into_owned();
                     out.stdout.truncate(at);
-                    ctx.observed.refreshed_after_command(todo, &observed);
+                    ctx.observed.restamped_after_command(todo, &observed);
                 }
                 // The command ended the shell itself: refetch when next asked.
                 None => ctx.observed.invalidate_all(),

@@ -64,6 +64,10 @@ pub struct Observations {
     pub files: HashMap<String, ObservedFile>,
     /// What was asked for each cached path, so a later, wider request refetches.
     wants: HashMap<String, Want>,
+    /// Device, inode and change time of each path as its observation saw it
+    /// (`observe_script`'s stat): after a command, paths whose stamp did not
+    /// move keep what was observed (see [`stamp_script`]).
+    stamps: HashMap<String, String>,
     /// Set after something with unknown effects ran (a command, a shell): every
     /// cached path is refetched, in one execution with the next request.
     stale: bool,
@@ -102,6 +106,7 @@ impl Observations {
     pub fn forget(&mut self, path: &str) {
         self.files.remove(path);
         self.wants.remove(path);
+        self.stamps.remove(path);
     }
 
     /// Forgets a path and everything under it (after `rm -rf`, `mkdir`, ...).
@@ -110,6 +115,8 @@ impl Observations {
         self.files
             .retain(|p, _| p != path && !p.starts_with(&prefix));
         self.wants
+            .retain(|p, _| p != path && !p.starts_with(&prefix));
+        self.stamps
             .retain(|p, _| p != path && !p.starts_with(&prefix));
     }
 
@@ -179,8 +186,13 @@ impl Observations {
 
     fn store(&mut self, todo: Vec<(String, Want)>, out: &str) {
         let mut parsed = parse_observations(out, &todo);
+        let mut stamps = parse_stamps(out, &todo, "S|", 8);
         for (i, (p, w)) in todo.into_iter().enumerate() {
             let obs = parsed.remove(&i).unwrap_or_else(ObservedFile::absent);
+            match stamps.remove(&i) {
+                Some(st) if obs.exists => self.stamps.insert(p.clone(), st),
+                _ => self.stamps.remove(&p),
+            };
             self.files.insert(p.clone(), obs);
             self.wants.insert(p, w);
         }
@@ -203,14 +215,28 @@ impl Observations {
         Some(todo)
     }
 
-    /// Stores the re-observation a command's execution made (the output of
-    /// `observe_script(todo)`): the cache is fresh again, nothing is refetched.
-    pub fn refreshed_after_command(&mut self, todo: Vec<(String, Want)>, out: &str) {
-        self.files.clear();
-        self.wants.clear();
+    /// Stores what `stamp_script(todo)` printed right after a command ran
+    /// (`todo` from [`Observations::refresh_after_command`]): a path keeps what
+    /// was observed when it is still absent, or still there with the same
+    /// device, inode, size and change time (any write, chmod, chown, rename or
+    /// replacement moves one of them); every other path is forgotten and
+    /// observed again when a task asks for it.
+    pub fn restamped_after_command(&mut self, todo: Vec<(String, Want)>, out: &str) {
+        let exists = parse_exists(out, todo.len());
+        let mut now = parse_stamps(out, &todo, "T|", 0);
+        for (i, (p, _)) in todo.into_iter().enumerate() {
+            let was_absent = self.files.get(&p).is_some_and(|f| !f.exists);
+            let same = match (exists.contains(&i), now.remove(&i)) {
+                (false, _) => was_absent,
+                (true, Some(st)) => !was_absent && self.stamps.get(&p) == Some(&st),
+                (true, None) => false,
+            };
+            if !same {
+                self.forget(&p);
+            }
+        }
         self.stale = false;
         self.read_as_mixed = false;
-        self.store(todo, out);
     }
 
     pub async fn one(
@@ -231,6 +257,8 @@ impl Observations {
 
     /// Records what a write just made, so later tasks need not ask again.
     pub fn record(&mut self, path: &str, file: ObservedFile) {
+        // What a write made has no stamp: a command after it re-observes it.
+        self.stamps.remove(path);
         let want = Want {
             content: file.content.is_some(),
             sha1: file.sha1.is_some(),
@@ -292,7 +320,9 @@ pub fn observe_script(todo: &[(String, Want)]) -> String {
         ));
     }
     s.push_str("printf 'E\\t%s\\n' \"$E\"\n");
-    s.push_str("[ $# -eq 0 ] || stat -c 'S|%F|%a|%U|%G|%u|%g|%s|%Y|%n' -- \"$@\" 2>/dev/null\n");
+    s.push_str(
+        "[ $# -eq 0 ] || stat -c 'S|%F|%a|%U|%G|%u|%g|%s|%Y|%d:%i:%s:%z|%n' -- \"$@\" 2>/dev/null\n",
+    );
     each_regular(&mut s, &|_| true);
     s.push_str("printf '#H\\n'\n[ $# -eq 0 ] || sha256sum -- \"$@\" 2>/dev/null\n");
     if fast.iter().any(|&i| todo[i].1.sha1) {
@@ -368,6 +398,65 @@ fn hash_line(line: &str, len: usize) -> Option<(String, String)> {
     Some((hash.to_string(), name))
 }
 
+/// The cheap re-observation after a command: which paths exist (shell
+/// builtins) and ONE `stat` of their device, inode, size and change time. Output:
+/// `E\t<indices>`, then `T|<dev>:<inode>:<size>:<ctime>|<name>` lines. Paths with a
+/// newline in their name get no stamp (they are observed again).
+pub fn stamp_script(todo: &[(String, Want)]) -> String {
+    let mut s = String::from("set --\nE=\n");
+    for (i, (p, _)) in todo.iter().enumerate() {
+        if odd_name(p) {
+            continue;
+        }
+        let p = shell_quote(p);
+        s.push_str(&format!(
+            "if [ -e {p} ] || [ -L {p} ]; then set -- \"$@\" {p}; E=\"$E {i}\"; fi\n"
+        ));
+    }
+    s.push_str("printf 'E\\t%s\\n' \"$E\"\n");
+    s.push_str("[ $# -eq 0 ] || stat -c 'T|%d:%i:%s:%z|%n' -- \"$@\" 2>/dev/null\n");
+    s
+}
+
+/// The indices an `E` line of the output lists (paths that exist).
+fn parse_exists(out: &str, n: usize) -> std::collections::HashSet<usize> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("E\t"))
+        .flat_map(|e| e.split_whitespace().filter_map(|i| i.parse::<usize>().ok()))
+        .filter(|&i| i < n)
+        .collect()
+}
+
+/// The stamps (`dev:inode:ctime`) of the `prefix` stat lines whose field `at`
+/// (after the prefix, `|`-separated) is the stamp and the rest the name.
+fn parse_stamps(
+    out: &str,
+    todo: &[(String, Want)],
+    prefix: &str,
+    at: usize,
+) -> HashMap<usize, String> {
+    let index: HashMap<&str, usize> = todo
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| (p.as_str(), i))
+        .collect();
+    let mut map = HashMap::new();
+    for line in out.lines() {
+        let Some(st) = line.strip_prefix(prefix) else {
+            continue;
+        };
+        let fields: Vec<&str> = st.splitn(at + 2, '|').collect();
+        if let (Some(stamp), Some(i)) = (
+            fields.get(at),
+            fields.get(at + 1).and_then(|name| index.get(name)),
+        ) && !stamp.is_empty()
+        {
+            map.insert(*i, stamp.to_string());
+        }
+    }
+    map
+}
+
 fn from_stat(stat: &[&str]) -> ObservedFile {
     let kind = match stat.first().copied().unwrap_or("") {
         k if k.starts_with("regular") => FileKind::File,
@@ -426,8 +515,8 @@ pub fn parse_observations(out: &str, todo: &[(String, Want)]) -> HashMap<usize, 
             continue;
         }
         if let Some(st) = line.strip_prefix("S|") {
-            let fields: Vec<&str> = st.splitn(9, '|').collect();
-            if let Some(i) = fields.get(8).and_then(|name| index.get(name)) {
+            let fields: Vec<&str> = st.splitn(10, '|').collect();
+            if let Some(i) = fields.get(9).and_then(|name| index.get(name)) {
                 map.insert(*i, from_stat(&fields[..8]));
             }
             continue;
@@ -504,9 +593,9 @@ mod tests {
     fn parses_the_batch_output() {
         let t = todo(&["/a", "/gone", "/l", "/odd\\name", "/odd\nline"]);
         let out = "E\t 0 2 3\n\
-                   S|regular file|644|root|root|0|0|3|17|/a\n\
-                   S|symbolic link|777|root|root|0|0|4|1|/l\n\
-                   S|regular empty file|600|app|app|7|8|0|5|/odd\\name\n\
+                   S|regular file|644|root|root|0|0|3|17|2049:12:2026-12-02 10:00:00.5 +0000|/a\n\
+                   S|symbolic link|777|root|root|0|0|4|1|2049:13:2026-12-02 10:00:00.5 +0000|/l\n\
+                   S|regular empty file|600|app|app|7|8|0|5|2049:14:2026-12-02 10:00:00.5 +0000|/odd\\name\n\
                    #H\nabcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789  /a\n\
                    \\e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  /odd\\\\name\n\
                    #X\nL\t2\t/etc\nC\t0\taGkK\n\
@@ -644,12 +733,84 @@ mod tests {
         assert_eq!(todo, vec![(a.clone(), Want::default())]);
         std::fs::write(&a, "x").expect("write");
         let out = conn
-            .run_script(&observe_script(&todo), None)
+            .run_script(&stamp_script(&todo), None)
             .await
-            .expect("observe");
-        obs.refreshed_after_command(todo, &out.stdout_str());
-        assert!(obs.get(&a, Want::default()).expect("cached").exists);
+            .expect("stamp");
+        obs.restamped_after_command(todo, &out.stdout_str());
+        // Created by the "command": forgotten, observed again when asked.
+        assert!(obs.get(&a, Want::default()).is_none());
         assert_eq!(conn.executions(), 2);
+    }
+
+    /// After a command, the stamps (device, inode, change time) decide what
+    /// keeps its observation: untouched and still-absent paths keep it;
+    /// rewritten, chmod-ed, replaced, removed and created paths are forgotten.
+    #[tokio::test]
+    async fn stamps_keep_only_what_a_command_did_not_touch() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = |n: &str| dir.path().join(n).display().to_string();
+        let names = [
+            "same", "written", "chmod", "replaced", "removed", "created", "absent",
+        ];
+        for n in &names[..5] {
+            std::fs::write(path(n), "v1").expect("write");
+        }
+        let conn = Connection::local("localhost");
+        let mut obs = Observations::default();
+        let reqs: Vec<(String, Want)> = names
+            .iter()
+            .map(|n| {
+                (
+                    path(n),
+                    Want {
+                        content: true,
+                        sha1: false,
+                    },
+                )
+            })
+            .collect();
+        obs.fetch(&conn, None, &reqs).await.expect("fetch");
+        let todo = obs.refresh_after_command(None).expect("same user");
+        // The "command".
+        std::fs::write(path("written"), "v2").expect("write");
+        let mut perm = std::fs::metadata(path("chmod"))
+            .expect("meta")
+            .permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o600);
+        std::fs::set_permissions(path("chmod"), perm).expect("chmod");
+        std::fs::write(path("new"), "v1").expect("write");
+        std::fs::rename(path("new"), path("replaced")).expect("rename");
+        std::fs::remove_file(path("removed")).expect("rm");
+        std::fs::write(path("created"), "v1").expect("write");
+        let out = conn
+            .run_script(&stamp_script(&todo), None)
+            .await
+            .expect("stamp");
+        obs.restamped_after_command(todo, &out.stdout_str());
+        let kept: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| {
+                obs.get(
+                    &path(n),
+                    Want {
+                        content: true,
+                        sha1: false,
+                    },
+                )
+                .is_some()
+            })
+            .collect();
+        assert_eq!(kept, ["same", "absent"]);
+        let same = obs.get(&path("same"), Want::default()).expect("kept");
+        assert_eq!(same.content.as_deref(), Some(&b"v1"[..]));
+        // The forgotten ones are observed again, as they are now, in one execution.
+        obs.fetch(&conn, None, &reqs).await.expect("refetch");
+        let now = |n: &str| obs.get(&path(n), Want::default()).cloned().expect("cached");
+        assert_eq!(now("written").content.as_deref(), Some(&b"v2"[..]));
+        assert_eq!(now("chmod").mode, 0o600);
+        assert!(!now("removed").exists && now("created").exists);
+        assert_eq!(conn.executions(), 3);
     }
 
     #[tokio::test]
