@@ -1087,6 +1087,94 @@ fn unarchive_attributes_match_ansible() {
     assert_eq!(independent(&first).len(), 3);
 }
 
+const MOUNT_RESET: &str = "for m in $(findmnt -rn -o TARGET | grep '^/srv/dpl-mnt' | sort -r); do umount \"$m\"; done; \
+     rm -rf /srv/dpl-mnt /root/deployer-mount.json; sed -i '/dpl-mnt/d' /etc/fstab; true";
+
+/// The fstabs, the mounts, the paths (backups counted: their names hold a
+/// PID and a time) and what the module registered.
+const MOUNT_STATE: &str = "cat /srv/dpl-mnt/fstab 2>/dev/null; echo ---; cat /etc/fstab; stat -c '%a %U' /etc/fstab; echo ---; \
+     findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS | grep dpl-mnt | sort; echo ---; \
+     cd /srv/dpl-mnt 2>/dev/null && find . | grep -v '~$' | sort | while read -r f; do stat -c '%n %a %U %F' \"$f\"; done; \
+     echo \"backups: $(ls /srv/dpl-mnt 2>/dev/null | grep -c '~$')\"; cat /root/deployer-mount.json 2>/dev/null; true";
+
+/// mount (ansible.posix.mount): tmpfs and bind mounts in a scratch fstab
+/// and in /etc/fstab, every state (`mounted`, again, with new options:
+/// remounted; `present` with `boot: false` and a backup; `remounted`;
+/// `ephemeral`, again; `unmounted`, again; `absent_from_fstab`; `absent`,
+/// which unmounts and removes the directory): same fstabs, mounts, paths,
+/// per-task `changed` and registered values as ansible-playbook, twice; check
+/// mode changes nothing. A mount that fails puts the fstab back, removes the
+/// directories it made and fails as Ansible's does.
+#[test]
+fn mount_matches_ansible() {
+    let tasks = [
+        "a tmpfs in a scratch fstab, mounted",
+        "the same again",
+        "new options, remounted",
+        "a bind mount in /etc/fstab",
+        "the bind mount again",
+        "an entry only, not mounted at boot",
+        "remounted",
+        "an ephemeral mount",
+        "the ephemeral mount again",
+        "unmounted",
+        "unmounted again",
+        "absent from the scratch fstab",
+        "the bind mount absent",
+        "what the module registered",
+    ];
+    differential(&Differential {
+        prep: "mount_prep.yml",
+        playbook: "mount.yml",
+        reset: MOUNT_RESET,
+        state: MOUNT_STATE,
+        // Each depends on the ones before: check mode (where nothing is
+        // mounted) cannot predict them, and a second run changes them again.
+        volatile: &tasks,
+    });
+    let (_, d) = deployer_run("mount.yml", "apply");
+    let unchanged: Vec<&str> = d
+        .iter()
+        .filter(|(_, c, f, _)| !c && !f)
+        .map(|(n, ..)| n.as_str())
+        .collect();
+    assert_eq!(
+        unchanged,
+        [
+            "the same again",
+            "the bind mount again",
+            "unmounted again",
+            "what the module registered"
+        ],
+        "{d:?}"
+    );
+    let state = root_sh(DEPLOYER_SD, MOUNT_STATE);
+    assert!(
+        state.starts_with("tmpfs /srv/dpl-mnt/t tmpfs size=2m 0 0\n---\n")
+            && state.contains("/srv/dpl-mnt/t tmpfs tmpfs rw,relatime,size=2048k"),
+        "{state}"
+    );
+
+    let before = root_sh(DEPLOYER_SD, MOUNT_STATE);
+    let (code, bad) = deployer_run("mount_bad.yml", "apply");
+    assert_eq!(code, 1);
+    let (_, abad) = ansible_playbook("mount_bad.yml", false);
+    for (who, t) in [("deployer", &bad), ("ansible", &abad)] {
+        assert!(
+            t[0].2
+                && t[0].3.starts_with(
+                    "Error mounting /srv/dpl-mnt/bad/x: mount: /srv/dpl-mnt/bad/x: special device /srv/dpl-mnt/no-such-dir does not exist."
+                ),
+            "{who}: {t:?}"
+        );
+    }
+    assert_eq!(
+        root_sh(DEPLOYER_SD, MOUNT_STATE),
+        before,
+        "the failed mount changed the host"
+    );
+}
+
 const CENSUS_RESET: &str = "export DEBIAN_FRONTEND=noninteractive; \
      ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get update -q >/dev/null 2>&1; apt-get purge -y -q at figlet >/dev/null 2>&1; \
      rm -rf /srv/census /usr/sbin/policy-rc.d /tmp/census-groups; gpasswd -d deploy census-grp >/dev/null 2>&1; \

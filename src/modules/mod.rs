@@ -29,6 +29,7 @@ pub mod ini_file;
 pub mod lineinfile;
 pub mod locale_gen;
 pub mod misc;
+pub mod mount;
 pub mod mysql;
 pub mod observe;
 pub mod other_os;

@@ -115,6 +115,7 @@ pub static MODULES: &[&dyn Module] = &[
     &super::mysql::MysqlUser,
     &super::backup::postgres::BackupPostgres,
     &super::backup::volume::BackupVolume,
+    &super::mount::Mount,
     // Other operating systems' package modules: loaded, refused when a host reaches them.
     &super::other_os::YUM,
     &super::other_os::DNF,
@@ -152,9 +153,6 @@ pub static NOT_YET: &[(&str, &str)] = &[
     ("community.mysql.mysql_replication", MYSQL_REPLICATION),
     ("postgresql_privs", POSTGRESQL_PRIVS),
     ("community.postgresql.postgresql_privs", POSTGRESQL_PRIVS),
-    ("mount", MOUNT),
-    ("ansible.posix.mount", MOUNT),
-    ("ansible.builtin.mount", MOUNT),
 ];
 
 /// Why `mysql_replication` is refused.
@@ -164,11 +162,6 @@ const MYSQL_REPLICATION: &str = "not supported yet by deployer: replication need
 /// Why `postgresql_privs` is refused.
 const POSTGRESQL_PRIVS: &str =
     "not supported yet by deployer (postgresql_db and postgresql_user are)";
-
-/// Why `mount` is refused.
-const MOUNT: &str = "not supported yet by deployer: mounting changes the host's kernel state, which the \
-                     testbed's containers cannot show, so it is not proven against Ansible (manage /etc/fstab \
-                     with lineinfile meanwhile)";
 
 /// The collections Ansible's server modules live in: a pending module is
 /// refused under any of them as under its short name.
@@ -536,12 +529,19 @@ mod tests {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("p.yml");
-        std::fs::write(&path, "- hosts: all\n  tasks:\n    - mount: {path: /x}\n")
-            .expect("write playbook");
-        let err = crate::project::load_playbook(&path, &Registry).expect_err("mount is refused");
+        std::fs::write(
+            &path,
+            "- hosts: all\n  tasks:\n    - mysql_replication: {mode: getprimary}\n",
+        )
+        .expect("write playbook");
+        let err = crate::project::load_playbook(&path, &Registry)
+            .expect_err("mysql_replication is refused");
         assert_eq!(err.loc.line, 3);
-        assert_eq!(err.msg, format!("module 'mount': {MOUNT}"));
-        assert_eq!(not_yet("ansible.posix.mount"), Some(MOUNT));
+        assert_eq!(
+            err.msg,
+            format!("module 'mysql_replication': {MYSQL_REPLICATION}")
+        );
+        assert_eq!(not_yet("ansible.posix.mount"), None);
         // Modules Ansible has and deployer does not run are "not supported
         // yet"; a name Ansible does not know either stays unknown.
         for known in [
