@@ -100,7 +100,7 @@ def neutralise(path, start, last, col):
 
 
 def main():
-    deployer, roles = sys.argv[1], sys.argv[2:]
+    deployer, roles = os.path.abspath(sys.argv[1]), sys.argv[2:]
     work = tempfile.mkdtemp(prefix="deployer-census-")
     proj = os.path.join(work, "proj")
     os.makedirs(os.path.join(proj, "playbooks"))
