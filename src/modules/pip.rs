@@ -115,12 +115,30 @@ impl Module for Pip {
             &["present", "absent", "latest", "forcereinstall"],
         )?;
         check_not_yet(args, "editable").map_err(|_| EDITABLE.to_string())?;
+        // A templated value that may render to `omit` may be absent when the
+        // task runs (`item.virtualenv | default(false) | ternary(omit, ...)`):
+        // it cannot make two arguments exclusive before then.
+        let surely = |k: &str| {
+            args.get(k).is_some_and(|v| {
+                !v.as_str()
+                    .is_some_and(|s| s.contains("{{") && s.contains("omit"))
+            })
+        };
         combination(
-            args.contains_key("name"),
-            args.contains_key("requirements"),
-            args.contains_key("executable"),
-            args.contains_key("virtualenv"),
+            surely("name"),
+            surely("requirements"),
+            surely("executable"),
+            surely("virtualenv"),
         )
+        .or_else(|e| {
+            if e.starts_with("one of the following")
+                && (args.contains_key("name") || args.contains_key("requirements"))
+            {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
     }
     fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
         plan_apply(self, args, ctx)
@@ -850,6 +868,30 @@ fn is_venv_command(command: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arguments_a_template_may_omit_are_not_exclusive_before_the_run() {
+        let m = |v: Json| match v {
+            Json::Object(m) => m,
+            _ => Map::new(),
+        };
+        let omitted = m(serde_json::json!({
+            "name": "{{ item.name | default(item) }}",
+            "virtualenv": "{{ item.virtualenv | default(omit) }}",
+            "executable": "{{ item.virtualenv | default(false) | ternary(omit, 'pip3') }}",
+        }));
+        assert_eq!(Pip.check_combination(&omitted), Ok(()));
+        let both = m(serde_json::json!({"name": "x", "virtualenv": "/v", "executable": "pip3"}));
+        assert_eq!(
+            Pip.check_combination(&both),
+            Err("parameters are mutually exclusive: executable|virtualenv".into())
+        );
+        let none = m(serde_json::json!({"virtualenv": "/v"}));
+        assert_eq!(
+            Pip.check_combination(&none),
+            Err("one of the following is required: name, requirements".into())
+        );
+    }
 
     #[test]
     fn names_split_at_commas_are_put_back_as_ansible_does() {
