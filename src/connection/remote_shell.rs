@@ -17,9 +17,11 @@
 //!   without a process to check its size) and runs `/bin/sh -s` on it with
 //!   stdout and stderr into two files, stdin from that file, the login umask,
 //!   in a fresh process (no state carries from one script to the next).
-//! - response: `D <token> <rc> <stdout length> <stderr length>\n`, then the
-//!   two streams' bytes. Lengths, not markers: nothing a script prints can
-//!   end its own output early or forge another frame.
+//! - response: `D <token> <rc>\n`, then each stream (stdout, stderr) as one
+//!   line of base64 (`base64 -w0`, empty and without a process when the stream
+//!   was). Base64 has no newline, so nothing a script prints can end its own
+//!   output early or forge another frame; one process per non-empty stream
+//!   (no `stat` of their sizes).
 //!
 //! Lines before the first frame that are not a frame header are skipped: with
 //! `sudo -S` the password line reaches the loop when sudo did not ask for it,
@@ -38,6 +40,7 @@ use openssh::{Child, Session};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::{Become, ConnectionError, Output, error_chain, shell_quote};
+use base64::Engine as _;
 
 /// The remote side. `$1` is the shell's token. Run by `/bin/sh -c`; the
 /// scripts run by `/bin/sh -s` as before.
@@ -63,10 +66,11 @@ head -c "$n" > "$d/s" || exit 124
 IFS= read -r h || exit 124
 [ "$h" = "E $t" ] || exit 124
 (umask "$u"; exec /bin/sh -s < "$d/s") > "$d/o" 2> "$d/e"
-r=$?
-set -- $(stat -c %s "$d/o" "$d/e")
-printf 'D %s %s %s %s\n' "$t" "$r" "$1" "$2"
-cat -- "$d/o" "$d/e" || exit 124
+printf 'D %s %s\n' "$t" "$?"
+if [ -s "$d/o" ]; then base64 -w0 < "$d/o" || exit 124; fi
+echo
+if [ -s "$d/e" ]; then base64 -w0 < "$d/e" || exit 124; fi
+echo
 done
 "#;
 
@@ -421,25 +425,31 @@ impl RemoteShell {
         }
         let head = String::from_utf8_lossy(&head);
         let fields: Vec<&str> = head.trim_end().split(' ').collect();
-        let (rc, out_len, err_len) = match fields.as_slice() {
-            ["D", t, rc, o, e] if *t == self.token => {
-                (rc.parse::<i32>(), o.parse::<usize>(), e.parse::<usize>())
-            }
+        let rc = match fields.as_slice() {
+            ["D", t, rc] if *t == self.token => rc.parse::<i32>(),
             _ => return Err(lost("unexpected answer".into())),
         };
-        let (Ok(rc), Ok(out_len), Ok(err_len)) = (rc, out_len, err_len) else {
+        let Ok(rc) = rc else {
             return Err(lost("unexpected answer".into()));
         };
-        let mut stdout = vec![0u8; out_len];
-        self.stdout
-            .read_exact(&mut stdout)
-            .await
-            .map_err(|e| lost(e.to_string()))?;
-        let mut stderr = vec![0u8; err_len];
-        self.stdout
-            .read_exact(&mut stderr)
-            .await
-            .map_err(|e| lost(e.to_string()))?;
+        // Each stream as one base64 line (empty when the stream was): no
+        // byte a script prints can pass for the framing.
+        let mut streams = [Vec::new(), Vec::new()];
+        for s in &mut streams {
+            let mut line = Vec::new();
+            let n = self
+                .stdout
+                .read_until(b'\n', &mut line)
+                .await
+                .map_err(|e| lost(e.to_string()))?;
+            if n == 0 || line.pop() != Some(b'\n') {
+                return Err(lost("connection closed".into()));
+            }
+            *s = base64::engine::general_purpose::STANDARD
+                .decode(&line)
+                .map_err(|_| lost("unexpected answer".into()))?;
+        }
+        let [stdout, stderr] = streams;
         Ok(Output { rc, stdout, stderr })
     }
 
@@ -522,9 +532,12 @@ mod tests {
         let uid = unsafe { libc::geteuid() };
         let here = dir.path().canonicalize().expect("canon");
         let second = format!("unset {}\n{}\n", umask_now(), here.display());
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let want = format!(
-            "DEPLOYER-SHELL {token} {uid}\nD {token} 3 12 1\na\nD x 0 0 0\neD {token} 0 {} 0\n{second}D {token} 0 0 0\n",
-            second.len()
+            "DEPLOYER-SHELL {token} {uid}\nD {token} 3\n{}\n{}\nD {token} 0\n{}\n\nD {token} 0\n\n\n",
+            b64("a\nD x 0 0 0\n"),
+            b64("e"),
+            b64(&second)
         );
         assert_eq!(text, want);
         // A cut frame is not run, and ends the loop with its directory gone.
