@@ -404,7 +404,7 @@ fn corpus() -> Vec<Case> {
     c.push(task("arg-file-bad-mode", "    - name: T\n      ansible.builtin.file:\n        path: /srv/corpus/x\n        state: directory\n        mode: \"0999\"\n", "0999"));
     c.push(task("arg-copy-bad-symbolic-mode", "    - name: T\n      ansible.builtin.copy:\n        content: a\n        dest: /srv/corpus/x\n        mode: \"u=rwx,q=z\"\n", "u=rwx"));
     c.push(task("arg-file-recurse", "    - name: T\n      ansible.builtin.file:\n        path: /srv/corpus\n        state: directory\n        recurse: true\n", "recurse"));
-    c.push(task("arg-copy-remote-src", "    - name: T\n      ansible.builtin.copy:\n        src: /etc/hostname\n        dest: /srv/corpus/x\n        remote_src: true\n", "remote_src"));
+    c.push(task("arg-pip-editable", "    - name: T\n      ansible.builtin.pip:\n        name: /srv/corpus/src\n        editable: true\n", "editable"));
     c.push(task("arg-copy-bool-type", "    - name: T\n      ansible.builtin.copy:\n        content: a\n        dest: /srv/corpus/x\n        backup: [1, 2]\n", "backup"));
     c.push(task("arg-lineinfile-unknown", "    - name: T\n      ansible.builtin.lineinfile:\n        path: /srv/corpus/x\n        line: a\n        regex_typo: b\n", "regex_typo"));
     c.push(task(

@@ -1572,3 +1572,32 @@ fn hostname_matches_ansible() {
     root_sh(ANSIBLE_SD, &hostname_reset(false));
     root_sh(DEPLOYER_SD, &hostname_reset(false));
 }
+
+const COPY_REMOTE_RESET: &str =
+    "rm -rf /srv/dpl-src /opt/dpl-copy /root/deployer-copy-remote.json; true";
+const COPY_REMOTE_STATE: &str = "cd /opt/dpl-copy 2>/dev/null && find . | sort | while read -r f; do stat -c '%n %a %U %G %s %F' \"$f\"; \
+     [ -f \"$f\" ] && stat -c %Y \"$f\" && md5sum < \"$f\"; done | sed 's/\\.[0-9]*\\.[0-9-]*@[0-9:]*~/.BACKUP~/'; \
+     cat /root/deployer-copy-remote.json 2>/dev/null; true";
+
+/// copy with remote_src: the same files (content, mode, owner, time),
+/// `changed`, backups and registered values as ansible-playbook for a new
+/// file, a directory as dest, a replaced file (the source's mode, no longer
+/// the old owner), attributes only, force=false; a missing source fails
+/// naming it.
+#[test]
+fn copy_remote_src_matches_ansible() {
+    differential(&Differential {
+        prep: "copy_remote_prep.yml",
+        playbook: "copy_remote.yml",
+        reset: COPY_REMOTE_RESET,
+        state: COPY_REMOTE_STATE,
+        volatile: &["the new file again", "what the modules registered"],
+    });
+    let before = root_sh(DEPLOYER_SD, COPY_REMOTE_STATE);
+    let (code, bad) = deployer_run("copy_remote_bad.yml", "apply");
+    assert_eq!(code, 1);
+    let (_, abad) = ansible_playbook("copy_remote_bad.yml", false);
+    assert_eq!(bad[0].3, abad[0].3, "{bad:?}");
+    assert_eq!(bad[0].3, "Source /srv/dpl-src/missing.conf not found");
+    assert_eq!(root_sh(DEPLOYER_SD, COPY_REMOTE_STATE), before);
+}

@@ -89,6 +89,11 @@ pub struct RemoteWrite<'a> {
     /// When the new content equals the existing regular file's, leave the
     /// file as it is (no rename, no backup) and print `U\tsame`.
     pub keep_if_same: bool,
+    /// Whether the file it replaces gives its owner, group and mode (the
+    /// default). Without, a replaced file keeps what `produce` made (`copy`
+    /// with `remote_src`: the source's mode, the writing user), as Ansible's
+    /// `atomic_move(keep_dest_attrs=False)`; a new file is the same either way.
+    pub keep_attrs: bool,
 }
 
 /// What a finished write reports.
@@ -110,7 +115,13 @@ impl<'a> RemoteWrite<'a> {
             validate: None,
             produce: None,
             keep_if_same: false,
+            keep_attrs: true,
         }
+    }
+    /// See [`RemoteWrite::keep_attrs`].
+    pub fn keep_attrs(mut self, keep: bool) -> Self {
+        self.keep_attrs = keep;
+        self
     }
     /// See [`RemoteWrite::produce`].
     pub fn produce(mut self, snippet: Option<&'a str>) -> Self {
@@ -183,10 +194,18 @@ impl<'a> RemoteWrite<'a> {
         s.push_str(
             "__dw_old=$(stat -c '%F|%a|%u|%g' -- \"../$__dw_name\" 2>/dev/null || true)\n\
              case $__dw_old in\n\
-             'regular file|'* | 'regular empty file|'*)\n\
-             __dw_old=${__dw_old#*|}; chmod \"${__dw_old%%|*}\" new; __dw_old=${__dw_old#*|}\n\
-             chown \"${__dw_old%%|*}:${__dw_old#*|}\" new 2>/dev/null || true ;;\n\
-             *) chmod \"$(printf '%o' $(( 0666 & ~0$__dw_umask )))\" new ;;\n\
+             'regular file|'* | 'regular empty file|'*)\n",
+        );
+        if self.keep_attrs {
+            s.push_str(
+                "__dw_old=${__dw_old#*|}; chmod \"${__dw_old%%|*}\" new; __dw_old=${__dw_old#*|}\n\
+                 chown \"${__dw_old%%|*}:${__dw_old#*|}\" new 2>/dev/null || true ;;\n",
+            );
+        } else {
+            s.push_str(";;\n");
+        }
+        s.push_str(
+            "*) chmod \"$(printf '%o' $(( 0666 & ~0$__dw_umask )))\" new ;;\n\
              esac\n",
         );
         if let Some(o) = self.owner {

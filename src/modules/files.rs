@@ -39,7 +39,7 @@ impl Attrs {
     }
 
     /// What differs between these attributes and an existing file.
-    fn changes(&self, obs: &ObservedFile) -> Vec<String> {
+    pub(crate) fn changes(&self, obs: &ObservedFile) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(Mode::Octal(m)) = &self.mode
             && obs.mode != *m
@@ -62,7 +62,7 @@ impl Attrs {
     }
 
     /// These attributes for [`write::attributes_script`] and [`RemoteWrite`].
-    fn path_attrs(&self) -> PathAttrs<'_> {
+    pub(crate) fn path_attrs(&self) -> PathAttrs<'_> {
         PathAttrs {
             owner: self.owner.as_deref(),
             group: self.group.as_deref(),
@@ -308,8 +308,21 @@ pub(crate) struct CopyArgs {
 
 pub async fn copy(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
     let a: CopyArgs = parse_args("copy", args)?;
-    if a.remote_src {
-        return Err("copy: remote_src is not supported yet".into());
+    // With `content`, Ansible's action plugin never reads `remote_src`.
+    if let (true, None, Some(src)) = (a.remote_src, &a.content, &a.src) {
+        let attrs = Attrs::from_json(a.mode.as_ref(), a.owner.clone(), a.group.clone())?;
+        return super::copy_remote::copy_remote(
+            ctx,
+            super::copy_remote::RemoteCopy {
+                src,
+                dest: &a.dest,
+                attrs,
+                backup: a.backup,
+                force: a.force.unwrap_or(true),
+                validate: a.validate.as_deref(),
+            },
+        )
+        .await;
     }
     let mut dest = a.dest.clone();
     let data: Vec<u8> = match (&a.src, &a.content) {
@@ -965,7 +978,6 @@ impl Module for Copy {
         if has("src") && has("content") {
             return Err("src and content are mutually exclusive".into());
         }
-        super::args::check_not_yet(args, "remote_src")?;
         super::args::check_mode(args)
     }
     fn prefetch(&self) -> &'static [(&'static str, Want)] {

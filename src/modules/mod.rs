@@ -15,6 +15,7 @@ pub mod backup;
 pub mod blockinfile;
 pub mod command;
 pub mod compose;
+pub mod copy_remote;
 pub mod cron;
 pub mod deb822_repository;
 pub mod docker_container;

@@ -114,7 +114,7 @@ impl Module for Pip {
             "state",
             &["present", "absent", "latest", "forcereinstall"],
         )?;
-        check_not_yet(args, "editable").map_err(|_| EDITABLE.to_string())?;
+        check_not_yet(args, "editable")?;
         // A templated value that may render to `omit` may be absent when the
         // task runs (`item.virtualenv | default(false) | ternary(omit, ...)`):
         // it cannot make two arguments exclusive before then.
