@@ -1181,7 +1181,7 @@ const CENSUS_RESET: &str = "export DEBIAN_FRONTEND=noninteractive; \
      groupdel census-grp >/dev/null 2>&1; systemctl daemon-reload; true";
 
 const CENSUS_STATE: &str = "stat -c '%n %a %U %Y' /srv/census/kept.log; stat -c '%n %a %U' /srv/census/new.log; \
-     stat -c '%n %a %U %G' /srv/census/sgid /srv/census/sgid/conf 2>&1; \
+     stat -c '%n %a %U %G' /srv/census/sgid /srv/census/sgid/conf /srv/census/datadir 2>&1; \
      cat /srv/census/family.txt; \
      for p in at figlet; do printf '%s ' $p; dpkg-query -W -f='${db:Status-Abbrev}\\n' $p 2>/dev/null || echo none; done; \
      echo \"atd $(systemctl is-active atd) $(systemctl is-enabled atd)\"; \
@@ -1193,7 +1193,8 @@ const CENSUS_STATE: &str = "stat -c '%n %a %U %Y' /srv/census/kept.log; stat -c 
 /// (handed to apt), service's `daemon_reload` without a name and `sleep`
 /// (dropped on systemd, as Ansible's service action does), `meta:
 /// reset_connection` (the login user's new group applies after it), a loop
-/// over nothing (skipped), and include_tasks
+/// over nothing (skipped), file's `setype` on a host without SELinux
+/// (unused, as Ansible's module leaves it), and include_tasks
 /// of a templated name and of a fixed one under a false `when` whose files
 /// use a module deployer does not run: same per-task outcome and host state
 /// as ansible-playbook. Then bad input: a yum-only argument through package
@@ -1216,6 +1217,7 @@ fn census_arguments_match_ansible() {
             && state.contains("atd inactive enabled")
             && state.contains("census-grp")
             && state.contains("/srv/census/sgid/conf 640 root root")
+            && state.contains("/srv/census/datadir 750 root adm")
             && !state.contains("left behind"),
         "{state}"
     );

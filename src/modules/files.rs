@@ -406,6 +406,38 @@ pub(crate) struct FileArgs {
     access_time: Option<String>,
     #[serde(default, deserialize_with = "de_opt_string")]
     access_time_format: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    seuser: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    serole: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    setype: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    selevel: Option<String>,
+}
+
+/// The SELinux context arguments (`seuser`, `serole`, `setype`, `selevel`):
+/// on a host without SELinux Ansible's module leaves them unused (its
+/// `selinux_enabled()` is false), and so does deployer; on a host with
+/// SELinux enabled they are not supported yet.
+async fn check_selinux(ctx: &mut ModuleCtx<'_>, module: &str, given: bool) -> Result<(), String> {
+    if !given {
+        return Ok(());
+    }
+    let out = ctx
+        .conn
+        .run_script(
+            "if [ -e /sys/fs/selinux/enforce ] || { command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled; }; then echo on; fi\n",
+            ctx.become_.as_ref(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.stdout_str().trim() == "on" {
+        return Err(format!(
+            "{module}: seuser, serole, setype and selevel are not supported yet by deployer on a host with SELinux enabled"
+        ));
+    }
+    Ok(())
 }
 
 /// What `modification_time` / `access_time` ask for, as Ansible's file
@@ -473,6 +505,10 @@ pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, S
     if a.recurse {
         return Err("file: recurse is not supported yet".into());
     }
+    let se = [&a.seuser, &a.serole, &a.setype, &a.selevel]
+        .iter()
+        .any(|v| v.as_deref().is_some_and(|v| !v.is_empty()));
+    check_selinux(ctx, "file", se).await?;
     let attrs = Attrs::from_json(a.mode.as_ref(), a.owner.clone(), a.group.clone())?;
     let path = a.path.trim_end_matches('/').to_string();
     let path = if path.is_empty() {
