@@ -1603,3 +1603,26 @@ fn copy_remote_src_matches_ansible() {
     assert_eq!(bad[0].3, "Source /srv/dpl-src/missing.conf not found");
     assert_eq!(root_sh(DEPLOYER_SD, COPY_REMOTE_STATE), before);
 }
+
+const SELINUX_RESET: &str = "rm -rf /opt/dpl-se /root/deployer-selinux.json; true";
+const SELINUX_STATE: &str = "cd /opt/dpl-se 2>/dev/null && find . | sort | while read -r f; do stat -c '%n %a %U %G %s %F' \"$f\"; \
+     [ -f \"$f\" ] && cat \"$f\"; done; cat /root/deployer-selinux.json 2>/dev/null; true";
+
+/// seuser, serole, setype and selevel on file, copy, lineinfile and
+/// blockinfile where SELinux is absent (the testbed's Debian): ignored as
+/// Ansible ignores them, the same files and `changed` as ansible-playbook,
+/// and no `secontext` registered.
+#[test]
+fn selinux_arguments_without_selinux_match_ansible() {
+    root_sh(
+        DEPLOYER_SD,
+        "! command -v selinuxenabled >/dev/null 2>&1 || ! selinuxenabled; [ ! -e /sys/fs/selinux/enforce ]",
+    );
+    differential(&Differential {
+        prep: "selinux_prep.yml",
+        playbook: "selinux.yml",
+        reset: SELINUX_RESET,
+        state: SELINUX_STATE,
+        volatile: &["what the modules registered"],
+    });
+}

@@ -74,6 +74,38 @@ impl Attrs {
     }
 }
 
+/// The SELinux context arguments (`seuser`, `serole`, `setype`,
+/// `selevel`). Where SELinux is disabled or absent Ansible ignores them
+/// (`selinux_enabled()` is false, so no context is read or set, and nothing
+/// is reported): deployer does the same. Where it is enabled, setting
+/// contexts is not supported yet: the task fails before anything changes.
+pub(crate) async fn selinux_context_args(
+    ctx: &ModuleCtx<'_>,
+    module: &str,
+    given: [&Option<String>; 4],
+) -> Result<(), String> {
+    if given.iter().all(|g| g.as_deref().is_none_or(str::is_empty)) {
+        return Ok(());
+    }
+    // Ansible's test: `selinuxenabled` (without the Python bindings), or
+    // libselinux's, which looks for the mounted selinuxfs.
+    let out = ctx
+        .conn
+        .run_script(
+            "if command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled; then echo E; \
+             elif [ -e /sys/fs/selinux/enforce ]; then echo E; else echo D; fi\n",
+            ctx.become_.as_ref(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.stdout_str().trim() == "D" {
+        return Ok(());
+    }
+    Err(format!(
+        "{module}: seuser, serole, setype and selevel on a host where SELinux is enabled are not supported yet by deployer"
+    ))
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
@@ -238,10 +270,24 @@ pub(crate) struct TemplateArgs {
     trim_blocks: Option<bool>,
     #[serde(default, deserialize_with = "de_opt_bool")]
     lstrip_blocks: Option<bool>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    seuser: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    serole: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    setype: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    selevel: Option<String>,
 }
 
 pub async fn template(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
     let a: TemplateArgs = parse_args("template", args)?;
+    selinux_context_args(
+        ctx,
+        "template",
+        [&a.seuser, &a.serole, &a.setype, &a.selevel],
+    )
+    .await?;
     if a.newline_sequence
         .as_deref()
         .is_some_and(|n| n != "\\n" && n != "\n")
@@ -304,10 +350,19 @@ pub(crate) struct CopyArgs {
     remote_src: bool,
     #[serde(default, deserialize_with = "de_opt_bool")]
     decrypt: Option<bool>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    seuser: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    serole: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    setype: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    selevel: Option<String>,
 }
 
 pub async fn copy(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
     let a: CopyArgs = parse_args("copy", args)?;
+    selinux_context_args(ctx, "copy", [&a.seuser, &a.serole, &a.setype, &a.selevel]).await?;
     // With `content`, Ansible's action plugin never reads `remote_src`.
     if let (true, None, Some(src)) = (a.remote_src, &a.content, &a.src) {
         let attrs = Attrs::from_json(a.mode.as_ref(), a.owner.clone(), a.group.clone())?;
@@ -416,30 +471,6 @@ pub(crate) struct FileArgs {
     selevel: Option<String>,
 }
 
-/// The SELinux context arguments (`seuser`, `serole`, `setype`, `selevel`):
-/// on a host without SELinux Ansible's module leaves them unused (its
-/// `selinux_enabled()` is false), and so does deployer; on a host with
-/// SELinux enabled they are not supported yet.
-async fn check_selinux(ctx: &mut ModuleCtx<'_>, module: &str, given: bool) -> Result<(), String> {
-    if !given {
-        return Ok(());
-    }
-    let out = ctx
-        .conn
-        .run_script(
-            "if [ -e /sys/fs/selinux/enforce ] || { command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled; }; then echo on; fi\n",
-            ctx.become_.as_ref(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    if out.stdout_str().trim() == "on" {
-        return Err(format!(
-            "{module}: seuser, serole, setype and selevel are not supported yet by deployer on a host with SELinux enabled"
-        ));
-    }
-    Ok(())
-}
-
 /// What `modification_time` / `access_time` ask for, as Ansible's file
 /// module reads them: unset is `now` for `state=touch` and `preserve`
 /// otherwise.
@@ -502,13 +533,10 @@ fn link_target_path(path: &str, src: &str) -> String {
 
 pub async fn file(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
     let a: FileArgs = parse_args("file", args)?;
+    selinux_context_args(ctx, "file", [&a.seuser, &a.serole, &a.setype, &a.selevel]).await?;
     if a.recurse {
         return Err("file: recurse is not supported yet".into());
     }
-    let se = [&a.seuser, &a.serole, &a.setype, &a.selevel]
-        .iter()
-        .any(|v| v.as_deref().is_some_and(|v| !v.is_empty()));
-    check_selinux(ctx, "file", se).await?;
     let attrs = Attrs::from_json(a.mode.as_ref(), a.owner.clone(), a.group.clone())?;
     let path = a.path.trim_end_matches('/').to_string();
     let path = if path.is_empty() {
@@ -841,6 +869,12 @@ pub(crate) async fn add_path_info(
 
 pub async fn lineinfile(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
     let a: super::lineinfile::LineinfileArgs = parse_args("lineinfile", args)?;
+    selinux_context_args(
+        ctx,
+        "lineinfile",
+        [&a.seuser, &a.serole, &a.setype, &a.selevel],
+    )
+    .await?;
     let attrs = Attrs::from_json(a.mode.as_ref(), a.owner.clone(), a.group.clone())?;
     let path = a.path.clone();
     text_module(
@@ -856,6 +890,12 @@ pub async fn lineinfile(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleRes
 
 pub async fn blockinfile(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
     let a: super::blockinfile::BlockinfileArgs = parse_args("blockinfile", args)?;
+    selinux_context_args(
+        ctx,
+        "blockinfile",
+        [&a.seuser, &a.serole, &a.setype, &a.selevel],
+    )
+    .await?;
     let attrs = Attrs::from_json(a.mode.as_ref(), a.owner.clone(), a.group.clone())?;
     let path = a.path.clone();
     text_module(
