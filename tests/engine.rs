@@ -353,8 +353,8 @@ fn bad_inputs_get_clear_errors() {
             "max_fail_percentage: expected a percentage",
         ),
         (
-            "- hosts: all\n  tasks:\n    - command: /bin/true\n      throttle: 1\n",
-            "site.yml:4:7: error[schema-task-keyword] the task keyword 'throttle' is not supported yet by deployer",
+            "- hosts: all\n  tasks:\n    - command: /bin/true\n      async: 10\n",
+            "site.yml:4:7: error[schema-task-keyword] the task keyword 'async' is not supported yet by deployer",
         ),
     ];
     for (yaml, expected) in cases {
@@ -634,5 +634,82 @@ fn role_tags_and_when_reach_the_tasks_in_its_blocks_and_includes() {
     assert!(
         got.contains(&("top block task".to_string(), "skipped".to_string())),
         "{got:?}"
+    );
+}
+
+/// The most intervals (`start end` in seconds, one per host) open at once.
+fn most_at_once(intervals: &[(f64, f64)]) -> usize {
+    intervals
+        .iter()
+        .map(|(s, _)| intervals.iter().filter(|(a, b)| a <= s && s < b).count())
+        .max()
+        .unwrap_or(0)
+}
+
+/// `throttle` on a task (templated) and on a block: at most that many hosts
+/// run the task at once, as ansible-playbook does on the same three hosts
+/// (each host records when its command ran; the host clocks are one clock).
+/// The block comes first: deployer's hosts do not wait for each other between
+/// tasks, so after a one-at-a-time task they reach the next one staggered.
+/// A throttle that is not a number fails the task naming the value.
+#[test]
+fn throttle_limits_the_hosts_running_a_task_at_once_as_ansible() {
+    let cmd = "date +%s.%N; sleep 0.6; date +%s.%N";
+    let site = format!(
+        "- hosts: testbed\n  gather_facts: false\n  vars:\n    one: 1\n  tasks:\n\
+         \x20   - name: free\n      ansible.builtin.shell: \"{cmd}\"\n      register: free\n\
+         \x20   - block:\n        - name: two at a time\n          ansible.builtin.shell: \"{cmd}\"\n          register: double\n      throttle: 2\n\
+         \x20   - name: one at a time\n      ansible.builtin.shell: \"{cmd}\"\n      register: single\n      throttle: \"{{{{ one }}}}\"\n\
+         \x20   - name: record\n      ansible.builtin.copy:\n        content: \"{{{{ free.stdout_lines | join(' ') }}}}\\n{{{{ single.stdout_lines | join(' ') }}}}\\n{{{{ double.stdout_lines | join(' ') }}}}\\n\"\n        dest: \"{{{{ out }}}}/{{{{ inventory_hostname }}}}\"\n      delegate_to: localhost\n"
+    );
+    let p = project(&[("site.yml", &site)]);
+    let concurrency = |out: &std::path::Path| -> Vec<usize> {
+        let mut per_task: Vec<Vec<(f64, f64)>> = vec![Vec::new(); 3];
+        for host in ["tb1", "tb2", "tb3"] {
+            let text = std::fs::read_to_string(out.join(host)).expect("recorded");
+            for (i, line) in text.lines().enumerate() {
+                let v: Vec<f64> = line
+                    .split_whitespace()
+                    .map(|x| x.parse().expect("time"))
+                    .collect();
+                per_task[i].push((v[0], v[1]));
+            }
+        }
+        per_task.iter().map(|iv| most_at_once(iv)).collect()
+    };
+    let a_out = tempfile::tempdir().expect("tmp");
+    let a = ansible_playbook(
+        p.path(),
+        &["site.yml", "-e", &format!("out={}", a_out.path().display())],
+    );
+    assert_eq!(a.code, 0, "{}", a.all());
+    let d_out = tempfile::tempdir().expect("tmp");
+    let d = deployer(
+        p.path(),
+        &[
+            "apply",
+            "-i",
+            &inv(),
+            "site.yml",
+            "-e",
+            &format!("out={}", d_out.path().display()),
+        ],
+    );
+    assert_eq!(d.code, 0, "{}", d.all());
+    let (ansible, ours) = (concurrency(a_out.path()), concurrency(d_out.path()));
+    assert_eq!(ansible, vec![3, 1, 2], "ansible-playbook");
+    assert_eq!(ours, ansible, "deployer");
+
+    let bad = project(&[(
+        "site.yml",
+        "- hosts: tb1\n  gather_facts: false\n  tasks:\n    - name: odd throttle\n      ansible.builtin.command: /bin/true\n      throttle: \"{{ 'x' }}\"\n",
+    )]);
+    let o = deployer(bad.path(), &["apply", "-i", &inv(), "site.yml"]);
+    assert_eq!(o.code, 1, "{}", o.all());
+    assert!(
+        o.all()
+            .contains("Failed to convert the throttle value to an integer: 'x'"),
+        "{}",
+        o.all()
     );
 }

@@ -178,6 +178,11 @@ const TASK_CASES: &[(&str, &str, Fate)] = &[
         Runs(&["keywords_loops_lookups_and_filters_match_ansible_playbook"]),
     ),
     (
+        "throttle",
+        "debug: {msg: x}\n      throttle: 1",
+        Runs(&["throttle_limits_the_hosts_running_a_task_at_once_as_ansible"]),
+    ),
+    (
         "delay",
         "debug: {msg: x}\n      until: true\n      delay: 1",
         Runs(&["keywords_loops_lookups_and_filters_match_ansible_playbook"]),

@@ -148,6 +148,7 @@ async fn run_playbook(a: RunArgs, mode: Mode) -> i32 {
         playbook_dir: pb_dir.canonicalize().unwrap_or(pb_dir),
         session: Some(session.clone()),
         hostvars: Default::default(),
+        throttles: Default::default(),
     };
     let signals = on_signals(session.interrupt.clone());
     let outcome = engine.run(&pb).await;

@@ -158,6 +158,7 @@ pub fn release_engine(a: &ReleaseArgs, diff: bool) -> Result<(Engine, Vec<String
         playbook_dir: cwd,
         session: None,
         hostvars: Default::default(),
+        throttles: Default::default(),
     };
     Ok((engine, hosts))
 }
@@ -236,5 +237,6 @@ pub fn state_engine(a: &StateArgs) -> Result<Engine, String> {
         playbook_dir: std::env::current_dir().unwrap_or_default(),
         session: None,
         hostvars: Default::default(),
+        throttles: Default::default(),
     })
 }

@@ -146,6 +146,9 @@ pub struct Task {
     pub until: Option<Vec<String>>,
     pub retries: Option<String>,
     pub delay: Option<String>,
+    /// `throttle` (a number or a template giving one): at most that many
+    /// hosts run the task at once (0: no limit). A block's reaches its tasks.
+    pub throttle: Option<String>,
     /// `environment` of the play, blocks and the task, outermost first: each
     /// a mapping (or a template giving one), rendered when the task runs.
     pub environment: Vec<Node>,
@@ -188,6 +191,7 @@ impl Task {
             until: None,
             retries: None,
             delay: None,
+            throttle: None,
             environment: Vec::new(),
         }
     }
@@ -258,6 +262,7 @@ pub const TASK_KEYWORDS: &[&str] = &[
     "until",
     "retries",
     "delay",
+    "throttle",
     "remote_user",
     "any_errors_fatal",
 ];
@@ -266,7 +271,6 @@ pub const TASK_KEYWORDS: &[&str] = &[
 /// with "not supported yet" rather than "unknown".
 pub const NOT_YET_KEYWORDS: &[&str] = &[
     "async",
-    "throttle",
     "poll",
     "connection",
     "port",
@@ -353,6 +357,7 @@ fn parse_task(
             }
             "until" => task.until = Some(conditions(value)?),
             "retries" => task.retries = Some(int_or_template(value, "retries")?),
+            "throttle" => task.throttle = Some(int_or_template(value, "throttle")?),
             "delay" => task.delay = Some(int_or_template(value, "delay")?),
             "environment" => task.environment.push((*value).clone()),
             "loop_control" => {
@@ -1039,6 +1044,9 @@ fn inherit_flags(child: &mut Task, parent: &Task) {
         child.delegate_to = parent.delegate_to.clone();
     }
     child.run_once |= parent.run_once;
+    if child.throttle.is_none() {
+        child.throttle = parent.throttle.clone();
+    }
     if child.any_errors_fatal.is_none() {
         child.any_errors_fatal = parent.any_errors_fatal;
     }

@@ -144,6 +144,9 @@ pub struct Engine {
     pub session: Option<Arc<RunSession>>,
     /// Every host's facts and runtime values, for `hostvars` (run/hostvars.rs).
     pub hostvars: Arc<HostvarsStore>,
+    /// `throttle`: one semaphore per throttled task (by address), shared by
+    /// the hosts that reach it.
+    pub throttles: std::sync::Mutex<HashMap<usize, Arc<Semaphore>>>,
 }
 
 #[derive(Debug)]

@@ -314,10 +314,55 @@ impl Engine {
             return;
         }
         if t.run_once {
+            // As Ansible: throttle does not apply to a run_once task.
             self.run_task_once(pc, t, st).await;
             return;
         }
+        let _permit = match self.throttle_permit(pc, t, st).await {
+            Ok(p) => p,
+            Err(e) => return self.fail_host(st, &t.display_name(), &loc, &e),
+        };
         self.run_module_task(pc, t, st).await;
+    }
+
+    /// `throttle: N` (N > 0): waits until fewer than N hosts run this task,
+    /// and holds the slot while this host runs it. The number is rendered
+    /// with the host's variables, as Ansible's strategy does; the first host
+    /// to reach the task sets the limit.
+    async fn throttle_permit(
+        &self,
+        pc: &PlayCtx<'_>,
+        t: &Task,
+        st: &HostState,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, String> {
+        let Some(text) = &t.throttle else {
+            return Ok(None);
+        };
+        let ctx = self.context(pc.play, pc.layers, st, Some(t));
+        let rendered = ctx
+            .render_string(text)
+            .map_err(|e| format!("Failed to convert the throttle value to an integer: {e}"))?;
+        let n: i64 = rendered.trim().parse().map_err(|_| {
+            format!("Failed to convert the throttle value to an integer: '{rendered}' is not one")
+        })?;
+        if n <= 0 {
+            return Ok(None);
+        }
+        let sem = {
+            let mut map = self.throttles.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(t as *const Task as usize)
+                .or_insert_with(|| {
+                    Arc::new(Semaphore::new((n as usize).min(Semaphore::MAX_PERMITS)))
+                })
+                .clone()
+        };
+        self.until_interrupted(async {
+            sem.acquire_owned()
+                .await
+                .map(Some)
+                .map_err(|e| e.to_string())
+        })
+        .await
     }
 
     pub(super) fn conditions_hold(
