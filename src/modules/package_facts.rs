@@ -73,7 +73,8 @@ impl Module for PackageFacts {
 }
 
 /// Installed packages (`I` lines) and the lists that carry their versions
-/// (`O` lines, with the list's origin), in one execution.
+/// (`O` lines, with the list's origin and the record's section), in one
+/// execution.
 const SCRIPT: &str = r#"export LC_ALL=C
 command -v dpkg-query >/dev/null 2>&1 || { echo N; exit 0; }
 echo "A$(dpkg --print-architecture)"
@@ -92,8 +93,9 @@ for f in /var/lib/apt/lists/*_Packages; do
     /^Package: / { p = $0; sub(/^Package: */, "", p) }
     /^Version: / { v = $0; sub(/^Version: */, "", v) }
     /^Architecture: / { a = $0; sub(/^Architecture: */, "", a) }
-    /^$/ { if (p != "" && ((p "\t" v "\t" a) in k)) print "O\t" p "\t" v "\t" a "\t" o; p = "" }
-    END { if (p != "" && ((p "\t" v "\t" a) in k)) print "O\t" p "\t" v "\t" a "\t" o }
+    /^Section: / { s = $0; sub(/^Section: */, "", s) }
+    /^$/ { if (p != "" && ((p "\t" v "\t" a) in k)) print "O\t" p "\t" v "\t" a "\t" o "\t" s; p = ""; s = "" }
+    END { if (p != "" && ((p "\t" v "\t" a) in k)) print "O\t" p "\t" v "\t" a "\t" o "\t" s }
   ' - "$f"
 done
 "#;
@@ -110,14 +112,16 @@ pub fn parse(out: &str) -> Result<Map<String, Json>, String> {
         .find_map(|l| l.strip_prefix('A'))
         .unwrap_or_default()
         .to_string();
-    let mut origins: std::collections::HashMap<(String, String, String), String> =
-        std::collections::HashMap::new();
+    // (name, version, arch) -> (origin, section) of the first list that
+    // carries the installed version.
+    type Listed = std::collections::HashMap<(String, String, String), (String, String)>;
+    let mut listed = Listed::new();
     for l in out.lines() {
         let f: Vec<&str> = l.split('\t').collect();
-        if f.len() == 5 && f[0] == "O" {
-            origins
+        if f.len() == 6 && f[0] == "O" {
+            listed
                 .entry((f[1].into(), f[2].into(), f[3].into()))
-                .or_insert_with(|| f[4].to_string());
+                .or_insert_with(|| (f[4].to_string(), f[5].to_string()));
         }
     }
     let mut packages = Map::new();
@@ -136,10 +140,14 @@ pub fn parse(out: &str) -> Result<Map<String, Json>, String> {
         } else {
             format!("{name}:{arch}")
         };
-        let origin = origins
-            .get(&(name.to_string(), version.to_string(), arch.to_string()))
-            .cloned()
-            .unwrap_or_default();
+        // python-apt reads the version's section from apt's cache, where a
+        // list's record wins over dpkg's status (lsb-base: misc, not oldlibs).
+        let (origin, section) =
+            match listed.get(&(name.to_string(), version.to_string(), arch.to_string())) {
+                Some((o, s)) if !s.is_empty() => (o.clone(), s.clone()),
+                Some((o, _)) => (o.clone(), section.to_string()),
+                None => (String::new(), section.to_string()),
+            };
         let entry = json!({
             "name": key,
             "version": version,
@@ -214,9 +222,13 @@ mod tests {
     fn packages_as_python_apt_lists_them() {
         let out = "Aamd64\nI\tbash\t5.2\tamd64\tshells\tinstalled\nI\tgone\t1\tamd64\tutils\tconfig-files\n\
                    I\tlibc6\t2.36\ti386\tlibs\tinstalled\nI\ttzdata\t2024a\tall\tlocaldata\tinstalled\n\
-                   O\ttzdata\t2024a\tall\tDebian\n";
+                   I\tlsb-base\t11.6\tall\toldlibs\tinstalled\n\
+                   O\ttzdata\t2024a\tall\tDebian\t\n\
+                   O\tlsb-base\t11.6\tall\tDebian\tmisc\nO\tlsb-base\t11.6\tall\tOther\toldlibs\n";
         let p = parse(out).unwrap();
-        assert_eq!(p.len(), 3);
+        assert_eq!(p.len(), 4);
+        assert_eq!(p["lsb-base"][0]["category"], "misc");
+        assert_eq!(p["lsb-base"][0]["origin"], "Debian");
         assert_eq!(p["bash"][0]["origin"], "");
         assert_eq!(p["libc6:i386"][0]["name"], "libc6:i386");
         assert_eq!(p["tzdata"][0]["origin"], "Debian");
