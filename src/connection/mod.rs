@@ -126,12 +126,15 @@ impl Connection {
         };
         let key = remote_shell::ShellKey::for_become(first);
         for (ctl, log) in warm::candidates(&dir) {
-            let session =
-                Session::resume(ctl.clone().into_boxed_path(), Some(log.into_boxed_path()));
-            if session.check().await.is_err() {
+            // A master listens on its socket (a stale one refuses): checked by
+            // connecting to it, not with an `ssh -O check` process. A master
+            // that accepts but does not answer fails the probe below.
+            if std::os::unix::net::UnixStream::connect(&ctl).is_err() {
                 warm::discard(&ctl);
                 continue;
             }
+            let session =
+                Session::resume(ctl.clone().into_boxed_path(), Some(log.into_boxed_path()));
             let session = std::sync::Arc::new(session);
             let conn = |shells: Vec<remote_shell::RemoteShell>| Connection {
                 name: name.to_string(),
