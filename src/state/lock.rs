@@ -192,10 +192,12 @@ pub fn state_dir_sh(project: &str) -> String {
 }
 
 /// Takes the lock (atomic `ln` of a complete temporary file), then prints
-/// `acquired`, or `held` and the holder's JSON.
+/// `acquired`, or `held` and the holder's JSON. The state directory is made
+/// (0700, under `umask 077`) only when it is not already a directory: no
+/// `mkdir`/`chmod` process on every run.
 pub fn acquire_sh(holder: &LockHolder) -> String {
     format!(
-        "mkdir -p \"$D\" && chmod 0700 \"$D\" || {{ echo '{MARK}error cannot create the state directory'; exit 3; }}
+        "if [ ! -d \"$D\" ] || [ -L \"$D\" ]; then mkdir -p \"$D\" && chmod 0700 \"$D\" || {{ echo '{MARK}error cannot create the state directory'; exit 3; }}; fi
 T=\"$D/.lock.$$\"
 printf '%s\\n' {json} > \"$T\" || {{ echo '{MARK}error cannot write in the state directory'; exit 3; }}
 if ln \"$T\" \"$D/lock\" 2>/dev/null; then echo '{MARK}lock acquired'; else echo '{MARK}lock held'; cat \"$D/lock\" 2>/dev/null; echo; fi
