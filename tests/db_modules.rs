@@ -427,6 +427,7 @@ const MY_STATE: &str = "mysql --protocol=SOCKET -N -B -e \"SELECT SCHEMA_NAME, D
 /// mysql_db and mysql_user.
 #[test]
 fn mysql_matches_ansible() {
+    let _server = MARIADB.lock().unwrap_or_else(|e| e.into_inner());
     differential(&Differential {
         prep: "my_prep.yml",
         playbook: "my.yml",
@@ -480,5 +481,260 @@ fn mysql_matches_ansible() {
             .starts_with("unable to find /root/.my.cnf. Exception message: (2002, ")
             && d.3.contains("/nonexistent/mysqld.sock"),
         "{d:?}"
+    );
+}
+
+/// mysql_matches_ansible and mysql_replication_matches_ansible use the same
+/// MariaDB servers (the replication test restarts them and replicates db1
+/// into db2 for a while): one at a time.
+static MARIADB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Each host's (task, changed, failed, msg), in order: both hosts' tasks.
+type HostOutcome = (String, String, bool, bool, String);
+
+fn repl_ansible(check: bool, extra: &str) -> Vec<HostOutcome> {
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut c = ansible_cmd("ansible-playbook", home.path());
+    c.arg("-i")
+        .arg(inventory())
+        .args(["-e", extra])
+        .arg(fixture().join("repl.yml"))
+        .env("ANSIBLE_STDOUT_CALLBACK", "ansible.posix.json");
+    if check {
+        c.arg("--check");
+    }
+    let o = c.output().expect("ansible-playbook");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let v: Json = serde_json::from_str(&out[out.find('{').unwrap_or(0)..])
+        .unwrap_or_else(|e| panic!("ansible json ({e}): {out}"));
+    assert_eq!(o.status.code(), Some(0), "ansible-playbook: {out}");
+    let mut tasks = Vec::new();
+    for play in v["plays"].as_array().into_iter().flatten() {
+        for t in play["tasks"].as_array().into_iter().flatten() {
+            let full = t["task"]["name"].as_str().unwrap_or("");
+            let name = full.split_once(" : ").map_or(full, |(_, n)| n).to_string();
+            if name == "Gathering Facts" {
+                continue;
+            }
+            for (host, h) in t["hosts"].as_object().into_iter().flatten() {
+                tasks.push((
+                    host.clone(),
+                    name.clone(),
+                    h["changed"].as_bool().unwrap_or(false),
+                    h["failed"].as_bool().unwrap_or(false),
+                    h["msg"].as_str().unwrap_or("").to_string(),
+                ));
+            }
+        }
+    }
+    tasks
+}
+
+fn repl_deployer(cmd: &str, extra: &str) -> (Vec<HostOutcome>, String) {
+    let inv = inventory().display().to_string();
+    let pb = fixture().join("repl.yml").display().to_string();
+    let mut args = vec![cmd, "-i", &inv, "-e", extra, "--format", "json", &pb];
+    if cmd == "apply" {
+        // The PostgreSQL test may hold db2's deploy lock.
+        args.extend(["--lock-wait", "900s"]);
+    }
+    let o = deployer(&fixture(), &args);
+    // check exits 2 when it would change something.
+    assert!(
+        o.code == 0 || (cmd == "check" && o.code == 2),
+        "deployer {cmd}: {}",
+        o.all()
+    );
+    let tasks = common::events(&o.stdout)
+        .into_iter()
+        .filter(|e| e["event"] == "task_result")
+        .map(|e| {
+            (
+                e["host"].as_str().unwrap_or("").to_string(),
+                e["task"].as_str().unwrap_or("").to_string(),
+                e["status"] == "changed",
+                e["status"] == "failed",
+                e["msg"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    (tasks, o.all())
+}
+
+/// (host, task, changed, failed) without the message.
+fn repl_outcomes(t: &[HostOutcome]) -> Vec<(String, String, bool, bool)> {
+    t.iter()
+        .map(|(h, n, c, f, _)| (h.clone(), n.clone(), *c, *f))
+        .collect()
+}
+
+/// Binary logs and server ids on both servers, listening on the docker
+/// network (restarted only when that changes).
+fn repl_servers() {
+    for (id, host) in [(1, ANSIBLE_HOST), (2, DEPLOYER_HOST)] {
+        root_sh(
+            host,
+            &format!(
+                "f=/etc/mysql/mariadb.conf.d/99-deployer-repl.cnf; \
+                 want=$(printf '[mysqld]\\nserver-id={id}\\nlog_bin=mysql-bin\\nbind-address=0.0.0.0'); \
+                 if [ \"$(cat $f 2>/dev/null)\" != \"$want\" ]; then \
+                   printf '%s\\n' \"$want\" >$f && systemctl restart mariadb; fi"
+            ),
+        );
+    }
+}
+
+/// No replica on db2, no replication account and fresh binary logs on db1.
+fn repl_reset() {
+    root_sh(
+        ANSIBLE_HOST,
+        "mysql -e \"DROP USER IF EXISTS 'repl'@'%'; RESET MASTER\"",
+    );
+    root_sh(
+        DEPLOYER_HOST,
+        "mysql -e 'STOP REPLICA; RESET REPLICA ALL; RESET MASTER'; rm -f /root/repl_result.json",
+    );
+}
+
+/// The registered results, without what depends on timing and on how many
+/// events replicated (positions, counters, thread states).
+fn repl_results() -> Json {
+    let mut v: Json = serde_json::from_str(&root_sh(DEPLOYER_HOST, "cat /root/repl_result.json"))
+        .expect("results json");
+    const VOLATILE: &[&str] = &[
+        "Position",
+        "Read_Master_Log_Pos",
+        "Exec_Master_Log_Pos",
+        "Relay_Log_Pos",
+        "Relay_Log_Space",
+        "Relay_Log_File",
+        "Seconds_Behind_Master",
+        "Slave_IO_State",
+        "Slave_SQL_Running_State",
+        "Gtid_IO_Pos",
+        "Slave_DDL_Groups",
+        "Slave_Non_Transactional_Groups",
+        "Slave_Transactional_Groups",
+    ];
+    for (_, r) in v.as_object_mut().expect("results object").iter_mut() {
+        if let Some(m) = r.as_object_mut() {
+            // Ansible's "(traceback unavailable)" on a failed module.
+            m.remove("exception");
+            for k in VOLATILE {
+                if m.contains_key(*k) {
+                    m.insert((*k).into(), Json::String("(volatile)".into()));
+                }
+            }
+            for q in m
+                .get_mut("queries")
+                .and_then(Json::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                // The primary's binary log position in CHANGE MASTER.
+                if let Some(s) = q.as_str()
+                    && let Some(i) = s.find("MASTER_LOG_POS=")
+                {
+                    *q = Json::String(format!("{}MASTER_LOG_POS=(volatile)", &s[..i]));
+                }
+            }
+        }
+    }
+    v
+}
+
+/// mysql_replication: db1 the primary, db2 its replica, the same playbook
+/// under ansible-playbook and under deployer (the servers reset between).
+#[test]
+fn mysql_replication_matches_ansible() {
+    let _server = MARIADB.lock().unwrap_or_else(|e| e.into_inner());
+    repl_servers();
+    let ip = root_sh(ANSIBLE_HOST, "hostname -I");
+    let ip = ip.split_whitespace().next().expect("db1 address");
+    let extra = format!("primary_ip={ip}");
+
+    repl_reset();
+    let a_check = repl_ansible(true, &extra);
+    let (d_check, _) = repl_deployer("check", &extra);
+    assert_eq!(
+        repl_outcomes(&a_check),
+        repl_outcomes(&d_check),
+        "check mode"
+    );
+    assert!(
+        d_check
+            .iter()
+            .filter(
+                |t| !["replication account", "let the threads connect", "results"]
+                    .contains(&t.1.as_str())
+            )
+            .all(|t| t.4
+                == "remote module (community.mysql.mysql_replication) does not support check mode"),
+        "{d_check:?}"
+    );
+    assert_eq!(
+        root_sh(DEPLOYER_HOST, "mysql -Nse 'SHOW REPLICA STATUS' | wc -l"),
+        "0\n",
+        "check mode made a replica"
+    );
+
+    let a1 = repl_ansible(false, &extra);
+    let a_results = repl_results();
+    repl_reset();
+    let (d1, out) = repl_deployer("apply", &extra);
+    let d_results = repl_results();
+    assert_eq!(repl_outcomes(&a1), repl_outcomes(&d1), "first run");
+    assert_eq!(a_results, d_results, "registered results");
+    assert!(
+        !out.contains("Repl-s3cret-pw"),
+        "the password in the output: {out}"
+    );
+    assert_eq!(
+        d_results["status"]["Slave_IO_Running"], "Yes",
+        "replicating: {d_results}"
+    );
+    // Failures as the collection words them (the server's errors).
+    for task in ["change while running", "start without a primary, failing"] {
+        let msg = |t: &[HostOutcome]| {
+            t.iter()
+                .find(|o| o.1 == task)
+                .map(|o| (o.3, o.4.clone()))
+                .expect("task ran")
+        };
+        assert!(msg(&d1).0, "{task} failed");
+        assert_eq!(msg(&a1), msg(&d1), "{task}");
+    }
+    let unreachable = d1
+        .iter()
+        .find(|o| o.1 == "unreachable server")
+        .expect("task ran");
+    assert!(
+        unreachable.3
+            && unreachable
+                .4
+                .starts_with("unable to find /root/.my.cnf. Exception message: (200"),
+        "{unreachable:?}"
+    );
+
+    // Again, from the state each run left (no replica, the account exists).
+    let a2 = repl_ansible(false, &extra);
+    repl_reset();
+    root_sh(
+        ANSIBLE_HOST,
+        "mysql -e \"CREATE USER 'repl'@'%' IDENTIFIED BY 'Repl-s3cret-pw'; GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'\"",
+    );
+    let (d2, _) = repl_deployer("apply", &extra);
+    assert_eq!(repl_outcomes(&a2), repl_outcomes(&d2), "second run");
+    repl_reset();
+
+    // An unknown mode is refused at load, naming the place.
+    let bad = fixture().join("repl_bad.yml").display().to_string();
+    let inv = inventory().display().to_string();
+    let o = deployer(&fixture(), &["check", "-i", &inv, &bad]);
+    assert_ne!(o.code, 0);
+    assert!(
+        o.all().contains("repl_bad.yml:") && o.all().contains("mode must be one of"),
+        "{}",
+        o.all()
     );
 }

@@ -28,6 +28,11 @@
 //! `subtract_privs`, `plugin*`, `salt`, `tls_requires`, `attributes`,
 //! `resource_limits`, `session_vars`, `password_expire*`, `locked`,
 //! `update_password: on_new_username`.
+//!
+//! `mysql_replication` (MariaDB): the modes and return values of the
+//! collection (3.16.1); no check mode (the task is skipped, as Ansible
+//! skips it). Not supported yet: `changereplication`, `channel`,
+//! `primary_auto_position` and MySQL servers.
 
 use base64::Engine as _;
 use indexmap::IndexMap;
@@ -260,6 +265,19 @@ pub async fn mysql(
     database: Option<&str>,
     sql: &str,
 ) -> Result<MyOutcome, String> {
+    mysql_with(ctx, login, database, sql, false).await
+}
+
+/// [`mysql`], with `named`: the result sets come with their column names
+/// (a header line) and escaped values (`\t`, `\n`, `\\`; NULL is `NULL`),
+/// the client's plain batch format.
+pub async fn mysql_with(
+    ctx: &ModuleCtx<'_>,
+    login: &MyLogin<'_>,
+    database: Option<&str>,
+    sql: &str,
+    named: bool,
+) -> Result<MyOutcome, String> {
     let mut full = format!("SELECT '{CONNECTED}';\n");
     if !login.sql_log_bin {
         full.push_str("SET SQL_LOG_BIN=0;\n");
@@ -278,10 +296,11 @@ pub async fn mysql(
             Some(p) => format!("MYSQL_PWD={}; export MYSQL_PWD\n", shell_quote(p)),
             None => "unset MYSQL_PWD\n".into(),
         };
-        format!(
-            "{pw}printf '%s' '{b64}' | base64 -d | {}\n",
-            login.command(user).replace('\n', " ")
-        )
+        let mut cmd = login.command(user).replace('\n', " ");
+        if named {
+            cmd = cmd.replace(" --skip-column-names --raw", "");
+        }
+        format!("{pw}printf '%s' '{b64}' | base64 -d | {cmd}\n")
     };
     let mut script = format!(
         "command -v mysql >/dev/null 2>&1 || {{ echo 'mysql is not installed' >&2; exit 127; }}\n\
@@ -327,7 +346,11 @@ pub async fn mysql(
             format!("unable to find {cfg_path}. Exception message: {e}")
         });
     }
-    let lines: Vec<String> = lines.map(str::to_string).collect();
+    let mut lines: Vec<String> = lines.map(str::to_string).collect();
+    // Named: the marker came as a header and a value.
+    if named && lines.first().map(String::as_str) == Some(CONNECTED) {
+        lines.remove(0);
+    }
     if out.rc != 0 {
         return Ok(MyOutcome::SqlError(pymysql_error(&out.stderr_str())));
     }
@@ -1290,6 +1313,436 @@ fn py_list(v: &[String]) -> String {
     )
 }
 
+// ---------------------------------------------------------------------------
+// mysql_replication
+// ---------------------------------------------------------------------------
+
+fn default_repl_mode() -> String {
+    "getreplica".into()
+}
+
+mysql_args! {
+    pub struct MyReplArgs {
+        #[serde(default = "default_repl_mode", deserialize_with = "de_string")]
+        pub mode: String,
+        #[serde(default, alias = "master_host", deserialize_with = "de_opt_string")]
+        pub primary_host: Option<String>,
+        #[serde(default, alias = "master_user", deserialize_with = "de_opt_string")]
+        pub primary_user: Option<String>,
+        #[serde(default, alias = "master_password", deserialize_with = "de_opt_string")]
+        pub primary_password: Option<String>,
+        #[serde(default, alias = "master_port", deserialize_with = "de_opt_u64")]
+        pub primary_port: Option<u64>,
+        #[serde(default, alias = "master_connect_retry", deserialize_with = "de_opt_u64")]
+        pub primary_connect_retry: Option<u64>,
+        #[serde(default, alias = "master_log_file", deserialize_with = "de_opt_string")]
+        pub primary_log_file: Option<String>,
+        #[serde(default, alias = "master_log_pos", deserialize_with = "de_opt_u64")]
+        pub primary_log_pos: Option<u64>,
+        #[serde(default, deserialize_with = "de_opt_string")]
+        pub relay_log_file: Option<String>,
+        #[serde(default, deserialize_with = "de_opt_u64")]
+        pub relay_log_pos: Option<u64>,
+        #[serde(default, alias = "master_ssl", deserialize_with = "de_opt_bool")]
+        pub primary_ssl: Option<bool>,
+        #[serde(default, alias = "master_ssl_ca", deserialize_with = "de_opt_string")]
+        pub primary_ssl_ca: Option<String>,
+        #[serde(default, alias = "master_ssl_capath", deserialize_with = "de_opt_string")]
+        pub primary_ssl_capath: Option<String>,
+        #[serde(default, alias = "master_ssl_cert", deserialize_with = "de_opt_string")]
+        pub primary_ssl_cert: Option<String>,
+        #[serde(default, alias = "master_ssl_key", deserialize_with = "de_opt_string")]
+        pub primary_ssl_key: Option<String>,
+        #[serde(default, alias = "master_ssl_cipher", deserialize_with = "de_opt_string")]
+        pub primary_ssl_cipher: Option<String>,
+        #[serde(default, deserialize_with = "de_opt_bool")]
+        pub primary_ssl_verify_server_cert: Option<bool>,
+        #[serde(default, alias = "master_auto_position", deserialize_with = "de_bool")]
+        pub primary_auto_position: bool,
+        #[serde(default, alias = "master_use_gtid", deserialize_with = "de_opt_string")]
+        pub primary_use_gtid: Option<String>,
+        #[serde(default, alias = "master_delay", deserialize_with = "de_opt_u64")]
+        pub primary_delay: Option<u64>,
+        #[serde(default, deserialize_with = "de_opt_string")]
+        pub connection_name: Option<String>,
+        #[serde(default, deserialize_with = "de_present")]
+        pub channel: Option<Json>,
+        #[serde(default, deserialize_with = "de_bool")]
+        pub fail_on_error: bool,
+    }
+}
+
+const REPL_MODES: &[&str] = &[
+    "getprimary",
+    "getreplica",
+    "changeprimary",
+    "stopreplica",
+    "startreplica",
+    "resetprimary",
+    "resetreplica",
+    "resetreplicaall",
+    "changereplication",
+];
+
+const NOT_YET_REPL: &str = "mysql_replication: changereplication, channel and primary_auto_position \
+                            (MySQL only) are not supported yet by deployer, which drives MariaDB";
+
+/// `mysql_replication`: a MariaDB server's primary/replica status and
+/// replication settings, as the collection's module (no check mode: the
+/// task is skipped, as Ansible skips it).
+pub struct MysqlReplication;
+
+impl Module for MysqlReplication {
+    fn name(&self) -> &'static str {
+        "mysql_replication"
+    }
+    fn fqcn(&self) -> &'static str {
+        "community.mysql.mysql_replication"
+    }
+    fn args(&self) -> ArgSchema {
+        ArgSchema::of::<MyReplArgs>()
+    }
+    fn check_combination(&self, args: &Map<String, Json>) -> Result<(), String> {
+        for k in ["sql_log_bin", "check_implicit_admin"] {
+            if args.contains_key(k) {
+                return Err(format!("mysql_replication: unsupported parameter {k}"));
+            }
+        }
+        if let Some(Json::String(m)) = args.get("mode")
+            && !m.contains("{{")
+        {
+            if !REPL_MODES.contains(&m.as_str()) {
+                return Err(format!(
+                    "mode must be one of {}, got '{m}'",
+                    REPL_MODES.join(", ")
+                ));
+            }
+            if m == "changereplication" {
+                return Err(NOT_YET_REPL.into());
+            }
+        }
+        if args.get("channel").is_some_and(given) {
+            return Err(NOT_YET_REPL.into());
+        }
+        super::args::check_not_yet(args, "primary_auto_position")?;
+        super::args::check_not_yet(args, "master_auto_position")?;
+        super::args::check_choice(
+            args,
+            "primary_use_gtid",
+            &["current_pos", "replica_pos", "disabled"],
+        )?;
+        super::args::check_choice(
+            args,
+            "master_use_gtid",
+            &["current_pos", "replica_pos", "disabled"],
+        )
+    }
+    fn run<'a>(&'a self, args: Json, ctx: &'a mut ModuleCtx<'_>) -> ModuleFuture<'a> {
+        Box::pin(replication(args, ctx))
+    }
+}
+
+/// Columns of SHOW REPLICA STATUS / SHOW BINLOG STATUS that PyMySQL returns
+/// as integers (the others are strings; NULL is None).
+const INT_COLUMNS: &[&str] = &[
+    "Position",
+    "Master_Port",
+    "Connect_Retry",
+    "Read_Master_Log_Pos",
+    "Relay_Log_Pos",
+    "Last_Errno",
+    "Skip_Counter",
+    "Exec_Master_Log_Pos",
+    "Relay_Log_Space",
+    "Until_Log_Pos",
+    "Seconds_Behind_Master",
+    "Last_IO_Errno",
+    "Last_SQL_Errno",
+    "Master_Server_Id",
+    "SQL_Delay",
+    "SQL_Remaining_Delay",
+    "Slave_DDL_Groups",
+    "Slave_Non_Transactional_Groups",
+    "Slave_Transactional_Groups",
+];
+
+/// The client's batch escaping undone.
+fn batch_unescape(v: &str) -> String {
+    let mut out = String::new();
+    let mut it = v.chars();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('0') => out.push('\0'),
+            Some(o) => out.push(o),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// The first row of a named batch result as PyMySQL's DictCursor row.
+pub fn first_row(lines: &[String]) -> Option<Map<String, Json>> {
+    let header = lines.first()?;
+    let row = lines.get(1)?;
+    let mut m = Map::new();
+    for (k, v) in header.split('\t').zip(row.split('\t')) {
+        let k = batch_unescape(k);
+        let val = if v == "NULL" {
+            Json::Null
+        } else if INT_COLUMNS.contains(&k.as_str())
+            && let Ok(n) = v.parse::<i64>()
+        {
+            json!(n)
+        } else {
+            json!(batch_unescape(v))
+        };
+        m.insert(k, val);
+    }
+    Some(m)
+}
+
+/// Whether a version string is at least `want` (dotted numbers).
+fn version_at_least(v: &str, want: &[u64]) -> bool {
+    let have: Vec<u64> = v
+        .split(|c: char| !c.is_ascii_digit())
+        .take(3)
+        .map(|p| p.parse().unwrap_or(0))
+        .collect();
+    have.as_slice() >= want
+}
+
+async fn replication(args: Json, ctx: &mut ModuleCtx<'_>) -> Result<ModuleResult, String> {
+    let a: MyReplArgs = super::parse_args("mysql_replication", args)?;
+    if let Some(p) = a.primary_password.as_deref().filter(|p| !p.is_empty()) {
+        crate::secrets::register(p);
+    }
+    let login = a.login();
+    login.check("mysql_replication")?;
+    let mode = a.mode.clone();
+    if !REPL_MODES.contains(&mode.as_str()) {
+        return Err(format!(
+            "value of mode must be one of: {}, got: {}",
+            REPL_MODES.join(", "),
+            a.mode
+        ));
+    }
+    if mode == "changereplication"
+        || a.primary_auto_position
+        || a.channel.as_ref().is_some_and(given)
+    {
+        return Err(NOT_YET_REPL.into());
+    }
+    if let Some(g) = a.primary_use_gtid.as_deref()
+        && !["current_pos", "replica_pos", "disabled"].contains(&g)
+    {
+        return Err(format!(
+            "value of primary_use_gtid must be one of: current_pos, replica_pos, disabled, got: {g}"
+        ));
+    }
+    if ctx.check {
+        // The collection does not support check mode: Ansible skips the task.
+        let mut r = ModuleResult::ok();
+        r.skipped = true;
+        r.msg = Some(
+            "remote module (community.mysql.mysql_replication) does not support check mode".into(),
+        );
+        return Ok(r);
+    }
+    let version = match mysql(ctx, &login, None, "SELECT VERSION();\n").await? {
+        MyOutcome::Lines(l) => l.first().cloned().unwrap_or_default(),
+        MyOutcome::SqlError(e) => return Err(format!("mysql_replication: SELECT VERSION(): {e}")),
+    };
+    if !version.to_lowercase().contains("mariadb") {
+        return Err(format!(
+            "mysql_replication on MySQL ({version}) is not supported yet by deployer (MariaDB is)"
+        ));
+    }
+    let term = if version_at_least(&version, &[10, 5, 1]) {
+        "REPLICA"
+    } else {
+        "SLAVE"
+    };
+    let conn = a.connection_name.as_deref().filter(|c| !c.is_empty());
+    let mut r = ModuleResult::ok();
+    let mut queries: Vec<String> = Vec::new();
+    // The password as Ansible's no_log shows it in the results.
+    let mask = |q: &str| match a.primary_password.as_deref().filter(|p| !p.is_empty()) {
+        Some(p) => q.replace(p, "********"),
+        None => q.to_string(),
+    };
+    match mode.as_str() {
+        "getprimary" | "getreplica" => {
+            let q = if mode == "getprimary" {
+                if version_at_least(&version, &[10, 5, 2]) {
+                    "SHOW BINLOG STATUS".to_string()
+                } else {
+                    "SHOW MASTER STATUS".to_string()
+                }
+            } else {
+                match conn {
+                    Some(c) => format!("SHOW {term} {} STATUS", lit(c)),
+                    None => format!("SHOW {term} STATUS"),
+                }
+            };
+            let row = match mysql_with(ctx, &login, None, &format!("{q};\n"), true).await? {
+                MyOutcome::Lines(l) => first_row(&l),
+                MyOutcome::SqlError(e) => return Err(format!("{q}: {e}")),
+            };
+            let (flag, ok) = if mode == "getprimary" {
+                let ok = row
+                    .as_ref()
+                    .is_some_and(|m| m.contains_key("File") && m.contains_key("Position"));
+                ("Is_Primary", ok)
+            } else {
+                let ok = row.as_ref().is_some_and(|m| {
+                    m.contains_key("Slave_IO_Running") || m.contains_key("Replica_IO_Running")
+                });
+                ("Is_Replica", ok)
+            };
+            match row.filter(|_| ok) {
+                Some(m) => {
+                    r.data = m;
+                    r.data.insert(flag.into(), json!(true));
+                }
+                None => {
+                    r.data.insert(flag.into(), json!(false));
+                    r.msg = Some(if mode == "getprimary" {
+                        "Server is not configured as mysql primary. Meaning: Binary logs are disabled"
+                            .into()
+                    } else {
+                        "Server is not configured as mysql replica".into()
+                    });
+                }
+            }
+        }
+        "changeprimary" => {
+            let mut chm: Vec<String> = Vec::new();
+            let s = |k: &str, v: &Option<String>, chm: &mut Vec<String>| {
+                if let Some(v) = v {
+                    chm.push(format!("{k}={}", lit(v)));
+                }
+            };
+            let n = |k: &str, v: Option<u64>, chm: &mut Vec<String>| {
+                if let Some(v) = v {
+                    chm.push(format!("{k}={v}"));
+                }
+            };
+            let b = |k: &str, v: Option<bool>, chm: &mut Vec<String>| {
+                if let Some(v) = v {
+                    chm.push(format!("{k}={}", u8::from(v)));
+                }
+            };
+            s("MASTER_HOST", &a.primary_host, &mut chm);
+            s("MASTER_USER", &a.primary_user, &mut chm);
+            s("MASTER_PASSWORD", &a.primary_password, &mut chm);
+            n("MASTER_PORT", a.primary_port, &mut chm);
+            n("MASTER_CONNECT_RETRY", a.primary_connect_retry, &mut chm);
+            s("MASTER_LOG_FILE", &a.primary_log_file, &mut chm);
+            n("MASTER_LOG_POS", a.primary_log_pos, &mut chm);
+            n("MASTER_DELAY", a.primary_delay, &mut chm);
+            s("RELAY_LOG_FILE", &a.relay_log_file, &mut chm);
+            n("RELAY_LOG_POS", a.relay_log_pos, &mut chm);
+            b("MASTER_SSL", a.primary_ssl, &mut chm);
+            s("MASTER_SSL_CA", &a.primary_ssl_ca, &mut chm);
+            s("MASTER_SSL_CAPATH", &a.primary_ssl_capath, &mut chm);
+            s("MASTER_SSL_CERT", &a.primary_ssl_cert, &mut chm);
+            s("MASTER_SSL_KEY", &a.primary_ssl_key, &mut chm);
+            s("MASTER_SSL_CIPHER", &a.primary_ssl_cipher, &mut chm);
+            b(
+                "MASTER_SSL_VERIFY_SERVER_CERT",
+                a.primary_ssl_verify_server_cert,
+                &mut chm,
+            );
+            if let Some(g) = a.primary_use_gtid.as_deref() {
+                let g = match g {
+                    "disabled" => "no",
+                    "replica_pos" if term == "SLAVE" => "slave_pos",
+                    g => g,
+                };
+                chm.push(format!("MASTER_USE_GTID={g}"));
+            }
+            let q = match conn {
+                Some(c) => format!("CHANGE MASTER {} TO {}", lit(c), chm.join(",")),
+                None => format!("CHANGE MASTER TO {}", chm.join(",")),
+            };
+            queries.push(mask(&q));
+            if let MyOutcome::SqlError(e) = mysql(ctx, &login, None, &format!("{q};\n")).await? {
+                let shown: Vec<String> = chm.iter().map(|c| mask(c)).collect();
+                return Err(format!(
+                    "{e}. Query == CHANGE MASTER TO {}",
+                    py_list(&shown)
+                ));
+            }
+            r.changed = true;
+        }
+        _ => {
+            let (verb, what, suffix, ok_msg, no_msg) = match mode.as_str() {
+                "startreplica" => (
+                    "START",
+                    term,
+                    "",
+                    "Replica started ",
+                    "Replica already started (Or cannot be started)",
+                ),
+                "stopreplica" => (
+                    "STOP",
+                    term,
+                    "",
+                    "Replica stopped",
+                    "Replica already stopped",
+                ),
+                "resetreplica" => ("RESET", term, "", "Replica reset", "Replica already reset"),
+                "resetreplicaall" => (
+                    "RESET",
+                    term,
+                    " ALL",
+                    "Replica reset",
+                    "Replica already reset",
+                ),
+                _ => (
+                    "RESET",
+                    "MASTER",
+                    "",
+                    "Primary reset",
+                    "Primary already reset",
+                ),
+            };
+            let q = match conn {
+                Some(c) if what != "MASTER" => format!("{verb} {what} {}{suffix}", lit(c)),
+                _ => format!("{verb} {what}{suffix}"),
+            };
+            queries.push(q.clone());
+            let failed_as = match mode.as_str() {
+                "startreplica" => "START REPLICA",
+                "stopreplica" => "STOP REPLICA",
+                "resetreplica" => "RESET REPLICA",
+                "resetreplicaall" => "RESET REPLICA ALL",
+                _ => "RESET MASTER",
+            };
+            match mysql(ctx, &login, None, &format!("{q};\n")).await? {
+                MyOutcome::Lines(_) => {
+                    r.changed = true;
+                    r.msg = Some(ok_msg.into());
+                }
+                MyOutcome::SqlError(e) => {
+                    if a.fail_on_error {
+                        return Err(format!("{failed_as} failed: {e}"));
+                    }
+                    r.msg = Some(no_msg.into());
+                }
+            }
+        }
+    }
+    r.data.insert("queries".into(), json!(queries));
+    Ok(r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1339,5 +1792,30 @@ mod tests {
             "(1115, \"Unknown character set: 'foo'\")"
         );
         assert_eq!(lit("it's"), "'it\\'s'");
+    }
+
+    #[test]
+    fn replication_status_rows_as_pymysql_dict_rows() {
+        let lines = vec![
+            "File\tPosition\tBinlog_Do_DB".to_string(),
+            "mysql-bin.000001\t328\t".to_string(),
+        ];
+        let row = first_row(&lines).expect("a row");
+        assert_eq!(
+            Json::Object(row),
+            json!({"File": "mysql-bin.000001", "Position": 328, "Binlog_Do_DB": ""})
+        );
+        let lines = vec![
+            "Last_Error\tSeconds_Behind_Master".to_string(),
+            "a\\tb\\nc\tNULL".to_string(),
+        ];
+        let row = first_row(&lines).expect("a row");
+        assert_eq!(
+            Json::Object(row),
+            json!({"Last_Error": "a\tb\nc", "Seconds_Behind_Master": null})
+        );
+        assert!(first_row(&[]).is_none());
+        assert!(version_at_least("10.11.18-MariaDB-0+deb12u1", &[10, 5, 1]));
+        assert!(!version_at_least("10.4.2-MariaDB", &[10, 5, 1]));
     }
 }

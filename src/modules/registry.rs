@@ -113,6 +113,7 @@ pub static MODULES: &[&dyn Module] = &[
     &super::postgresql::PostgresqlUser,
     &super::mysql::MysqlDb,
     &super::mysql::MysqlUser,
+    &super::mysql::MysqlReplication,
     &super::backup::postgres::BackupPostgres,
     &super::backup::volume::BackupVolume,
     &super::mount::Mount,
@@ -149,15 +150,9 @@ pub static NOT_YET: &[(&str, &str)] = &[
         "docker_image",
         "docker_image is not implemented: images are pulled by docker_compose_v2 and docker_container (pull)",
     ),
-    ("mysql_replication", MYSQL_REPLICATION),
-    ("community.mysql.mysql_replication", MYSQL_REPLICATION),
     ("postgresql_privs", POSTGRESQL_PRIVS),
     ("community.postgresql.postgresql_privs", POSTGRESQL_PRIVS),
 ];
-
-/// Why `mysql_replication` is refused.
-const MYSQL_REPLICATION: &str = "not supported yet by deployer: replication needs a primary and a replica \
-                                 server, which the testbed does not have, so it is not proven against Ansible";
 
 /// Why `postgresql_privs` is refused.
 const POSTGRESQL_PRIVS: &str =
@@ -531,15 +526,15 @@ mod tests {
         let path = dir.path().join("p.yml");
         std::fs::write(
             &path,
-            "- hosts: all\n  tasks:\n    - mysql_replication: {mode: getprimary}\n",
+            "- hosts: all\n  tasks:\n    - postgresql_privs: {db: app}\n",
         )
         .expect("write playbook");
         let err = crate::project::load_playbook(&path, &Registry)
-            .expect_err("mysql_replication is refused");
+            .expect_err("postgresql_privs is refused");
         assert_eq!(err.loc.line, 3);
         assert_eq!(
             err.msg,
-            format!("module 'mysql_replication': {MYSQL_REPLICATION}")
+            format!("module 'postgresql_privs': {POSTGRESQL_PRIVS}")
         );
         assert_eq!(not_yet("ansible.posix.mount"), None);
         // Modules Ansible has and deployer does not run are "not supported
