@@ -690,6 +690,11 @@ fn mysql_replication_matches_ansible() {
         "the password in the output: {out}"
     );
     assert_eq!(
+        d_results["reset_primary"]["queries"],
+        serde_json::json!(["RESET MASTER"]),
+        "{d_results}"
+    );
+    assert_eq!(
         d_results["status"]["Slave_IO_Running"], "Yes",
         "replicating: {d_results}"
     );
