@@ -41,6 +41,7 @@ pub mod pep440;
 pub mod pip;
 pub mod plane_users;
 pub mod postgresql;
+pub mod postgresql_privs;
 pub mod registry;
 pub mod replace;
 pub mod service_facts;

@@ -47,10 +47,10 @@ use super::registry::{ArgSchema, BoxFuture, Module, ModuleFuture, Plan, PlanAppl
 use super::{ModuleCtx, ModuleResult};
 use crate::connection::shell_quote;
 
-fn default_login_user() -> String {
+pub(crate) fn default_login_user() -> String {
     "postgres".into()
 }
-fn default_true() -> bool {
+pub(crate) fn default_true() -> bool {
     true
 }
 fn default_maintenance_db() -> String {
@@ -112,21 +112,22 @@ macro_rules! pg_args {
         }
     };
 }
+pub(crate) use pg_args;
 
 /// How to reach the server (libpq's environment for `psql`).
 pub struct PgLogin<'a> {
-    user: &'a str,
-    password: Option<&'a str>,
-    host: Option<&'a str>,
-    socket: Option<&'a str>,
-    port: u64,
-    ssl_mode: &'a str,
-    ca_cert: Option<&'a str>,
-    ssl_cert: Option<&'a str>,
-    ssl_key: Option<&'a str>,
-    connect_params: Option<&'a Json>,
-    session_role: Option<&'a str>,
-    trust_input: bool,
+    pub(crate) user: &'a str,
+    pub(crate) password: Option<&'a str>,
+    pub(crate) host: Option<&'a str>,
+    pub(crate) socket: Option<&'a str>,
+    pub(crate) port: u64,
+    pub(crate) ssl_mode: &'a str,
+    pub(crate) ca_cert: Option<&'a str>,
+    pub(crate) ssl_cert: Option<&'a str>,
+    pub(crate) ssl_key: Option<&'a str>,
+    pub(crate) connect_params: Option<&'a Json>,
+    pub(crate) session_role: Option<&'a str>,
+    pub(crate) trust_input: bool,
 }
 
 const SSL_MODES: &[&str] = &[
@@ -140,7 +141,7 @@ const SSL_MODES: &[&str] = &[
 
 impl PgLogin<'_> {
     /// What deployer refuses before connecting.
-    fn check(&self, module: &str) -> Result<(), String> {
+    pub(crate) fn check(&self, module: &str) -> Result<(), String> {
         if let Some(p) = self.connect_params
             && !(p.is_null() || p.as_object().is_some_and(Map::is_empty))
         {

@@ -111,6 +111,7 @@ pub static MODULES: &[&dyn Module] = &[
     &super::hostname::Hostname,
     &super::postgresql::PostgresqlDb,
     &super::postgresql::PostgresqlUser,
+    &super::postgresql_privs::PostgresqlPrivs,
     &super::mysql::MysqlDb,
     &super::mysql::MysqlUser,
     &super::mysql::MysqlReplication,
@@ -150,13 +151,7 @@ pub static NOT_YET: &[(&str, &str)] = &[
         "docker_image",
         "docker_image is not implemented: images are pulled by docker_compose_v2 and docker_container (pull)",
     ),
-    ("postgresql_privs", POSTGRESQL_PRIVS),
-    ("community.postgresql.postgresql_privs", POSTGRESQL_PRIVS),
 ];
-
-/// Why `postgresql_privs` is refused.
-const POSTGRESQL_PRIVS: &str =
-    "not supported yet by deployer (postgresql_db and postgresql_user are)";
 
 /// The collections Ansible's server modules live in: a pending module is
 /// refused under any of them as under its short name.
@@ -526,16 +521,13 @@ mod tests {
         let path = dir.path().join("p.yml");
         std::fs::write(
             &path,
-            "- hosts: all\n  tasks:\n    - postgresql_privs: {db: app}\n",
+            "- hosts: all\n  tasks:\n    - docker_image: {name: x}\n",
         )
         .expect("write playbook");
-        let err = crate::project::load_playbook(&path, &Registry)
-            .expect_err("postgresql_privs is refused");
+        let err =
+            crate::project::load_playbook(&path, &Registry).expect_err("docker_image is refused");
         assert_eq!(err.loc.line, 3);
-        assert_eq!(
-            err.msg,
-            format!("module 'postgresql_privs': {POSTGRESQL_PRIVS}")
-        );
+        assert_eq!(err.msg, format!("module 'docker_image': {}", NOT_YET[1].1));
         assert_eq!(not_yet("ansible.posix.mount"), None);
         // Modules Ansible has and deployer does not run are "not supported
         // yet"; a name Ansible does not know either stays unknown.
