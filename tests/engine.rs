@@ -654,7 +654,7 @@ fn most_at_once(intervals: &[(f64, f64)]) -> usize {
 /// A throttle that is not a number fails the task naming the value.
 #[test]
 fn throttle_limits_the_hosts_running_a_task_at_once_as_ansible() {
-    let cmd = "date +%s.%N; sleep 0.6; date +%s.%N";
+    let cmd = "date +%s.%N; sleep 2; date +%s.%N";
     let site = format!(
         "- hosts: testbed\n  gather_facts: false\n  vars:\n    one: 1\n  tasks:\n\
          \x20   - name: free\n      ansible.builtin.shell: \"{cmd}\"\n      register: free\n\
