@@ -95,12 +95,19 @@ impl Connection {
     /// A new connection of its own (a new master, closed at the end).
     /// `first` is who the first script runs as: its shell is the master's
     /// own session (see [`Connection::open`]).
+    ///
+    /// `first_script`, when given, is the script the caller runs first (as
+    /// `first`): on a new master it is sent before the shell is ready, so
+    /// the connection and that script cost one round trip fewer (see
+    /// `remote_shell::RemoteShell::start_master`). The caller must run that
+    /// script first, with [`Connection::run_script`].
     pub async fn connect(
         name: &str,
         target: &SshTarget,
         first: Option<&Become>,
+        first_script: Option<&str>,
     ) -> Result<Connection, ConnectionError> {
-        Self::open(name, target, None, first).await
+        Self::open(name, target, None, first, first_script).await
     }
 
     /// A connection that uses a warm master left by an earlier run to the
@@ -109,10 +116,13 @@ impl Connection {
     /// first script runs as: its shell is started at once, which also proves
     /// a reused master still reaches the host (else a new master is made).
     /// The note says why warm connections could not be used, when so.
+    /// `first_script` is as in [`Connection::connect`]: sent early only on a
+    /// new master (a reused one is probed first).
     pub async fn connect_warm(
         name: &str,
         target: &SshTarget,
         first: Option<&Become>,
+        first_script: Option<&str>,
     ) -> Result<(Connection, Option<String>), ConnectionError> {
         let dir = match warm::target_dir(
             target,
@@ -120,7 +130,7 @@ impl Connection {
         ) {
             Ok(d) => d,
             Err(why) => {
-                let c = Self::open(name, target, None, first).await?;
+                let c = Self::open(name, target, None, first, first_script).await?;
                 return Ok((c, Some(format!("{name}: no warm ssh connection: {why}"))));
             }
         };
@@ -172,7 +182,7 @@ impl Connection {
                 }
             }
         }
-        let mut c = Self::open(name, target, Some(&dir), first).await?;
+        let mut c = Self::open(name, target, Some(&dir), first, first_script).await?;
         c.warm = true;
         if let Transport::Ssh(s) = &c.transport
             && let Some(d) = s.control_socket().parent()
@@ -196,6 +206,7 @@ impl Connection {
         target: &SshTarget,
         warm_dir: Option<&std::path::Path>,
         first: Option<&Become>,
+        first_script: Option<&str>,
     ) -> Result<Connection, ConnectionError> {
         // deployer's own config (KnownHostsCommand none, then the user's):
         // see `host_keys`. Kept in a private directory for the session's life
@@ -273,14 +284,25 @@ impl Connection {
             ssh.arg("-o").arg(o);
         }
         ssh.arg("-F").arg(&config).arg("--").arg(&target.host);
-        let key =
-            remote_shell::ShellKey::for_become(first).unwrap_or(remote_shell::ShellKey::Login);
+        // The first script goes to this shell only when it may run there
+        // (as the login user or root): else it is an execution of its own.
+        let (key, first_script) = match remote_shell::ShellKey::for_become(first) {
+            Some(k) => (k, first_script),
+            None => (remote_shell::ShellKey::Login, None),
+        };
         let shell_become = match key {
             remote_shell::ShellKey::Login => None,
             remote_shell::ShellKey::Root { .. } => first,
         };
-        let started =
-            remote_shell::RemoteShell::start_master(name, ssh, &log, key, shell_become).await;
+        let started = remote_shell::RemoteShell::start_master(
+            name,
+            ssh,
+            &log,
+            key,
+            shell_become,
+            first_script,
+        )
+        .await;
         let (shell, master) = match started {
             Ok((remote_shell::Started::Ready(sh), Some(m))) => (*sh, m),
             Ok(_) => {
@@ -382,7 +404,7 @@ impl Connection {
         let Some(target) = &self.target else {
             return Ok(());
         };
-        let fresh = Connection::connect(&self.name, target, None).await?;
+        let fresh = Connection::connect(&self.name, target, None, None).await?;
         let out = fresh.run_script("exit 0", None).await;
         fresh.close().await;
         match out {
@@ -410,7 +432,7 @@ impl Connection {
         {
             warm::discard(s.control_socket());
         }
-        let fresh = Connection::connect(&self.name, target, None).await?;
+        let fresh = Connection::connect(&self.name, target, None, None).await?;
         fresh
             .executions
             .fetch_add(self.executions(), Ordering::Relaxed);

@@ -8,15 +8,19 @@
 //! The shell program ([`LOOP`]) is given to `/bin/sh -c` as an argument, so
 //! nothing that arrives on its stdin is ever read as shell text by it. It
 //! makes a private directory (`mktemp -d` under `umask 077`), prints a ready
-//! line with a random token of this shell and its uid, then reads frames:
+//! line with a random token of this shell and its uid (read from
+//! `/proc/self/status` by the shell itself; `id -u` where there is no
+//! `/proc`), then reads frames:
 //!
 //! - request: `F <token> <length>\n` followed by exactly `<length>` bytes of
 //!   script and the line `E <token>\n`. The loop copies those bytes into a
 //!   file (`head -c`, which reads no further), requires the end line (read by
 //!   the shell itself: a script cut short by a lost connection is never run,
-//!   without a process to check its size) and runs `/bin/sh -s` on it with
-//!   stdout and stderr into two files, stdin from that file, the login umask,
-//!   in a fresh process (no state carries from one script to the next).
+//!   without a process to check its size) and runs it with `.` in a
+//!   subshell: stdout and stderr into two files, stdin from `/dev/null`, the
+//!   login umask, none of the loop's own variables (they are unset there),
+//!   in a forked copy of the loop (no state carries from one script to the
+//!   next, and no `/bin/sh` to start for each script).
 //! - response: `D <token> <rc>\n`, then each stream (stdout, stderr) as one
 //!   line of base64 (`base64 -w0`, empty and without a process when the stream
 //!   was). Base64 has no newline, so nothing a script prints can end its own
@@ -42,34 +46,38 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use super::{Become, ConnectionError, Output, error_chain, shell_quote};
 use base64::Engine as _;
 
-/// The remote side. `$1` is the shell's token. Run by `/bin/sh -c`; the
-/// scripts run by `/bin/sh -s` as before.
-pub(crate) const LOOP: &str = r#"t=$1
-u=$(umask)
+/// The remote side. `$1` is the shell's token. Run by `/bin/sh -c`; each
+/// script is read by `.` in a subshell. The loop's variables start with `_d`
+/// and are unset before a script runs, except `_dd` (its directory).
+pub(crate) const LOOP: &str = r#"_dt=$1
+set --
+_du=$(umask)
 umask 077
-d=$(mktemp -d) || exit 125
-trap 'rm -rf -- "$d"' EXIT
+_dd=$(mktemp -d) || exit 125
+trap 'rm -rf -- "$_dd"' EXIT
 trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 141' PIPE
 trap 'exit 143' TERM
-DEPLOYER_UID=$(id -u)
+DEPLOYER_UID=
+while read -r _dk _dr _de _dh; do if [ "$_dk" = Uid: ]; then DEPLOYER_UID=$_de; break; fi; done 2>/dev/null < /proc/self/status
+case $DEPLOYER_UID in ''|*[!0-9]*) DEPLOYER_UID=$(id -u) ;; esac
 export DEPLOYER_UID
-printf 'DEPLOYER-SHELL %s %s\n' "$t" "$DEPLOYER_UID"
-while IFS= read -r h; do
-case $h in
-"F $t "*) n=${h#"F $t "} ;;
+printf 'DEPLOYER-SHELL %s %s\n' "$_dt" "$DEPLOYER_UID"
+while IFS= read -r _dh; do
+case $_dh in
+"F $_dt "*) _dn=${_dh#"F $_dt "} ;;
 *) continue ;;
 esac
-case $n in ''|*[!0-9]*) exit 124 ;; esac
-head -c "$n" > "$d/s" || exit 124
-IFS= read -r h || exit 124
-[ "$h" = "E $t" ] || exit 124
-(umask "$u"; exec /bin/sh -s < "$d/s") > "$d/o" 2> "$d/e"
-printf 'D %s %s\n' "$t" "$?"
-if [ -s "$d/o" ]; then base64 -w0 < "$d/o" || exit 124; fi
+case $_dn in ''|*[!0-9]*) exit 124 ;; esac
+head -c "$_dn" > "$_dd/s" || exit 124
+IFS= read -r _dh || exit 124
+[ "$_dh" = "E $_dt" ] || exit 124
+(umask "$_du"; unset _dt _du _dn _dh _dk _dr _de; . "$_dd/s") < /dev/null > "$_dd/o" 2> "$_dd/e"
+printf 'D %s %s\n' "$_dt" "$?"
+if [ -s "$_dd/o" ]; then base64 -w0 < "$_dd/o" || exit 124; fi
 echo
-if [ -s "$d/e" ]; then base64 -w0 < "$d/e" || exit 124; fi
+if [ -s "$_dd/e" ]; then base64 -w0 < "$_dd/e" || exit 124; fi
 echo
 done
 "#;
@@ -104,6 +112,9 @@ pub(crate) struct RemoteShell {
     /// The remote uid the shell runs as (a login shell as root serves root too).
     pub(crate) uid: u32,
     token: String,
+    /// A script whose frame was written before the shell was ready (see
+    /// [`RemoteShell::start_master`]): its answer is the next one.
+    sent: Option<String>,
     proc: Proc,
     stdin: Pin<Box<dyn AsyncWrite + Send>>,
     stdout: BufReader<Pin<Box<dyn AsyncRead + Send>>>,
@@ -177,6 +188,14 @@ fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
     std::fs::File::open("/dev/urandom")?.read_exact(buf)
 }
 
+/// A request frame: header, script, end line.
+fn frame(token: &str, script: &str) -> Vec<u8> {
+    let mut frame = format!("F {token} {}\n", script.len()).into_bytes();
+    frame.extend_from_slice(script.as_bytes());
+    frame.extend_from_slice(format!("E {token}\n").as_bytes());
+    frame
+}
+
 impl RemoteShell {
     /// Starts a shell on `session` and waits for its ready line (at most
     /// `ready_within` when given: a warm master whose TCP connection died
@@ -222,6 +241,7 @@ impl RemoteShell {
             become_,
             ready_within,
             None,
+            None,
         )
         .await
     }
@@ -231,12 +251,19 @@ impl RemoteShell {
     /// `-S`, `-M`, ending with `--` and the destination); the shell's
     /// command line is added here. A ready shell comes with the process to
     /// keep; a shell that exited at once (sudo refused) ended the master too.
+    ///
+    /// `first`, the first script the connection will run, is written right
+    /// behind the command, before the shell is ready (not after a password
+    /// line, which sudo reads itself): it waits in the session's input until
+    /// the loop reads it, and the connection's handshake and the script's
+    /// round trip become one. A shell that does not start never reads it.
     pub(crate) async fn start_master(
         host: &str,
         mut ssh: tokio::process::Command,
         log: &std::path::Path,
         key: ShellKey,
         become_: Option<&Become>,
+        first: Option<&str>,
     ) -> Result<(Started, Option<MasterProcess>), ConnectionError> {
         use std::os::fd::AsFd;
         let exec_err = |reason: String| ConnectionError::Unreachable {
@@ -275,6 +302,7 @@ impl RemoteShell {
             become_,
             None,
             Some(log),
+            first,
         )
         .await?;
         match started {
@@ -305,6 +333,7 @@ impl RemoteShell {
         become_: Option<&Become>,
         ready_within: Option<Duration>,
         log: Option<&std::path::Path>,
+        first: Option<&str>,
     ) -> Result<Started, ConnectionError> {
         let exec_err = |reason: String| ConnectionError::Exec {
             host: host.to_string(),
@@ -328,6 +357,15 @@ impl RemoteShell {
             let _ = stdin.write_all(&line).await;
             let _ = stdin.flush().await;
         }
+        let sent = match first {
+            Some(script) if become_.is_none_or(|b| b.password.is_none()) => {
+                // A failed write means the shell is gone: the ready line tells.
+                let ok = stdin.write_all(&frame(&token, script)).await.is_ok()
+                    && stdin.flush().await.is_ok();
+                ok.then(|| script.to_string())
+            }
+            _ => None,
+        };
         let mut stdout = BufReader::new(stdout);
         let mut ready = Vec::new();
         let read = stdout.read_until(b'\n', &mut ready);
@@ -354,6 +392,7 @@ impl RemoteShell {
                 key,
                 uid,
                 token,
+                sent,
                 proc,
                 stdin,
                 stdout,
@@ -406,14 +445,30 @@ impl RemoteShell {
             host: host.to_string(),
             reason: format!("the remote shell ended during a script: {reason}"),
         };
-        let mut frame = format!("F {} {}\n", self.token, script.len()).into_bytes();
-        frame.extend_from_slice(script.as_bytes());
-        frame.extend_from_slice(format!("E {}\n", self.token).as_bytes());
+        match self.sent.take() {
+            // Written before the shell was ready: only its answer is left.
+            Some(sent) if sent == script => return self.answer(host).await,
+            // Another script first (not how connections are used): the
+            // written one runs first, its answer is read and dropped.
+            Some(_) => {
+                self.answer(host).await?;
+            }
+            None => {}
+        }
         self.stdin
-            .write_all(&frame)
+            .write_all(&frame(&self.token, script))
             .await
             .map_err(|e| lost(e.to_string()))?;
         self.stdin.flush().await.map_err(|e| lost(e.to_string()))?;
+        self.answer(host).await
+    }
+
+    /// Reads the answer to the frame written last.
+    async fn answer(&mut self, host: &str) -> Result<Output, ConnectionError> {
+        let lost = |reason: String| ConnectionError::Exec {
+            host: host.to_string(),
+            reason: format!("the remote shell ended during a script: {reason}"),
+        };
         let mut head = Vec::new();
         let n = self
             .stdout

@@ -17,20 +17,23 @@ impl Engine {
         host: &str,
         play: &Play,
         pl: &PlayLayers,
+        first_script: Option<&str>,
     ) -> Result<Connection, String> {
         match self.connect_plan(host, play, pl)? {
             ConnectPlan::Local => Ok(Connection::local(host)),
             ConnectPlan::Ssh(target) => {
-                // The first script on a host is the deploy lock's, as the state's user.
+                // The first script on a host is the deploy lock's, as the
+                // state's user: `first_script`, sent with a new connection.
                 let first = self.state_become(host).ok().flatten();
                 if self.opts.fresh_connection {
-                    return Connection::connect(host, &target, first.as_ref())
+                    return Connection::connect(host, &target, first.as_ref(), first_script)
                         .await
                         .map_err(|e| crate::secrets::mask(&e.to_string()));
                 }
-                let (conn, note) = Connection::connect_warm(host, &target, first.as_ref())
-                    .await
-                    .map_err(|e| crate::secrets::mask(&e.to_string()))?;
+                let (conn, note) =
+                    Connection::connect_warm(host, &target, first.as_ref(), first_script)
+                        .await
+                        .map_err(|e| crate::secrets::mask(&e.to_string()))?;
                 if let Some(note) = note {
                     self.reporter.warning(&note);
                 }

@@ -114,7 +114,7 @@ impl Engine {
     pub async fn connect_host(&self, host: &str) -> Result<Connection, String> {
         let (play, _) = self.host_context(host)?;
         let pl = self.play_layers(&play)?;
-        self.connect(host, &play, &pl).await
+        self.connect(host, &play, &pl, None).await
     }
 
     /// End of the run on one host: write its release when it changed, then

@@ -428,7 +428,7 @@ impl Engine {
                     Some(Connection::local("localhost"))
                 };
             } else if self.inventory.hosts.contains_key(d) {
-                match self.connect(d, pc.play, pc.layers).await {
+                match self.connect(d, pc.play, pc.layers, None).await {
                     Ok(c) => local = Some(c),
                     Err(e) => {
                         return (

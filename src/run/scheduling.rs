@@ -188,7 +188,7 @@ impl Engine {
             }
         };
         if st.conn.is_none() {
-            match self.connect(&st.name, play, &play_layers).await {
+            match self.connect(&st.name, play, &play_layers, None).await {
                 Ok(c) => st.conn = Some(Arc::new(c)),
                 Err(e) => {
                     st.stats.unreachable += 1;

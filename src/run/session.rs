@@ -246,25 +246,6 @@ impl Engine {
                 return Begun::Failed;
             }
         };
-        if st.conn.is_none() {
-            match self.connect(&st.name, first, &layers).await {
-                Ok(c) => st.conn = Some(Arc::new(c)),
-                Err(e) => {
-                    st.stats.unreachable += 1;
-                    st.failed = true;
-                    self.reporter.task_result(
-                        &st.name,
-                        "connect",
-                        &loc,
-                        Status::Unreachable,
-                        Some(&e),
-                        &[],
-                        None,
-                    );
-                    return Begun::Failed;
-                }
-            }
-        }
         let ctx = self.context(first, &layers, st, None);
         let becomes = self
             .become_for(first, None, &ctx)
@@ -314,6 +295,27 @@ impl Engine {
         script.push_str(&format!("echo '{MARK}end'\n"));
         if with_facts.is_some() {
             script.push_str(super::FACTS_SCRIPT);
+        }
+        // The lock script is sent with the connection when it starts one
+        // (one round trip fewer), so it is built first.
+        if st.conn.is_none() {
+            match self.connect(&st.name, first, &layers, Some(&script)).await {
+                Ok(c) => st.conn = Some(Arc::new(c)),
+                Err(e) => {
+                    st.stats.unreachable += 1;
+                    st.failed = true;
+                    self.reporter.task_result(
+                        &st.name,
+                        "connect",
+                        &loc,
+                        Status::Unreachable,
+                        Some(&e),
+                        &[],
+                        None,
+                    );
+                    return Begun::Failed;
+                }
+            }
         }
         let Some(conn) = st.conn.clone() else {
             return Begun::Failed;
@@ -647,7 +649,7 @@ impl Engine {
             futures.push(async move {
                 let _permit = sem.acquire().await;
                 let r = async {
-                    let conn = self.connect(&h, play, layers).await?;
+                    let conn = self.connect(&h, play, layers, None).await?;
                     let b = self.state_become(&h)?;
                     let full = format!("{}{}", lock::state_dir_sh(project), script(&h));
                     let o = conn

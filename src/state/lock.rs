@@ -169,6 +169,18 @@ impl LockHolder {
 
     /// The exact text the lock file holds for this run: `release` only removes
     /// a lock that contains it, so a run never removes another run's lock.
+    /// The name of the temporary file [`acquire_sh`] links as the lock:
+    /// `.lock.` and the run id (only its letters, digits and `-`, so the
+    /// name needs no quoting).
+    pub fn temp_name(&self) -> String {
+        let id: String = self
+            .run_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        format!(".lock.{id}")
+    }
+
     pub fn run_id_fragment(&self) -> String {
         format!("\"run_id\":{}", serde_json::json!(self.run_id))
     }
@@ -194,15 +206,17 @@ pub fn state_dir_sh(project: &str) -> String {
 /// Takes the lock (atomic `ln` of a complete temporary file), then prints
 /// `acquired`, or `held` and the holder's JSON. The state directory is made
 /// (0700, under `umask 077`) only when it is not already a directory: no
-/// `mkdir`/`chmod` process on every run.
+/// `mkdir`/`chmod` process on every run. The temporary file, a second name
+/// of the lock once taken, is removed with the lock ([`release_sh`]): no
+/// `rm` process here when the lock is free.
 pub fn acquire_sh(holder: &LockHolder) -> String {
     format!(
         "if [ ! -d \"$D\" ] || [ -L \"$D\" ]; then mkdir -p \"$D\" && chmod 0700 \"$D\" || {{ echo '{MARK}error cannot create the state directory'; exit 3; }}; fi
-T=\"$D/.lock.$$\"
+T=\"$D/{temp}\"
 printf '%s\\n' {json} > \"$T\" || {{ echo '{MARK}error cannot write in the state directory'; exit 3; }}
-if ln \"$T\" \"$D/lock\" 2>/dev/null; then echo '{MARK}lock acquired'; else echo '{MARK}lock held'; cat \"$D/lock\" 2>/dev/null; echo; fi
-rm -f \"$T\"
+if ln \"$T\" \"$D/lock\" 2>/dev/null; then echo '{MARK}lock acquired'; else echo '{MARK}lock held'; cat \"$D/lock\" 2>/dev/null; echo; rm -f \"$T\"; fi
 ",
+        temp = holder.temp_name(),
         json = shell_quote(&holder.to_json_line())
     )
 }
@@ -217,8 +231,9 @@ pub fn peek_sh() -> String {
 pub fn release_sh(holder: &LockHolder) -> String {
     format!(
         "L=; [ -f \"$D/lock\" ] && IFS= read -r L < \"$D/lock\" 2>/dev/null
-case $L in *{frag}*) rm -f \"$D/lock\" && echo '{MARK}lock released' ;; *) echo '{MARK}lock not-ours'; cat \"$D/lock\" 2>/dev/null; echo ;; esac\n",
-        frag = shell_quote(&holder.run_id_fragment())
+case $L in *{frag}*) rm -f \"$D/lock\" \"$D/{temp}\" && echo '{MARK}lock released' ;; *) echo '{MARK}lock not-ours'; cat \"$D/lock\" 2>/dev/null; echo; rm -f \"$D/{temp}\" ;; esac\n",
+        frag = shell_quote(&holder.run_id_fragment()),
+        temp = holder.temp_name()
     )
 }
 
@@ -245,14 +260,15 @@ if mv \"$D/lock\" \"$S\" 2>/dev/null; then
   else
     ln \"$S\" \"$D/lock\" 2>/dev/null; echo '{MARK}lock held'; cat \"$D/lock\" 2>/dev/null; echo
   fi
-  rm -f \"$S\"
+  rm -f \"$S\" \"$D/{stale_temp}\"
 elif ln \"$T\" \"$D/lock\" 2>/dev/null; then echo '{MARK}lock acquired'
 else echo '{MARK}lock held'; cat \"$D/lock\" 2>/dev/null; echo
 fi
 rm -f \"$T\"
 ",
         json = shell_quote(&holder.to_json_line()),
-        old = shell_quote(&stale.run_id_fragment())
+        old = shell_quote(&stale.run_id_fragment()),
+        stale_temp = stale.temp_name()
     )
 }
 
