@@ -72,6 +72,10 @@ pub enum Transport {
     Local,
 }
 
+/// The first script of a connection, sent when it is ready (see
+/// [`Connection::connect`]); a dropped sender sends nothing.
+pub type FirstScript = tokio::sync::oneshot::Receiver<String>;
+
 pub struct Connection {
     pub name: String,
     transport: Transport,
@@ -96,16 +100,16 @@ impl Connection {
     /// `first` is who the first script runs as: its shell is the master's
     /// own session (see [`Connection::open`]).
     ///
-    /// `first_script`, when given, is the script the caller runs first (as
-    /// `first`): on a new master it is sent before the shell is ready, so
-    /// the connection and that script cost one round trip fewer (see
-    /// `remote_shell::RemoteShell::start_master`). The caller must run that
-    /// script first, with [`Connection::run_script`].
+    /// `first_script`, when given, brings the script the caller runs first
+    /// (as `first`), built while `ssh` connects: on a new master it is sent
+    /// before the shell is ready, so the connection and that script cost one
+    /// round trip fewer (see `remote_shell::RemoteShell::start_master`). The
+    /// caller must run that script first, with [`Connection::run_script`].
     pub async fn connect(
         name: &str,
         target: &SshTarget,
         first: Option<&Become>,
-        first_script: Option<&str>,
+        first_script: Option<FirstScript>,
     ) -> Result<Connection, ConnectionError> {
         Self::open(name, target, None, first, first_script).await
     }
@@ -122,7 +126,7 @@ impl Connection {
         name: &str,
         target: &SshTarget,
         first: Option<&Become>,
-        first_script: Option<&str>,
+        first_script: Option<FirstScript>,
     ) -> Result<(Connection, Option<String>), ConnectionError> {
         let dir = match warm::target_dir(
             target,
@@ -206,7 +210,7 @@ impl Connection {
         target: &SshTarget,
         warm_dir: Option<&std::path::Path>,
         first: Option<&Become>,
-        first_script: Option<&str>,
+        first_script: Option<FirstScript>,
     ) -> Result<Connection, ConnectionError> {
         // deployer's own config (KnownHostsCommand none, then the user's):
         // see `host_keys`. Kept in a private directory for the session's life
@@ -245,7 +249,10 @@ impl Connection {
         let ctl = master_dir.join("master");
         let log = master_dir.join("log");
         let mut ssh = tokio::process::Command::new("ssh");
-        ssh.kill_on_drop(true)
+        // Not killed when dropped: at the end of a run it is left to finish
+        // closing on its own (`Connection::close`); dropped earlier, its
+        // shell's input ends and with it the session.
+        ssh.kill_on_drop(false)
             .arg("-E")
             .arg(&log)
             .arg("-S")
@@ -641,18 +648,15 @@ impl Connection {
         let shells = std::mem::take(&mut *self.shells.lock().unwrap_or_else(|e| e.into_inner()));
         futures::future::join_all(shells.into_iter().map(remote_shell::RemoteShell::close)).await;
         let master = self.master.into_inner().unwrap_or_else(|e| e.into_inner());
-        if let Some(remote_shell::MasterProcess { mut child, keep }) = master {
-            // End of its shell's input: the shell exits, then the master
-            // (it waits for any other session still open). A warm one was
-            // forked off by `ssh` and stays (ControlPersist ends it).
+        if let Some(remote_shell::MasterProcess { child, keep }) = master {
+            // End of its shell's input: the shell removes its directory and
+            // exits, then the master (every other session is closed above).
+            // A warm one was forked off by `ssh` and stays (ControlPersist
+            // ends it). Not waited for: the run's last script (the lock's
+            // release) has answered, and the few milliseconds `ssh` takes to
+            // close the connection are no part of the run; tokio reaps it.
             drop(keep);
-            if tokio::time::timeout(std::time::Duration::from_secs(5), child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-            }
+            drop(child);
             return;
         }
         if let Transport::Ssh(s) = self.transport

@@ -252,18 +252,19 @@ impl RemoteShell {
     /// command line is added here. A ready shell comes with the process to
     /// keep; a shell that exited at once (sudo refused) ended the master too.
     ///
-    /// `first`, the first script the connection will run, is written right
-    /// behind the command, before the shell is ready (not after a password
-    /// line, which sudo reads itself): it waits in the session's input until
-    /// the loop reads it, and the connection's handshake and the script's
-    /// round trip become one. A shell that does not start never reads it.
+    /// `first` brings the first script the connection will run: it is
+    /// written as soon as it comes, before the shell is ready (not after a
+    /// password line, which sudo reads itself), and waits in the session's
+    /// input until the loop reads it: the connection's handshake and the
+    /// script's round trip become one. A shell that does not start never
+    /// reads it.
     pub(crate) async fn start_master(
         host: &str,
         mut ssh: tokio::process::Command,
         log: &std::path::Path,
         key: ShellKey,
         become_: Option<&Become>,
-        first: Option<&str>,
+        first: Option<super::FirstScript>,
     ) -> Result<(Started, Option<MasterProcess>), ConnectionError> {
         use std::os::fd::AsFd;
         let exec_err = |reason: String| ConnectionError::Unreachable {
@@ -333,7 +334,7 @@ impl RemoteShell {
         become_: Option<&Become>,
         ready_within: Option<Duration>,
         log: Option<&std::path::Path>,
-        first: Option<&str>,
+        first: Option<super::FirstScript>,
     ) -> Result<Started, ConnectionError> {
         let exec_err = |reason: String| ConnectionError::Exec {
             host: host.to_string(),
@@ -357,13 +358,19 @@ impl RemoteShell {
             let _ = stdin.write_all(&line).await;
             let _ = stdin.flush().await;
         }
+        // The first script, built while ssh connects (milliseconds against
+        // the handshake's tenths of a second): written now, it waits in the
+        // session's input for the loop.
         let sent = match first {
-            Some(script) if become_.is_none_or(|b| b.password.is_none()) => {
-                // A failed write means the shell is gone: the ready line tells.
-                let ok = stdin.write_all(&frame(&token, script)).await.is_ok()
-                    && stdin.flush().await.is_ok();
-                ok.then(|| script.to_string())
-            }
+            Some(rx) if become_.is_none_or(|b| b.password.is_none()) => match rx.await {
+                Ok(script) => {
+                    // A failed write means the shell is gone: the ready line tells.
+                    let ok = stdin.write_all(&frame(&token, &script)).await.is_ok()
+                        && stdin.flush().await.is_ok();
+                    ok.then_some(script)
+                }
+                Err(_) => None,
+            },
             _ => None,
         };
         let mut stdout = BufReader::new(stdout);

@@ -17,7 +17,7 @@ impl Engine {
         host: &str,
         play: &Play,
         pl: &PlayLayers,
-        first_script: Option<&str>,
+        first_script: Option<crate::connection::FirstScript>,
     ) -> Result<Connection, String> {
         match self.connect_plan(host, play, pl)? {
             ConnectPlan::Local => Ok(Connection::local(host)),

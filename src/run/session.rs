@@ -96,6 +96,14 @@ pub struct SessionOutcome {
     pub notes: Vec<String>,
 }
 
+/// What [`Engine::lock_script`] built, and what reading its answer needs.
+struct LockScript<'p> {
+    script: String,
+    become_: Option<Become>,
+    observe: Option<(Vec<(String, crate::modules::observe::Want)>, Option<Become>)>,
+    with_facts: Option<(&'p [String], Option<String>)>,
+}
+
 enum Begun {
     Ready,
     Held(Option<LockHolder>),
@@ -246,77 +254,54 @@ impl Engine {
                 return Begun::Failed;
             }
         };
-        let ctx = self.context(first, &layers, st, None);
-        let becomes = self
-            .become_for(first, None, &ctx)
-            .and_then(|f| Ok((Some(f), self.state_become(&st.name)?)));
-        let (facts_become, become_) = match becomes {
+        // The connection starts first; the lock script is built while it
+        // authenticates and goes out with it (one round trip fewer).
+        let (script_tx, script_rx) = tokio::sync::oneshot::channel::<String>();
+        let name = st.name.clone();
+        let connecting = async {
+            if st.conn.is_some() {
+                return None;
+            }
+            Some(self.connect(&name, first, &layers, Some(script_rx)).await)
+        };
+        let building = async {
+            let built = self.lock_script(s, first, &layers, st);
+            if let Ok(b) = &built {
+                let _ = script_tx.send(b.script.clone());
+            }
+            built
+        };
+        let (connected, built) = tokio::join!(connecting, building);
+        match connected {
+            Some(Ok(c)) => st.conn = Some(Arc::new(c)),
+            Some(Err(e)) => {
+                st.stats.unreachable += 1;
+                st.failed = true;
+                self.reporter.task_result(
+                    &st.name,
+                    "connect",
+                    &loc,
+                    Status::Unreachable,
+                    Some(&e),
+                    &[],
+                    None,
+                );
+                return Begun::Failed;
+            }
+            None => {}
+        }
+        let LockScript {
+            script,
+            become_,
+            observe,
+            with_facts,
+        } = match built {
             Ok(b) => b,
             Err(e) => {
                 self.fail_host(st, "deploy lock", &loc, &e);
                 return Begun::Failed;
             }
         };
-        let same_become = |a: &Option<Become>, b: &Option<Become>| match (a, b) {
-            (None, None) => true,
-            (Some(a), Some(b)) => a.user == b.user && a.password == b.password,
-            _ => false,
-        };
-        let with_facts = (first.gather_facts
-            && st.facts.is_none()
-            && facts_become.is_some_and(|fb| same_become(&fb, &become_)))
-        .then(|| {
-            (
-                first.gather_subset.as_slice(),
-                super::python_interpreter(&ctx),
-            )
-        });
-        let mut script = String::from("umask 077\n");
-        script.push_str(&lock::state_dir_sh(&s.project));
-        script.push_str(&if s.check {
-            lock::peek_sh()
-        } else {
-            lock::acquire_sh(&s.holder)
-        });
-        script.push_str(&pending::read_sh());
-        // The first play's file observations ride along when they are read
-        // as the same user: read-only, so harmless when the lock turns out
-        // held, and one round trip fewer. Paths that need facts not known
-        // yet are left to the play's own prefetch.
-        let observe = self
-            .prefetch_requests(first, st, &layers)
-            .filter(|(_, b)| same_become(b, &become_))
-            .map(|(reqs, b)| (st.observed.to_fetch(&reqs), b))
-            .filter(|(todo, _)| !todo.is_empty());
-        if let Some((todo, _)) = &observe {
-            script.push_str(&format!("echo '{MARK}observe'\n"));
-            script.push_str(&crate::modules::observe::observe_script(todo));
-        }
-        script.push_str(&format!("echo '{MARK}end'\n"));
-        if with_facts.is_some() {
-            script.push_str(super::FACTS_SCRIPT);
-        }
-        // The lock script is sent with the connection when it starts one
-        // (one round trip fewer), so it is built first.
-        if st.conn.is_none() {
-            match self.connect(&st.name, first, &layers, Some(&script)).await {
-                Ok(c) => st.conn = Some(Arc::new(c)),
-                Err(e) => {
-                    st.stats.unreachable += 1;
-                    st.failed = true;
-                    self.reporter.task_result(
-                        &st.name,
-                        "connect",
-                        &loc,
-                        Status::Unreachable,
-                        Some(&e),
-                        &[],
-                        None,
-                    );
-                    return Begun::Failed;
-                }
-            }
-        }
         let Some(conn) = st.conn.clone() else {
             return Begun::Failed;
         };
@@ -409,6 +394,68 @@ impl Engine {
         } else {
             Begun::Ready
         }
+    }
+
+    /// The first script on a host: the state directory, the deploy lock
+    /// (or a look at it in check mode), pending handlers, the first play's
+    /// file observations when they are read as the same user, and the facts
+    /// when that play wants them with the same `become`.
+    fn lock_script<'p>(
+        &self,
+        s: &RunSession,
+        first: &'p Play,
+        layers: &super::PlayLayers,
+        st: &HostState,
+    ) -> Result<LockScript<'p>, String> {
+        let ctx = self.context(first, layers, st, None);
+        let (facts_become, become_) = self
+            .become_for(first, None, &ctx)
+            .and_then(|f| Ok((Some(f), self.state_become(&st.name)?)))?;
+        let same_become = |a: &Option<Become>, b: &Option<Become>| match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.user == b.user && a.password == b.password,
+            _ => false,
+        };
+        let with_facts = (first.gather_facts
+            && st.facts.is_none()
+            && facts_become.is_some_and(|fb| same_become(&fb, &become_)))
+        .then(|| {
+            (
+                first.gather_subset.as_slice(),
+                super::python_interpreter(&ctx),
+            )
+        });
+        let mut script = String::from("umask 077\n");
+        script.push_str(&lock::state_dir_sh(&s.project));
+        script.push_str(&if s.check {
+            lock::peek_sh()
+        } else {
+            lock::acquire_sh(&s.holder)
+        });
+        script.push_str(&pending::read_sh());
+        // The first play's file observations ride along when they are read
+        // as the same user: read-only, so harmless when the lock turns out
+        // held, and one round trip fewer. Paths that need facts not known
+        // yet are left to the play's own prefetch.
+        let observe = self
+            .prefetch_requests(first, st, layers)
+            .filter(|(_, b)| same_become(b, &become_))
+            .map(|(reqs, b)| (st.observed.to_fetch(&reqs), b))
+            .filter(|(todo, _)| !todo.is_empty());
+        if let Some((todo, _)) = &observe {
+            script.push_str(&format!("echo '{MARK}observe'\n"));
+            script.push_str(&crate::modules::observe::observe_script(todo));
+        }
+        script.push_str(&format!("echo '{MARK}end'\n"));
+        if with_facts.is_some() {
+            script.push_str(super::FACTS_SCRIPT);
+        }
+        Ok(LockScript {
+            script,
+            become_,
+            observe,
+            with_facts,
+        })
     }
 
     fn finish_begin(
