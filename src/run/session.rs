@@ -100,7 +100,8 @@ pub struct SessionOutcome {
 struct LockScript<'p> {
     script: String,
     become_: Option<Become>,
-    observe: Option<(Vec<(String, crate::modules::observe::Want)>, Option<Become>)>,
+    /// The observations it carries (paths and wants, as whom).
+    observe: Option<super::facts::Prefetch>,
     with_facts: Option<(&'p [String], Option<String>)>,
 }
 
