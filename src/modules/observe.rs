@@ -335,11 +335,22 @@ pub fn observe_script(todo: &[(String, Want)]) -> String {
         s.push_str(&format!(
             "if [ -L {p} ]; then printf 'L\\t{i}\\t%s\\n' \"$(readlink -- {p})\"; fi\n"
         ));
-        if todo[i].1.content {
+    }
+    // Contents, of every regular file that wants them, in one `od` (one
+    // process however many files): its hex is cut into files by the sizes
+    // `stat` printed, and a piece is kept only when its SHA-256 is the one
+    // `sha256sum` printed (a file that changed in between is not kept).
+    if fast.iter().any(|&i| todo[i].1.content) {
+        s.push_str("set --\nK=\n");
+        for &i in fast.iter().filter(|&&i| todo[i].1.content) {
+            let p = &q[i];
             s.push_str(&format!(
-                "if [ -f {p} ] && [ ! -L {p} ]; then printf 'C\\t{i}\\t'; base64 -w0 < {p} 2>/dev/null; echo; fi\n"
+                "if [ -f {p} ] && [ ! -L {p} ]; then set -- \"$@\" {p}; K=\"$K {i}\"; fi\n"
             ));
         }
+        s.push_str(
+            "printf '#C\\t%s\\n' \"$K\"\n[ $# -eq 0 ] || od -An -v -tx1 -- \"$@\" 2>/dev/null\nprintf '#Z\\n'\n",
+        );
     }
     let slow: Vec<usize> = (0..todo.len()).filter(|&i| odd_name(&todo[i].0)).collect();
     if !slow.is_empty() {
@@ -497,7 +508,27 @@ pub fn parse_observations(out: &str, todo: &[(String, Want)]) -> HashMap<usize, 
     let mut map: HashMap<usize, ObservedFile> = HashMap::new();
     // Which section the lines belong to: stat lines are marked, hash lines are not.
     let mut section = ' ';
+    // The `#C` section: which files, in order, and their bytes in hex.
+    let mut contents: Vec<usize> = Vec::new();
+    let mut hex = String::new();
     for line in out.lines() {
+        if let Some(list) = line.strip_prefix("#C\t") {
+            section = 'C';
+            contents = list
+                .split_whitespace()
+                .filter_map(|i| i.parse::<usize>().ok())
+                .collect();
+            continue;
+        }
+        if section == 'C' {
+            if line == "#Z" {
+                section = ' ';
+                cut_contents(&mut map, &contents, &hex);
+            } else {
+                hex.extend(line.chars().filter(|c| !c.is_whitespace()));
+            }
+            continue;
+        }
         match line {
             "#H" | "#1" | "#X" => {
                 section = line.chars().nth(1).unwrap_or(' ');
@@ -578,6 +609,52 @@ pub fn parse_observations(out: &str, todo: &[(String, Want)]) -> HashMap<usize, 
     map
 }
 
+/// Cuts the bytes of the `#C` section (`hex`: every file of `order`, one
+/// after the other) into the files, by the sizes their stat lines gave; a
+/// piece whose SHA-256 is not the one `sha256sum` printed (the file changed
+/// between the two, or could not be read) ends the cutting: it and the files
+/// after it get no content, and are read again when a module wants them.
+fn cut_contents(map: &mut HashMap<usize, ObservedFile>, order: &[usize], hex: &str) {
+    use sha2::Digest;
+    let Ok(bytes) = decode_hex(hex) else {
+        return;
+    };
+    let mut at = 0usize;
+    for i in order {
+        let Some(f) = map.get_mut(i) else {
+            return;
+        };
+        let Some(end) = usize::try_from(f.size)
+            .ok()
+            .and_then(|n| at.checked_add(n))
+            .filter(|&e| e <= bytes.len())
+        else {
+            return;
+        };
+        let piece = &bytes[at..end];
+        let sum: String = sha2::Sha256::digest(piece)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if f.sha256.as_deref() != Some(sum.as_str()) {
+            return;
+        }
+        f.content = Some(piece.to_vec());
+        at = end;
+    }
+}
+
+fn decode_hex(hex: &str) -> Result<Vec<u8>, ()> {
+    let h = hex.as_bytes();
+    if h.len() % 2 != 0 {
+        return Err(());
+    }
+    let digit = |c: u8| (c as char).to_digit(16).ok_or(());
+    h.chunks(2)
+        .map(|p| Ok((digit(p[0])? * 16 + digit(p[1])?) as u8))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,6 +701,47 @@ mod tests {
         assert_eq!(m[&4].sha256.as_deref(), Some("00ff"));
     }
 
+    /// The `#C` section: `od`'s hex cut by the stat sizes, each piece kept
+    /// only with the hash `sha256sum` printed; a file that changed between
+    /// the two (or output cut before `#Z`) leaves no content.
+    #[test]
+    fn contents_are_cut_by_size_and_kept_only_with_their_hash() {
+        use sha2::Digest;
+        let sha = |b: &[u8]| -> String {
+            sha2::Sha256::digest(b)
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect()
+        };
+        let t = todo(&["/a", "/b", "/c"]);
+        let out = format!(
+            "E\t 0 1 2\n\
+             S|regular file|644|root|root|0|0|3|17|1:2:t|/a\n\
+             S|regular empty file|644|root|root|0|0|0|17|1:3:t|/b\n\
+             S|regular file|644|root|root|0|0|2|17|1:4:t|/c\n\
+             #H\n{}  /a\n{}  /b\n{}  /c\n#X\n#C\t 0 1 2\n 68 69 0a 61\n 62\n#Z\n",
+            sha(b"hi\n"),
+            sha(b""),
+            sha(b"ab")
+        );
+        let m = parse_observations(&out, &t);
+        assert_eq!(m[&0].content.as_deref(), Some(&b"hi\n"[..]));
+        assert_eq!(m[&1].content.as_deref(), Some(&b""[..]));
+        assert_eq!(m[&2].content.as_deref(), Some(&b"ab"[..]));
+        // /a grew between sha256sum and od: no piece is trusted from there on.
+        let grown = out.replace(" 68 69 0a 61", " 68 69 69 0a 61");
+        let m = parse_observations(&grown, &t);
+        assert!((0..3).all(|i| m[&i].content.is_none()));
+        // The same size, other bytes: that piece is refused.
+        let other = out.replace(" 68 69 0a 61", " 68 6a 0a 61");
+        let m = parse_observations(&other, &t);
+        assert!(m[&0].content.is_none());
+        // Output cut before the end of the section: nothing kept.
+        let cut = out.replace("#Z\n", "");
+        let m = parse_observations(&cut, &t);
+        assert!((0..3).all(|i| m[&i].content.is_none()));
+    }
+
     #[test]
     fn the_script_forks_per_batch_not_per_path() {
         let paths: Vec<String> = (0..50).map(|i| format!("/srv/x/f{i}.conf")).collect();
@@ -632,6 +750,22 @@ mod tests {
         assert_eq!(s.matches("stat -c").count(), 1, "{s}");
         assert_eq!(s.matches("sha256sum").count(), 1, "{s}");
         assert!(!s.contains("sha1sum") && !s.contains("base64"), "{s}");
+        // Contents too: one `od` for all of them.
+        let t: Vec<(String, Want)> = paths
+            .iter()
+            .map(|p| {
+                (
+                    p.clone(),
+                    Want {
+                        content: true,
+                        sha1: false,
+                    },
+                )
+            })
+            .collect();
+        let s = observe_script(&t);
+        assert_eq!(s.matches("od -An").count(), 1, "{s}");
+        assert!(!s.contains("base64"), "{s}");
     }
 
     /// Every kind of path, observed for real by the batch script and by the
