@@ -646,7 +646,7 @@ fn cut_contents(map: &mut HashMap<usize, ObservedFile>, order: &[usize], hex: &s
 
 fn decode_hex(hex: &str) -> Result<Vec<u8>, ()> {
     let h = hex.as_bytes();
-    if h.len() % 2 != 0 {
+    if !h.len().is_multiple_of(2) {
         return Err(());
     }
     let digit = |c: u8| (c as char).to_digit(16).ok_or(());
