@@ -115,19 +115,36 @@ impl VarContext {
         env: Arc<Environment<'static>>,
         vault: Arc<VaultAccess>,
     ) -> Arc<VarContext> {
-        let mut vars = IndexMap::new();
+        let refs: Vec<&IndexMap<String, VarValue>> = layers.iter().collect();
+        Self::from_layers(&refs, env, vault)
+    }
+
+    /// [`VarContext::new`] from borrowed layers, lowest precedence first: a
+    /// name keeps the place it first appeared at and the value of the last
+    /// layer that has it, and only those values are copied (a task's context
+    /// is built from a dozen layers, most of them shared by every task).
+    pub fn from_layers(
+        layers: &[&IndexMap<String, VarValue>],
+        env: Arc<Environment<'static>>,
+        vault: Arc<VaultAccess>,
+    ) -> Arc<VarContext> {
+        let mut winners: IndexMap<&str, &VarValue> = IndexMap::new();
         let mut vault_files = Vec::new();
         for layer in layers {
-            for (k, v) in layer {
+            for (k, v) in layer.iter() {
                 if k == VAULT_FILE_MARKER {
                     if let VarValue::Node(n) = v {
-                        vault_files.push(n);
+                        vault_files.push(n.clone());
                     }
                     continue;
                 }
-                vars.insert(k, v);
+                winners.insert(k.as_str(), v);
             }
         }
+        let vars: IndexMap<String, VarValue> = winners
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         Arc::new(VarContext {
             vars,
             vault_files,

@@ -57,36 +57,43 @@ impl Engine {
         st: &HostState,
         task: Option<&Task>,
     ) -> Arc<VarContext> {
-        let mut layers: Vec<Layer> = vec![pl.role_defaults.clone()];
+        use std::borrow::Cow;
+        // Layers the play and the host share are borrowed, not copied.
+        let mut layers: Vec<Cow<'_, Layer>> = vec![Cow::Borrowed(&pl.role_defaults)];
         let role_chain = task
             .and_then(|t| t.scope.role.as_ref())
             .map(|r| r.chain())
             .unwrap_or_default();
         // The task's own role (and the roles that pulled it in) win over others'.
         for r in role_chain.iter().rev() {
-            layers.push(layer_from_vars(&r.defaults));
+            layers.push(Cow::Owned(layer_from_vars(&r.defaults)));
         }
-        layers.extend(hostvars::inventory_layers(&self.inventory, &st.name));
-        layers.push(hostvars::facts_or_empty(&st.facts));
-        layers.push(self.magic_vars(play, st, task));
-        layers.push(pl.vars.clone());
-        layers.push(pl.files.clone());
-        layers.push(pl.role_vars.clone());
+        layers.extend(
+            hostvars::inventory_layers(&self.inventory, &st.name)
+                .into_iter()
+                .map(Cow::Owned),
+        );
+        layers.push(Cow::Owned(hostvars::facts_or_empty(&st.facts)));
+        layers.push(Cow::Owned(self.magic_vars(play, st, task)));
+        layers.push(Cow::Borrowed(&pl.vars));
+        layers.push(Cow::Borrowed(&pl.files));
+        layers.push(Cow::Borrowed(&pl.role_vars));
         for r in role_chain.iter().rev() {
-            layers.push(layer_from_vars(&r.vars));
+            layers.push(Cow::Owned(layer_from_vars(&r.vars)));
         }
         if let Some(t) = task {
             for v in &t.scope.vars {
-                layers.push(layer_from_vars(v));
+                layers.push(Cow::Owned(layer_from_vars(v)));
             }
-            layers.push(layer_from_vars(&t.vars));
+            layers.push(Cow::Owned(layer_from_vars(&t.vars)));
         }
-        layers.push(st.runtime.clone());
+        layers.push(Cow::Borrowed(&st.runtime));
         for r in role_chain.iter().rev() {
-            layers.push(layer_from_vars(&r.params));
+            layers.push(Cow::Owned(layer_from_vars(&r.params)));
         }
-        layers.push(layer_from_vars(&self.opts.extra_vars));
-        VarContext::new(layers, self.env.clone(), self.vault.clone())
+        layers.push(Cow::Owned(layer_from_vars(&self.opts.extra_vars)));
+        let refs: Vec<&Layer> = layers.iter().map(|l| l.as_ref()).collect();
+        VarContext::from_layers(&refs, self.env.clone(), self.vault.clone())
     }
 
     pub(super) fn magic_vars(&self, play: &Play, st: &HostState, task: Option<&Task>) -> Layer {
