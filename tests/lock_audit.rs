@@ -845,3 +845,68 @@ fn without_become_the_state_lives_in_the_login_users_home() {
     );
     on_host(host, &format!("rm -rf {user_dir} /tmp/dt-lock-user.txt"));
 }
+
+/// The lock script is written into a new connection before its root shell is
+/// ready (one round trip fewer). Where `sudo` refuses (a login user that may
+/// not use it without a password), that shell never starts: the run fails on
+/// the host with sudo's own words, and the lock script ran nowhere, neither
+/// as root nor as the login user who received it.
+#[test]
+fn a_lock_script_sent_with_the_connection_never_runs_where_sudo_refuses() {
+    let host = "tb1";
+    let user = "dt-nosudo";
+    on_host(
+        host,
+        &format!(
+            "flock /tmp/.{user}.lock sh -c 'id {user} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {user}; usermod -p \"*\" {user}'
+mkdir -p /home/{user}/.ssh && cp /home/deploy/.ssh/authorized_keys /home/{user}/.ssh/authorized_keys
+chown -R {user}: /home/{user}/.ssh && chmod 700 /home/{user}/.ssh && chmod 600 /home/{user}/.ssh/authorized_keys
+rm -f /etc/sudoers.d/{user}"
+        ),
+    );
+    let p = project(&[(
+        "site.yml",
+        &format!(
+            "- name: As root through sudo
+  hosts: {host}
+  gather_facts: false
+  tasks:
+    - name: A file of root's
+      ansible.builtin.copy:
+        content: \"root's\"
+        dest: /root/dt-nosudo.txt
+"
+        ),
+    )]);
+    let dir = p.path();
+    let name = dir
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let text = std::fs::read_to_string(testbed_inventory()).expect("inventory");
+    assert!(text.contains("ansible_user: deploy"), "{text}");
+    std::fs::write(
+        dir.join("inv.yml"),
+        text.replace("ansible_user: deploy", &format!("ansible_user: {user}")),
+    )
+    .expect("write inventory");
+    let out = deployer(
+        dir,
+        &["apply", "--fresh-connection", "-i", "inv.yml", "site.yml"],
+    );
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.all().contains("a password is required"),
+        "{}",
+        out.all()
+    );
+    // Nothing of the project's state anywhere: not root's, not the user's.
+    let left = on_host(
+        host,
+        &format!(
+            "ls -d /var/lib/deployer/{name} /home/{user}/.local/state/deployer/{name} /root/dt-nosudo.txt 2>/dev/null | wc -l"
+        ),
+    );
+    assert_eq!(left.trim(), "0", "{}", out.all());
+}

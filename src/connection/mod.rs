@@ -93,6 +93,8 @@ pub struct Connection {
     /// (`remote_shell::RemoteShell::start_master`); `None` for a master
     /// started on its own or reused.
     master: std::sync::Mutex<Option<remote_shell::MasterProcess>>,
+    /// Whether SELinux is enabled on the host, once asked (`files::selinux_context_args`).
+    pub selinux_enabled: tokio::sync::OnceCell<bool>,
 }
 
 impl Connection {
@@ -160,6 +162,7 @@ impl Connection {
                 shells: std::sync::Mutex::new(shells),
                 warm: true,
                 master: Default::default(),
+                selinux_enabled: Default::default(),
             };
             // A first script as another user gets its own execution: the
             // probe is then a login shell, kept for later scripts.
@@ -336,6 +339,7 @@ impl Connection {
             shells: std::sync::Mutex::new(vec![shell]),
             warm: false,
             master: std::sync::Mutex::new(Some(master)),
+            selinux_enabled: Default::default(),
         })
     }
 
@@ -386,6 +390,7 @@ impl Connection {
             shells: Default::default(),
             warm: false,
             master: Default::default(),
+            selinux_enabled: Default::default(),
         })
     }
 
@@ -400,6 +405,7 @@ impl Connection {
             shells: Default::default(),
             warm: false,
             master: Default::default(),
+            selinux_enabled: Default::default(),
         }
     }
 

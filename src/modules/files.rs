@@ -88,17 +88,25 @@ pub(crate) async fn selinux_context_args(
         return Ok(());
     }
     // Ansible's test: `selinuxenabled` (without the Python bindings), or
-    // libselinux's, which looks for the mounted selinuxfs.
-    let out = ctx
+    // libselinux's, which looks for the mounted selinuxfs. Asked once per
+    // host and run, not once per task.
+    let enabled = ctx
         .conn
-        .run_script(
-            "if command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled; then echo E; \
-             elif [ -e /sys/fs/selinux/enforce ]; then echo E; else echo D; fi\n",
-            ctx.become_.as_ref(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    if out.stdout_str().trim() == "D" {
+        .selinux_enabled
+        .get_or_try_init(|| async {
+            let out = ctx
+                .conn
+                .run_script(
+                    "if command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled; then echo E; \
+                     elif [ -e /sys/fs/selinux/enforce ]; then echo E; else echo D; fi\n",
+                    ctx.become_.as_ref(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<bool, String>(out.stdout_str().trim() != "D")
+        })
+        .await?;
+    if !enabled {
         return Ok(());
     }
     Err(format!(
