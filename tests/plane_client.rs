@@ -1,47 +1,18 @@
 //! The Plane client against the Plane stand-in (tests/plane_standin/server.py) on
 //! loopback: the session/CSRF form flow, tokens, v1 auth, pagination and 429s.
 
-use std::net::TcpListener;
-use std::process::{Child, Command};
+mod common;
+
 use std::time::Duration;
+
+use common::{PlaneStandin, plane_standin};
 
 use deployer::plane::{PlaneClient, PlaneError, Session};
 use reqwest::Method;
 use serde_json::json;
 
-struct Standin(Child, u16);
-
-impl Drop for Standin {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn standin(rate: &str) -> Standin {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let child = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/plane_standin/server.py"
-        ))
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .env("API_KEY_RATE_LIMIT", rate)
-        .spawn()
-        .expect("python3 runs the stand-in");
-    // Owned at once, so the process is killed and reaped on every path.
-    let s = Standin(child, port);
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("the Plane stand-in did not start");
+fn standin(rate: &str) -> PlaneStandin {
+    plane_standin(rate)
 }
 
 const ADMIN_PW: &str = "fixture-Adm1n-pw-Qx7vLr2mZt9wBk4Ns8";
@@ -50,7 +21,7 @@ const AGENT_PW: &str = "fixture-Ag3nt-pw-Hp5cWq1yRf6uDj0Ev3";
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_setup_sign_in_workspace_tokens_and_v1() {
     let s = standin("1000/minute");
-    let c = PlaneClient::new(&format!("http://127.0.0.1:{}", s.1)).expect("client");
+    let c = PlaneClient::new(&format!("http://127.0.0.1:{}", s.port)).expect("client");
     c.healthy().await.expect("health");
 
     // Before the instance admin exists, app sign-up is refused with 5000.
@@ -182,7 +153,7 @@ async fn admin_setup_sign_in_workspace_tokens_and_v1() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limit_is_waited_out_and_csrf_failure_is_detected() {
     let s = standin("3/second");
-    let base = format!("http://127.0.0.1:{}", s.1);
+    let base = format!("http://127.0.0.1:{}", s.port);
     let c = PlaneClient::new(&base).expect("client");
     let mut admin = Session::default();
     c.form(
@@ -262,7 +233,7 @@ async fn set_faults(base: &str, faults: serde_json::Value) {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_csrf_token_per_client_and_every_429_is_waited_out() {
     let s = standin("1000/minute");
-    let base = format!("http://127.0.0.1:{}", s.1);
+    let base = format!("http://127.0.0.1:{}", s.port);
     let c = PlaneClient::new(&base).expect("client");
     let mut admin = Session::default();
     c.form(

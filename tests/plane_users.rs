@@ -5,40 +5,13 @@
 mod common;
 
 use std::net::TcpListener;
-use std::process::{Child, Command};
-use std::time::Duration;
 
 use common::*;
 
-struct Standin(Child);
-
-impl Drop for Standin {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn standin() -> (Standin, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let child = Command::new("python3")
-        .arg(repo().join("tests/plane_standin/server.py"))
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .env("API_KEY_RATE_LIMIT", "1000/minute")
-        .spawn()
-        .expect("python3 runs the stand-in");
-    let s = Standin(child);
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (s, port);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("the Plane stand-in did not start");
+fn standin() -> (PlaneStandin, u16) {
+    let s = plane_standin("1000/minute");
+    let port = s.port;
+    (s, port)
 }
 
 fn playbook(port: u16, second_role: &str) -> String {

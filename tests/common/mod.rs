@@ -256,3 +256,58 @@ pub fn ansible_recap(stdout: &str, host: &str) -> std::collections::BTreeMap<Str
         .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_string(), v)))
         .collect()
 }
+
+/// The Plane stand-in (tests/plane_standin/server.py) on a loopback port it
+/// binds itself (`--port 0`), with `API_KEY_RATE_LIMIT` = `rate`: the process,
+/// killed and reaped when dropped, and the port it printed once listening.
+/// Nothing is sent to it before it listens: no port picked here and freed for
+/// it (another process could take it), no connection probe (which can connect
+/// to itself on a port in the ephemeral range before the stand-in is up).
+pub struct PlaneStandin {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Drop for PlaneStandin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn plane_standin(rate: &str) -> PlaneStandin {
+    use std::io::{BufRead, BufReader, Write};
+    let mut child = Command::new("python3")
+        .arg(repo().join("tests/plane_standin/server.py"))
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .env("API_KEY_RATE_LIMIT", rate)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs the stand-in");
+    let stderr = child.stderr.take().expect("stand-in stderr");
+    let mut s = PlaneStandin { child, port: 0 };
+    let mut lines = BufReader::new(stderr);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = lines.read_line(&mut line).expect("stand-in stderr");
+        assert!(n > 0, "the Plane stand-in ended before it listened");
+        if let Some(port) = line
+            .trim_end()
+            .strip_prefix("plane stand-in listening on 127.0.0.1:")
+        {
+            s.port = port.parse().expect("the stand-in's port");
+            eprint!("{line}");
+            break;
+        }
+        eprint!("{line}");
+    }
+    // The rest of its stderr is passed on, so it never fills the pipe.
+    std::thread::spawn(move || {
+        let mut err = std::io::stderr();
+        for l in lines.lines().map_while(Result::ok) {
+            let _ = writeln!(err, "{l}");
+        }
+    });
+    s
+}
