@@ -19,14 +19,25 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::json;
 
-/// The project's state directory on the hosts (the testbed becomes root).
-fn state_dir(project: &Path) -> String {
-    let name = project
+/// The project's name on the hosts: its directory's name.
+fn project_name(project: &Path) -> String {
+    project
         .file_name()
         .expect("name")
         .to_string_lossy()
-        .into_owned();
-    format!("/var/lib/deployer/{name}")
+        .into_owned()
+}
+
+/// The project's state directory on the hosts (the testbed becomes root).
+fn state_dir(project: &Path) -> String {
+    format!("/var/lib/deployer/{}", project_name(project))
+}
+
+/// `inv.yml` in `dir`: the testbed inventory with `from` replaced by `to`.
+fn testbed_inventory_with(dir: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(testbed_inventory()).expect("inventory");
+    assert!(text.contains(from), "{text}");
+    std::fs::write(dir.join("inv.yml"), text.replace(from, to)).expect("write inventory");
 }
 
 fn spawn(dir: &Path, args: &[&str]) -> Child {
@@ -802,19 +813,9 @@ fn without_become_the_state_lives_in_the_login_users_home() {
         ),
     )]);
     let dir = p.path();
-    let name = dir
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
+    let name = project_name(dir);
     // The testbed inventory, without `ansible_become`.
-    let text = std::fs::read_to_string(testbed_inventory()).expect("inventory");
-    assert!(text.contains("ansible_become: true"), "{text}");
-    std::fs::write(
-        dir.join("inv.yml"),
-        text.replace("ansible_become: true", "ansible_become: false"),
-    )
-    .expect("write inventory");
+    testbed_inventory_with(dir, "ansible_become: true", "ansible_become: false");
     let args = ["-i", "inv.yml"];
     let out = deployer(dir, &[&["apply", "site.yml"][..], &args].concat());
     assert_eq!(out.code, 0, "{}", out.all());
@@ -879,18 +880,12 @@ rm -f /etc/sudoers.d/{user}"
         ),
     )]);
     let dir = p.path();
-    let name = dir
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
-    let text = std::fs::read_to_string(testbed_inventory()).expect("inventory");
-    assert!(text.contains("ansible_user: deploy"), "{text}");
-    std::fs::write(
-        dir.join("inv.yml"),
-        text.replace("ansible_user: deploy", &format!("ansible_user: {user}")),
-    )
-    .expect("write inventory");
+    let name = project_name(dir);
+    testbed_inventory_with(
+        dir,
+        "ansible_user: deploy",
+        &format!("ansible_user: {user}"),
+    );
     let out = deployer(
         dir,
         &["apply", "--fresh-connection", "-i", "inv.yml", "site.yml"],
