@@ -5,32 +5,56 @@
 //!
 //! # The protocol
 //!
-//! The shell program ([`LOOP`]) is given to `/bin/sh -c` as an argument, so
-//! nothing that arrives on its stdin is ever read as shell text by it. It
-//! makes a private directory (`mktemp -d` under `umask 077`), prints a ready
-//! line with a random token of this shell and its uid (read from
-//! `/proc/self/status` by the shell itself; `id -u` where there is no
-//! `/proc`), then reads frames:
+//! The shell program ([`LOOP`]) is given to `/bin/sh -c` as an argument. It
+//! reads its uid and the login umask from `/proc/self/status` itself (`id -u`
+//! and `umask` where there is no `/proc`), makes a private directory
+//! (`mktemp -d` under `umask 077`) and prints a ready line: its token (from
+//! the command line), its uid and which of two framings it speaks.
 //!
-//! - request: `F <token> <length>\n` followed by exactly `<length>` bytes of
-//!   script and the line `E <token>\n`. The loop copies those bytes into a
-//!   file (`head -c`, which reads no further), requires the end line (read by
-//!   the shell itself: a script cut short by a lost connection is never run,
-//!   without a process to check its size) and runs it with `.` in a
-//!   subshell: stdout and stderr into two files, stdin from `/dev/null`, the
-//!   login umask, none of the loop's own variables (they are unset there),
-//!   in a forked copy of the loop (no state carries from one script to the
-//!   next, and no `/bin/sh` to start for each script).
-//! - response: `D <token> <rc>\n`, then each stream (stdout, stderr) as one
-//!   line of base64 (`base64 -w0`, empty and without a process when the stream
-//!   was). Base64 has no newline, so nothing a script prints can end its own
-//!   output early or forge another frame; one process per non-empty stream
-//!   (no `stat` of their sizes).
+//! Deployer writes a start line `S <token> <secret>\n` first, whatever the
+//! framing: the secret is random, never on a command line, and marks the end
+//! of every answer in the first framing below. Lines before it are skipped
+//! unread by the shell: with `sudo -S` the password line reaches the loop
+//! when sudo did not ask for it, and is dropped there without being run.
 //!
-//! Lines before the first frame that are not a frame header are skipped: with
-//! `sudo -S` the password line reaches the loop when sudo did not ask for it,
-//! and is dropped there without being run. A frame cut short (the connection
-//! lost) ends the loop, which then removes its directory.
+//! **Framing 2** (dash, the `/bin/sh` of Debian and Ubuntu, with `/dev/stdin`):
+//! the shell reads its input with `.`, which dash reads in blocks. A request
+//! is shell text deployer wrote, one brace group:
+//!
+//! ```text
+//! { _df 9<<'_E<token>_<n>'
+//! <script>
+//! _E<token>_<n>
+//! }
+//! ```
+//!
+//! The script is a quoted here-document (read as data, never expanded; its
+//! end line is one no line of the script equals) that `_df` runs with
+//! `. /dev/fd/9` in a subshell: stdin from `/dev/null`, the login umask, none
+//! of the loop's own variables (they are unset there), stderr into a file;
+//! stdout is the session's. A request cut short by a lost connection lacks
+//! its `}` and is a syntax error: never run, and the shell ends. No process
+//! is started per request. The answer: the script's stdout as it printed it,
+//! `\nD<secret> <rc>\n`, then its stderr as one line of base64 (`base64
+//! -w0`, empty and without a process when there was none). Nothing a script
+//! prints can end its output early: that takes the secret, which no script
+//! can read (it is unset in the subshell, and only the shell's own user can
+//! read the shell's input or memory).
+//!
+//! **Framing 1** (any other `sh`, such as bash, which reads a `.` file to its
+//! end before running any of it): a request is `F <token> <length>\n`,
+//! exactly `<length>` bytes of script and the line `E <token>\n`. The loop
+//! copies those bytes into a file (`head -c`, which reads no further),
+//! requires the end line (a script cut short is never run) and runs it with
+//! `.` in a subshell as above, stdout into a file too. The answer: `D <token>
+//! <rc>\n`, then each stream (stdout, stderr) as one line of base64. A
+//! framing-2 request written before the ready line (see
+//! [`RemoteShell::start_master`]) has no `F` header and is skipped by this
+//! loop: deployer writes it again in this framing.
+//!
+//! Either way no state carries from one script to the next (each runs in a
+//! forked copy of the loop, not in a new `/bin/sh`), and the loop's end (end
+//! of input, a lost connection, a cut request) removes its directory.
 //!
 //! The user data inside the scripts is what it was before: base64 in
 //! here-documents or quoted words (see [`super::write`]).
@@ -51,7 +75,10 @@ use base64::Engine as _;
 /// and are unset before a script runs, except `_dd` (its directory).
 pub(crate) const LOOP: &str = r#"_dt=$1
 set --
-_du=$(umask)
+_du= DEPLOYER_UID=
+while read -r _dk _dr _de _dh; do case $_dk in Umask:) _du=$_dr ;; Uid:) DEPLOYER_UID=$_de; break ;; esac; done 2>/dev/null < /proc/self/status
+case $DEPLOYER_UID in ''|*[!0-9]*) DEPLOYER_UID=$(id -u) ;; esac
+case $_du in ''|*[!0-7]*) _du=$(umask) ;; esac
 umask 077
 _dd=$(mktemp -d) || exit 125
 trap 'rm -rf -- "$_dd"' EXIT
@@ -59,11 +86,23 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 141' PIPE
 trap 'exit 143' TERM
-DEPLOYER_UID=
-while read -r _dk _dr _de _dh; do if [ "$_dk" = Uid: ]; then DEPLOYER_UID=$_de; break; fi; done 2>/dev/null < /proc/self/status
-case $DEPLOYER_UID in ''|*[!0-9]*) DEPLOYER_UID=$(id -u) ;; esac
 export DEPLOYER_UID
-printf 'DEPLOYER-SHELL %s %s\n' "$_dt" "$DEPLOYER_UID"
+_dv=1
+if [ /proc/self/exe -ef /bin/dash ] && [ -r /dev/stdin ] && [ -e /dev/fd/0 ]; then _dv=2; fi
+printf 'DEPLOYER-SHELL %s %s %s\n' "$_dt" "$DEPLOYER_UID" "$_dv"
+if [ "$_dv" = 2 ]; then
+_ds=
+while IFS= read -r _dh; do case $_dh in "S $_dt "*) _ds=${_dh#"S $_dt "}; break ;; esac; done
+case $_ds in ''|*[!0-9a-f]*) exit 124 ;; esac
+_df() {
+(umask "$_du"; unset _dt _du _ds _dv _dh _dk _dr _de; . /dev/fd/9) < /dev/null 2> "$_dd/e"
+printf '\nD%s %s\n' "$_ds" "$?"
+if [ -s "$_dd/e" ]; then base64 -w0 < "$_dd/e" || exit 124; fi
+echo
+}
+. /dev/stdin
+exit 0
+fi
 while IFS= read -r _dh; do
 case $_dh in
 "F $_dt "*) _dn=${_dh#"F $_dt "} ;;
@@ -73,7 +112,7 @@ case $_dn in ''|*[!0-9]*) exit 124 ;; esac
 head -c "$_dn" > "$_dd/s" || exit 124
 IFS= read -r _dh || exit 124
 [ "$_dh" = "E $_dt" ] || exit 124
-(umask "$_du"; unset _dt _du _dn _dh _dk _dr _de; . "$_dd/s") < /dev/null > "$_dd/o" 2> "$_dd/e"
+(umask "$_du"; unset _dt _du _dv _dn _dh _dk _dr _de; . "$_dd/s") < /dev/null > "$_dd/o" 2> "$_dd/e"
 printf 'D %s %s\n' "$_dt" "$?"
 if [ -s "$_dd/o" ]; then base64 -w0 < "$_dd/o" || exit 124; fi
 echo
@@ -112,6 +151,15 @@ pub(crate) struct RemoteShell {
     /// The remote uid the shell runs as (a login shell as root serves root too).
     pub(crate) uid: u32,
     token: String,
+    /// Marks the end of a script's stdout in framing 2 (see the module docs).
+    secret: String,
+    /// 2: requests are here-documents read by the shell (dash); 1: framed
+    /// by length and copied by `head -c` (any other `sh`).
+    framing: u8,
+    /// Requests written so far (each here-document's end line is new).
+    requests: u64,
+    /// Bytes read after the last answer (output a script left running printed).
+    pending: Vec<u8>,
     /// A script whose frame was written before the shell was ready (see
     /// [`RemoteShell::start_master`]): its answer is the next one.
     sent: Option<String>,
@@ -188,7 +236,29 @@ fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
     std::fs::File::open("/dev/urandom")?.read_exact(buf)
 }
 
-/// A request frame: header, script, end line.
+/// A request in framing 2: a brace group running `_df` on the script as a
+/// quoted here-document whose end line no line of the script equals (a
+/// request cut short lacks its `}` and is never run).
+fn heredoc_frame(token: &str, n: u64, script: &str) -> Vec<u8> {
+    let mut end = format!("_E{token}_{n}");
+    while script.lines().any(|l| l == end) {
+        end.push('x');
+    }
+    let mut frame = format!("{{ _df 9<<'{end}'\n").into_bytes();
+    frame.extend_from_slice(script.as_bytes());
+    if !script.is_empty() && !script.ends_with('\n') {
+        frame.push(b'\n');
+    }
+    frame.extend_from_slice(format!("{end}\n}}\n").as_bytes());
+    frame
+}
+
+/// The start line: the shell's token and the secret that ends answers.
+fn start_line(token: &str, secret: &str) -> Vec<u8> {
+    format!("S {token} {secret}\n").into_bytes()
+}
+
+/// A request in framing 1: header, script, end line.
 fn frame(token: &str, script: &str) -> Vec<u8> {
     let mut frame = format!("F {token} {}\n", script.len()).into_bytes();
     frame.extend_from_slice(script.as_bytes());
@@ -361,18 +431,26 @@ impl RemoteShell {
         // The first script, built while ssh connects (milliseconds against
         // the handshake's tenths of a second): written now, it waits in the
         // session's input for the loop.
+        // The start line, whatever the shell's framing turns out to be. A
+        // failed write means the shell is gone: the ready line tells.
+        let secret = random_token();
+        let _ = stdin.write_all(&start_line(&token, &secret)).await;
+        // In framing 2; a framing-1 shell skips it (no `F` header) and it is
+        // written again once the shell says which framing it reads.
         let sent = match first {
             Some(rx) if become_.is_none_or(|b| b.password.is_none()) => match rx.await {
-                Ok(script) => {
-                    // A failed write means the shell is gone: the ready line tells.
-                    let ok = stdin.write_all(&frame(&token, &script)).await.is_ok()
-                        && stdin.flush().await.is_ok();
+                Ok(script) if !script.contains(&format!("F {token} ")) => {
+                    let ok = stdin
+                        .write_all(&heredoc_frame(&token, 0, &script))
+                        .await
+                        .is_ok();
                     ok.then_some(script)
                 }
-                Err(_) => None,
+                _ => None,
             },
             _ => None,
         };
+        let _ = stdin.flush().await;
         let mut stdout = BufReader::new(stdout);
         let mut ready = Vec::new();
         let read = stdout.read_until(b'\n', &mut ready);
@@ -392,14 +470,21 @@ impl RemoteShell {
         let want = format!("DEPLOYER-SHELL {token} ");
         let line = String::from_utf8_lossy(&ready);
         if n > 0
-            && let Some(uid) = line.strip_prefix(&want)
-            && let Ok(uid) = uid.trim_end().parse::<u32>()
+            && let Some(rest) = line.strip_prefix(&want)
+            && let Some((uid, framing)) = rest.trim_end().split_once(' ')
+            && let Ok(uid) = uid.parse::<u32>()
+            && let Ok(framing @ (1 | 2)) = framing.parse::<u8>()
         {
             return Ok(Started::Ready(Box::new(RemoteShell {
                 key,
                 uid,
                 token,
-                sent,
+                secret,
+                framing,
+                requests: 1,
+                pending: Vec::new(),
+                // A framing-1 loop skipped the request written before it was ready.
+                sent: sent.filter(|_| framing == 2),
                 proc,
                 stdin,
                 stdout,
@@ -462,8 +547,14 @@ impl RemoteShell {
             }
             None => {}
         }
+        let request = if self.framing == 2 {
+            self.requests += 1;
+            heredoc_frame(&self.token, self.requests, script)
+        } else {
+            frame(&self.token, script)
+        };
         self.stdin
-            .write_all(&frame(&self.token, script))
+            .write_all(&request)
             .await
             .map_err(|e| lost(e.to_string()))?;
         self.stdin.flush().await.map_err(|e| lost(e.to_string()))?;
@@ -476,6 +567,31 @@ impl RemoteShell {
             host: host.to_string(),
             reason: format!("the remote shell ended during a script: {reason}"),
         };
+        if self.framing == 2 {
+            let end = format!("\nD{} ", self.secret);
+            let mut got = std::mem::take(&mut self.pending);
+            let mut from = 0;
+            loop {
+                match cut_answer(&got, &end, from).map_err(lost)? {
+                    Cut::Whole(out, used) => {
+                        self.pending = got.split_off(used);
+                        return Ok(out);
+                    }
+                    Cut::More(next_from) => from = next_from,
+                }
+                let buf = self
+                    .stdout
+                    .fill_buf()
+                    .await
+                    .map_err(|e| lost(e.to_string()))?;
+                if buf.is_empty() {
+                    return Err(lost("connection closed".into()));
+                }
+                got.extend_from_slice(buf);
+                let n = buf.len();
+                self.stdout.consume(n);
+            }
+        }
         let mut head = Vec::new();
         let n = self
             .stdout
@@ -517,6 +633,9 @@ impl RemoteShell {
 
     /// Ends the shell: end of input, the loop removes its directory and exits.
     /// The master's own shell ends with the master (see `Connection::close`).
+    /// The session's `ssh` client is not waited for: the last script has
+    /// answered, and its exit is no part of the run (it is reaped in the
+    /// background while the run lasts).
     pub(crate) async fn close(self) {
         let RemoteShell {
             proc,
@@ -526,10 +645,63 @@ impl RemoteShell {
         } = self;
         drop(stdin);
         if let Proc::Mux(child) = proc {
-            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-            stderr.abort();
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                stderr.abort();
+            });
         }
     }
+}
+
+/// How far [`cut_answer`] got.
+enum Cut {
+    /// The answer, and how many bytes it took.
+    Whole(Output, usize),
+    /// More input needed; the next search for the end mark starts here.
+    More(usize),
+}
+
+/// A whole framing-2 answer at the start of `got`: stdout up to `end`
+/// (`\nD<secret> `), the exit status up to the line's end, stderr as the
+/// next line of base64. The search for `end` starts at `from` (what was
+/// searched before, less a possible partial mark).
+fn cut_answer(got: &[u8], end: &str, from: usize) -> Result<Cut, String> {
+    let end = end.as_bytes();
+    let Some(at) = got
+        .get(from..)
+        .and_then(|rest| rest.windows(end.len()).position(|w| w == end))
+        .map(|i| from + i)
+    else {
+        return Ok(Cut::More(got.len().saturating_sub(end.len() - 1)));
+    };
+    let after = at + end.len();
+    let line = |start: usize| {
+        got[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|i| (&got[start..start + i], start + i + 1))
+    };
+    let Some((rc, next)) = line(after) else {
+        return Ok(Cut::More(at));
+    };
+    let Some((err, used)) = line(next) else {
+        return Ok(Cut::More(at));
+    };
+    let rc = std::str::from_utf8(rc)
+        .ok()
+        .and_then(|r| r.parse::<i32>().ok())
+        .ok_or_else(|| "unexpected answer".to_string())?;
+    let stderr = base64::engine::general_purpose::STANDARD
+        .decode(err)
+        .map_err(|_| "unexpected answer".to_string())?;
+    Ok(Cut::Whole(
+        Output {
+            rc,
+            stdout: got[..at].to_vec(),
+            stderr,
+        },
+        used,
+    ))
 }
 
 /// A shell process's three pipes.
@@ -555,49 +727,174 @@ fn ssh_said(log: &str) -> String {
 mod tests {
     use super::*;
 
-    /// The loop run by the local shell: frames in, exact streams and status
-    /// out, no state carried over, a password-like line before the first
-    /// frame skipped without being run.
+    const TOKEN: &str = "0123abcd";
+    const SECRET: &str = "5ec4e7";
+
+    /// Runs the loop under `shell` (in a fresh directory) on `input`.
+    async fn run_loop(shell: &str, input: &[u8], dir: &std::path::Path) -> std::process::Output {
+        let mut child = tokio::process::Command::new(shell)
+            .args(["-c", LOOP, "deployer-shell", TOKEN])
+            .current_dir(dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("shell");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input).await.expect("write");
+        drop(stdin);
+        child.wait_with_output().await.expect("wait")
+    }
+
+    /// Scripts that show what a script sees: the first prints something
+    /// that looks like an answer, writes stderr, sets state and fails; the
+    /// second shows that none of it carried over (and the login umask).
+    const SCRIPTS: [&str; 3] = [
+        "printf 'a\\nD x 0 0 0\\nD5ec4 0\\n'; printf e >&2; X=1; cd /; exit 3",
+        "echo \"${X:-unset} $(umask) ${_ds:-nosecret}\"; pwd; cat",
+        "",
+    ];
+
+    /// Framing 2 (dash): here-document requests, stdout as printed, the
+    /// secret's end mark, stderr in base64; a password-like line before the
+    /// start line is skipped unrun; a request cut short is never run.
     #[tokio::test]
-    async fn the_loop_frames_scripts_and_their_streams() {
+    async fn heredoc_framing_runs_scripts_exactly_and_never_a_cut_one() {
+        if !std::path::Path::new("/bin/dash").exists() {
+            eprintln!("no /bin/dash here: framing 2 is for dash");
+            return;
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let marker = dir.path().join("ran");
-        let token = "0123abcd";
         let mut input = format!("touch {}\n", marker.display()).into_bytes();
-        for s in [
-            "printf 'a\\nD x 0 0 0\\n'; printf e >&2; X=1; cd /; exit 3",
-            "echo \"${X:-unset} $(umask)\"; pwd",
-            "",
-        ] {
-            input.extend_from_slice(format!("F {token} {}\n", s.len()).as_bytes());
-            input.extend_from_slice(s.as_bytes());
-            input.extend_from_slice(format!("E {token}\n").as_bytes());
+        input.extend_from_slice(&start_line(TOKEN, SECRET));
+        for (n, s) in SCRIPTS.iter().enumerate() {
+            input.extend_from_slice(&heredoc_frame(TOKEN, n as u64, s));
+        }
+        // A script longer than a pipe's buffer, holding its own would-be end line.
+        let long = format!(
+            "echo long\ncat <<'X'\n_E{TOKEN}_3\nX\n# {}\necho end\n",
+            "x".repeat(70_000)
+        );
+        input.extend_from_slice(&heredoc_frame(TOKEN, 3, &long));
+        // Cut after the whole script, before its end line and `}`.
+        let cut = heredoc_frame(
+            TOKEN,
+            4,
+            &format!("touch {}\n", dir.path().join("cut").display()),
+        );
+        input.extend_from_slice(&cut[..cut.len() - 3]);
+        let out = run_loop("/bin/dash", &input, dir.path()).await;
+        assert!(!marker.exists(), "a line before the start line was run");
+        let uid = unsafe { libc::geteuid() };
+        let ready = format!("DEPLOYER-SHELL {TOKEN} {uid} 2\n");
+        assert!(
+            out.stdout.starts_with(ready.as_bytes()),
+            "{:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let mut got = out.stdout[ready.len()..].to_vec();
+        let end = format!("\nD{SECRET} ");
+        let mut answers = Vec::new();
+        while let Ok(Cut::Whole(o, used)) = cut_answer(&got, &end, 0) {
+            answers.push(o);
+            got.drain(..used);
+        }
+        assert!(
+            got.is_empty(),
+            "left over: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        let here = dir.path().canonicalize().expect("canon");
+        let pairs: Vec<(i32, String, String)> = answers
+            .iter()
+            .map(|o| (o.rc, o.stdout_str(), o.stderr_str()))
+            .collect();
+        assert_eq!(pairs.len(), 4);
+        assert_eq!(
+            pairs[..3],
+            [
+                (3, "a\nD x 0 0 0\nD5ec4 0\n".to_string(), "e".to_string()),
+                (
+                    0,
+                    format!("unset {} nosecret\n{}\n", umask_now(), here.display()),
+                    String::new()
+                ),
+                (0, String::new(), String::new()),
+            ]
+        );
+        // The long script ran to its end: its own copy of the end line did not cut it.
+        assert_eq!(
+            pairs[3],
+            (0, format!("long\n_E{TOKEN}_3\nend\n"), String::new())
+        );
+        // A cut request is a syntax error: not run, and the loop ends with its directory.
+        assert_ne!(out.status.code(), Some(0));
+        assert!(!dir.path().join("cut").exists(), "a cut request was run");
+    }
+
+    /// An answer arriving in pieces is cut only once whole, and nothing
+    /// after it is taken.
+    #[test]
+    fn an_answer_is_cut_only_when_whole() {
+        let end = format!("\nD{SECRET} ");
+        let whole = format!("out\nD5ec4 1\n{end}7\nZQ==\nnext");
+        for k in 0..whole.len() - 4 {
+            assert!(
+                matches!(
+                    cut_answer(&whole.as_bytes()[..k], &end, 0),
+                    Ok(Cut::More(_))
+                ),
+                "cut at {k}"
+            );
+        }
+        let Ok(Cut::Whole(o, used)) = cut_answer(whole.as_bytes(), &end, 0) else {
+            panic!("not cut");
+        };
+        assert_eq!(
+            (o.rc, o.stdout_str(), o.stderr_str()),
+            (7, "out\nD5ec4 1\n".into(), "e".into())
+        );
+        assert_eq!(&whole[used..], "next");
+        assert!(cut_answer(format!("{end}x\n\n").as_bytes(), &end, 0).is_err());
+    }
+
+    /// Framing 1 (any other sh; bash here): length-framed requests, both
+    /// streams in base64; a framing-2 request written before the ready line
+    /// is skipped unrun, as is a password-like line; a cut frame is never run.
+    #[tokio::test]
+    async fn length_framing_runs_scripts_exactly_and_skips_a_heredoc_request() {
+        if !std::path::Path::new("/bin/bash").exists() {
+            eprintln!("no /bin/bash here");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("ran");
+        let mut input = format!("touch {}\n", marker.display()).into_bytes();
+        input.extend_from_slice(&start_line(TOKEN, SECRET));
+        input.extend_from_slice(&heredoc_frame(
+            TOKEN,
+            0,
+            &format!("touch {}\n", marker.display()),
+        ));
+        for s in SCRIPTS {
+            input.extend_from_slice(&frame(TOKEN, s));
         }
         // Cut after the whole script, before its end line (the connection
         // lost there): not run either.
         let cut = format!("touch {}\n", dir.path().join("cut").display());
-        input.extend_from_slice(format!("F {token} {}\n", cut.len()).as_bytes());
+        input.extend_from_slice(format!("F {TOKEN} {}\n", cut.len()).as_bytes());
         input.extend_from_slice(cut.as_bytes());
-        let mut child = tokio::process::Command::new("/bin/sh")
-            .args(["-c", LOOP, "deployer-shell", token])
-            .current_dir(dir.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("sh");
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(&input).await.expect("write");
-        drop(stdin);
-        let out = child.wait_with_output().await.expect("wait");
+        let out = run_loop("/bin/bash", &input, dir.path()).await;
         assert!(!marker.exists(), "a line before the first frame was run");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let uid = unsafe { libc::geteuid() };
         let here = dir.path().canonicalize().expect("canon");
-        let second = format!("unset {}\n{}\n", umask_now(), here.display());
+        let second = format!("unset {} nosecret\n{}\n", umask_now(), here.display());
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let want = format!(
-            "DEPLOYER-SHELL {token} {uid}\nD {token} 3\n{}\n{}\nD {token} 0\n{}\n\nD {token} 0\n\n\n",
-            b64("a\nD x 0 0 0\n"),
+            "DEPLOYER-SHELL {TOKEN} {uid} 1\nD {TOKEN} 3\n{}\n{}\nD {TOKEN} 0\n{}\n\nD {TOKEN} 0\n\n\n",
+            b64("a\nD x 0 0 0\nD5ec4 0\n"),
             b64("e"),
             b64(&second)
         );
