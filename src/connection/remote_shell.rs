@@ -7,9 +7,8 @@
 //!
 //! The shell program ([`LOOP`]) is given to `/bin/sh -c` as an argument. It
 //! reads its uid and the login umask from `/proc/self/status` itself (`id -u`
-//! and `umask` where there is no `/proc`), makes a private directory
-//! (`mktemp -d` under `umask 077`) and prints a ready line: its token (from
-//! the command line), its uid and which of two framings it speaks.
+//! and `umask` where there is no `/proc`) and prints a ready line: its token
+//! (from the command line), its uid and which of two framings it speaks.
 //!
 //! Deployer writes a start line `S <token> <secret>\n` first, whatever the
 //! framing: the secret is random, never on a command line, and marks the end
@@ -31,30 +30,34 @@
 //! The script is a quoted here-document (read as data, never expanded; its
 //! end line is one no line of the script equals) that `_df` runs with
 //! `. /dev/fd/9` in a subshell: stdin from `/dev/null`, the login umask, none
-//! of the loop's own variables (they are unset there), stderr into a file;
-//! stdout is the session's. A request cut short by a lost connection lacks
-//! its `}` and is a syntax error: never run, and the shell ends. No process
-//! is started per request. The answer: the script's stdout as it printed it,
-//! `\nD<secret> <rc>\n`, then its stderr as one line of base64 (`base64
-//! -w0`, empty and without a process when there was none). Nothing a script
-//! prints can end its output early: that takes the secret, which no script
-//! can read (it is unset in the subshell, and only the shell's own user can
-//! read the shell's input or memory).
+//! of the loop's own variables (they are unset there); stdout and stderr are
+//! the session's. A request cut short by a lost connection lacks its `}` and
+//! is a syntax error: never run, and the shell ends. No process is started
+//! per request and no file is made. The answer: on stdout the script's
+//! stdout as it printed it, then `\nD<secret> <rc>\n`; on stderr the
+//! script's stderr, then `\nD<secret>\n` (the loop writes one such mark
+//! before the first request: what came before it, sudo's warnings, is no
+//! script's). Nothing a script prints can end its output early: that takes
+//! the secret, which no script can read (it is unset in the subshell, and
+//! only the shell's own user can read the shell's input or memory).
 //!
 //! **Framing 1** (any other `sh`, such as bash, which reads a `.` file to its
-//! end before running any of it): a request is `F <token> <length>\n`,
+//! end before running any of it): the loop makes a private directory
+//! (`mktemp -d` under `umask 077`). A request is `F <token> <length>\n`,
 //! exactly `<length>` bytes of script and the line `E <token>\n`. The loop
 //! copies those bytes into a file (`head -c`, which reads no further),
 //! requires the end line (a script cut short is never run) and runs it with
-//! `.` in a subshell as above, stdout into a file too. The answer: `D <token>
-//! <rc>\n`, then each stream (stdout, stderr) as one line of base64. A
-//! framing-2 request written before the ready line (see
-//! [`RemoteShell::start_master`]) has no `F` header and is skipped by this
-//! loop: deployer writes it again in this framing.
+//! `.` in a subshell as above, stdout and stderr into files. The answer: `D
+//! <token> <rc>\n`, then each stream as one line of base64 (`base64 -w0`,
+//! empty and without a process when the stream was). A framing-2 request
+//! written before the ready line (see [`RemoteShell::start_master`]) has no
+//! `F` header and is skipped by this loop: deployer writes it again in this
+//! framing.
 //!
 //! Either way no state carries from one script to the next (each runs in a
-//! forked copy of the loop, not in a new `/bin/sh`), and the loop's end (end
-//! of input, a lost connection, a cut request) removes its directory.
+//! forked copy of the loop, not in a new `/bin/sh`), and the loop ends at the
+//! end of its input, a lost connection or a cut request (framing 1 removing
+//! its directory).
 //!
 //! The user data inside the scripts is what it was before: base64 in
 //! here-documents or quoted words (see [`super::write`]).
@@ -79,30 +82,29 @@ _du= DEPLOYER_UID=
 while read -r _dk _dr _de _dh; do case $_dk in Umask:) _du=$_dr ;; Uid:) DEPLOYER_UID=$_de; break ;; esac; done 2>/dev/null < /proc/self/status
 case $DEPLOYER_UID in ''|*[!0-9]*) DEPLOYER_UID=$(id -u) ;; esac
 case $_du in ''|*[!0-7]*) _du=$(umask) ;; esac
-umask 077
-_dd=$(mktemp -d) || exit 125
-trap 'rm -rf -- "$_dd"' EXIT
+export DEPLOYER_UID
 trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 141' PIPE
 trap 'exit 143' TERM
-export DEPLOYER_UID
-_dv=1
-if [ /proc/self/exe -ef /bin/dash ] && [ -r /dev/stdin ] && [ -e /dev/fd/0 ]; then _dv=2; fi
-printf 'DEPLOYER-SHELL %s %s %s\n' "$_dt" "$DEPLOYER_UID" "$_dv"
-if [ "$_dv" = 2 ]; then
+if [ /proc/self/exe -ef /bin/dash ] && [ -r /dev/stdin ] && [ -e /dev/fd/0 ]; then
+printf 'DEPLOYER-SHELL %s %s 2\n' "$_dt" "$DEPLOYER_UID"
 _ds=
 while IFS= read -r _dh; do case $_dh in "S $_dt "*) _ds=${_dh#"S $_dt "}; break ;; esac; done
 case $_ds in ''|*[!0-9a-f]*) exit 124 ;; esac
 _df() {
-(umask "$_du"; unset _dt _du _ds _dv _dh _dk _dr _de; . /dev/fd/9) < /dev/null 2> "$_dd/e"
+(umask "$_du"; unset _dt _du _ds _dh _dk _dr _de; . /dev/fd/9) < /dev/null
 printf '\nD%s %s\n' "$_ds" "$?"
-if [ -s "$_dd/e" ]; then base64 -w0 < "$_dd/e" || exit 124; fi
-echo
+printf '\nD%s\n' "$_ds" >&2
 }
+printf '\nD%s\n' "$_ds" >&2
 . /dev/stdin
 exit 0
 fi
+umask 077
+_dd=$(mktemp -d) || exit 125
+trap 'rm -rf -- "$_dd"' EXIT
+printf 'DEPLOYER-SHELL %s %s 1\n' "$_dt" "$DEPLOYER_UID"
 while IFS= read -r _dh; do
 case $_dh in
 "F $_dt "*) _dn=${_dh#"F $_dt "} ;;
@@ -112,7 +114,7 @@ case $_dn in ''|*[!0-9]*) exit 124 ;; esac
 head -c "$_dn" > "$_dd/s" || exit 124
 IFS= read -r _dh || exit 124
 [ "$_dh" = "E $_dt" ] || exit 124
-(umask "$_du"; unset _dt _du _dv _dn _dh _dk _dr _de; . "$_dd/s") < /dev/null > "$_dd/o" 2> "$_dd/e"
+(umask "$_du"; unset _dt _du _dn _dh _dk _dr _de; . "$_dd/s") < /dev/null > "$_dd/o" 2> "$_dd/e"
 printf 'D %s %s\n' "$_dt" "$?"
 if [ -s "$_dd/o" ]; then base64 -w0 < "$_dd/o" || exit 124; fi
 echo
@@ -166,7 +168,21 @@ pub(crate) struct RemoteShell {
     proc: Proc,
     stdin: Pin<Box<dyn AsyncWrite + Send>>,
     stdout: BufReader<Pin<Box<dyn AsyncRead + Send>>>,
-    stderr: tokio::task::JoinHandle<Vec<u8>>,
+    stderr: Stderr,
+}
+
+/// The shell's stderr.
+enum Stderr {
+    /// Framing 1: nothing is framed there (scripts' stderr comes on stdout);
+    /// read to its end in the background.
+    Drained(tokio::task::JoinHandle<Vec<u8>>),
+    /// Framing 2: each script's stderr, then `\nD<secret>\n`. What came
+    /// before the loop's first such mark (sudo's warnings) is not a script's.
+    Framed {
+        reader: BufReader<Pin<Box<dyn AsyncRead + Send>>>,
+        pending: Vec<u8>,
+        synced: bool,
+    },
 }
 
 /// The local process that carries a shell's SSH session.
@@ -413,13 +429,10 @@ impl RemoteShell {
         let Pipes {
             mut stdin,
             stdout,
-            mut stderr,
+            stderr,
         } = pipes;
-        let stderr = tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let _ = stderr.read_to_end(&mut buf).await;
-            buf
-        });
+        // Not read before the ready line: sudo's few words wait in the pipe.
+        let mut stderr = BufReader::new(stderr);
         if let Some(pw) = become_.and_then(|b| b.password.as_ref()) {
             let mut line = Vec::with_capacity(pw.len() + 1);
             line.extend_from_slice(pw.as_bytes());
@@ -475,6 +488,19 @@ impl RemoteShell {
             && let Ok(uid) = uid.parse::<u32>()
             && let Ok(framing @ (1 | 2)) = framing.parse::<u8>()
         {
+            let stderr = if framing == 2 {
+                Stderr::Framed {
+                    reader: stderr,
+                    pending: Vec::new(),
+                    synced: false,
+                }
+            } else {
+                Stderr::Drained(tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let _ = stderr.read_to_end(&mut buf).await;
+                    buf
+                }))
+            };
             return Ok(Started::Ready(Box::new(RemoteShell {
                 key,
                 uid,
@@ -494,7 +520,8 @@ impl RemoteShell {
         // Not ready: collect what it said, as an execution of its own would.
         drop(stdin);
         let mut rest = ready;
-        let _ = stdout.read_to_end(&mut rest).await;
+        let mut err = Vec::new();
+        let _ = tokio::join!(stdout.read_to_end(&mut rest), stderr.read_to_end(&mut err));
         let code = match proc {
             Proc::Mux(child) => child
                 .wait()
@@ -508,7 +535,6 @@ impl RemoteShell {
                 .code(),
             Proc::Master(None) => None,
         };
-        let err = stderr.await.unwrap_or_default();
         if code == Some(255) && rest.is_empty() {
             let said = log
                 .and_then(|l| std::fs::read_to_string(l).ok())
@@ -567,30 +593,40 @@ impl RemoteShell {
             host: host.to_string(),
             reason: format!("the remote shell ended during a script: {reason}"),
         };
-        if self.framing == 2 {
-            let end = format!("\nD{} ", self.secret);
-            let mut got = std::mem::take(&mut self.pending);
-            let mut from = 0;
-            loop {
-                match cut_answer(&got, &end, from).map_err(lost)? {
-                    Cut::Whole(out, used) => {
-                        self.pending = got.split_off(used);
-                        return Ok(out);
-                    }
-                    Cut::More(next_from) => from = next_from,
+        if let (
+            2,
+            Stderr::Framed {
+                reader,
+                pending,
+                synced,
+            },
+        ) = (self.framing, &mut self.stderr)
+        {
+            let out_mark = format!("\nD{} ", self.secret);
+            let err_mark = format!("\nD{}\n", self.secret);
+            let stdout = async {
+                let out =
+                    until_mark(&mut self.stdout, &mut self.pending, out_mark.as_bytes()).await?;
+                let rc = until_mark(&mut self.stdout, &mut self.pending, b"\n").await?;
+                let rc = std::str::from_utf8(&rc)
+                    .ok()
+                    .and_then(|r| r.parse::<i32>().ok())
+                    .ok_or_else(|| "unexpected answer".to_string())?;
+                Ok::<_, String>((rc, out))
+            };
+            // Read at once with stdout: a script that fills one pipe while
+            // the other is read would wait forever.
+            let stderr = async {
+                if !*synced {
+                    until_mark(reader, pending, err_mark.as_bytes()).await?;
+                    *synced = true;
                 }
-                let buf = self
-                    .stdout
-                    .fill_buf()
-                    .await
-                    .map_err(|e| lost(e.to_string()))?;
-                if buf.is_empty() {
-                    return Err(lost("connection closed".into()));
-                }
-                got.extend_from_slice(buf);
-                let n = buf.len();
-                self.stdout.consume(n);
-            }
+                until_mark(reader, pending, err_mark.as_bytes()).await
+            };
+            let (out, err) = tokio::join!(stdout, stderr);
+            let (rc, stdout) = out.map_err(lost)?;
+            let stderr = err.map_err(lost)?;
+            return Ok(Output { rc, stdout, stderr });
         }
         let mut head = Vec::new();
         let n = self
@@ -647,61 +683,43 @@ impl RemoteShell {
         if let Proc::Mux(child) = proc {
             tokio::spawn(async move {
                 let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-                stderr.abort();
+                if let Stderr::Drained(drain) = stderr {
+                    drain.abort();
+                }
             });
         }
     }
 }
 
-/// How far [`cut_answer`] got.
-enum Cut {
-    /// The answer, and how many bytes it took.
-    Whole(Output, usize),
-    /// More input needed; the next search for the end mark starts here.
-    More(usize),
-}
-
-/// A whole framing-2 answer at the start of `got`: stdout up to `end`
-/// (`\nD<secret> `), the exit status up to the line's end, stderr as the
-/// next line of base64. The search for `end` starts at `from` (what was
-/// searched before, less a possible partial mark).
-fn cut_answer(got: &[u8], end: &str, from: usize) -> Result<Cut, String> {
-    let end = end.as_bytes();
-    let Some(at) = got
-        .get(from..)
-        .and_then(|rest| rest.windows(end.len()).position(|w| w == end))
-        .map(|i| from + i)
-    else {
-        return Ok(Cut::More(got.len().saturating_sub(end.len() - 1)));
-    };
-    let after = at + end.len();
-    let line = |start: usize| {
-        got[start..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map(|i| (&got[start..start + i], start + i + 1))
-    };
-    let Some((rc, next)) = line(after) else {
-        return Ok(Cut::More(at));
-    };
-    let Some((err, used)) = line(next) else {
-        return Ok(Cut::More(at));
-    };
-    let rc = std::str::from_utf8(rc)
-        .ok()
-        .and_then(|r| r.parse::<i32>().ok())
-        .ok_or_else(|| "unexpected answer".to_string())?;
-    let stderr = base64::engine::general_purpose::STANDARD
-        .decode(err)
-        .map_err(|_| "unexpected answer".to_string())?;
-    Ok(Cut::Whole(
-        Output {
-            rc,
-            stdout: got[..at].to_vec(),
-            stderr,
-        },
-        used,
-    ))
+/// The bytes before `mark` in `pending` and then `r`; what follows the
+/// mark stays in `pending`. The end of input before the mark is an error.
+async fn until_mark<R: AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
+    pending: &mut Vec<u8>,
+    mark: &[u8],
+) -> Result<Vec<u8>, String> {
+    let mut got = std::mem::take(pending);
+    let mut from = 0;
+    loop {
+        if let Some(i) = got
+            .get(from..)
+            .and_then(|rest| rest.windows(mark.len()).position(|w| w == mark))
+        {
+            let at = from + i;
+            *pending = got.split_off(at + mark.len());
+            got.truncate(at);
+            return Ok(got);
+        }
+        // A mark may begin in what was searched: search its last bytes again.
+        from = got.len().saturating_sub(mark.len() - 1);
+        let buf = r.fill_buf().await.map_err(|e| e.to_string())?;
+        if buf.is_empty() {
+            return Err("connection closed".into());
+        }
+        got.extend_from_slice(buf);
+        let n = buf.len();
+        r.consume(n);
+    }
 }
 
 /// A shell process's three pipes.
@@ -755,9 +773,9 @@ mod tests {
         "",
     ];
 
-    /// Framing 2 (dash): here-document requests, stdout as printed, the
-    /// secret's end mark, stderr in base64; a password-like line before the
-    /// start line is skipped unrun; a request cut short is never run.
+    /// Framing 2 (dash): here-document requests, both streams as printed
+    /// up to the secret's marks; a password-like line before the start line
+    /// is skipped unrun; a request cut short is never run.
     #[tokio::test]
     async fn heredoc_framing_runs_scripts_exactly_and_never_a_cut_one() {
         if !std::path::Path::new("/bin/dash").exists() {
@@ -793,70 +811,64 @@ mod tests {
             "{:?}",
             String::from_utf8_lossy(&out.stdout)
         );
-        let mut got = out.stdout[ready.len()..].to_vec();
-        let end = format!("\nD{SECRET} ");
+        // Read in one-byte pieces: marks split across reads are found.
+        let mut stdout = BufReader::with_capacity(1, &out.stdout[ready.len()..]);
+        let mut stderr = BufReader::with_capacity(1, &out.stderr[..]);
+        let (mut po, mut pe) = (Vec::new(), Vec::new());
+        let out_mark = format!("\nD{SECRET} ");
+        let err_mark = format!("\nD{SECRET}\n");
+        let before = until_mark(&mut stderr, &mut pe, err_mark.as_bytes()).await;
+        assert_eq!(before, Ok(Vec::new()));
         let mut answers = Vec::new();
-        while let Ok(Cut::Whole(o, used)) = cut_answer(&got, &end, 0) {
-            answers.push(o);
-            got.drain(..used);
+        while let Ok(o) = until_mark(&mut stdout, &mut po, out_mark.as_bytes()).await {
+            let rc = until_mark(&mut stdout, &mut po, b"\n").await.expect("rc");
+            let e = until_mark(&mut stderr, &mut pe, err_mark.as_bytes())
+                .await
+                .expect("stderr");
+            let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+            answers.push((text(rc), text(o), text(e)));
         }
-        assert!(
-            got.is_empty(),
-            "left over: {:?}",
-            String::from_utf8_lossy(&got)
-        );
         let here = dir.path().canonicalize().expect("canon");
-        let pairs: Vec<(i32, String, String)> = answers
-            .iter()
-            .map(|o| (o.rc, o.stdout_str(), o.stderr_str()))
-            .collect();
-        assert_eq!(pairs.len(), 4);
+        let s = |x: &str| x.to_string();
         assert_eq!(
-            pairs[..3],
+            answers,
             [
-                (3, "a\nD x 0 0 0\nD5ec4 0\n".to_string(), "e".to_string()),
+                (s("3"), s("a\nD x 0 0 0\nD5ec4 0\n"), s("e")),
                 (
-                    0,
+                    s("0"),
                     format!("unset {} nosecret\n{}\n", umask_now(), here.display()),
-                    String::new()
+                    s("")
                 ),
-                (0, String::new(), String::new()),
+                (s("0"), s(""), s("")),
+                // The long script ran to its end: its own copy of the end line did not cut it.
+                (s("0"), format!("long\n_E{TOKEN}_3\nend\n"), s("")),
             ]
         );
-        // The long script ran to its end: its own copy of the end line did not cut it.
-        assert_eq!(
-            pairs[3],
-            (0, format!("long\n_E{TOKEN}_3\nend\n"), String::new())
-        );
-        // A cut request is a syntax error: not run, and the loop ends with its directory.
+        // A cut request is a syntax error: not run, and the loop ends.
         assert_ne!(out.status.code(), Some(0));
         assert!(!dir.path().join("cut").exists(), "a cut request was run");
+        stderr.read_to_end(&mut pe).await.expect("rest");
+        let rest = String::from_utf8_lossy(&pe);
+        assert!(rest.contains("Syntax error"), "{rest:?}");
     }
 
-    /// An answer arriving in pieces is cut only once whole, and nothing
-    /// after it is taken.
-    #[test]
-    fn an_answer_is_cut_only_when_whole() {
-        let end = format!("\nD{SECRET} ");
-        let whole = format!("out\nD5ec4 1\n{end}7\nZQ==\nnext");
-        for k in 0..whole.len() - 4 {
-            assert!(
-                matches!(
-                    cut_answer(&whole.as_bytes()[..k], &end, 0),
-                    Ok(Cut::More(_))
-                ),
-                "cut at {k}"
+    /// A mark split across reads is found; the end of input before a mark
+    /// is an error; what follows a mark is kept for the next read.
+    #[tokio::test]
+    async fn marks_are_found_across_reads_and_the_rest_is_kept() {
+        let mark = format!("\nD{SECRET} ");
+        let input = format!("out\nD5ec4 1\n{mark}7\nnext");
+        for cap in [1, 3, 64] {
+            let mut r = BufReader::with_capacity(cap, input.as_bytes());
+            let mut pending = Vec::new();
+            let got = until_mark(&mut r, &mut pending, mark.as_bytes()).await;
+            assert_eq!(got, Ok(b"out\nD5ec4 1\n".to_vec()));
+            assert_eq!(
+                until_mark(&mut r, &mut pending, b"\n").await,
+                Ok(b"7".to_vec())
             );
+            assert!(until_mark(&mut r, &mut pending, b"\n").await.is_err());
         }
-        let Ok(Cut::Whole(o, used)) = cut_answer(whole.as_bytes(), &end, 0) else {
-            panic!("not cut");
-        };
-        assert_eq!(
-            (o.rc, o.stdout_str(), o.stderr_str()),
-            (7, "out\nD5ec4 1\n".into(), "e".into())
-        );
-        assert_eq!(&whole[used..], "next");
-        assert!(cut_answer(format!("{end}x\n\n").as_bytes(), &end, 0).is_err());
     }
 
     /// Framing 1 (any other sh; bash here): length-framed requests, both
