@@ -29,6 +29,15 @@ pub struct Cli {
 pub enum Command {
     /// Converge the hosts.
     Apply(RunArgs),
+    /// Run by `ssh` as its ProxyCommand (deployer's own ssh config says so):
+    /// connects to HOST PORT with TCP_NODELAY and passes the socket to ssh.
+    #[command(hide = true)]
+    SshConnect {
+        /// The host name or address ssh was given.
+        host: String,
+        /// The port.
+        port: String,
+    },
     /// Dry run: what would change (nothing is changed). Exit 0: no change, 2: changes, 1: error.
     Check(RunArgs),
     /// Compute the plan (check mode) and print it as data (`--format json`, the default, or `markdown`).
@@ -389,6 +398,7 @@ pub async fn run(cli: Cli) -> i32 {
     crate::ui::init(cli.verbose, cli.color);
     match cli.command {
         Command::Apply(a) => commands::apply::apply(a).await,
+        Command::SshConnect { host, port } => crate::connection::dial::connect(&host, &port),
         Command::Check(a) => commands::apply::check(a).await,
         Command::Plan(a) => commands::apply::plan(a).await,
         Command::Pin(a) => commands::apply::pin(a).await,

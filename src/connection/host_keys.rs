@@ -127,8 +127,10 @@ fn include_path(from: &Path, inc: &str) -> PathBuf {
 }
 
 /// The text of deployer's own ssh config: `KnownHostsCommand none` first (in
-/// ssh the first value wins), then the configuration ssh would have read.
-pub fn wrapper_config(user_config: Option<&Path>) -> String {
+/// ssh the first value wins), then the configuration ssh would have read,
+/// then, where that configuration leaves connecting to `ssh`, deployer's own
+/// connect (see [`super::dial`]).
+pub fn wrapper_config(user_config: Option<&Path>, host: &str) -> String {
     let mut s = String::from(
         "# Written by deployer: host keys come from known-hosts files only.\nKnownHostsCommand none\n",
     );
@@ -143,6 +145,9 @@ pub fn wrapper_config(user_config: Option<&Path>) -> String {
             }
             s.push_str("Include /etc/ssh/ssh_config\n");
         }
+    }
+    if let Some(block) = super::dial::config_block(user_config, host) {
+        s.push_str(&block);
     }
     s
 }

@@ -4,6 +4,7 @@
 //! remote shell that runs many scripts counts once): the count is how we
 //! hold ourselves to "one session per host".
 
+pub mod dial;
 pub mod docker;
 pub mod forward;
 pub mod host_keys;
@@ -132,7 +133,7 @@ impl Connection {
     ) -> Result<(Connection, Option<String>), ConnectionError> {
         let dir = match warm::target_dir(
             target,
-            &host_keys::wrapper_config(target.config_file.as_deref()),
+            &host_keys::wrapper_config(target.config_file.as_deref(), &target.host),
         ) {
             Ok(d) => d,
             Err(why) => {
@@ -229,7 +230,7 @@ impl Connection {
         let config = config_dir.path().join("config");
         std::fs::write(
             &config,
-            host_keys::wrapper_config(target.config_file.as_deref()),
+            host_keys::wrapper_config(target.config_file.as_deref(), &target.host),
         )
         .map_err(|e| ConnectionError::Config {
             host: name.to_string(),
@@ -268,13 +269,9 @@ impl Connection {
                 KnownHosts::Add => "StrictHostKeyChecking=accept-new",
                 KnownHosts::Accept => "StrictHostKeyChecking=no",
             })
-            .args([
-                "-o",
-                "ConnectTimeout=15",
-                "-o",
-                "ServerAliveInterval=30",
-                "-o",
-            ])
+            .arg("-o")
+            .arg(format!("ConnectTimeout={}", dial::CONNECT_TIMEOUT_SECS))
+            .args(["-o", "ServerAliveInterval=30", "-o"])
             .arg(match warm_dir {
                 Some(_) => format!("ControlPersist={}s", warm::IDLE_SECS),
                 None => "ControlPersist=no".to_string(),

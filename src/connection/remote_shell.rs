@@ -540,7 +540,7 @@ impl RemoteShell {
                 .and_then(|l| std::fs::read_to_string(l).ok())
                 .map(|t| ssh_said(&t))
                 .filter(|t| !t.is_empty())
-                .unwrap_or_else(|| String::from_utf8_lossy(&err).trim().to_string());
+                .unwrap_or_else(|| ssh_said(&String::from_utf8_lossy(&err)));
             return Err(ConnectionError::Unreachable {
                 host: host.to_string(),
                 reason: crate::secrets::mask(&said),
@@ -730,10 +730,12 @@ struct Pipes {
 }
 
 /// What `ssh` wrote to its `-E` log, less the note that it recorded a new
-/// host key (accept-new).
+/// host key (accept-new) and its words on a connection deployer's own connect
+/// did not pass (that connect said why on stderr: see `super::dial`).
 fn ssh_said(log: &str) -> String {
     log.lines()
         .filter(|l| !l.starts_with("Warning: Permanently added "))
+        .filter(|l| !l.starts_with("mm_receive_fd: ") && !l.contains("proxy dialer did not pass"))
         .map(|l| l.strip_prefix("ssh: ").unwrap_or(l))
         .collect::<Vec<_>>()
         .join("\n")
