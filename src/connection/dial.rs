@@ -89,18 +89,7 @@ fn leaves_connecting_to_ssh(path: &Path, depth: usize) -> Option<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(true),
         Err(_) => return None,
     };
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (key, value) = match line.find(|c: char| c.is_whitespace() || c == '=') {
-            Some(i) => (
-                &line[..i],
-                line[i..].trim_start_matches(|c: char| c.is_whitespace() || c == '='),
-            ),
-            None => (line, ""),
-        };
+    for (_, key, value) in super::host_keys::config_lines(&text) {
         let key = key.to_ascii_lowercase();
         if CONNECT_OPTIONS.contains(&key.as_str()) {
             return Some(false);
@@ -222,6 +211,24 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
+/// The control space for one descriptor.
+fn fd_space() -> usize {
+    // SAFETY: CMSG_SPACE only computes a size.
+    unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as usize }
+}
+
+/// A message of one byte (`iov`) with room for one descriptor (`control`,
+/// [`fd_space`] bytes). The pointers in it point into `iov` and `control`.
+fn one_fd_message(iov: &mut libc::iovec, control: &mut [u8]) -> libc::msghdr {
+    // SAFETY: a zeroed msghdr is a valid empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len() as _;
+    msg
+}
+
 /// Sends `s`'s descriptor over `out` (the Unix socket `ssh` gave as stdout) with SCM_RIGHTS.
 fn send_fd(s: &std::net::TcpStream, out: std::os::fd::RawFd) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
@@ -231,16 +238,8 @@ fn send_fd(s: &std::net::TcpStream, out: std::os::fd::RawFd) -> std::io::Result<
         iov_base: byte.as_mut_ptr().cast(),
         iov_len: 1,
     };
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
-    let mut control = vec![0u8; space];
-    // SAFETY: zeroed msghdr is a valid empty message; every pointer set below
-    // points into `iov`/`control`, which outlive the sendmsg call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
+    let mut control = vec![0u8; fd_space()];
+    let msg = one_fd_message(&mut iov, &mut control);
     // SAFETY: msg_control holds CMSG_SPACE(sizeof(int)) bytes, room for one header and one int.
     unsafe {
         let cm = libc::CMSG_FIRSTHDR(&msg);
@@ -308,13 +307,8 @@ mod tests {
             iov_base: byte.as_mut_ptr().cast(),
             iov_len: 1,
         };
-        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
-        let mut control = vec![0u8; space];
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
+        let mut control = vec![0u8; fd_space()];
+        let mut msg = one_fd_message(&mut iov, &mut control);
         let n = unsafe { libc::recvmsg(u.as_raw_fd(), &mut msg, 0) };
         assert_eq!(n, 1, "recvmsg: {}", std::io::Error::last_os_error());
         let cm = unsafe { libc::CMSG_FIRSTHDR(&msg) };

@@ -58,20 +58,7 @@ fn check_config_depth(path: &Path, depth: usize) -> Result<(), String> {
     }
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the ssh config file {}: {e}", path.display()))?;
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (key, value) = match line.find(|c: char| c.is_whitespace() || c == '=') {
-            Some(i) => (
-                &line[..i],
-                line[i..]
-                    .trim_start_matches(|c: char| c.is_whitespace() || c == '=')
-                    .trim(),
-            ),
-            None => (line, ""),
-        };
+    for (n, key, value) in config_lines(&text) {
         let value = value.trim_matches('"');
         let at = || format!("{}:{}", path.display(), n + 1);
         match key.to_ascii_lowercase().as_str() {
@@ -107,6 +94,27 @@ fn check_config_depth(path: &Path, depth: usize) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The option lines of an ssh config file: line number (from 0), keyword
+/// and value (trimmed, quotes kept), past blank lines and comments.
+pub(super) fn config_lines(text: &str) -> impl Iterator<Item = (usize, &str, &str)> {
+    text.lines().enumerate().filter_map(|(n, line)| {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return None;
+        }
+        Some(match line.find(|c: char| c.is_whitespace() || c == '=') {
+            Some(i) => (
+                n,
+                &line[..i],
+                line[i..]
+                    .trim_start_matches(|c: char| c.is_whitespace() || c == '=')
+                    .trim(),
+            ),
+            None => (n, line, ""),
+        })
+    })
 }
 
 /// Where ssh looks for an `Include`d file: `~` is the home directory, a
