@@ -29,16 +29,20 @@ fn main() {
         _ => "unknown revision".to_string(),
     };
     println!("cargo:rustc-env=DEPLOYER_GIT_REV={rev}");
-    // Re-run when the commit or the working tree changes. In a worktree `.git`
-    // is a file; `git rev-parse --git-dir` finds the real directory.
+    // Re-run when the commit or the binary's own sources change (the dirty
+    // mark is about those). Not on git's index, nor on tests/ or roles/: a
+    // `git status` (deployer runs one to record the checkout's revision)
+    // rewrites the index, the testbed writes under tests/, and either would
+    // rebuild the binary (minutes at opt-level 3) before every `cargo run`.
+    // In a worktree `.git` is a file; `git rev-parse --git-dir` finds the
+    // real directory.
     if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
         println!("cargo:rerun-if-changed={dir}/HEAD");
-        println!("cargo:rerun-if-changed={dir}/index");
         if let Some(head_ref) = git(&["symbolic-ref", "-q", "HEAD"]) {
             println!("cargo:rerun-if-changed={dir}/{head_ref}");
         }
     }
-    for path in ["src", "tests", "roles", "Cargo.toml", "build.rs"] {
+    for path in ["src", "Cargo.toml", "Cargo.lock", "build.rs"] {
         println!("cargo:rerun-if-changed={path}");
     }
 }
