@@ -96,7 +96,7 @@ fn leaves_connecting_to_ssh(path: &Path, depth: usize) -> Option<bool> {
         }
         if key == "include" {
             for inc in value.split_whitespace() {
-                for p in expand_include(path, inc.trim_matches('"'))? {
+                for p in super::host_keys::include_files(path, inc.trim_matches('"'))? {
                     if !leaves_connecting_to_ssh(&p, depth + 1)? {
                         return Some(false);
                     }
@@ -105,49 +105,6 @@ fn leaves_connecting_to_ssh(path: &Path, depth: usize) -> Option<bool> {
         }
     }
     Some(true)
-}
-
-/// The files an `Include` names: a plain path, or a `*` in the last part
-/// (`/etc/ssh/ssh_config.d/*.conf`). `None` for any other pattern.
-fn expand_include(from: &Path, inc: &str) -> Option<Vec<PathBuf>> {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let p = match (inc.strip_prefix("~/"), &home) {
-        (Some(rest), Some(h)) => h.join(rest),
-        _ if Path::new(inc).is_absolute() => PathBuf::from(inc),
-        _ => match (&home, from.starts_with("/etc")) {
-            (_, true) => Path::new("/etc/ssh").join(inc),
-            (Some(h), false) => h.join(".ssh").join(inc),
-            (None, false) => return None,
-        },
-    };
-    let s = p.to_str()?;
-    if !s.contains(['*', '?', '[']) {
-        return Some(vec![p]);
-    }
-    let dir = p.parent()?;
-    let name = p.file_name()?.to_str()?;
-    if dir.to_str()?.contains(['*', '?', '[']) || name.contains(['?', '[']) {
-        return None;
-    }
-    let (pre, post) = name.split_once('*')?;
-    if post.contains('*') {
-        return None;
-    }
-    let mut found: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok())
-            .filter(|e| {
-                let n = e.file_name();
-                let n = n.to_string_lossy();
-                n.len() >= pre.len() + post.len() && n.starts_with(pre) && n.ends_with(post)
-            })
-            .map(|e| e.path())
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(_) => return None,
-    };
-    found.sort();
-    Some(found)
 }
 
 /// `deployer ssh-connect HOST PORT`, run by `ssh` as its `ProxyCommand`:

@@ -81,12 +81,11 @@ fn check_config_depth(path: &Path, depth: usize) -> Result<(), String> {
             }
             "include" => {
                 for inc in value.split_whitespace() {
-                    if inc.contains(['*', '?', '[']) {
-                        continue;
-                    }
-                    let p = include_path(path, inc);
-                    if p.exists() {
-                        check_config_depth(&p, depth + 1)?;
+                    // Patterns other than a `*` in the last part are not followed.
+                    for p in include_files(path, inc).unwrap_or_default() {
+                        if p.exists() {
+                            check_config_depth(&p, depth + 1)?;
+                        }
                     }
                 }
             }
@@ -118,7 +117,8 @@ pub(super) fn config_lines(text: &str) -> impl Iterator<Item = (usize, &str, &st
 }
 
 /// Where ssh looks for an `Include`d file: `~` is the home directory, a
-/// relative path is under `~/.ssh` (for user files).
+/// relative path is under `/etc/ssh` for the system files and `~/.ssh` for
+/// user files.
 fn include_path(from: &Path, inc: &str) -> PathBuf {
     let home = std::env::var_os("HOME").map(PathBuf::from);
     if let (Some(rest), Some(h)) = (inc.strip_prefix("~/"), &home) {
@@ -128,10 +128,48 @@ fn include_path(from: &Path, inc: &str) -> PathBuf {
     if p.is_absolute() {
         return p.to_path_buf();
     }
+    if from.starts_with("/etc") {
+        return Path::new("/etc/ssh").join(p);
+    }
     match home {
         Some(h) => h.join(".ssh").join(p),
         None => from.parent().unwrap_or(Path::new("/")).join(p),
     }
+}
+
+/// The files one word of an `Include` names, in ssh's order: a plain path
+/// (whether or not it exists), or the files matching a `*` in its last part
+/// (`/etc/ssh/ssh_config.d/*.conf`). `None` for any other pattern.
+pub(super) fn include_files(from: &Path, inc: &str) -> Option<Vec<PathBuf>> {
+    let p = include_path(from, inc);
+    let s = p.to_str()?;
+    if !s.contains(['*', '?', '[']) {
+        return Some(vec![p]);
+    }
+    let dir = p.parent()?;
+    let name = p.file_name()?.to_str()?;
+    if dir.to_str()?.contains(['*', '?', '[']) || name.contains(['?', '[']) {
+        return None;
+    }
+    let (pre, post) = name.split_once('*')?;
+    if post.contains('*') {
+        return None;
+    }
+    let mut found: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                n.len() >= pre.len() + post.len() && n.starts_with(pre) && n.ends_with(post)
+            })
+            .map(|e| e.path())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(_) => return None,
+    };
+    found.sort();
+    Some(found)
 }
 
 /// The text of deployer's own ssh config: `KnownHostsCommand none` first (in
@@ -227,5 +265,25 @@ mod tests {
         std::fs::write(&outer, format!("Include {}\n", inner.display())).expect("write");
         let e = check_config_file(&outer).expect_err("included file refused");
         assert!(e.contains("c0:2"), "{e}");
+    }
+
+    /// A file included through a `*` pattern is checked too: a
+    /// `UserKnownHostsFile /dev/null` there is refused like anywhere else.
+    #[test]
+    fn files_included_by_a_pattern_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().join("conf.d");
+        std::fs::create_dir(&d).expect("dir");
+        std::fs::write(d.join("a.conf"), "Host x\n  Port 2222\n").expect("write");
+        std::fs::write(d.join("b.conf"), "Host x\n  UserKnownHostsFile /dev/null\n")
+            .expect("write");
+        std::fs::write(d.join("b.txt"), "Host x\n  StrictHostKeyChecking no\n").expect("write");
+        let outer = dir.path().join("outer");
+        std::fs::write(&outer, format!("Include {}/*.conf\n", d.display())).expect("write");
+        let e = check_config_file(&outer).expect_err("b.conf refused");
+        assert!(e.contains("b.conf:2"), "{e}");
+        std::fs::remove_file(d.join("b.conf")).expect("rm");
+        // b.txt does not match the pattern: not read.
+        assert_eq!(check_config_file(&outer), Ok(()));
     }
 }
