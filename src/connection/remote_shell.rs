@@ -155,9 +155,6 @@ pub(crate) struct RemoteShell {
     token: String,
     /// Marks the end of a script's stdout in framing 2 (see the module docs).
     secret: String,
-    /// 2: requests are here-documents read by the shell (dash); 1: framed
-    /// by length and copied by `head -c` (any other `sh`).
-    framing: u8,
     /// Requests written so far (each here-document's end line is new).
     requests: u64,
     /// Bytes read after the last answer (output a script left running printed).
@@ -168,6 +165,8 @@ pub(crate) struct RemoteShell {
     proc: Proc,
     stdin: Pin<Box<dyn AsyncWrite + Send>>,
     stdout: BufReader<Pin<Box<dyn AsyncRead + Send>>>,
+    /// Also says the shell's framing: `Framed` for here-document requests
+    /// (dash), `Drained` for requests framed by length (any other `sh`).
     stderr: Stderr,
 }
 
@@ -506,7 +505,6 @@ impl RemoteShell {
                 uid,
                 token,
                 secret,
-                framing,
                 requests: 1,
                 pending: Vec::new(),
                 // A framing-1 loop skipped the request written before it was ready.
@@ -573,7 +571,7 @@ impl RemoteShell {
             }
             None => {}
         }
-        let request = if self.framing == 2 {
+        let request = if matches!(self.stderr, Stderr::Framed { .. }) {
             self.requests += 1;
             heredoc_frame(&self.token, self.requests, script)
         } else {
@@ -593,14 +591,11 @@ impl RemoteShell {
             host: host.to_string(),
             reason: format!("the remote shell ended during a script: {reason}"),
         };
-        if let (
-            2,
-            Stderr::Framed {
-                reader,
-                pending,
-                synced,
-            },
-        ) = (self.framing, &mut self.stderr)
+        if let Stderr::Framed {
+            reader,
+            pending,
+            synced,
+        } = &mut self.stderr
         {
             let out_mark = format!("\nD{} ", self.secret);
             let err_mark = format!("\nD{}\n", self.secret);
