@@ -112,11 +112,12 @@ fn leaves_connecting_to_ssh(path: &Path, depth: usize) -> Option<bool> {
 /// `TCP_NODELAY` and passes the socket to `ssh` over stdout. Exit 255 with
 /// `ssh`'s own words when no address connects.
 pub fn connect(host: &str, port: &str) -> i32 {
-    connect_to(host, port, 1)
+    use std::os::fd::AsFd;
+    connect_to(host, port, std::io::stdout().as_fd())
 }
 
 /// [`connect`], passing the socket over `out` (a Unix socket).
-fn connect_to(host: &str, port: &str, out: std::os::fd::RawFd) -> i32 {
+fn connect_to(host: &str, port: &str, out: std::os::fd::BorrowedFd<'_>) -> i32 {
     let fail = |reason: String| {
         let _ = writeln!(
             std::io::stderr(),
@@ -145,7 +146,8 @@ fn connect_to(host: &str, port: &str, out: std::os::fd::RawFd) -> i32 {
                 if let Err(e) = s.set_nodelay(true) {
                     return fail(format!("cannot set TCP_NODELAY: {e}"));
                 }
-                return match send_fd(&s, out) {
+                use std::os::fd::AsFd;
+                return match send_fd(s.as_fd(), out) {
                     Ok(()) => 0,
                     Err(e) => fail(format!("cannot pass the connection to ssh: {e}")),
                 };
@@ -186,10 +188,15 @@ fn one_fd_message(iov: &mut libc::iovec, control: &mut [u8]) -> libc::msghdr {
     msg
 }
 
-/// Sends `s`'s descriptor over `out` (the Unix socket `ssh` gave as stdout) with SCM_RIGHTS.
-fn send_fd(s: &std::net::TcpStream, out: std::os::fd::RawFd) -> std::io::Result<()> {
+/// Sends the descriptor `fd` over the Unix socket `out` with SCM_RIGHTS, as
+/// one message of one zero byte (how `ssh` passes descriptors: its
+/// `ProxyUseFdpass` and its control socket read them so).
+pub(crate) fn send_fd(
+    fd: std::os::fd::BorrowedFd<'_>,
+    out: std::os::fd::BorrowedFd<'_>,
+) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    let fd = s.as_raw_fd();
+    let (fd, out) = (fd.as_raw_fd(), out.as_raw_fd());
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr().cast(),
@@ -212,12 +219,17 @@ fn send_fd(s: &std::net::TcpStream, out: std::os::fd::RawFd) -> std::io::Result<
             std::mem::size_of::<libc::c_int>(),
         );
     }
-    // SAFETY: a descriptor and a fully initialised msghdr.
-    let n = unsafe { libc::sendmsg(out, &msg, 0) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
+    loop {
+        // SAFETY: a descriptor and a fully initialised msghdr.
+        let n = unsafe { libc::sendmsg(out, &msg, libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -286,11 +298,11 @@ mod tests {
     #[test]
     fn the_connection_is_passed_with_nodelay() {
         use std::io::{Read, Write};
-        use std::os::fd::AsRawFd;
+        use std::os::fd::AsFd;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port().to_string();
         let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("pair");
-        assert_eq!(connect_to("127.0.0.1", &port, theirs.as_raw_fd()), 0);
+        assert_eq!(connect_to("127.0.0.1", &port, theirs.as_fd()), 0);
         let mut passed = receive_fd(&ours);
         assert!(passed.nodelay().expect("nodelay"), "TCP_NODELAY is not set");
         let (mut server, _) = listener.accept().expect("accept");
@@ -299,6 +311,6 @@ mod tests {
         server.read_exact(&mut got).expect("read");
         assert_eq!(&got, b"hi");
         // Nothing listens on port 1 (as in tests/unreachable_report.rs): refused.
-        assert_eq!(connect_to("127.0.0.1", "1", theirs.as_raw_fd()), 255);
+        assert_eq!(connect_to("127.0.0.1", "1", theirs.as_fd()), 255);
     }
 }

@@ -8,6 +8,7 @@ pub mod dial;
 pub mod docker;
 pub mod forward;
 pub mod host_keys;
+pub(crate) mod mux;
 pub(crate) mod remote_shell;
 pub mod stream;
 pub mod warm;

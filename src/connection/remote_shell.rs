@@ -67,10 +67,10 @@ use std::time::Duration;
 
 use std::pin::Pin;
 
-use openssh::{Child, Session};
+use openssh::Session;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
-use super::{Become, ConnectionError, Output, error_chain, shell_quote};
+use super::{Become, ConnectionError, Output, shell_quote};
 use base64::Engine as _;
 
 /// The remote side. `$1` is the shell's token. Run by `/bin/sh -c`; each
@@ -186,8 +186,12 @@ enum Stderr {
 
 /// The local process that carries a shell's SSH session.
 pub(crate) enum Proc {
-    /// A session on a master that is already up (an `ssh -S` client of its own).
-    Mux(Child<Arc<Session>>),
+    /// A session on a master that is already up, opened through its control
+    /// socket (`super::mux`); the master's session handle is kept with it.
+    Mux {
+        child: super::mux::MuxChild,
+        _session: Arc<Session>,
+    },
     /// The master's own session: one `ssh` process authenticates, is the
     /// master for any later session, and carries this shell (no second
     /// session-open round trip, no second process). Taken by the connection
@@ -297,31 +301,23 @@ impl RemoteShell {
             reason,
         };
         let token = random_token();
-        let mut child = session
-            .arc_raw_command(command_line(&token, become_))
-            .stdin(openssh::Stdio::piped())
-            .stdout(openssh::Stdio::piped())
-            .stderr(openssh::Stdio::piped())
-            .spawn()
+        // Spoken to the master directly (`mux`): no `ssh -S` process.
+        let s = super::mux::open(session.control_socket(), &command_line(&token, become_))
             .await
-            .map_err(|e| exec_err(error_chain(&e)))?;
-        let (Some(stdin), Some(stdout), Some(stderr)) = (
-            child.stdin().take(),
-            child.stdout().take(),
-            child.stderr().take(),
-        ) else {
-            return Err(exec_err("the remote shell has no pipes".into()));
-        };
+            .map_err(|e| exec_err(format!("cannot open a session on the ssh master: {e}")))?;
         let pipes = Pipes {
-            stdin: Box::pin(stdin),
-            stdout: Box::pin(stdout),
-            stderr: Box::pin(stderr),
+            stdin: Box::pin(s.stdin),
+            stdout: Box::pin(s.stdout),
+            stderr: Box::pin(s.stderr),
         };
         Self::handshake(
             host,
             key,
             token,
-            Proc::Mux(child),
+            Proc::Mux {
+                child: s.child,
+                _session: session,
+            },
             pipes,
             become_,
             ready_within,
@@ -521,11 +517,16 @@ impl RemoteShell {
         let mut err = Vec::new();
         let _ = tokio::join!(stdout.read_to_end(&mut rest), stderr.read_to_end(&mut err));
         let code = match proc {
-            Proc::Mux(child) => child
-                .wait()
-                .await
-                .map_err(|e| exec_err(error_chain(&e)))?
-                .code(),
+            // No exit status: the session ended with the connection (ssh's 255).
+            Proc::Mux { child, .. } => match child.wait().await {
+                Ok(code) => Some(code.unwrap_or(255)),
+                Err(why) => {
+                    return Err(ConnectionError::Unreachable {
+                        host: host.to_string(),
+                        reason: why,
+                    });
+                }
+            },
             Proc::Master(Some(mut child)) => child
                 .wait()
                 .await
@@ -675,7 +676,7 @@ impl RemoteShell {
             ..
         } = self;
         drop(stdin);
-        if let Proc::Mux(child) = proc {
+        if let Proc::Mux { child, .. } = proc {
             tokio::spawn(async move {
                 let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
                 if let Stderr::Drained(drain) = stderr {
