@@ -510,8 +510,31 @@ pub fn git_revision_in_background(
     std::thread::spawn(move || git_revision(&root))
 }
 
+/// Whether `git -C dir` could find a repository: a `.git` in `dir` or a
+/// directory above it, or `GIT_DIR` set. Outside one no `git` process is
+/// started (a failing `git rev-parse` cost a fork and exec on every run).
+pub fn may_be_in_git(dir: &Path) -> bool {
+    if std::env::var_os("GIT_DIR").is_some() {
+        return true;
+    }
+    let abs = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        match std::env::current_dir() {
+            Ok(c) => c.join(dir),
+            // Unknown: let git decide.
+            Err(_) => return true,
+        }
+    };
+    abs.ancestors()
+        .any(|d| std::fs::symlink_metadata(d.join(".git")).is_ok())
+}
+
 /// `(HEAD, dirty)` of the git checkout holding `root`; `(None, false)` outside one.
 pub fn git_revision(root: &Path) -> (Option<String>, bool) {
+    if !may_be_in_git(root) {
+        return (None, false);
+    }
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .arg("-C")
@@ -613,6 +636,24 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A directory with no `.git` above it starts no git process; one
+    /// inside a checkout (at any depth) does.
+    #[test]
+    fn git_is_asked_only_inside_a_checkout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sub = dir.path().join("a/b");
+        std::fs::create_dir_all(&sub).expect("mkdir");
+        if std::env::var_os("GIT_DIR").is_none()
+            && !dir.path().ancestors().any(|d| d.join(".git").exists())
+        {
+            assert!(!may_be_in_git(&sub));
+            assert_eq!(git_revision(&sub), (None, false));
+        }
+        std::fs::create_dir(dir.path().join(".git")).expect("mkdir .git");
+        assert!(may_be_in_git(&sub));
+        assert!(may_be_in_git(dir.path()));
+    }
 
     fn holder() -> LockHolder {
         LockHolder {

@@ -146,6 +146,9 @@ pub struct GitRevision {
 /// The project's git revision and dirty flag (local `git`; None outside a
 /// repository or without git).
 pub fn git_revision(dir: &std::path::Path) -> Option<GitRevision> {
+    if !super::lock::may_be_in_git(dir) {
+        return None;
+    }
     let run = |args: &[&str]| {
         std::process::Command::new("git")
             .arg("-C")
