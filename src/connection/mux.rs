@@ -277,6 +277,67 @@ mod tests {
         assert_eq!(framed, [0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 4]);
     }
 
+    fn message(fields: &[&[u8]]) -> Vec<u8> {
+        let body: Vec<u8> = fields.concat();
+        let mut m = Vec::new();
+        put_message(&mut m, &body);
+        m
+    }
+
+    /// The master's answers as OpenSSH's mux.c writes them (byte layouts from
+    /// PROTOCOL.mux): an opened session then its exit status; a refused one
+    /// with the master's reason; a connection closed with no exit status.
+    #[tokio::test]
+    async fn answers_give_the_exit_status_or_the_masters_reason() {
+        let be = |v: u32| v.to_be_bytes().to_vec();
+        let hello = message(&[&be(MUX_MSG_HELLO), &be(MUX_VERSION)]);
+        type Want = Result<Option<i32>, &'static str>;
+        let cases: Vec<(Vec<u8>, Want)> = vec![
+            (
+                [
+                    hello.clone(),
+                    message(&[&be(MUX_S_SESSION_OPENED), &be(1), &be(7)]),
+                    message(&[&be(MUX_S_EXIT_MESSAGE), &be(7), &be(3)]),
+                ]
+                .concat(),
+                Ok(Some(3)),
+            ),
+            (
+                [
+                    hello.clone(),
+                    message(&[
+                        &be(MUX_S_FAILURE),
+                        &be(1),
+                        &be(b"Session open refused by peer".len() as u32),
+                        b"Session open refused by peer",
+                    ]),
+                ]
+                .concat(),
+                Err("refused"),
+            ),
+            (
+                [
+                    hello.clone(),
+                    message(&[&be(MUX_S_SESSION_OPENED), &be(1), &be(7)]),
+                ]
+                .concat(),
+                Ok(None),
+            ),
+            (message(&[&be(MUX_MSG_HELLO), &be(3)]), Err("protocol")),
+        ];
+        for (bytes, want) in cases {
+            let (mut ours, mut theirs) = tokio::net::UnixStream::pair().expect("pair");
+            theirs.write_all(&bytes).await.expect("write");
+            drop(theirs);
+            let got = answers(&mut ours).await;
+            match (&got, &want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, w),
+                (Err(g), Err(w)) => assert!(g.contains(w), "{g}"),
+                _ => panic!("got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
     #[test]
     fn a_short_or_oversized_field_is_not_read() {
         assert_eq!(Reader(&[0, 0, 1]).u32(), None);
