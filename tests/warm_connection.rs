@@ -38,6 +38,17 @@ fn playbook(root: &str) -> String {
       ansible.builtin.assert:
         that:
           - out.stdout == 'warm'
+    # What ssh passes on (SendEnv LANG; sshd's AcceptEnv LANG; sudo keeps
+    # it): the same through a warm master's control socket as through a
+    # master's own session.
+    - name: the environment ssh passes on
+      ansible.builtin.command: printenv LANG
+      register: lang
+      changed_when: false
+    - name: LANG as this run's
+      ansible.builtin.assert:
+        that:
+          - lang.stdout == 'en_US.UTF-8'
 "#
     )
 }
@@ -52,6 +63,7 @@ fn run(dir: &Path, ctl: &Path, extra: &[&str]) -> Out {
         .env_remove("DEPLOYER_INVENTORY")
         .env_remove("DEPLOYER_FRESH_CONNECTION")
         .env("DEPLOYER_SSH_CONTROL_DIR", ctl)
+        .env("LANG", "en_US.UTF-8")
         .output()
         .expect("run deployer");
     Out {

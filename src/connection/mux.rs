@@ -11,7 +11,10 @@
 //! - both sides send `MUX_MSG_HELLO` with protocol version 4;
 //! - the client sends `MUX_C_NEW_SESSION` (request id, reserved string, no
 //!   terminal, no X11 or agent forwarding, no subsystem, no escape
-//!   character, empty terminal type, the command, no environment), then
+//!   character, empty terminal type, the command, then this process's
+//!   environment as `NAME=value` strings: the master passes on only what its
+//!   `SendEnv` names, and adds its `SetEnv`, as for an `ssh -S` client, whose
+//!   sessions thus get the same `LANG`), then
 //!   passes three descriptors, one per message of one zero byte: the
 //!   session's stdin, stdout and stderr (here: pipes whose other ends
 //!   deployer keeps);
@@ -90,7 +93,7 @@ pub(crate) async fn open(ctl: &Path, command: &str) -> std::io::Result<MuxSessio
 async fn open_on(mut sock: tokio::net::UnixStream, command: &str) -> std::io::Result<MuxSession> {
     let mut out = Vec::with_capacity(64 + command.len());
     put_message(&mut out, &hello());
-    put_message(&mut out, &new_session(command));
+    put_message(&mut out, &new_session(command, &environment()));
     sock.write_all(&out).await?;
     let (stdin_r, stdin_w) = pipe_pair()?;
     let (stdout_r, stdout_w) = pipe_pair()?;
@@ -174,7 +177,17 @@ fn hello() -> Vec<u8> {
     b
 }
 
-fn new_session(command: &str) -> Vec<u8> {
+/// This process's environment as `NAME=value` (the master keeps what its
+/// `SendEnv` patterns name, as `ssh -S` and the master both do).
+fn environment() -> Vec<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    std::env::vars_os()
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
+        .collect()
+}
+
+fn new_session(command: &str, env: &[Vec<u8>]) -> Vec<u8> {
     let mut b = Vec::new();
     put_u32(&mut b, MUX_C_NEW_SESSION);
     put_u32(&mut b, 1); // request id
@@ -186,6 +199,9 @@ fn new_session(command: &str) -> Vec<u8> {
     put_u32(&mut b, NO_ESCAPE);
     put_string(&mut b, b""); // terminal type
     put_string(&mut b, command.as_bytes());
+    for e in env {
+        put_string(&mut b, e);
+    }
     b
 }
 
@@ -260,7 +276,7 @@ mod tests {
 
     #[test]
     fn a_session_request_is_laid_out_as_the_master_reads_it() {
-        let m = new_session("true");
+        let m = new_session("true", &[b"LANG=C.UTF-8".to_vec()]);
         let mut r = Reader(&m);
         assert_eq!(r.u32(), Some(MUX_C_NEW_SESSION));
         assert_eq!(r.u32(), Some(1));
@@ -271,6 +287,7 @@ mod tests {
         assert_eq!(r.u32(), Some(NO_ESCAPE));
         assert_eq!(r.string(), Some(&b""[..]));
         assert_eq!(r.string(), Some(&b"true"[..]));
+        assert_eq!(r.string(), Some(&b"LANG=C.UTF-8"[..]));
         assert!(r.0.is_empty());
         let mut framed = Vec::new();
         put_message(&mut framed, &hello());
