@@ -23,6 +23,9 @@ use common::{deployer, events, on_host, repo, testbed_inventory};
 
 /// No other test uses this path.
 const ROOT: &str = "/srv/diff-hv";
+/// The strategy test's directory: outside `ROOT`, which the test beside it
+/// removes on every host while this one may be writing.
+const STRATEGY_DIR: &str = "/srv/diff-strategy";
 const HOSTS: [&str; 3] = ["tb1", "tb2", "tb3"];
 
 fn fixture() -> PathBuf {
@@ -236,8 +239,8 @@ fn unknown_host_in_hostvars_fails_the_task() {
 #[test]
 fn strategy_linear_keeps_hosts_in_step_and_free_does_not() {
     let inv = testbed_inventory();
-    on_host("tb1", &format!("rm -rf {ROOT}/strategy"));
-    on_host("tb2", &format!("rm -rf {ROOT}/strategy"));
+    on_host("tb1", &format!("rm -rf {STRATEGY_DIR}"));
+    on_host("tb2", &format!("rm -rf {STRATEGY_DIR}"));
     let out = deployer(
         &fixture(),
         &[
@@ -251,7 +254,7 @@ fn strategy_linear_keeps_hosts_in_step_and_free_does_not() {
     );
     assert_eq!(out.code, 0, "{}", out.all());
     let stamp = |host: &str, file: &str| -> u128 {
-        let s = on_host(host, &format!("cat {ROOT}/strategy/{file}"));
+        let s = on_host(host, &format!("cat {STRATEGY_DIR}/{file}"));
         s.trim().parse().unwrap_or_else(|_| panic!("{file}: {s}"))
     };
     let (slow, next) = (stamp("tb1", "linear-slow"), stamp("tb2", "linear-next-tb2"));
