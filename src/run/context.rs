@@ -99,6 +99,7 @@ impl Engine {
     pub(super) fn magic_vars(&self, play: &Play, st: &HostState, task: Option<&Task>) -> Layer {
         let mut m = hostvars::host_magic_vars(
             &self.inventory,
+            &self.hostvars,
             (self.opts.check, self.opts.diff),
             &self.playbook_dir,
             &st.name,

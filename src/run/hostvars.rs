@@ -31,6 +31,10 @@ struct Snapshot {
 #[derive(Default)]
 pub struct HostvarsStore {
     hosts: Mutex<HashMap<String, Snapshot>>,
+    /// `groups` (every group's hosts), built once: the inventory does not
+    /// change during a run, and building it for every task of every host
+    /// grew with hosts x groups x tasks.
+    groups: std::sync::OnceLock<Value>,
 }
 
 impl HostvarsStore {
@@ -44,6 +48,20 @@ impl HostvarsStore {
                 },
             );
         }
+    }
+
+    /// The `groups` magic variable of `inventory` (the run's one inventory).
+    fn groups(&self, inventory: &Inventory) -> Value {
+        self.groups
+            .get_or_init(|| {
+                let groups: serde_json::Map<String, Json> = inventory
+                    .groups
+                    .keys()
+                    .map(|g| (g.clone(), json!(inventory.group_hosts(g))))
+                    .collect();
+                crate::vars::json_to_value(&Json::Object(groups))
+            })
+            .clone()
     }
 
     fn get(&self, name: &str) -> Snapshot {
@@ -141,17 +159,13 @@ pub(super) fn facts_or_empty(facts: &Option<Layer>) -> Layer {
 /// The magic variables that belong to a host rather than to a play.
 pub(super) fn host_magic_vars(
     inventory: &Inventory,
+    store: &HostvarsStore,
     (check, diff): (bool, bool),
     playbook_dir: &Path,
     host: &str,
 ) -> Layer {
     let mut m = Layer::new();
     let v = |x: Json| VarValue::Value(crate::vars::json_to_value(&x));
-    let groups: serde_json::Map<String, Json> = inventory
-        .groups
-        .keys()
-        .map(|g| (g.clone(), json!(inventory.group_hosts(g))))
-        .collect();
     let group_names: Vec<String> = inventory
         .host_groups(host)
         .into_iter()
@@ -162,7 +176,7 @@ pub(super) fn host_magic_vars(
         "inventory_hostname_short".into(),
         v(json!(host.split('.').next().unwrap_or(host))),
     );
-    m.insert("groups".into(), v(Json::Object(groups)));
+    m.insert("groups".into(), VarValue::Value(store.groups(inventory)));
     m.insert("group_names".into(), v(json!(group_names)));
     m.insert(
         "playbook_dir".into(),
@@ -194,6 +208,7 @@ impl Object for HostVars {
         layers.push(facts_or_empty(&snap.facts));
         layers.push(host_magic_vars(
             &self.inventory,
+            &self.store,
             (self.check, self.diff),
             &self.playbook_dir,
             name,
