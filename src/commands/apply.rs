@@ -11,7 +11,7 @@ use crate::report::{Format, Reporter};
 use crate::run::{Engine, Interrupt, Outcome, RunOptions, RunSession};
 use crate::secrets::mask;
 use crate::state::audit::{self, RunRecord, masked_command_line};
-use crate::state::lock::{self, LockHolder};
+use crate::state::lock;
 use crate::vars::VaultAccess;
 
 use super::{load_inventory, passwords_from, project_id, project_root};
@@ -124,7 +124,6 @@ async fn run_playbook(a: RunArgs, mode: Mode) -> i32 {
     let images = Arc::new(images);
     let reporter = Arc::new(Reporter::new(format, a.diff || plan.is_some()));
     // Deploy lock, pending handlers and audit, named after the project root.
-    let revision = revision.join().unwrap_or((None, false));
     let session = run_session(check, a.message.clone(), lock_wait, revision);
     let engine = Engine {
         inventory: Arc::new(inv),
@@ -153,7 +152,7 @@ async fn run_playbook(a: RunArgs, mode: Mode) -> i32 {
     let signals = on_signals(session.interrupt.clone());
     let outcome = engine.run(&pb).await;
     signals.abort();
-    if let Some(code) = after_run(&session, &outcome) {
+    if let Some(code) = after_run(&session, &outcome).await {
         return code;
     }
     if mode == Mode::Pin {
@@ -238,19 +237,19 @@ fn run_session(
     check: bool,
     message: Option<String>,
     lock_wait: Option<std::time::Duration>,
-    revision: (Option<String>, bool),
+    revision: tokio::sync::oneshot::Receiver<(Option<String>, bool)>,
 ) -> Arc<RunSession> {
     let root = project_root();
     let argv: Vec<String> = std::env::args().collect();
-    let holder = LockHolder::for_this_run_at(revision, masked_command_line(&argv), message);
-    Arc::new(RunSession {
-        project: crate::state::project_id(&root),
-        project_root: root,
-        holder,
+    Arc::new(RunSession::new(
+        crate::state::project_id(&root),
+        root,
+        revision,
+        masked_command_line(&argv),
+        message,
         check,
         lock_wait,
-        interrupt: Interrupt::default(),
-    })
+    ))
 }
 
 /// SIGINT/SIGTERM: the first stops the run (which then saves pending
@@ -289,9 +288,10 @@ fn on_signals(interrupt: Interrupt) -> tokio::task::JoinHandle<()> {
 
 /// After the engine: the local run log (apply only) and a refused run's
 /// message. `Some(code)` ends the command there (no recap: nothing ran).
-fn after_run(s: &RunSession, outcome: &Outcome) -> Option<i32> {
+async fn after_run(s: &RunSession, outcome: &Outcome) -> Option<i32> {
     let so = &outcome.session;
     if !s.check {
+        let holder = s.holder().await;
         let result = if !so.refused.is_empty() {
             "locked"
         } else if so.interrupted {
@@ -302,14 +302,14 @@ fn after_run(s: &RunSession, outcome: &Outcome) -> Option<i32> {
             "ok"
         };
         let rec = RunRecord {
-            run_id: s.holder.run_id.clone(),
-            started: s.holder.since.clone(),
+            run_id: holder.run_id.clone(),
+            started: holder.since.clone(),
             finished: lock::rfc3339(std::time::SystemTime::now()),
-            performer: s.holder.who.clone(),
-            revision: s.holder.revision.clone(),
-            dirty: s.holder.dirty,
-            command: s.holder.command.clone(),
-            message: s.holder.message.clone(),
+            performer: holder.who.clone(),
+            revision: holder.revision.clone(),
+            dirty: holder.dirty,
+            command: holder.command.clone(),
+            message: holder.message.clone(),
             result: result.into(),
             hosts: so.audit.clone(),
             notes: so.refused.iter().chain(&so.notes).cloned().collect(),

@@ -57,14 +57,60 @@ pub struct RunSession {
     pub project: String,
     /// Where the local run log lives (`.deployer/runs.jsonl`).
     pub project_root: std::path::PathBuf,
-    /// This run's identity, written into the lock and the audit log.
-    pub holder: LockHolder,
+    /// This run's identity, written into the lock and the audit log; made
+    /// when first needed ([`RunSession::holder`]).
+    holder: tokio::sync::OnceCell<LockHolder>,
+    /// The checkout's `(HEAD, dirty)` for the holder, from a `git` process
+    /// that runs while the project loads and the first connection opens.
+    revision: futures::future::Shared<tokio::sync::oneshot::Receiver<(Option<String>, bool)>>,
+    /// The command line (secrets masked) and `--message`, for the holder.
+    command: String,
+    message: Option<String>,
     /// Check mode: the lock is only looked at (a held lock is a warning),
     /// pending handlers are shown but kept, nothing is written.
     pub check: bool,
     /// `--lock-wait`: how long to wait for locks held by others.
     pub lock_wait: Option<Duration>,
     pub interrupt: Interrupt,
+}
+
+impl RunSession {
+    /// A session whose holder waits for `revision` only when first asked for
+    /// (a check run, which takes no lock, may never wait for it).
+    pub fn new(
+        project: String,
+        project_root: std::path::PathBuf,
+        revision: tokio::sync::oneshot::Receiver<(Option<String>, bool)>,
+        command: String,
+        message: Option<String>,
+        check: bool,
+        lock_wait: Option<Duration>,
+    ) -> Self {
+        use futures::FutureExt;
+        RunSession {
+            project,
+            project_root,
+            holder: tokio::sync::OnceCell::new(),
+            revision: revision.shared(),
+            command,
+            message,
+            check,
+            lock_wait,
+            interrupt: Interrupt::default(),
+        }
+    }
+
+    /// This run's identity. The first call waits for the checkout's revision
+    /// (a `git` that failed or was never started counts as no checkout);
+    /// every later call returns the same holder.
+    pub async fn holder(&self) -> &LockHolder {
+        self.holder
+            .get_or_init(|| async {
+                let revision = self.revision.clone().await.unwrap_or((None, false));
+                LockHolder::for_this_run_at(revision, self.command.clone(), self.message.clone())
+            })
+            .await
+    }
 }
 
 /// Per-host state of the session.
@@ -266,7 +312,14 @@ impl Engine {
             Some(self.connect(&name, first, &layers, Some(script_rx)).await)
         };
         let building = async {
-            let built = self.lock_script(s, first, &layers, st);
+            // The lock names this run, revision included: waited for here,
+            // while the connection opens (check mode takes no lock).
+            let holder = if s.check {
+                None
+            } else {
+                Some(s.holder().await)
+            };
+            let built = self.lock_script(s, holder, first, &layers, st);
             if let Ok(b) = &built {
                 let _ = script_tx.send(b.script.clone());
             }
@@ -362,7 +415,7 @@ impl Engine {
                     st.session.become_.as_ref(),
                     &s.project,
                     &h,
-                    &s.holder,
+                    s.holder().await,
                 )
                 .await;
                 match took {
@@ -404,6 +457,7 @@ impl Engine {
     fn lock_script<'p>(
         &self,
         s: &RunSession,
+        holder: Option<&LockHolder>,
         first: &'p Play,
         layers: &super::PlayLayers,
         st: &HostState,
@@ -428,10 +482,9 @@ impl Engine {
         });
         let mut script = String::from("umask 077\n");
         script.push_str(&lock::state_dir_sh(&s.project));
-        script.push_str(&if s.check {
-            lock::peek_sh()
-        } else {
-            lock::acquire_sh(&s.holder)
+        script.push_str(&match holder {
+            Some(h) => lock::acquire_sh(h),
+            None => lock::peek_sh(),
         });
         script.push_str(&pending::read_sh());
         // The first play's file observations ride along when they are read
@@ -519,13 +572,14 @@ impl Engine {
 
     /// Gives back the locks this run took (a refused or interrupted start).
     async fn release_all(&self, s: &RunSession, states: &mut IndexMap<String, HostState>) {
+        let holder = s.holder().await;
         let mut futures = Vec::new();
         for st in states.values_mut().filter(|st| st.session.locked) {
             futures.push(async move {
                 let script = format!(
                     "{}{}",
                     lock::state_dir_sh(&s.project),
-                    lock::release_sh(&s.holder)
+                    lock::release_sh(holder)
                 );
                 let r = self.run_state_script(st, &script).await;
                 st.session.locked = false;
@@ -570,9 +624,10 @@ impl Engine {
             .map(|p| p.clone())
             .unwrap_or_default();
         let interrupted = out.interrupted;
+        let holder = s.holder().await;
         let mut futures = Vec::new();
         for st in states.values_mut().filter(|st| st.session.locked) {
-            let mut entry = HostAudit::new(&s.holder, &st.name);
+            let mut entry = HostAudit::new(holder, &st.name);
             for t in plan.iter().filter(|t| t.host == st.name) {
                 match t.status {
                     Status::Changed => {
@@ -608,8 +663,8 @@ impl Engine {
                         None => PendingHandler {
                             notification: n.clone(),
                             play: st.session.current_play.clone(),
-                            run_id: s.holder.run_id.clone(),
-                            since: s.holder.since.clone(),
+                            run_id: holder.run_id.clone(),
+                            since: holder.since.clone(),
                         },
                     },
                 )
@@ -634,7 +689,7 @@ impl Engine {
                 script.push_str(&pending::write_sh(&pending_list));
             }
             script.push_str(&audit::append_sh(&entry));
-            script.push_str(&lock::release_sh(&s.holder));
+            script.push_str(&lock::release_sh(holder));
             futures.push(async move {
                 let r = self.run_state_script(st, &script).await;
                 st.session.locked = false;

@@ -501,13 +501,17 @@ fn machine_name() -> String {
 }
 
 /// [`git_revision`] in a thread of its own, started at once: the `git`
-/// processes (tens of milliseconds on a loaded machine, more in a big
-/// checkout) run while the project loads instead of before the first
-/// connection.
+/// process (tens of milliseconds on a loaded machine, more in a big
+/// checkout) runs while the project loads and the first connection opens;
+/// the answer is awaited only where the lock's holder is written.
 pub fn git_revision_in_background(
     root: std::path::PathBuf,
-) -> std::thread::JoinHandle<(Option<String>, bool)> {
-    std::thread::spawn(move || git_revision(&root))
+) -> tokio::sync::oneshot::Receiver<(Option<String>, bool)> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(git_revision(&root));
+    });
+    rx
 }
 
 /// Whether `git -C dir` could find a repository: a `.git` in `dir` or a
@@ -530,29 +534,49 @@ pub fn may_be_in_git(dir: &Path) -> bool {
         .any(|d| std::fs::symlink_metadata(d.join(".git")).is_ok())
 }
 
-/// `(HEAD, dirty)` of the git checkout holding `root`; `(None, false)` outside one.
+/// `(HEAD, dirty)` of the git checkout holding `root`; `(None, false)` outside
+/// one. Dirty means a tracked file differs from HEAD (untracked files do not
+/// count). One `git status` answers both (its `branch.oid` header is HEAD),
+/// without taking the index's lock (`--no-optional-locks`), so a `git`
+/// command the user runs meanwhile is not disturbed.
 pub fn git_revision(root: &Path) -> (Option<String>, bool) {
     if !may_be_in_git(root) {
         return (None, false);
     }
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(root)
-            .args(args)
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match git(&["rev-parse", "HEAD"]) {
-        Some(rev) if !rev.is_empty() => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
-            (Some(rev), dirty)
-        }
-        _ => (None, false),
+    std::process::Command::new("git")
+        .arg("--no-optional-locks")
+        .arg("-C")
+        .arg(root)
+        .args([
+            "status",
+            "--porcelain=v2",
+            "--branch",
+            "--no-ahead-behind",
+            "--untracked-files=no",
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| parse_status_v2(&String::from_utf8_lossy(&o.stdout)))
+        .unwrap_or((None, false))
+}
+
+/// `git status --porcelain=v2 --branch`: HEAD from `# branch.oid` (absent
+/// before the first commit, `(initial)`), dirty when any entry line follows.
+fn parse_status_v2(out: &str) -> (Option<String>, bool) {
+    let head = out
+        .lines()
+        .find_map(|l| l.strip_prefix("# branch.oid "))
+        .map(str::trim)
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_string);
+    match head {
+        Some(h) => (
+            Some(h),
+            out.lines().any(|l| !l.is_empty() && !l.starts_with('#')),
+        ),
+        None => (None, false),
     }
 }
 
@@ -653,6 +677,50 @@ mod tests {
         std::fs::create_dir(dir.path().join(".git")).expect("mkdir .git");
         assert!(may_be_in_git(&sub));
         assert!(may_be_in_git(dir.path()));
+    }
+
+    /// HEAD and dirtiness from the one `git status`, checked against
+    /// `git rev-parse HEAD` in a real repository: none before the first
+    /// commit, clean after it, dirty with a changed tracked file, and not
+    /// dirty for an untracked file alone.
+    #[test]
+    fn revision_and_dirtiness_come_from_one_git_status() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+                .arg("-C")
+                .arg(dir.path())
+                .args(args)
+                .output()
+                .expect("git runs");
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        git(&["init", "-q"]);
+        assert_eq!(git_revision(dir.path()), (None, false));
+        std::fs::write(dir.path().join("a.yml"), "a: 1\n").expect("write");
+        git(&["add", "a.yml"]);
+        git(&["commit", "-q", "-m", "first"]);
+        let head = git(&["rev-parse", "HEAD"]);
+        assert_eq!(git_revision(dir.path()), (Some(head.clone()), false));
+        std::fs::write(dir.path().join("new.yml"), "b: 2\n").expect("write");
+        assert_eq!(git_revision(dir.path()), (Some(head.clone()), false));
+        std::fs::write(dir.path().join("a.yml"), "a: 2\n").expect("write");
+        assert_eq!(git_revision(dir.path()), (Some(head), true));
+    }
+
+    #[test]
+    fn status_v2_headers_and_entries() {
+        let clean = "# branch.oid 0123abcd\n# branch.head main\n";
+        assert_eq!(parse_status_v2(clean), (Some("0123abcd".into()), false));
+        let dirty = format!("{clean}1 .M N... 100644 100644 100644 aa bb a.yml\n");
+        assert_eq!(parse_status_v2(&dirty), (Some("0123abcd".into()), true));
+        assert_eq!(
+            parse_status_v2("# branch.oid (initial)\n# branch.head main\n"),
+            (None, false)
+        );
+        assert_eq!(parse_status_v2(""), (None, false));
     }
 
     fn holder() -> LockHolder {
