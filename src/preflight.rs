@@ -129,8 +129,11 @@ pub fn check_deferring(input: &RunInput) -> (Vec<Finding>, Vec<Finding>) {
         // come from them, so undefined names are not judged.
         let (vault_names, unreadable_vault) = whole_file_vault_names(input, &root);
         linter.know.defined.extend(vault_names);
+        crate::phase("pf: target");
         let all = linter.run(&target);
+        crate::phase("pf: lint run");
         let used = Used::of(pb, &root, &inventories);
+        crate::phase("pf: used");
         for f in all {
             if (unreadable_vault && f.rule == "ref-undefined-var")
                 || f.severity != Severity::Error
