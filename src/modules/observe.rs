@@ -277,7 +277,9 @@ const OBSERVE_FN: &str = r#"o() {
     case "$s" in
       regular*) h=$(sha256sum < "$2" 2>/dev/null | cut -c1-64); [ -n "$h" ] || h=-
         case "$3" in *1*) h1=$(sha1sum < "$2" 2>/dev/null | cut -c1-40); [ -n "$h1" ] || h1=- ;; esac ;;
-      symbolic*) l=$(readlink -- "$2") ;;
+      symbolic*) l=$(readlink -- "$2")
+        case "$l" in *'
+'*) l='\n' ;; esac ;;
     esac
     printf 'P\t%s\t1\t%s\t%s\t%s\t%s\n' "$1" "$s" "$h" "$h1" "$l"
     case "$3" in *c*) case "$s" in regular*) printf 'C\t%s\t' "$1"; base64 -w0 < "$2" 2>/dev/null; echo ;; esac ;; esac
@@ -287,16 +289,72 @@ const OBSERVE_FN: &str = r#"o() {
 }
 "#;
 
+/// The target of a link whose target has a newline in it (not carried by
+/// the line-based listing of the slow path): a newline alone, which no
+/// wanted target is, so such a link is replaced when a task wants another.
+pub const UNSHOWN_TARGET: &str = "\n";
+
 fn odd_name(p: &str) -> bool {
     p.contains(['\n', '\r'])
+}
+
+/// A name `stat`'s `escape` quoting prints as it is (printable ASCII, no
+/// backslash): its symlink target can be read from the `%N` of the one
+/// `stat`, with no `readlink` process.
+fn plain_name(p: &str) -> bool {
+    p.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\')
+}
+
+/// A target as `stat`'s `escape` quoting prints it: C escapes (`\\`, `\n`,
+/// `\t`, ..., `\ooo` for bytes the locale does not print); `None` for an
+/// escape it does not make (the output is not what was expected).
+fn unescape_target(s: &str) -> Option<String> {
+    let mut out: Vec<u8> = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        let c = *b.get(i + 1)?;
+        let byte = match c {
+            b'\\' => b'\\',
+            b'n' => b'\n',
+            b't' => b'\t',
+            b'r' => b'\r',
+            b'a' => 0x07,
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'v' => 0x0b,
+            b'0'..=b'7' => {
+                let oct = b.get(i + 1..i + 4)?;
+                if !oct.iter().all(|d| (b'0'..=b'7').contains(d)) {
+                    return None;
+                }
+                let v = oct.iter().fold(0u32, |v, d| v * 8 + u32::from(d - b'0'));
+                out.push(u8::try_from(v).ok()?);
+                i += 4;
+                continue;
+            }
+            _ => return None,
+        };
+        out.push(byte);
+        i += 2;
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// One script that observes every path with a fixed number of processes: the
 /// existence and type tests are shell builtins, then ONE `stat` over all paths
 /// that exist, ONE `sha256sum` over all regular files (and one `sha1sum` where
-/// asked); only symlink targets and asked-for contents cost a process each.
-/// Output: `E\t<indices>`, `S|<stat fields>|<name>` lines, `#H` then
-/// sha256sum's lines, `#1` then sha1sum's, `#X`, then `L`/`C` lines by index.
+/// asked), ONE `od` for asked-for contents. Symlink targets come from the
+/// `stat` too (`%N`, escaped), except for names `stat` would escape
+/// ([`plain_name`]), which cost a `readlink` each.
+/// Output: `E\t<indices>`, `S|<stat fields>|<name>` lines each followed by
+/// an `N|<name> -> <target>` line, `#H` then sha256sum's lines, `#1` then
+/// sha1sum's, `#X`, then `L` lines by index, then `#C` and the contents.
 pub fn observe_script(todo: &[(String, Want)]) -> String {
     let mut s = String::new();
     let q: Vec<String> = todo.iter().map(|(p, _)| shell_quote(p)).collect();
@@ -321,7 +379,7 @@ pub fn observe_script(todo: &[(String, Want)]) -> String {
     }
     s.push_str("printf 'E\\t%s\\n' \"$E\"\n");
     s.push_str(
-        "[ $# -eq 0 ] || stat -c 'S|%F|%a|%U|%G|%u|%g|%s|%Y|%d:%i:%s:%z|%n' -- \"$@\" 2>/dev/null\n",
+        "[ $# -eq 0 ] || QUOTING_STYLE=escape stat --printf 'S|%F|%a|%U|%G|%u|%g|%s|%Y|%d:%i:%s:%z|%n\\nN|%N\\n' -- \"$@\" 2>/dev/null\n",
     );
     each_regular(&mut s, &|_| true);
     s.push_str("printf '#H\\n'\n[ $# -eq 0 ] || sha256sum -- \"$@\" 2>/dev/null\n");
@@ -330,10 +388,13 @@ pub fn observe_script(todo: &[(String, Want)]) -> String {
         s.push_str("printf '#1\\n'\n[ $# -eq 0 ] || sha1sum -- \"$@\" 2>/dev/null\n");
     }
     s.push_str("printf '#X\\n'\n");
-    for &i in &fast {
+    // A target with a newline would end its line early and could pass the
+    // rest off as another path's observation: it is sent as `l` instead (a
+    // link whose target deployer cannot show, and matches no wanted one).
+    for &i in fast.iter().filter(|&&i| !plain_name(&todo[i].0)) {
         let p = &q[i];
         s.push_str(&format!(
-            "if [ -L {p} ]; then printf 'L\\t{i}\\t%s\\n' \"$(readlink -- {p})\"; fi\n"
+            "if [ -L {p} ]; then t=$(readlink -- {p}); case \"$t\" in *'\n'*) printf 'l\\t{i}\\n' ;; *) printf 'L\\t{i}\\t%s\\n' \"$t\" ;; esac; fi\n"
         ));
     }
     // Contents, of every regular file that wants them, in one `od` (one
@@ -511,6 +572,8 @@ pub fn parse_observations(out: &str, todo: &[(String, Want)]) -> HashMap<usize, 
     // The `#C` section: which files, in order, and their bytes in hex.
     let mut contents: Vec<usize> = Vec::new();
     let mut hex = String::new();
+    // The path of the last `S` line (its `N` line comes next).
+    let mut last_stat: Option<usize> = None;
     for line in out.lines() {
         if let Some(list) = line.strip_prefix("#C\t") {
             section = 'C';
@@ -547,8 +610,25 @@ pub fn parse_observations(out: &str, todo: &[(String, Want)]) -> HashMap<usize, 
         }
         if let Some(st) = line.strip_prefix("S|") {
             let fields: Vec<&str> = st.splitn(10, '|').collect();
-            if let Some(i) = fields.get(9).and_then(|name| index.get(name)) {
-                map.insert(*i, from_stat(&fields[..8]));
+            last_stat = fields.get(9).and_then(|name| index.get(name)).copied();
+            if let Some(i) = last_stat {
+                map.insert(i, from_stat(&fields[..8]));
+            }
+            continue;
+        }
+        // The target of the link the `S` line before named (only a plain
+        // name's: others come by `L` lines).
+        if let Some(n) = line.strip_prefix("N|") {
+            if let Some(i) = last_stat.take()
+                && plain_name(&todo[i].0)
+                && let Some(f) = map.get_mut(&i)
+                && f.kind == FileKind::Link
+            {
+                f.link_target = n
+                    .strip_prefix(todo[i].0.as_str())
+                    .and_then(|r| r.strip_prefix(" -> "))
+                    .and_then(unescape_target)
+                    .or(Some(UNSHOWN_TARGET.to_string()));
             }
             continue;
         }
@@ -582,7 +662,10 @@ pub fn parse_observations(out: &str, todo: &[(String, Want)]) -> HashMap<usize, 
                 let stat: Vec<&str> = parts.next().unwrap_or("").split('|').collect();
                 let sha256 = parts.next().filter(|h| *h != "-").map(str::to_string);
                 let sha1 = parts.next().filter(|h| *h != "-").map(str::to_string);
-                let link = parts.next().filter(|h| *h != "-").map(str::to_string);
+                let link = parts.next().filter(|h| *h != "-").map(|l| match l {
+                    "\\n" => UNSHOWN_TARGET.to_string(),
+                    l => l.to_string(),
+                });
                 let mut f = from_stat(&stat);
                 f.sha256 = sha256;
                 f.sha1 = sha1;
@@ -592,6 +675,11 @@ pub fn parse_observations(out: &str, todo: &[(String, Want)]) -> HashMap<usize, 
             Some("L") => {
                 if let Some(f) = map.get_mut(&idx) {
                     f.link_target = Some(parts.collect::<Vec<_>>().join("\t"));
+                }
+            }
+            Some("l") => {
+                if let Some(f) = map.get_mut(&idx) {
+                    f.link_target = Some(UNSHOWN_TARGET.to_string());
                 }
             }
             Some("C") => {
@@ -747,9 +835,11 @@ mod tests {
         let paths: Vec<String> = (0..50).map(|i| format!("/srv/x/f{i}.conf")).collect();
         let t: Vec<(String, Want)> = paths.iter().map(|p| (p.clone(), Want::default())).collect();
         let s = observe_script(&t);
-        assert_eq!(s.matches("stat -c").count(), 1, "{s}");
+        assert_eq!(s.matches("stat --printf").count(), 1, "{s}");
         assert_eq!(s.matches("sha256sum").count(), 1, "{s}");
         assert!(!s.contains("sha1sum") && !s.contains("base64"), "{s}");
+        // Link targets come from that `stat`: no `readlink` for plain names.
+        assert!(!s.contains("readlink"), "{s}");
         // Contents too: one `od` for all of them.
         let t: Vec<(String, Want)> = paths
             .iter()
@@ -781,6 +871,16 @@ mod tests {
         std::fs::create_dir(d.join("dir")).expect("mkdir");
         std::os::unix::fs::symlink(d.join("file"), d.join("link")).expect("link");
         std::os::unix::fs::symlink(d.join("nowhere"), d.join("dangling")).expect("link");
+        // Targets `stat` escapes, behind plain names and behind names it
+        // escapes too (those are read with `readlink`).
+        for (name, target) in [
+            ("odd target", "a -> b\\c d \u{e9}'\""),
+            ("rel", "../x y"),
+            ("caf\u{e9} link", "a -> b\\c"),
+            ("back\\link", "t"),
+        ] {
+            std::os::unix::fs::symlink(target, d.join(name)).expect("link");
+        }
         let names = [
             "file",
             "empty",
@@ -791,6 +891,10 @@ mod tests {
             "dangling",
             "missing",
             "-dash",
+            "odd target",
+            "rel",
+            "caf\u{e9} link",
+            "back\\link",
         ];
         let t: Vec<(String, Want)> = names
             .iter()
@@ -846,6 +950,73 @@ mod tests {
         assert_eq!(batch[&3].content.as_deref(), Some(&b"y"[..]));
         assert_eq!(batch[&5].kind, FileKind::Link);
         assert!(!batch.contains_key(&7));
+        assert_eq!(
+            batch[&9].link_target.as_deref(),
+            Some("a -> b\\c d \u{e9}'\"")
+        );
+        assert_eq!(batch[&11].link_target.as_deref(), Some("a -> b\\c"));
+    }
+
+    /// A symlink whose target holds a newline and a line that looks like
+    /// another path's observation (a local user can plant one where a task
+    /// will look): the other path keeps what was really observed, and the
+    /// link's target is one no task wants.
+    #[tokio::test]
+    async fn a_link_target_cannot_pass_for_another_observation() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        std::fs::write(d.join("real"), "real\n").expect("write");
+        let real = d.join("real").display().to_string();
+        let fake = format!(
+            "x\nP\t0\t1\tregular file|644|root|root|0|0|4|0\t{}\t-\t-\nL\t0\tevil\nl\t0",
+            "0".repeat(64)
+        );
+        std::os::unix::fs::symlink(&fake, d.join("plain")).expect("link");
+        std::os::unix::fs::symlink(&fake, d.join("caf\u{e9}")).expect("link");
+        let t: Vec<(String, Want)> = [
+            real.clone(),
+            d.join("plain").display().to_string(),
+            d.join("caf\u{e9}").display().to_string(),
+        ]
+        .into_iter()
+        .map(|p| (p, Want::default()))
+        .collect();
+        let conn = Connection::local("localhost");
+        let out = conn
+            .run_script(&observe_script(&t), None)
+            .await
+            .expect("batch");
+        let m = parse_observations(&out.stdout_str(), &t);
+        assert_eq!(m[&0].kind, FileKind::File);
+        assert_eq!(m[&0].size, 5);
+        assert_eq!(m[&0].link_target, None);
+        assert_eq!(m[&1].link_target.as_deref(), Some(fake.as_str()));
+        assert_eq!(m[&2].link_target.as_deref(), Some(UNSHOWN_TARGET));
+        // The per-path function, for names with a newline, likewise.
+        let mut slow = String::from(OBSERVE_FN);
+        for (i, (p, _)) in t.iter().enumerate() {
+            slow.push_str(&format!("o {i} {} -\n", shell_quote(p)));
+        }
+        let out = conn.run_script(&slow, None).await.expect("slow");
+        let m = parse_observations(&out.stdout_str(), &t);
+        assert_eq!(m[&0].size, 5);
+        assert_eq!(m[&0].link_target, None);
+        assert_eq!(m[&1].link_target.as_deref(), Some(UNSHOWN_TARGET));
+    }
+
+    #[test]
+    fn escaped_targets_decode() {
+        assert_eq!(
+            unescape_target("a\\\\b\\n\\t\\303\\251").as_deref(),
+            Some("a\\b\n\t\u{e9}")
+        );
+        assert_eq!(unescape_target("plain -> x").as_deref(), Some("plain -> x"));
+        assert_eq!(unescape_target("bad\\q"), None);
+        assert_eq!(unescape_target("cut\\"), None);
+        assert_eq!(unescape_target("\\9"), None);
+        assert!(
+            plain_name("/srv/a b/c|d -> e") && !plain_name("/a\\b") && !plain_name("/caf\u{e9}")
+        );
     }
 
     #[tokio::test]
