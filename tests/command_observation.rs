@@ -122,3 +122,74 @@ fn commands_refresh_the_observation_cache_in_their_own_execution() {
     assert_eq!(files, "g.txt\n600 root\ng\n");
     on_host("tb1", &format!("rm -rf {ROOT} /tmp/dt-cmdobs-deploy"));
 }
+
+/// A command followed by another command leaves the check of what it changed
+/// to that one (one `stat` for both). When the next command does not run
+/// after all (`when: false`), the first task that reads the host checks
+/// first: later tasks still see what the commands did.
+#[test]
+fn a_command_leaves_its_check_to_the_next_command() {
+    let root = "/srv/dt-cmdobs-later";
+    on_host(
+        "tb1",
+        &format!("rm -rf {root}; mkdir -p {root}; echo before > {root}/f.txt"),
+    );
+    let playbook = format!(
+        r#"- hosts: tb1
+  become: true
+  gather_facts: false
+  tasks:
+    - name: a cached file, already as wanted
+      ansible.builtin.copy:
+        content: "before\n"
+        dest: {root}/f.txt
+    - name: first change
+      ansible.builtin.shell: echo after > {root}/f.txt
+      changed_when: false
+    - name: evaluated on the controller
+      ansible.builtin.debug:
+        msg: between
+    - name: a command that does not run
+      ansible.builtin.command: "true"
+      when: false
+    - name: the first change is seen
+      ansible.builtin.copy:
+        content: "after\n"
+        dest: {root}/f.txt
+    - name: second change
+      ansible.builtin.shell: echo again > {root}/f.txt
+      changed_when: false
+    - name: a command that runs
+      ansible.builtin.command: "true"
+      changed_when: false
+    - name: the second change is seen
+      ansible.builtin.copy:
+        content: "again\n"
+        dest: {root}/f.txt
+"#
+    );
+    let dir = project(&[("site.yml", &playbook)]);
+    let inv = testbed_inventory().display().to_string();
+    let out = deployer(
+        dir.path(),
+        &["apply", "-vv", "-i", &inv, "site.yml", "--format", "json"],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let ev = events(&out.stdout);
+    let status = |name: &str| {
+        ev.iter()
+            .find(|e| e["event"] == "task_result" && e["task"] == name)
+            .unwrap_or_else(|| panic!("no result for '{name}' in {}", out.stdout))["status"]
+            .clone()
+    };
+    assert_eq!(status("the first change is seen"), "ok", "{}", out.stdout);
+    assert_eq!(status("the second change is seen"), "ok", "{}", out.stdout);
+    assert_eq!(recap(&out.stdout)["hosts"]["tb1"]["changed"], 0);
+    // The checks that ran (the scripts are traced with -vv): the copy's,
+    // before it reads the cache, and the second command's, for both changes.
+    // A check after each command would make three.
+    let checks = out.stderr.matches("stat -c 'T|%d:%i:%s:%z|%n'").count();
+    assert_eq!(checks, 2, "{}", out.stderr);
+    assert_eq!(on_host("tb1", &format!("cat {root}/f.txt")), "again\n");
+    on_host("tb1", &format!("rm -rf {root}"));
+}

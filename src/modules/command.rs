@@ -155,7 +155,14 @@ pub async fn command(
     // stats them right after the command (one process, no extra round trip):
     // what did not move keeps its observation, the rest is observed again when
     // a task asks for it.
-    let refresh = ctx.observed.refresh_after_command(ctx.become_.as_ref());
+    //
+    // When the next task runs a command too, this one leaves that check to
+    // it (`restamp_later`): its stat, after both, covers what either changed.
+    let refresh = ctx
+        .observed
+        .refresh_after_command(ctx.become_.as_ref())
+        .filter(|_| !ctx.restamp_later);
+    let leave_unstamped = ctx.restamp_later && refresh.is_none();
     let marker = refresh.as_ref().map(|_| end_marker());
     if let (Some(todo), Some(marker)) = (&refresh, &marker) {
         script = format!(
@@ -185,6 +192,7 @@ pub async fn command(
                 None => ctx.observed.invalidate_all(),
             }
         }
+        _ if leave_unstamped => ctx.observed.leave_unstamped(ctx.become_.as_ref()),
         _ => ctx.observed.invalidate_all(),
     }
     let strip = |s: String| {

@@ -188,6 +188,9 @@ pub struct ModuleCtx<'a> {
     pub progress: crate::report::TaskProgress,
     /// How container and compose tasks treat image tags (`images.lock`).
     pub images: &'a crate::project::images_lock::ImagePolicy,
+    /// A command or shell task may leave the check of what it changed to the
+    /// next task, a command too (`Observations::leave_unstamped`).
+    pub restamp_later: bool,
 }
 
 impl ModuleCtx<'_> {

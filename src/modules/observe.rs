@@ -71,6 +71,11 @@ pub struct Observations {
     /// Set after something with unknown effects ran (a command, a shell): every
     /// cached path is refetched, in one execution with the next request.
     stale: bool,
+    /// Set after a command that left the check of what it changed to a later
+    /// one ([`Observations::leave_unstamped`]): nothing cached is trusted
+    /// until a command's stamps ([`Observations::restamped_after_command`])
+    /// or a fetch ([`Observations::fetch`] stamps first) checked it.
+    unstamped: bool,
     /// Who read the cached paths (the become user, `None` for the login user),
     /// and whether reads were made as different users. A re-observation folded
     /// into a command's execution runs as the command's user, so it is only done
@@ -85,7 +90,7 @@ fn identity(become_: Option<&Become>) -> Option<String> {
 
 impl Observations {
     pub fn get(&self, path: &str, want: Want) -> Option<&ObservedFile> {
-        if self.stale {
+        if self.stale || self.unstamped {
             return None;
         }
         let have = self.wants.get(path)?;
@@ -100,6 +105,21 @@ impl Observations {
     pub fn invalidate_all(&mut self) {
         if !self.files.is_empty() {
             self.stale = true;
+        }
+    }
+
+    /// A command ran as `become_` and the next command's stamps will tell what
+    /// it changed: until then nothing cached is trusted. When the cache was
+    /// not all read as that user, the next command cannot check it: it is
+    /// refetched instead ([`Observations::invalidate_all`]).
+    pub fn leave_unstamped(&mut self, become_: Option<&Become>) {
+        if self.files.is_empty() {
+            return;
+        }
+        if self.read_as_mixed || self.read_as.as_ref() != Some(&identity(become_)) {
+            self.stale = true;
+        } else {
+            self.unstamped = true;
         }
     }
 
@@ -127,6 +147,20 @@ impl Observations {
         become_: Option<&Become>,
         requests: &[(String, Want)],
     ) -> Result<(), ConnectionError> {
+        if self.unstamped {
+            // A command ran and left its check for later: done now (one
+            // `stat`), so what it did not touch stays cached.
+            match self.refresh_after_command(become_) {
+                Some(todo) => {
+                    let out = conn.run_script(&stamp_script(&todo), become_).await?;
+                    self.restamped_after_command(todo, &out.stdout_str());
+                }
+                None => {
+                    self.unstamped = false;
+                    self.stale = true;
+                }
+            }
+        }
         let todo = self.to_fetch(requests);
         if todo.is_empty() {
             return Ok(());
@@ -155,7 +189,7 @@ impl Observations {
                 todo.push((p.clone(), merged));
             }
         }
-        if self.stale {
+        if self.stale || self.unstamped {
             // Refresh everything cached so far along with this request.
             for (p, w) in &self.wants {
                 if !todo.iter().any(|(tp, _)| tp == p) {
@@ -168,8 +202,9 @@ impl Observations {
 
     /// Stores what `observe_script(&todo)` printed, run as `become_`.
     pub fn fetched(&mut self, become_: Option<&Become>, todo: Vec<(String, Want)>, out: &str) {
-        let refreshes_all = self.stale;
+        let refreshes_all = self.stale || self.unstamped;
         self.stale = false;
+        self.unstamped = false;
         self.note_reader(become_, refreshes_all);
         self.store(todo, out);
     }
@@ -236,6 +271,7 @@ impl Observations {
             }
         }
         self.stale = false;
+        self.unstamped = false;
         self.read_as_mixed = false;
     }
 
@@ -1017,6 +1053,45 @@ mod tests {
         assert!(
             plain_name("/srv/a b/c|d -> e") && !plain_name("/a\\b") && !plain_name("/caf\u{e9}")
         );
+    }
+
+    /// After a command that left its check for later, nothing cached is
+    /// trusted; the next fetch checks first (one `stat`) and keeps what the
+    /// command did not touch; a command as another user makes it a refetch.
+    #[tokio::test]
+    async fn an_unstamped_cache_is_checked_before_it_is_used() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = |n: &str| dir.path().join(n).display().to_string();
+        std::fs::write(path("same"), "v1").expect("write");
+        std::fs::write(path("changed"), "v1").expect("write");
+        let conn = Connection::local("localhost");
+        let mut obs = Observations::default();
+        let reqs: Vec<(String, Want)> = ["same", "changed"]
+            .iter()
+            .map(|n| (path(n), Want::default()))
+            .collect();
+        obs.fetch(&conn, None, &reqs).await.expect("fetch");
+        obs.leave_unstamped(None);
+        assert!(obs.get(&path("same"), Want::default()).is_none());
+        // What the command did.
+        std::fs::write(path("changed"), "v2, longer").expect("write");
+        // A request for one path: the check runs first and keeps the other.
+        obs.fetch(&conn, None, &reqs[..1]).await.expect("fetch");
+        assert!(obs.get(&path("same"), Want::default()).is_some());
+        assert!(obs.get(&path("changed"), Want::default()).is_none());
+        obs.fetch(&conn, None, &reqs).await.expect("fetch");
+        assert_eq!(
+            obs.get(&path("changed"), Want::default()).map(|f| f.size),
+            Some(10)
+        );
+        // Read as root, left by a command as another user: refetched whole.
+        let other = Become {
+            user: "nobody".into(),
+            password: None,
+        };
+        obs.leave_unstamped(Some(&other));
+        assert!(obs.stale && !obs.unstamped);
+        assert_eq!(obs.to_fetch(&reqs[..1]).len(), 2);
     }
 
     #[tokio::test]

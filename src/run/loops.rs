@@ -463,11 +463,13 @@ impl Engine {
         let on_control = delegate
             .as_deref()
             .is_some_and(|d| d == "localhost" || d == "127.0.0.1");
-        let mut local_obs = Observations::default();
         // A task forced into check mode (`check_mode: true`) in a real run
         // plans against its own reads: what it would write must not become
         // what later tasks believe the host holds.
-        let observed = if delegated || (check && !self.opts.check) {
+        let own_reads = delegated || (check && !self.opts.check);
+        let restamp_later = st.restamp_later && !own_reads;
+        let mut local_obs = Observations::default();
+        let observed = if own_reads {
             &mut local_obs
         } else {
             &mut st.observed
@@ -488,6 +490,7 @@ impl Engine {
             },
             saved: Vec::new(),
             images: &self.opts.images,
+            restamp_later,
             progress: crate::report::TaskProgress::new(
                 &self.reporter,
                 &st.name,

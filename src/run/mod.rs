@@ -105,6 +105,10 @@ struct HostState {
     /// `max_fail_percentage` exceeded: nothing more runs on this host in this
     /// play, not even `rescue`, `always` or handlers.
     aborted: bool,
+    /// The task running now is a command whose next task touching the host
+    /// runs a command too (run/tasks.rs): what this one may have changed is
+    /// checked by that one's execution (`ModuleCtx::restamp_later`).
+    restamp_later: bool,
 }
 
 impl HostState {
@@ -129,6 +133,7 @@ impl HostState {
             protected: 0,
             peer_failed: false,
             aborted: false,
+            restamp_later: false,
         }
     }
 }

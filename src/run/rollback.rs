@@ -721,6 +721,7 @@ async fn restore_compose(
         saved: Vec::new(),
         // Rolling back runs the images the release recorded, whatever the lock says now.
         images: &crate::project::images_lock::UNPINNED,
+        restamp_later: false,
         progress: crate::report::TaskProgress::new(
             &engine.reporter,
             &plan.host,

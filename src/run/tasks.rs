@@ -4,6 +4,37 @@
 
 use super::*;
 
+/// The short name of a task's module (`command` for
+/// `ansible.builtin.command`), `None` for other tasks.
+fn module_of(t: &Task) -> Option<&'static str> {
+    match &t.kind {
+        TaskKind::Module { name, .. } => crate::modules::registry::find(name).map(|m| m.name()),
+        _ => None,
+    }
+}
+
+/// Whether `t` is a command (or shell) on this host, without a loop, and the
+/// next task after it that touches the host — tasks that only evaluate on
+/// the controller (`assert`, `debug`, `set_fact`, `fail`) skipped — is one
+/// too. A command may change any file, so what earlier tasks observed is
+/// checked after it (one `stat` in its execution); when another command comes
+/// next, that one's check covers both. If the next command does not run after
+/// all (`when`), the first task that reads the host checks first (one
+/// execution more): never a stale observation, at worst a round trip.
+fn command_follows(t: &Task, rest: &[Task]) -> bool {
+    let is_command = |t: &Task| {
+        matches!(module_of(t), Some("command" | "shell"))
+            && t.delegate_to.is_none()
+            && t.loop_items.is_none()
+    };
+    if !is_command(t) {
+        return false;
+    }
+    rest.iter()
+        .find(|n| !matches!(module_of(n), Some("assert" | "debug" | "set_fact" | "fail")))
+        .is_some_and(is_command)
+}
+
 impl Engine {
     /// Tag selection with Ansible's rules: `always` runs unless skipped by name,
     /// `never` runs only when asked for by one of its other tags.
@@ -36,14 +67,16 @@ impl Engine {
         st: &'a mut HostState,
     ) -> futures::future::BoxFuture<'a, ()> {
         Box::pin(async move {
-            for t in tasks {
+            for (i, t) in tasks.iter().enumerate() {
                 if self.interrupted() {
                     st.failed = true;
                 }
                 if st.failed || st.ended {
                     return;
                 }
+                st.restamp_later = command_follows(t, &tasks[i + 1..]);
                 self.run_task(ctx, t, st).await;
+                st.restamp_later = false;
                 // What the task set is visible to the others' `hostvars`.
                 self.hostvars.publish(&st.name, &st.facts, &st.runtime);
                 if ctx.lockstep.is_some() && !st.in_handlers && self.is_step(t) {
