@@ -1,7 +1,6 @@
 use clap::Parser;
 
 fn main() {
-    deployer::phase("main");
     let cli = deployer::cli::Cli::parse();
     // Run by ssh while it connects: no runtime to start.
     if let deployer::cli::Command::SshConnect { host, port } = &cli.command {
@@ -17,7 +16,6 @@ fn main() {
             std::process::exit(1);
         }
     };
-    deployer::phase("runtime");
     let code = rt.block_on(deployer::cli::run(cli));
     std::process::exit(code);
 }

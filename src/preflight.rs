@@ -95,6 +95,17 @@ pub fn check(input: &RunInput) -> Vec<Finding> {
 /// found in them (warnings) and fails the include, if it runs, with the
 /// same error.
 pub fn check_deferring(input: &RunInput) -> (Vec<Finding>, Vec<Finding>) {
+    let (findings, deferred, _) = check_and_load(input);
+    (findings, deferred)
+}
+
+/// [`check_deferring`], and the playbook as the check loaded it (to find the
+/// files the run uses) when it loads: the run uses it rather than loading
+/// the same files again.
+pub fn check_and_load(
+    input: &RunInput,
+) -> (Vec<Finding>, Vec<Finding>, Option<crate::project::Playbook>) {
+    let mut loaded = None;
     let mut findings = Vec::new();
     let mut deferred = Vec::new();
     let root = input
@@ -129,11 +140,9 @@ pub fn check_deferring(input: &RunInput) -> (Vec<Finding>, Vec<Finding>) {
         // come from them, so undefined names are not judged.
         let (vault_names, unreadable_vault) = whole_file_vault_names(input, &root);
         linter.know.defined.extend(vault_names);
-        crate::phase("pf: target");
         let all = linter.run(&target);
-        crate::phase("pf: lint run");
-        let used = Used::of(pb, &root, &inventories);
-        crate::phase("pf: used");
+        let (used, book) = Used::of(pb, &root, &inventories);
+        loaded = book;
         for f in all {
             if (unreadable_vault && f.rule == "ref-undefined-var")
                 || f.severity != Severity::Error
@@ -186,7 +195,7 @@ pub fn check_deferring(input: &RunInput) -> (Vec<Finding>, Vec<Finding>) {
     deferred
         .sort_by(|a, b| (&a.file, a.line, a.col, a.rule).cmp(&(&b.file, b.line, b.col, b.rule)));
     deferred.dedup_by(|a, b| a.file == b.file && a.line == b.line && a.message == b.message);
-    (findings, deferred)
+    (findings, deferred, loaded)
 }
 
 /// Which files the run uses, to keep only findings about them.
@@ -204,9 +213,15 @@ struct Used {
 }
 
 impl Used {
-    fn of(pb: &Path, root: &Path, inventories: &[PathBuf]) -> Used {
+    /// The files `pb` uses, and the playbook when it loads.
+    fn of(
+        pb: &Path,
+        root: &Path,
+        inventories: &[PathBuf],
+    ) -> (Used, Option<crate::project::Playbook>) {
         let mut playbooks = HashSet::from([canon(pb)]);
         let mut task_files = None;
+        let mut loaded = None;
         let roles = match crate::project::load_playbook(pb, &crate::modules::registry::Registry) {
             Ok(book) => {
                 let mut roles = HashSet::new();
@@ -231,11 +246,12 @@ impl Used {
                     }
                 }
                 task_files = Some(files);
+                loaded = Some(book);
                 Some(roles)
             }
             Err(_) => None,
         };
-        Used {
+        let used = Used {
             roles,
             playbooks,
             task_files,
@@ -254,7 +270,8 @@ impl Used {
                     v
                 })
                 .collect(),
-        }
+        };
+        (used, loaded)
     }
 
     /// A task file of a role that no task of the loaded play comes from:

@@ -80,12 +80,15 @@ async fn run_playbook(a: RunArgs, mode: Mode) -> i32 {
             load_inventory(&a.inventory)?;
         }
         // Everything knowable without a host, all at once, before any connection.
-        crate::phase("pf start");
-        super::preflight(Some(&a.playbook), &a.inventory, &extra, passwords.as_ref())?;
-        crate::phase("preflight done");
+        // The playbook as the pre-flight loaded it (the same files, read once).
+        let checked =
+            super::preflight(Some(&a.playbook), &a.inventory, &extra, passwords.as_ref())?;
         let mut inv = load_inventory(&a.inventory)?;
-        let pb = project::load_playbook(&a.playbook, &crate::modules::registry::Registry)
-            .map_err(|e| e.to_string())?;
+        let pb = match checked {
+            Some(pb) => pb,
+            None => project::load_playbook(&a.playbook, &crate::modules::registry::Registry)
+                .map_err(|e| e.to_string())?,
+        };
         let pb_dir = a
             .playbook
             .parent()
@@ -123,7 +126,6 @@ async fn run_playbook(a: RunArgs, mode: Mode) -> i32 {
             return 1;
         }
     };
-    crate::phase("loaded");
     let images = Arc::new(images);
     let reporter = Arc::new(Reporter::new(format, a.diff || plan.is_some()));
     // Deploy lock, pending handlers and audit, named after the project root.
@@ -154,7 +156,6 @@ async fn run_playbook(a: RunArgs, mode: Mode) -> i32 {
     };
     let signals = on_signals(session.interrupt.clone());
     let outcome = engine.run(&pb).await;
-    crate::phase("engine done");
     signals.abort();
     if let Some(code) = after_run(&session, &outcome).await {
         return code;

@@ -87,18 +87,19 @@ pub fn preflight(
     inventories: &[PathBuf],
     extra: &crate::project::inventory::Vars,
     passwords: Option<&crate::vault::VaultPasswords>,
-) -> Result<(), String> {
-    let (findings, deferred) = crate::preflight::check_deferring(&crate::preflight::RunInput {
-        playbook,
-        inventories,
-        extra_var_names: extra.keys().cloned().collect(),
-        passwords,
-    });
+) -> Result<Option<crate::project::Playbook>, String> {
+    let (findings, deferred, loaded) =
+        crate::preflight::check_and_load(&crate::preflight::RunInput {
+            playbook,
+            inventories,
+            extra_var_names: extra.keys().cloned().collect(),
+            passwords,
+        });
     if !deferred.is_empty() {
         crate::preflight::report_deferred(&deferred);
     }
     if findings.is_empty() {
-        return Ok(());
+        return Ok(loaded);
     }
     crate::preflight::report(&findings);
     Err(format!(

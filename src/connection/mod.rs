@@ -473,9 +473,7 @@ impl Connection {
         let started = std::time::Instant::now();
         let user = become_.map(|b| b.user.as_str()).unwrap_or("(login user)");
         tracing::trace!(host = %self.name, user = %user, "script:\n{}", crate::ui::script_for_log(script));
-        crate::phase("script send");
         let result = self.run_script_once(script, become_).await;
-        crate::phase("script answered");
         let ms = started.elapsed().as_millis();
         match &result {
             Ok(out) => tracing::debug!(

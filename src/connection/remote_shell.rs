@@ -459,7 +459,6 @@ impl RemoteShell {
             _ => None,
         };
         let _ = stdin.flush().await;
-        crate::phase("shell start line sent");
         let mut stdout = BufReader::new(stdout);
         let mut ready = Vec::new();
         let read = stdout.read_until(b'\n', &mut ready);
@@ -477,7 +476,6 @@ impl RemoteShell {
         }
         .map_err(|e| exec_err(e.to_string()))?;
         let want = format!("DEPLOYER-SHELL {token} ");
-        crate::phase("shell ready");
         let line = String::from_utf8_lossy(&ready);
         if n > 0
             && let Some(rest) = line.strip_prefix(&want)

@@ -309,23 +309,17 @@ impl Engine {
             if st.conn.is_some() {
                 return None;
             }
-            crate::phase("connect start");
-            let r = self.connect(&name, first, &layers, Some(script_rx)).await;
-            crate::phase("connected");
-            Some(r)
+            Some(self.connect(&name, first, &layers, Some(script_rx)).await)
         };
         let building = async {
             // The lock names this run, revision included: waited for here,
             // while the connection opens (check mode takes no lock).
-            crate::phase("build start");
             let holder = if s.check {
                 None
             } else {
                 Some(s.holder().await)
             };
-            crate::phase("holder");
             let built = self.lock_script(s, holder, first, &layers, st);
-            crate::phase("build done");
             if let Ok(b) = &built {
                 let _ = script_tx.send(b.script.clone());
             }
@@ -383,7 +377,6 @@ impl Engine {
                 return Begun::Failed;
             }
         };
-        crate::phase("lock script done");
         let stdout = out.stdout_str();
         let secs = lock::sections(&stdout);
         let state_dir = state_dir_of(&secs);
