@@ -395,32 +395,21 @@ pub fn observe_script(todo: &[(String, Want)]) -> String {
     let mut s = String::new();
     let q: Vec<String> = todo.iter().map(|(p, _)| shell_quote(p)).collect();
     let fast: Vec<usize> = (0..todo.len()).filter(|&i| !odd_name(&todo[i].0)).collect();
-    let each_regular = |s: &mut String, pick: &dyn Fn(usize) -> bool| {
-        s.push_str("set --\n");
-        for &i in &fast {
-            if pick(i) {
-                let p = &q[i];
-                s.push_str(&format!(
-                    "if [ -f {p} ] && [ ! -L {p} ]; then set -- \"$@\" {p}; fi\n"
-                ));
-            }
-        }
-    };
-    s.push_str("set --\nE=\n");
-    for &i in &fast {
-        let p = &q[i];
-        s.push_str(&format!(
-            "if [ -e {p} ] || [ -L {p} ]; then set -- \"$@\" {p}; E=\"$E {i}\"; fi\n"
-        ));
-    }
-    s.push_str("printf 'E\\t%s\\n' \"$E\"\n");
+    // Each path is written once per list it is in; the lists are filtered
+    // by shell loops (builtins), so the script stays small however many
+    // paths there are (a large script costs the shell time to read, and a
+    // here-document over a pipe's size a process to write it).
+    s.push_str(&keep_existing(&fast, &q));
     s.push_str(
         "[ $# -eq 0 ] || QUOTING_STYLE=escape stat --printf 'S|%F|%a|%U|%G|%u|%g|%s|%Y|%d:%i:%s:%z|%n\\nN|%N\\n' -- \"$@\" 2>/dev/null\n",
     );
-    each_regular(&mut s, &|_| true);
+    // The regular files among those that exist.
+    s.push_str(KEEP_REGULAR);
     s.push_str("printf '#H\\n'\n[ $# -eq 0 ] || sha256sum -- \"$@\" 2>/dev/null\n");
-    if fast.iter().any(|&i| todo[i].1.sha1) {
-        each_regular(&mut s, &|i| todo[i].1.sha1);
+    let sha1: Vec<usize> = fast.iter().copied().filter(|&i| todo[i].1.sha1).collect();
+    if !sha1.is_empty() {
+        s.push_str(&set_list(&sha1, &q));
+        s.push_str(KEEP_REGULAR);
         s.push_str("printf '#1\\n'\n[ $# -eq 0 ] || sha1sum -- \"$@\" 2>/dev/null\n");
     }
     s.push_str("printf '#X\\n'\n");
@@ -437,14 +426,17 @@ pub fn observe_script(todo: &[(String, Want)]) -> String {
     // process however many files): its hex is cut into files by the sizes
     // `stat` printed, and a piece is kept only when its SHA-256 is the one
     // `sha256sum` printed (a file that changed in between is not kept).
-    if fast.iter().any(|&i| todo[i].1.content) {
-        s.push_str("set --\nK=\n");
-        for &i in fast.iter().filter(|&&i| todo[i].1.content) {
-            let p = &q[i];
-            s.push_str(&format!(
-                "if [ -f {p} ] && [ ! -L {p} ]; then set -- \"$@\" {p}; K=\"$K {i}\"; fi\n"
-            ));
-        }
+    let content: Vec<usize> = fast
+        .iter()
+        .copied()
+        .filter(|&i| todo[i].1.content)
+        .collect();
+    if !content.is_empty() {
+        s.push_str(&set_list(&content, &q));
+        s.push_str(&index_list(&content));
+        s.push_str(
+            "K=\nfor _p do _i=${_x%% *}; _x=${_x#* }; shift; if [ -f \"$_p\" ] && [ ! -L \"$_p\" ]; then set -- \"$@\" \"$_p\"; K=\"$K $_i\"; fi; done\n",
+        );
         s.push_str(
             "printf '#C\\t%s\\n' \"$K\"\n[ $# -eq 0 ] || od -An -v -tx1 -- \"$@\" 2>/dev/null\nprintf '#Z\\n'\n",
         );
@@ -511,20 +503,43 @@ fn hash_line(line: &str, len: usize) -> Option<(String, String)> {
 /// `E\t<indices>`, then `T|<dev>:<inode>:<size>:<ctime>|<name>` lines. Paths with a
 /// newline in their name get no stamp (they are observed again).
 pub fn stamp_script(todo: &[(String, Want)]) -> String {
-    let mut s = String::from("set --\nE=\n");
-    for (i, (p, _)) in todo.iter().enumerate() {
-        if odd_name(p) {
-            continue;
-        }
-        let p = shell_quote(p);
-        s.push_str(&format!(
-            "if [ -e {p} ] || [ -L {p} ]; then set -- \"$@\" {p}; E=\"$E {i}\"; fi\n"
-        ));
-    }
-    s.push_str("printf 'E\\t%s\\n' \"$E\"\n");
+    let q: Vec<String> = todo.iter().map(|(p, _)| shell_quote(p)).collect();
+    let fast: Vec<usize> = (0..todo.len()).filter(|&i| !odd_name(&todo[i].0)).collect();
+    let mut s = keep_existing(&fast, &q);
     s.push_str("[ $# -eq 0 ] || stat -c 'T|%d:%i:%s:%z|%n' -- \"$@\" 2>/dev/null\n");
     s
 }
+
+/// `set --` with the quoted paths `q[i]` of `pick`, in order.
+fn set_list(pick: &[usize], q: &[String]) -> String {
+    let mut s = String::from("set --");
+    for &i in pick {
+        s.push(' ');
+        s.push_str(&q[i]);
+    }
+    s.push('\n');
+    s
+}
+
+/// `_x`: the indices of `pick`, walked beside the paths by the loops.
+fn index_list(pick: &[usize]) -> String {
+    let ix: Vec<String> = pick.iter().map(|i| i.to_string()).collect();
+    format!("_x='{}'\n", ix.join(" "))
+}
+
+/// The paths of `pick` that exist (a dangling link too) left as "$@", and
+/// their indices printed as the `E` line.
+fn keep_existing(pick: &[usize], q: &[String]) -> String {
+    let mut s = set_list(pick, q);
+    s.push_str(&index_list(pick));
+    s.push_str(
+        "E=\nfor _p do _i=${_x%% *}; _x=${_x#* }; shift; if [ -e \"$_p\" ] || [ -L \"$_p\" ]; then set -- \"$@\" \"$_p\"; E=\"$E $_i\"; fi; done\nprintf 'E\\t%s\\n' \"$E\"\n",
+    );
+    s
+}
+
+/// Keeps the regular files (not links to them) of "$@".
+const KEEP_REGULAR: &str = "for _p do shift; if [ -f \"$_p\" ] && [ ! -L \"$_p\" ]; then set -- \"$@\" \"$_p\"; fi; done\n";
 
 /// The indices an `E` line of the output lists (paths that exist).
 fn parse_exists(out: &str, n: usize) -> std::collections::HashSet<usize> {
