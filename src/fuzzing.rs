@@ -107,3 +107,16 @@ pub fn vault_decrypt(data: &[u8]) {
     });
     let _ = crate::vault::decrypt(data, passwords, "fuzz-input");
 }
+
+/// A deterministic pseudo-random sequence (xorshift64) for tests that
+/// generate or mutate inputs: the same seed gives the same cases every run.
+#[cfg(test)]
+pub(crate) fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}

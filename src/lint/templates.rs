@@ -629,13 +629,7 @@ mod scanner_tests {
             "..",
         ];
         let re = patterns();
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::fuzzing::xorshift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..5000 {
             let len = (next() % 14) as usize;
             let text: String = (0..len)

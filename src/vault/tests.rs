@@ -424,13 +424,7 @@ fn garbage_corpus_never_panics() {
         TV_EXPECTED.as_bytes().to_vec(),
     ];
     // Deterministic pseudo-random mutations of the test vector.
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = crate::fuzzing::xorshift(0x9e37_79b9_7f4a_7c15);
     for _ in 0..300 {
         let mut v = TV_EXPECTED.as_bytes().to_vec();
         for _ in 0..(next() % 4 + 1) {
