@@ -76,7 +76,9 @@ pub enum Transport {
 
 /// The first script of a connection, sent when it is ready (see
 /// [`Connection::connect`]); a dropped sender sends nothing.
-pub type FirstScript = tokio::sync::oneshot::Receiver<String>;
+/// The first script a connection runs, built while it connects; shared, so a
+/// warm master that turns out unusable hands it on to the new master.
+pub type FirstScript = futures::future::Shared<tokio::sync::oneshot::Receiver<String>>;
 
 pub struct Connection {
     pub name: String,
@@ -124,8 +126,12 @@ impl Connection {
     /// first script runs as: its shell is started at once, which also proves
     /// a reused master still reaches the host (else a new master is made).
     /// The note says why warm connections could not be used, when so.
-    /// `first_script` is as in [`Connection::connect`]: sent early only on a
-    /// new master (a reused one is probed first).
+    /// `first_script` is as in [`Connection::connect`]: on a reused master it
+    /// goes out right after the shell's start line, before the shell says it
+    /// is ready (one round trip fewer). If that shell does not answer in
+    /// time, the script goes to the next master too; the shell given up on
+    /// may have run it, which is harmless: it only reads, and takes the lock
+    /// under this run's id (found held by this run, the lock is this run's).
     pub async fn connect_warm(
         name: &str,
         target: &SshTarget,
@@ -168,9 +174,9 @@ impl Connection {
             };
             // A first script as another user gets its own execution: the
             // probe is then a login shell, kept for later scripts.
-            let (probe_key, probe_become) = match &key {
-                Some(k) => (k.clone(), first),
-                None => (remote_shell::ShellKey::Login, None),
+            let (probe_key, probe_become, early) = match &key {
+                Some(k) => (k.clone(), first, first_script.clone()),
+                None => (remote_shell::ShellKey::Login, None, None),
             };
             match remote_shell::RemoteShell::start(
                 name,
@@ -178,6 +184,7 @@ impl Connection {
                 probe_key,
                 probe_become,
                 Some(warm::PROBE),
+                early,
             )
             .await
             {
@@ -606,6 +613,7 @@ impl Connection {
                     session.clone(),
                     key,
                     become_,
+                    None,
                     None,
                 )
                 .await?

@@ -288,13 +288,15 @@ fn frame(token: &str, script: &str) -> Vec<u8> {
 impl RemoteShell {
     /// Starts a shell on `session` and waits for its ready line (at most
     /// `ready_within` when given: a warm master whose TCP connection died
-    /// would otherwise hang here).
+    /// would otherwise hang here). `first`, as in [`RemoteShell::start_master`],
+    /// is written before the shell is ready.
     pub(crate) async fn start(
         host: &str,
         session: Arc<Session>,
         key: ShellKey,
         become_: Option<&Become>,
         ready_within: Option<Duration>,
+        first: Option<super::FirstScript>,
     ) -> Result<Started, ConnectionError> {
         let exec_err = |reason: String| ConnectionError::Exec {
             host: host.to_string(),
@@ -322,7 +324,7 @@ impl RemoteShell {
             become_,
             ready_within,
             None,
-            None,
+            first,
         )
         .await
     }

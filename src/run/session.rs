@@ -309,7 +309,11 @@ impl Engine {
             if st.conn.is_some() {
                 return None;
             }
-            Some(self.connect(&name, first, &layers, Some(script_rx)).await)
+            use futures::FutureExt;
+            Some(
+                self.connect(&name, first, &layers, Some(script_rx.shared()))
+                    .await,
+            )
         };
         let building = async {
             // The lock names this run, revision included: waited for here,
@@ -403,7 +407,12 @@ impl Engine {
         }
         st.session.state_dir = state_dir.clone();
         st.session.become_ = become_;
-        match lock::lock_state(&secs) {
+        let lock_state = if s.check {
+            lock::lock_state(&secs)
+        } else {
+            lock::as_seen_by(lock::lock_state(&secs), s.holder().await)
+        };
+        match lock_state {
             Some(LockState::Acquired) => st.session.locked = true,
             // A holder of this machine whose process is gone (a killed run):
             // taken over, with a note.

@@ -407,6 +407,16 @@ pub fn lock_state(sections: &[(String, Vec<String>)]) -> Option<LockState> {
     None
 }
 
+/// What an acquiring script found, as `holder`'s run sees it: a lock held
+/// under the run's own id is its own (the first script ran twice: once in a
+/// shell the run gave up on as too slow, once in the one it uses).
+pub fn as_seen_by(state: Option<LockState>, holder: &LockHolder) -> Option<LockState> {
+    match state {
+        Some(LockState::Held(Some(h))) if h.run_id == holder.run_id => Some(LockState::Acquired),
+        other => other,
+    }
+}
+
 /// An `error ...` section's text, if the script reported one.
 pub fn script_error(sections: &[(String, Vec<String>)]) -> Option<String> {
     sections
@@ -786,6 +796,16 @@ mod tests {
         assert_eq!(
             lock_state(&sections(&second)),
             Some(LockState::Held(Some(h.clone())))
+        );
+        assert_eq!(
+            as_seen_by(lock_state(&sections(&second)), &other),
+            Some(LockState::Held(Some(h.clone())))
+        );
+        // The same run's script again: held, by this run, so its own.
+        let again = run(acquire_sh(&h));
+        assert_eq!(
+            as_seen_by(lock_state(&sections(&again)), &h),
+            Some(LockState::Acquired)
         );
         assert_eq!(
             lock_state(&sections(&run(release_sh(&other)))),
