@@ -652,9 +652,12 @@ fn most_at_once(intervals: &[(f64, f64)]) -> usize {
 /// The block comes first: deployer's hosts do not wait for each other between
 /// tasks, so after a one-at-a-time task they reach the next one staggered.
 /// A throttle that is not a number fails the task naming the value.
+/// Each command lasts 4 s: on a loaded machine ansible-playbook's workers
+/// start the three hosts' commands more than 2 s apart (CI once saw its free
+/// task at 2 hosts at once with a 2 s command).
 #[test]
 fn throttle_limits_the_hosts_running_a_task_at_once_as_ansible() {
-    let cmd = "date +%s.%N; sleep 2; date +%s.%N";
+    let cmd = "date +%s.%N; sleep 4; date +%s.%N";
     let site = format!(
         "- hosts: testbed\n  gather_facts: false\n  vars:\n    one: 1\n  tasks:\n\
          \x20   - name: free\n      ansible.builtin.shell: \"{cmd}\"\n      register: free\n\
